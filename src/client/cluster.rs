@@ -1,0 +1,141 @@
+//! etcd's Cluster service: membership.
+
+use super::transport::Retry;
+use super::{Client, ResponseHeader};
+use crate::error::Result;
+use crate::proto::etcdserverpb as pb;
+
+/// Handle to the Cluster service of a [`Client`].
+#[derive(Clone, Debug)]
+pub struct Cluster {
+    client: Client,
+}
+
+/// One member of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Member {
+    /// The member ID.
+    pub id: u64,
+    /// The member's name (empty until a newly added member starts).
+    pub name: String,
+    /// URLs the other members reach it on.
+    pub peer_urls: Vec<String>,
+    /// URLs clients reach it on.
+    pub client_urls: Vec<String>,
+    /// True for a learner (a non-voting member).
+    pub is_learner: bool,
+}
+
+impl From<pb::Member> for Member {
+    fn from(m: pb::Member) -> Self {
+        Member {
+            id: m.id,
+            name: m.name,
+            peer_urls: m.peer_urls,
+            client_urls: m.client_urls,
+            is_learner: m.is_learner,
+        }
+    }
+}
+
+/// The members after a membership call, and who answered.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Members {
+    /// Who answered.
+    pub header: ResponseHeader,
+    /// The member added, for `member_add`.
+    pub added: Option<Member>,
+    /// Every member.
+    pub members: Vec<Member>,
+}
+
+fn members(header: Option<pb::ResponseHeader>, added: Option<pb::Member>, list: Vec<pb::Member>) -> Members {
+    Members {
+        header: header.into(),
+        added: added.map(Member::from),
+        members: list.into_iter().map(Member::from).collect(),
+    }
+}
+
+impl Cluster {
+    pub(crate) fn new(client: Client) -> Self {
+        Cluster { client }
+    }
+
+    /// Lists the members (linearizable: confirmed by a quorum).
+    pub async fn member_list(&self) -> Result<Members> {
+        let r = self
+            .client
+            .transport()
+            .unary(
+                |_: &pb::MemberListRequest| "MemberList".to_owned(),
+                Retry::Idempotent,
+                pb::MemberListRequest { linearizable: true },
+                |conn, request| async move { conn.cluster().member_list(request).await },
+            )
+            .await?;
+        Ok(members(r.header, None, r.members))
+    }
+
+    /// Adds a member (or a learner) that will join on `peer_urls`.
+    pub async fn member_add(&self, peer_urls: Vec<String>, is_learner: bool) -> Result<Members> {
+        let r = self
+            .client
+            .transport()
+            .unary(
+                |r: &pb::MemberAddRequest| format!("MemberAdd {:?}", r.peer_urls),
+                Retry::Mutation,
+                pb::MemberAddRequest { peer_urls, is_learner },
+                |conn, request| async move { conn.cluster().member_add(request).await },
+            )
+            .await?;
+        Ok(members(r.header, r.member, r.members))
+    }
+
+    /// Removes a member.
+    pub async fn member_remove(&self, id: u64) -> Result<Members> {
+        let r = self
+            .client
+            .transport()
+            .unary(
+                |r: &pb::MemberRemoveRequest| format!("MemberRemove {:x}", r.id),
+                Retry::Mutation,
+                pb::MemberRemoveRequest { id },
+                |conn, request| async move { conn.cluster().member_remove(request).await },
+            )
+            .await?;
+        Ok(members(r.header, None, r.members))
+    }
+
+    /// Changes a member's peer URLs.
+    pub async fn member_update(&self, id: u64, peer_urls: Vec<String>) -> Result<Members> {
+        let r = self
+            .client
+            .transport()
+            .unary(
+                |r: &pb::MemberUpdateRequest| format!("MemberUpdate {:x}", r.id),
+                Retry::Mutation,
+                pb::MemberUpdateRequest { id, peer_urls },
+                |conn, request| async move { conn.cluster().member_update(request).await },
+            )
+            .await?;
+        Ok(members(r.header, None, r.members))
+    }
+
+    /// Promotes a learner that has caught up to a voting member.
+    pub async fn member_promote(&self, id: u64) -> Result<Members> {
+        let r = self
+            .client
+            .transport()
+            .unary(
+                |r: &pb::MemberPromoteRequest| format!("MemberPromote {:x}", r.id),
+                Retry::Mutation,
+                pb::MemberPromoteRequest { id },
+                |conn, request| async move { conn.cluster().member_promote(request).await },
+            )
+            .await?;
+        Ok(members(r.header, None, r.members))
+    }
+}

@@ -1,0 +1,519 @@
+//! etcd's KV service: Range, Put, DeleteRange and Compact, as builders you `.await`.
+//!
+//! ```no_run
+//! # async fn demo(client: etcd_config::Client) -> etcd_config::Result<()> {
+//! use etcd_config::KeyRange;
+//!
+//! let kv = client.kv();
+//! kv.put("/a/1", "one").await?;
+//! let page = kv.get(KeyRange::prefix("/a/")).limit(10).await?;
+//! for item in &page.kvs {
+//!     println!("{} = {}", item.key_str()?, item.value_str()?);
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! The builders are generic over their client so the same type serves both as a call of its
+//! own (`Get<Kv>`, awaited) and as an operation inside a [`Txn`](super::txn::Txn) (`Get<()>`,
+//! made with [`Get::new`] and turned into a [`TxnOp`](super::txn::TxnOp)).
+
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+
+use super::transport::Retry;
+use super::{Client, ResponseHeader};
+use crate::error::Result;
+use crate::key_range::{Escaped, KeyRange};
+use crate::proto::{etcdserverpb as pb, mvccpb};
+
+/// A boxed future returned by awaiting a builder.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'static>>;
+
+/// Handle to the KV service of a [`Client`]. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Kv {
+    client: Client,
+}
+
+impl Kv {
+    pub(crate) fn new(client: Client) -> Self {
+        Kv { client }
+    }
+
+    /// Reads the keys in `range` (one Range round trip). Add options, then `.await`.
+    pub fn get(&self, range: impl Into<KeyRange>) -> Get<Kv> {
+        Get::new(range).on(self.clone())
+    }
+
+    /// Writes `value` at `key` (one Put round trip).
+    pub fn put(&self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Put<Kv> {
+        Put::new(key, value).on(self.clone())
+    }
+
+    /// Deletes the keys in `range` (one DeleteRange round trip).
+    pub fn delete(&self, range: impl Into<KeyRange>) -> Delete<Kv> {
+        Delete::new(range).on(self.clone())
+    }
+
+    /// Starts a transaction: compares, then the operations to run if they all hold or if any
+    /// fails. One Txn round trip, applied atomically at one revision.
+    pub fn txn(&self) -> super::txn::Txn<Kv> {
+        super::txn::Txn::new().on(self.clone())
+    }
+
+    /// Discards the history before `revision` (one Compact round trip). Reads at older
+    /// revisions then fail with [`ServerErrorKind::Compacted`](crate::ServerErrorKind::Compacted).
+    pub fn compact(&self, revision: i64) -> Compact {
+        Compact {
+            kv: self.clone(),
+            request: pb::CompactionRequest {
+                revision,
+                physical: false,
+            },
+        }
+    }
+
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+/// One key as etcd stores it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct KeyValue {
+    /// The key.
+    pub key: Vec<u8>,
+    /// The value (empty with `keys_only`).
+    pub value: Vec<u8>,
+    /// Revision at which the key was last created.
+    pub create_revision: i64,
+    /// Revision at which the key was last modified.
+    pub mod_revision: i64,
+    /// Number of writes since the key was created.
+    pub version: i64,
+    /// The lease the key is attached to, 0 for none.
+    pub lease: i64,
+}
+
+impl KeyValue {
+    /// The key as UTF-8.
+    pub fn key_str(&self) -> Result<&str, std::str::Utf8Error> {
+        std::str::from_utf8(&self.key)
+    }
+
+    /// The value as UTF-8.
+    pub fn value_str(&self) -> Result<&str, std::str::Utf8Error> {
+        std::str::from_utf8(&self.value)
+    }
+}
+
+impl From<mvccpb::KeyValue> for KeyValue {
+    fn from(kv: mvccpb::KeyValue) -> Self {
+        KeyValue {
+            key: kv.key,
+            value: kv.value,
+            create_revision: kv.create_revision,
+            mod_revision: kv.mod_revision,
+            version: kv.version,
+            lease: kv.lease,
+        }
+    }
+}
+
+/// What a range read sorts by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortTarget {
+    /// The key (etcd's default order).
+    Key,
+    /// The key's version.
+    Version,
+    /// The key's create revision.
+    CreateRevision,
+    /// The key's mod revision.
+    ModRevision,
+    /// The value.
+    Value,
+}
+
+/// Which way a range read sorts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortOrder {
+    /// Smallest first.
+    Ascend,
+    /// Largest first.
+    Descend,
+}
+
+/// A range read. Await it (`Get<Kv>`), or put it in a txn (`Get<()>`).
+#[derive(Debug, Clone)]
+#[must_use = "a Get does nothing until awaited or added to a txn"]
+pub struct Get<C = Kv> {
+    client: C,
+    pub(crate) request: pb::RangeRequest,
+}
+
+impl Get<()> {
+    /// A read of `range` with no client, for a [`Txn`](super::txn::Txn).
+    pub fn new(range: impl Into<KeyRange>) -> Self {
+        let (key, range_end) = range.into().into_parts();
+        Get {
+            client: (),
+            request: pb::RangeRequest {
+                key,
+                range_end,
+                ..Default::default()
+            },
+        }
+    }
+
+    pub(crate) fn on(self, kv: Kv) -> Get<Kv> {
+        Get {
+            client: kv,
+            request: self.request,
+        }
+    }
+}
+
+impl<C> Get<C> {
+    /// Return at most `limit` keys (0 = no limit); `more` says whether keys were left out.
+    pub fn limit(mut self, limit: i64) -> Self {
+        self.request.limit = limit;
+        self
+    }
+
+    /// Read the store as it was at `revision` (0 = now).
+    pub fn revision(mut self, revision: i64) -> Self {
+        self.request.revision = revision;
+        self
+    }
+
+    /// Sort the result.
+    pub fn sort(mut self, target: SortTarget, order: SortOrder) -> Self {
+        use pb::range_request::{SortOrder as O, SortTarget as T};
+        self.request.sort_target = match target {
+            SortTarget::Key => T::Key,
+            SortTarget::Version => T::Version,
+            SortTarget::CreateRevision => T::Create,
+            SortTarget::ModRevision => T::Mod,
+            SortTarget::Value => T::Value,
+        } as i32;
+        self.request.sort_order = match order {
+            SortOrder::Ascend => O::Ascend,
+            SortOrder::Descend => O::Descend,
+        } as i32;
+        self
+    }
+
+    /// Answer from the member's local state without a quorum round (may be stale).
+    pub fn serializable(mut self) -> Self {
+        self.request.serializable = true;
+        self
+    }
+
+    /// Return keys without values.
+    pub fn keys_only(mut self) -> Self {
+        self.request.keys_only = true;
+        self
+    }
+
+    /// Return only the number of keys.
+    pub fn count_only(mut self) -> Self {
+        self.request.count_only = true;
+        self
+    }
+
+    /// Only keys last modified at or after `revision`.
+    pub fn min_mod_revision(mut self, revision: i64) -> Self {
+        self.request.min_mod_revision = revision;
+        self
+    }
+
+    /// Only keys last modified at or before `revision`.
+    pub fn max_mod_revision(mut self, revision: i64) -> Self {
+        self.request.max_mod_revision = revision;
+        self
+    }
+
+    /// Only keys created at or after `revision`.
+    pub fn min_create_revision(mut self, revision: i64) -> Self {
+        self.request.min_create_revision = revision;
+        self
+    }
+
+    /// Only keys created at or before `revision`.
+    pub fn max_create_revision(mut self, revision: i64) -> Self {
+        self.request.max_create_revision = revision;
+        self
+    }
+}
+
+/// The answer to a range read.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct GetResponse {
+    /// Who answered, and the revision read.
+    pub header: ResponseHeader,
+    /// The keys found, in the requested order.
+    pub kvs: Vec<KeyValue>,
+    /// True if `limit` left keys out.
+    pub more: bool,
+    /// How many keys are in the range (all of them, not only those returned).
+    pub count: i64,
+}
+
+impl From<pb::RangeResponse> for GetResponse {
+    fn from(response: pb::RangeResponse) -> Self {
+        GetResponse {
+            header: response.header.into(),
+            kvs: response.kvs.into_iter().map(KeyValue::from).collect(),
+            more: response.more,
+            count: response.count,
+        }
+    }
+}
+
+impl IntoFuture for Get<Kv> {
+    type Output = Result<GetResponse>;
+    type IntoFuture = BoxFuture<GetResponse>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let response = self
+                .client
+                .client
+                .transport()
+                .unary(
+                    |r: &pb::RangeRequest| format!("Range {}", describe(&r.key, &r.range_end)),
+                    Retry::Idempotent,
+                    self.request,
+                    |conn, request| async move { conn.kv().range(request).await },
+                )
+                .await?;
+            Ok(response.into())
+        })
+    }
+}
+
+/// A write of one key. Await it (`Put<Kv>`), or put it in a txn (`Put<()>`).
+#[derive(Debug, Clone)]
+#[must_use = "a Put does nothing until awaited or added to a txn"]
+pub struct Put<C = Kv> {
+    client: C,
+    pub(crate) request: pb::PutRequest,
+}
+
+impl Put<()> {
+    /// A write with no client, for a [`Txn`](super::txn::Txn).
+    pub fn new(key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Self {
+        Put {
+            client: (),
+            request: pb::PutRequest {
+                key: key.into(),
+                value: value.into(),
+                ..Default::default()
+            },
+        }
+    }
+
+    pub(crate) fn on(self, kv: Kv) -> Put<Kv> {
+        Put {
+            client: kv,
+            request: self.request,
+        }
+    }
+}
+
+impl<C> Put<C> {
+    /// Attach the key to a lease: it is deleted when the lease expires or is revoked.
+    pub fn lease(mut self, lease: i64) -> Self {
+        self.request.lease = lease;
+        self
+    }
+
+    /// Return the key as it was before this write.
+    pub fn prev_kv(mut self) -> Self {
+        self.request.prev_kv = true;
+        self
+    }
+
+    /// Keep the current value (the key must exist; give an empty value).
+    pub fn ignore_value(mut self) -> Self {
+        self.request.ignore_value = true;
+        self
+    }
+
+    /// Keep the current lease (the key must exist; give no lease).
+    pub fn ignore_lease(mut self) -> Self {
+        self.request.ignore_lease = true;
+        self
+    }
+}
+
+/// The answer to a put.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PutResponse {
+    /// Who answered, and the revision of this write.
+    pub header: ResponseHeader,
+    /// The key before the write, if `prev_kv` was asked and the key existed.
+    pub prev_kv: Option<KeyValue>,
+}
+
+impl From<pb::PutResponse> for PutResponse {
+    fn from(response: pb::PutResponse) -> Self {
+        PutResponse {
+            header: response.header.into(),
+            prev_kv: response.prev_kv.map(KeyValue::from),
+        }
+    }
+}
+
+impl IntoFuture for Put<Kv> {
+    type Output = Result<PutResponse>;
+    type IntoFuture = BoxFuture<PutResponse>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let response = self
+                .client
+                .client
+                .transport()
+                .unary(
+                    |r: &pb::PutRequest| format!("Put {}", Escaped(&r.key)),
+                    Retry::Mutation,
+                    self.request,
+                    |conn, request| async move { conn.kv().put(request).await },
+                )
+                .await?;
+            Ok(response.into())
+        })
+    }
+}
+
+/// A delete of a range of keys. Await it (`Delete<Kv>`), or put it in a txn (`Delete<()>`).
+#[derive(Debug, Clone)]
+#[must_use = "a Delete does nothing until awaited or added to a txn"]
+pub struct Delete<C = Kv> {
+    client: C,
+    pub(crate) request: pb::DeleteRangeRequest,
+}
+
+impl Delete<()> {
+    /// A delete with no client, for a [`Txn`](super::txn::Txn).
+    pub fn new(range: impl Into<KeyRange>) -> Self {
+        let (key, range_end) = range.into().into_parts();
+        Delete {
+            client: (),
+            request: pb::DeleteRangeRequest {
+                key,
+                range_end,
+                prev_kv: false,
+            },
+        }
+    }
+
+    pub(crate) fn on(self, kv: Kv) -> Delete<Kv> {
+        Delete {
+            client: kv,
+            request: self.request,
+        }
+    }
+}
+
+impl<C> Delete<C> {
+    /// Return the deleted keys.
+    pub fn prev_kv(mut self) -> Self {
+        self.request.prev_kv = true;
+        self
+    }
+}
+
+/// The answer to a delete.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct DeleteResponse {
+    /// Who answered, and the revision of this delete.
+    pub header: ResponseHeader,
+    /// How many keys were deleted.
+    pub deleted: i64,
+    /// The deleted keys, if `prev_kv` was asked.
+    pub prev_kvs: Vec<KeyValue>,
+}
+
+impl From<pb::DeleteRangeResponse> for DeleteResponse {
+    fn from(response: pb::DeleteRangeResponse) -> Self {
+        DeleteResponse {
+            header: response.header.into(),
+            deleted: response.deleted,
+            prev_kvs: response.prev_kvs.into_iter().map(KeyValue::from).collect(),
+        }
+    }
+}
+
+impl IntoFuture for Delete<Kv> {
+    type Output = Result<DeleteResponse>;
+    type IntoFuture = BoxFuture<DeleteResponse>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let response = self
+                .client
+                .client
+                .transport()
+                .unary(
+                    |r: &pb::DeleteRangeRequest| {
+                        format!("DeleteRange {}", describe(&r.key, &r.range_end))
+                    },
+                    Retry::Mutation,
+                    self.request,
+                    |conn, request| async move { conn.kv().delete_range(request).await },
+                )
+                .await?;
+            Ok(response.into())
+        })
+    }
+}
+
+/// A compaction. Await it.
+#[derive(Debug, Clone)]
+#[must_use = "a Compact does nothing until awaited"]
+pub struct Compact {
+    kv: Kv,
+    request: pb::CompactionRequest,
+}
+
+impl Compact {
+    /// Wait until the compaction is physically applied to the backend before answering.
+    pub fn physical(mut self) -> Self {
+        self.request.physical = true;
+        self
+    }
+}
+
+impl IntoFuture for Compact {
+    type Output = Result<ResponseHeader>;
+    type IntoFuture = BoxFuture<ResponseHeader>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let response = self
+                .kv
+                .client
+                .transport()
+                .unary(
+                    |r: &pb::CompactionRequest| format!("Compact {}", r.revision),
+                    Retry::Mutation,
+                    self.request,
+                    |conn, request| async move { conn.kv().compact(request).await },
+                )
+                .await?;
+            Ok(response.header.into())
+        })
+    }
+}
+
+/// A raw `(key, range_end)` pair as a person reads it, for error messages.
+pub(crate) fn describe(key: &[u8], range_end: &[u8]) -> String {
+    KeyRange::from_raw(key, range_end).to_string()
+}

@@ -1,0 +1,150 @@
+//! etcd's Lease service: time-limited ownership of keys.
+
+use super::transport::Retry;
+use super::{Client, ResponseHeader};
+use crate::error::{Error, Result};
+use crate::proto::etcdserverpb as pb;
+
+/// Handle to the Lease service of a [`Client`].
+#[derive(Clone, Debug)]
+pub struct Lease {
+    client: Client,
+}
+
+/// A lease as etcd granted or reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LeaseInfo {
+    /// Who answered.
+    pub header: ResponseHeader,
+    /// The lease ID.
+    pub id: i64,
+    /// Seconds left (-1 if the lease has expired or does not exist).
+    pub ttl: i64,
+    /// The TTL it was granted with (from `time_to_live`; 0 elsewhere).
+    pub granted_ttl: i64,
+    /// The keys attached to it (from `time_to_live` with `keys`).
+    pub keys: Vec<Vec<u8>>,
+}
+
+impl Lease {
+    pub(crate) fn new(client: Client) -> Self {
+        Lease { client }
+    }
+
+    /// Grants a lease of `ttl` seconds with an ID chosen by etcd (one LeaseGrant round trip).
+    pub async fn grant(&self, ttl: i64) -> Result<LeaseInfo> {
+        self.grant_with_id(ttl, 0).await
+    }
+
+    /// Grants a lease of `ttl` seconds with the given ID (0 lets etcd choose).
+    pub async fn grant_with_id(&self, ttl: i64, id: i64) -> Result<LeaseInfo> {
+        let response = self
+            .client
+            .transport()
+            .unary(
+                |r: &pb::LeaseGrantRequest| format!("LeaseGrant ttl={}", r.ttl),
+                Retry::Mutation,
+                pb::LeaseGrantRequest { ttl, id },
+                |conn, request| async move { conn.lease().lease_grant(request).await },
+            )
+            .await?;
+        if !response.error.is_empty() {
+            return Err(Error::Server {
+                kind: crate::ServerErrorKind::from_message(&response.error),
+                message: response.error,
+            });
+        }
+        Ok(LeaseInfo {
+            header: response.header.into(),
+            id: response.id,
+            ttl: response.ttl,
+            granted_ttl: response.ttl,
+            keys: Vec::new(),
+        })
+    }
+
+    /// Revokes a lease, deleting every key attached to it (one LeaseRevoke round trip).
+    pub async fn revoke(&self, id: i64) -> Result<ResponseHeader> {
+        let response = self
+            .client
+            .transport()
+            .unary(
+                |r: &pb::LeaseRevokeRequest| format!("LeaseRevoke {:x}", r.id),
+                Retry::Idempotent,
+                pb::LeaseRevokeRequest { id },
+                |conn, request| async move { conn.lease().lease_revoke(request).await },
+            )
+            .await?;
+        Ok(response.header.into())
+    }
+
+    /// Reports a lease's remaining TTL, and its keys if `keys` is set.
+    pub async fn time_to_live(&self, id: i64, keys: bool) -> Result<LeaseInfo> {
+        let response = self
+            .client
+            .transport()
+            .unary(
+                |r: &pb::LeaseTimeToLiveRequest| format!("LeaseTimeToLive {:x}", r.id),
+                Retry::Idempotent,
+                pb::LeaseTimeToLiveRequest { id, keys },
+                |conn, request| async move { conn.lease().lease_time_to_live(request).await },
+            )
+            .await?;
+        Ok(LeaseInfo {
+            header: response.header.into(),
+            id: response.id,
+            ttl: response.ttl,
+            granted_ttl: response.granted_ttl,
+            keys: response.keys,
+        })
+    }
+
+    /// Lists the IDs of every live lease.
+    pub async fn leases(&self) -> Result<Vec<i64>> {
+        let response = self
+            .client
+            .transport()
+            .unary(
+                |_: &pb::LeaseLeasesRequest| "LeaseLeases".to_owned(),
+                Retry::Idempotent,
+                pb::LeaseLeasesRequest {},
+                |conn, request| async move { conn.lease().lease_leases(request).await },
+            )
+            .await?;
+        Ok(response.leases.into_iter().map(|l| l.id).collect())
+    }
+
+    /// Renews a lease once, returning its new TTL (one message on a LeaseKeepAlive stream).
+    ///
+    /// A lease that has expired or does not exist gives
+    /// [`ServerErrorKind::LeaseNotFound`](crate::ServerErrorKind::LeaseNotFound).
+    pub async fn keep_alive_once(&self, id: i64) -> Result<i64> {
+        let response = self
+            .client
+            .transport()
+            .unary(
+                |r: &pb::LeaseKeepAliveRequest| format!("LeaseKeepAlive {:x}", r.id),
+                Retry::Idempotent,
+                pb::LeaseKeepAliveRequest { id },
+                |conn, request| async move {
+                    let (metadata, extensions, message) = request.into_parts();
+                    let outbound = futures_util::stream::iter([message]);
+                    let request = tonic::Request::from_parts(metadata, extensions, outbound);
+                    let mut answers = conn.lease().lease_keep_alive(request).await?.into_inner();
+                    match answers.message().await? {
+                        Some(answer) => Ok(tonic::Response::new(answer)),
+                        None => Err(tonic::Status::unavailable("keep-alive stream closed")),
+                    }
+                },
+            )
+            .await?;
+        if response.ttl <= 0 {
+            return Err(Error::Server {
+                kind: crate::ServerErrorKind::LeaseNotFound,
+                message: format!("etcdserver: requested lease not found ({id:x})"),
+            });
+        }
+        Ok(response.ttl)
+    }
+}

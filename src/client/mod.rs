@@ -1,0 +1,148 @@
+//! The etcd v3 client: a cheap `Clone` handle over one set of endpoints.
+//!
+//! One file per etcd service: [`kv`] (Range, Put, DeleteRange, Compact), [`txn`] (Txn),
+//! [`lease`], [`auth`], [`cluster`] and [`maintenance`]; [`transport`] holds the endpoints,
+//! the failover and retry policy, and [`token`] the auth token.
+
+pub mod auth;
+pub mod cluster;
+pub mod kv;
+pub mod lease;
+pub mod maintenance;
+mod options;
+mod token;
+pub(crate) mod transport;
+pub mod txn;
+
+use std::fmt;
+use std::sync::Arc;
+
+pub use options::{ConnectOptions, TlsOptions};
+use token::Credentials;
+use transport::Transport;
+
+use crate::error::Result;
+use crate::proto::etcdserverpb as pb;
+
+/// A connection to an etcd cluster.
+///
+/// Cloning is cheap and every clone shares the same connections, token and failover state, so
+/// hand clones to tasks freely. Each service is reached through a small handle:
+/// [`kv`](Client::kv), [`lease`](Client::lease), [`auth`](Client::auth),
+/// [`cluster`](Client::cluster), [`maintenance`](Client::maintenance).
+#[derive(Clone)]
+pub struct Client {
+    transport: Arc<Transport>,
+}
+
+impl Client {
+    /// Connects to etcd.
+    ///
+    /// Dials every endpoint at once and keeps the first that answers; calls then go to that
+    /// endpoint and fail over to the others when it fails. With
+    /// [`ConnectOptions::with_user`], authenticates before returning.
+    ///
+    /// Endpoints are `host:port` (http, or https when TLS options are set) or full URLs
+    /// (`http://…`, `https://…`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connect`](crate::Error::Connect), naming every endpoint, when none answers
+    /// within the dial timeout; [`Error::Config`](crate::Error::Config) for an endpoint or TLS
+    /// file that cannot be used; the server's error (e.g. `AuthFailed`) if authentication fails.
+    pub async fn connect<E, S>(endpoints: E, options: ConnectOptions) -> Result<Client>
+    where
+        E: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let endpoints = endpoints
+            .into_iter()
+            .map(|e| e.as_ref().trim().to_owned())
+            .collect();
+        let credentials = options
+            .credentials
+            .clone()
+            .map(|(user, password)| Credentials::new(user, password));
+        let transport = Transport::connect(endpoints, options, credentials).await?;
+        if let Some(credentials) = &transport.credentials {
+            credentials.refresh(&transport, 0).await?;
+        }
+        Ok(Client {
+            transport: Arc::new(transport),
+        })
+    }
+
+    /// Key-value operations: get, put, delete, txn, compact.
+    pub fn kv(&self) -> kv::Kv {
+        kv::Kv::new(self.clone())
+    }
+
+    /// Leases: grant, revoke, keep-alive, time-to-live, list.
+    pub fn lease(&self) -> lease::Lease {
+        lease::Lease::new(self.clone())
+    }
+
+    /// Users, roles and permissions over key ranges.
+    pub fn auth(&self) -> auth::Auth {
+        auth::Auth::new(self.clone())
+    }
+
+    /// Cluster membership.
+    pub fn cluster(&self) -> cluster::Cluster {
+        cluster::Cluster::new(self.clone())
+    }
+
+    /// Status, alarms, defragmentation, hashes, snapshots, leader moves.
+    pub fn maintenance(&self) -> maintenance::Maintenance {
+        maintenance::Maintenance::new(self.clone())
+    }
+
+    /// The endpoints this client was given, in order.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.transport.endpoint_names().map(str::to_owned).collect()
+    }
+
+    /// The user this client authenticates as, if any.
+    pub fn user(&self) -> Option<&str> {
+        self.transport.credentials.as_ref().map(Credentials::user)
+    }
+
+    pub(crate) fn transport(&self) -> &Transport {
+        &self.transport
+    }
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("endpoints", &self.endpoints())
+            .field("user", &self.user())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The header etcd puts on every response: who answered, and the store revision at that time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ResponseHeader {
+    /// The cluster that answered.
+    pub cluster_id: u64,
+    /// The member that answered.
+    pub member_id: u64,
+    /// The store's revision when the request was applied (or read).
+    pub revision: i64,
+    /// The raft term when the request was applied.
+    pub raft_term: u64,
+}
+
+impl From<Option<pb::ResponseHeader>> for ResponseHeader {
+    fn from(header: Option<pb::ResponseHeader>) -> Self {
+        let header = header.unwrap_or_default();
+        ResponseHeader {
+            cluster_id: header.cluster_id,
+            member_id: header.member_id,
+            revision: header.revision,
+            raft_term: header.raft_term,
+        }
+    }
+}

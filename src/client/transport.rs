@@ -1,0 +1,530 @@
+//! Endpoints, failover and the retry policy shared by every unary call.
+//!
+//! The client talks to one endpoint at a time (the *current* one). When a call to it fails at the
+//! transport level, the client drops that connection and moves on to the next endpoint. Whether
+//! the failed call is sent again depends on what etcd could have done with it:
+//!
+//! - a request that never reached a server (the connection could not be opened) is always sent
+//!   again, to the next endpoint;
+//! - a read ([`Retry::Idempotent`]) is also sent again after the connection broke mid-call, or
+//!   when the member answered with a transient `Unavailable` error such as "no leader";
+//! - a write ([`Retry::Mutation`]) that may have reached a server is never sent twice: the caller
+//!   gets [`Error::Transport`] and decides.
+//!
+//! This is the policy of etcd's Go client (`isSafeRetryImmutableRPC`/`isSafeRetryMutableRPC`).
+//! Every call is bounded by the request timeout, retries and re-authentication included.
+
+use std::error::Error as _;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+use super::options::{ConnectOptions, TlsOptions};
+use super::token::Credentials;
+use crate::error::{Error, Result, ServerErrorKind};
+use crate::proto::etcdserverpb::{
+    auth_client::AuthClient, cluster_client::ClusterClient, kv_client::KvClient,
+    lease_client::LeaseClient, maintenance_client::MaintenanceClient,
+    StatusRequest,
+};
+
+/// Whether a call may be sent again after its connection failed mid-flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Retry {
+    /// Reads, and anything else that does the same thing when applied twice.
+    Idempotent,
+    /// Writes: sent again only if they certainly never reached a server.
+    Mutation,
+}
+
+/// One etcd endpoint and its connection, opened on first use and dropped when it fails.
+struct Slot {
+    /// The endpoint as the user wrote it, for error messages.
+    name: String,
+    endpoint: Endpoint,
+    channel: Mutex<Option<Channel>>,
+}
+
+/// The shared state behind every clone of a [`Client`](super::Client).
+pub(crate) struct Transport {
+    slots: Vec<Slot>,
+    current: AtomicUsize,
+    pub(crate) options: ConnectOptions,
+    pub(crate) credentials: Option<Credentials>,
+}
+
+/// A connection to one endpoint, handing out generated stubs with the configured message limits.
+#[derive(Clone)]
+pub(crate) struct Conn {
+    channel: Channel,
+    max_send: usize,
+    max_receive: usize,
+}
+
+macro_rules! stubs {
+    ($($method:ident -> $stub:ident),* $(,)?) => {
+        impl Conn {
+            $(
+                pub(crate) fn $method(&self) -> $stub<Channel> {
+                    $stub::new(self.channel.clone())
+                        .max_encoding_message_size(self.max_send)
+                        .max_decoding_message_size(self.max_receive)
+                }
+            )*
+        }
+    };
+}
+
+stubs! {
+    kv -> KvClient,
+    lease -> LeaseClient,
+    cluster -> ClusterClient,
+    maintenance -> MaintenanceClient,
+    auth -> AuthClient,
+}
+
+/// What a failed gRPC call means for the retry loop.
+enum Failure {
+    /// The connection could not be opened: the request never left this process.
+    NotSent(tonic::Status),
+    /// The connection broke while the request was in flight.
+    Broken(tonic::Status),
+    /// etcd answered with one of its errors.
+    Server(ServerErrorKind, String),
+    /// Some other gRPC status (e.g. `Unimplemented` from an older server).
+    Other(tonic::Status),
+}
+
+impl Failure {
+    fn classify(status: tonic::Status) -> Failure {
+        let kind = ServerErrorKind::from_message(status.message());
+        if kind != ServerErrorKind::Other || status.message().starts_with("etcdserver:") {
+            let message = status.message().to_owned();
+            return Failure::Server(kind, message);
+        }
+        let mut source = status.source();
+        while let Some(err) = source {
+            if err.is::<tonic::ConnectError>() {
+                return Failure::NotSent(status);
+            }
+            source = err.source();
+        }
+        match status.code() {
+            tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => {
+                Failure::Broken(status)
+            }
+            _ => Failure::Other(status),
+        }
+    }
+}
+
+/// True for server answers that mean "this member cannot serve right now; another may".
+fn transient(kind: ServerErrorKind) -> bool {
+    use ServerErrorKind::*;
+    matches!(
+        kind,
+        NoLeader | LeaderChanged | NotCapable | Stopped | ServerTimeout | Unhealthy
+            | NotSupportedForLearner | TooManyRequests
+    )
+}
+
+impl Transport {
+    /// Builds the endpoint list, then opens a connection to whichever endpoint answers first
+    /// within the dial timeout. Does not authenticate.
+    pub(crate) async fn connect(
+        endpoints: Vec<String>,
+        options: ConnectOptions,
+        credentials: Option<Credentials>,
+    ) -> Result<Transport> {
+        if endpoints.is_empty() {
+            return Err(Error::config("no endpoints given"));
+        }
+        let tls = match &options.tls {
+            Some(tls) => Some(tls_config(tls)?),
+            None => None,
+        };
+        let slots = endpoints
+            .iter()
+            .map(|name| {
+                let endpoint = endpoint(name, &options, tls.clone())?;
+                Ok(Slot {
+                    name: name.clone(),
+                    endpoint,
+                    channel: Mutex::new(None),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let transport = Transport {
+            slots,
+            current: AtomicUsize::new(0),
+            options,
+            credentials,
+        };
+
+        // Dial every endpoint at once and keep the first that answers, so one dead member
+        // does not cost a whole dial timeout.
+        let dialing = &transport;
+        let mut dials: FuturesUnordered<_> = (0..transport.slots.len())
+            .map(|index| async move { (index, dialing.probe(index).await) })
+            .collect();
+        let mut reason = String::from("dial timeout");
+        let deadline = tokio::time::sleep(transport.options.dial_timeout);
+        tokio::pin!(deadline);
+        let winner = loop {
+            tokio::select! {
+                next = dials.next() => match next {
+                    Some((index, Ok(()))) => break Some(index),
+                    Some((_, Err(why))) => reason = why,
+                    None => break None,
+                },
+                () = &mut deadline => {
+                    reason = format!("no answer within the dial timeout of {:?}", transport.options.dial_timeout);
+                    break None;
+                }
+            }
+        };
+        drop(dials);
+        match winner {
+            Some(index) => {
+                transport.current.store(index, Ordering::Relaxed);
+                Ok(transport)
+            }
+            None => Err(Error::Connect {
+                endpoints,
+                reason,
+            }),
+        }
+    }
+
+    /// Opens a connection to endpoint `index` and checks that an etcd member answers on it.
+    ///
+    /// Any answer from etcd counts, an error included (a server with auth on may refuse the
+    /// probe): only a transport failure means the endpoint is down.
+    async fn probe(&self, index: usize) -> std::result::Result<(), String> {
+        let conn = self.conn(index).await?;
+        match conn.maintenance().status(StatusRequest {}).await {
+            Ok(_) => Ok(()),
+            Err(status) => match Failure::classify(status) {
+                Failure::Server(..) | Failure::Other(_) => Ok(()),
+                Failure::NotSent(status) | Failure::Broken(status) => {
+                    self.drop_conn(index);
+                    Err(format!("{}: {}", self.slots[index].name, status.message()))
+                }
+            },
+        }
+    }
+
+    /// The endpoints, as given to `connect`.
+    pub(crate) fn endpoint_names(&self) -> impl Iterator<Item = &str> {
+        self.slots.iter().map(|slot| slot.name.as_str())
+    }
+
+    /// The connection to endpoint `index`, opened now if there is none.
+    async fn conn(&self, index: usize) -> std::result::Result<Conn, String> {
+        let slot = &self.slots[index];
+        let cached = slot.channel.lock().expect("channel lock").clone();
+        let channel = match cached {
+            Some(channel) => channel,
+            None => {
+                let dial = slot.endpoint.connect();
+                let channel = match tokio::time::timeout(self.options.dial_timeout, dial).await {
+                    Ok(Ok(channel)) => channel,
+                    Ok(Err(err)) => return Err(format!("{}: {}", slot.name, source_chain(&err))),
+                    Err(_) => {
+                        return Err(format!(
+                            "{}: no connection within the dial timeout of {:?}",
+                            slot.name, self.options.dial_timeout
+                        ))
+                    }
+                };
+                *slot.channel.lock().expect("channel lock") = Some(channel.clone());
+                channel
+            }
+        };
+        Ok(Conn {
+            channel,
+            max_send: self.options.max_send_message_size,
+            max_receive: self.options.max_receive_message_size,
+        })
+    }
+
+    fn drop_conn(&self, index: usize) {
+        *self.slots[index].channel.lock().expect("channel lock") = None;
+    }
+
+    /// Moves on from endpoint `failed` to the next one, unless another call already did.
+    fn fail_over(&self, failed: usize) {
+        self.drop_conn(failed);
+        let next = (failed + 1) % self.slots.len();
+        let _ = self
+            .current
+            .compare_exchange(failed, next, Ordering::AcqRel, Ordering::Relaxed);
+        if self.slots.len() > 1 {
+            tracing::debug!(
+                from = %self.slots[failed].name,
+                to = %self.slots[next].name,
+                "etcd endpoint failed; switching"
+            );
+        }
+    }
+
+    /// The current endpoint and a connection to it, failing over past endpoints that cannot
+    /// be reached. Used by streams, which manage their own retries.
+    pub(crate) async fn current_conn(&self) -> Result<(usize, Conn)> {
+        let mut last = String::new();
+        for _ in 0..self.slots.len() {
+            let index = self.current.load(Ordering::Acquire);
+            match self.conn(index).await {
+                Ok(conn) => return Ok((index, conn)),
+                Err(why) => {
+                    last = why;
+                    self.fail_over(index);
+                }
+            }
+        }
+        Err(Error::Connect {
+            endpoints: self.endpoint_names().map(str::to_owned).collect(),
+            reason: last,
+        })
+    }
+
+    /// The name of endpoint `index`.
+    pub(crate) fn endpoint_name(&self, index: usize) -> &str {
+        &self.slots[index].name
+    }
+
+    /// Runs one unary call with failover, retries, the auth token and the request timeout.
+    ///
+    /// `call` receives a connection and a request carrying the token; it is invoked once per
+    /// attempt. `operation` describes the request in a timeout error (e.g. `Range prefix /a/`).
+    pub(crate) async fn unary<Req, Resp, F, Fut>(
+        &self,
+        operation: impl FnOnce(&Req) -> String,
+        retry: Retry,
+        message: Req,
+        call: F,
+    ) -> Result<Resp>
+    where
+        Req: Clone,
+        F: Fn(Conn, tonic::Request<Req>) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<Resp>, tonic::Status>>,
+    {
+        let attempts = self.attempts(retry, true, &message, call);
+        self.within_request_timeout(|| operation(&message), attempts)
+            .await
+    }
+
+    /// Like [`unary`](Self::unary) but sends no token and never re-authenticates: for
+    /// `Authenticate` itself.
+    pub(crate) async fn unary_without_token<Req, Resp, F, Fut>(
+        &self,
+        operation: impl FnOnce() -> String,
+        message: Req,
+        call: F,
+    ) -> Result<Resp>
+    where
+        Req: Clone,
+        F: Fn(Conn, tonic::Request<Req>) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<Resp>, tonic::Status>>,
+    {
+        let attempts = self.attempts(Retry::Idempotent, false, &message, call);
+        self.within_request_timeout(operation, attempts).await
+    }
+
+    async fn within_request_timeout<T>(
+        &self,
+        operation: impl FnOnce() -> String,
+        work: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let after = self.options.request_timeout;
+        tokio::time::timeout(after, work)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::Timeout {
+                    operation: operation(),
+                    after,
+                })
+            })
+    }
+
+    async fn attempts<Req, Resp, F, Fut>(
+        &self,
+        retry: Retry,
+        with_token: bool,
+        message: &Req,
+        call: F,
+    ) -> Result<Resp>
+    where
+        Req: Clone,
+        F: Fn(Conn, tonic::Request<Req>) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<Resp>, tonic::Status>>,
+    {
+        let credentials = self.credentials.as_ref().filter(|_| with_token);
+        let mut reauthenticated = false;
+        let mut unreachable_in_a_row = 0;
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            let index = self.current.load(Ordering::Acquire);
+            let conn = match self.conn(index).await {
+                Ok(conn) => conn,
+                Err(why) => {
+                    self.fail_over(index);
+                    unreachable_in_a_row += 1;
+                    if unreachable_in_a_row >= self.slots.len() {
+                        return Err(Error::Connect {
+                            endpoints: self.endpoint_names().map(str::to_owned).collect(),
+                            reason: why,
+                        });
+                    }
+                    continue;
+                }
+            };
+            unreachable_in_a_row = 0;
+
+            let mut request = tonic::Request::new(message.clone());
+            let generation = match credentials {
+                Some(credentials) => credentials.attach(&mut request),
+                None => 0,
+            };
+            let status = match call(conn, request).await {
+                Ok(response) => return Ok(response.into_inner()),
+                Err(status) => status,
+            };
+            let endpoint = self.slots[index].name.clone();
+            match Failure::classify(status) {
+                Failure::Server(kind, message) => {
+                    if let (Some(credentials), true, false) =
+                        (credentials, kind.needs_new_token(), reauthenticated)
+                    {
+                        reauthenticated = true;
+                        credentials.refresh(self, generation).await?;
+                        continue;
+                    }
+                    if retry == Retry::Idempotent && transient(kind) {
+                        tracing::debug!(%endpoint, %message, "transient etcd error; retrying");
+                        self.fail_over(index);
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_millis(500));
+                        continue;
+                    }
+                    return Err(Error::Server { kind, message });
+                }
+                Failure::NotSent(status) => {
+                    tracing::debug!(%endpoint, error = %status.message(), "request not sent; failing over");
+                    self.fail_over(index);
+                    unreachable_in_a_row += 1;
+                    if unreachable_in_a_row >= self.slots.len() {
+                        return Err(Error::Connect {
+                            endpoints: self.endpoint_names().map(str::to_owned).collect(),
+                            reason: format!("{endpoint}: {}", status.message()),
+                        });
+                    }
+                }
+                Failure::Broken(status) => {
+                    self.fail_over(index);
+                    if retry == Retry::Mutation {
+                        return Err(Error::Transport {
+                            endpoint,
+                            source: status,
+                        });
+                    }
+                    tracing::debug!(%endpoint, error = %status.message(), "connection broke; retrying read");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                }
+                Failure::Other(status) => {
+                    return Err(Error::Grpc {
+                        endpoint,
+                        source: status,
+                    })
+                }
+            }
+        }
+    }
+}
+
+/// Turns an endpoint as a user writes it (`127.0.0.1:2379`, `http://h:2379`, `https://h:2379`)
+/// into a tonic endpoint with the connection options applied.
+fn endpoint(name: &str, options: &ConnectOptions, tls: Option<ClientTlsConfig>) -> Result<Endpoint> {
+    let uri = if name.contains("://") {
+        name.to_owned()
+    } else if tls.is_some() {
+        format!("https://{name}")
+    } else {
+        format!("http://{name}")
+    };
+    let mut endpoint = Endpoint::from_shared(uri)
+        .map_err(|err| Error::config(format!("endpoint `{name}` is not a valid address: {err}")))?
+        .connect_timeout(options.dial_timeout)
+        .tcp_nodelay(true);
+    if let Some((interval, timeout)) = options.keep_alive {
+        endpoint = endpoint
+            .http2_keep_alive_interval(interval)
+            .keep_alive_timeout(timeout)
+            .keep_alive_while_idle(true);
+    }
+    if name.starts_with("https://") || (tls.is_some() && !name.starts_with("http://")) {
+        let tls = tls.ok_or_else(|| {
+            Error::config(format!(
+                "endpoint `{name}` uses https but no TLS options were given (ConnectOptions::with_tls)"
+            ))
+        })?;
+        endpoint = endpoint
+            .tls_config(tls)
+            .map_err(|err| Error::config(format!("TLS for endpoint `{name}`: {err}")))?;
+    }
+    Ok(endpoint)
+}
+
+fn tls_config(options: &TlsOptions) -> Result<ClientTlsConfig> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path)
+            .map_err(|err| Error::config(format!("cannot read TLS file {}: {err}", path.display())))
+    };
+    let mut config = ClientTlsConfig::new();
+    if let Some(ca) = &options.ca_file {
+        config = config.ca_certificate(Certificate::from_pem(read(ca)?));
+    }
+    if let Some((cert, key)) = &options.identity {
+        config = config.identity(Identity::from_pem(read(cert)?, read(key)?));
+    }
+    if let Some(domain) = &options.domain {
+        config = config.domain_name(domain.clone());
+    }
+    Ok(config)
+}
+
+/// An error with its causes, `a: b: c`, so "connection refused" is not hidden behind
+/// "transport error".
+fn source_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Turns a status from a stream (which does its own retrying) into the crate's error.
+pub(crate) fn status_error(endpoint: &str, status: tonic::Status) -> Error {
+    match Failure::classify(status) {
+        Failure::Server(kind, message) => Error::Server { kind, message },
+        Failure::NotSent(source) | Failure::Broken(source) => Error::Transport {
+            endpoint: endpoint.to_owned(),
+            source,
+        },
+        Failure::Other(source) => Error::Grpc {
+            endpoint: endpoint.to_owned(),
+            source,
+        },
+    }
+}
