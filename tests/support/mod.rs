@@ -1,0 +1,394 @@
+//! A real etcd for the tests: started on free loopback ports in a temporary directory, checked
+//! until it answers, and killed when the handle is dropped (also when a test panics).
+//!
+//! The binary is `$ETCD_BIN`, else `etcd` on `PATH`. No mocks, no docker.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use etcd_config::{Client, ConnectOptions, TlsOptions};
+
+/// The password the harness gives etcd's `root` user.
+pub const ROOT_PASSWORD: &str = "root-password";
+
+/// One etcd process.
+pub struct Member {
+    pub name: String,
+    pub client_port: u16,
+    pub peer_port: u16,
+    args: Vec<String>,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+/// Certificates for a TLS cluster, written to the cluster's directory.
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+    /// Whether etcd demands a client certificate (`--client-cert-auth`).
+    pub client_cert_auth: bool,
+}
+
+/// A running etcd cluster of one or more members.
+pub struct Etcd {
+    pub members: Vec<Member>,
+    pub tls: Option<TlsFiles>,
+    dir: tempfile::TempDir,
+}
+
+/// How to start a cluster.
+#[derive(Default)]
+pub struct Builder {
+    members: usize,
+    args: Vec<String>,
+    tls: Option<bool>,
+}
+
+pub fn etcd_bin() -> String {
+    std::env::var("ETCD_BIN").unwrap_or_else(|_| "etcd".to_owned())
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free loopback port")
+}
+
+impl Builder {
+    /// Extra command-line flags for every member, e.g. `--auth-token-ttl=1`.
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.args.push(arg.to_owned());
+        self
+    }
+
+    /// Serve clients over TLS; with `client_cert_auth`, require client certificates (mTLS).
+    pub fn tls(mut self, client_cert_auth: bool) -> Self {
+        self.tls = Some(client_cert_auth);
+        self
+    }
+
+    pub async fn start(self) -> Etcd {
+        // Data on tmpfs where there is one: etcd fsyncs every write, and the tests do not
+        // measure the disk.
+        let base = Path::new("/dev/shm");
+        let dir = if base.is_dir() {
+            tempfile::Builder::new().prefix("etcd-test-").tempdir_in(base)
+        } else {
+            tempfile::Builder::new().prefix("etcd-test-").tempdir()
+        }
+        .expect("temporary directory");
+
+        let tls = self.tls.map(|client_cert_auth| make_certs(dir.path(), client_cert_auth));
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let mut members: Vec<Member> = (0..self.members.max(1))
+            .map(|i| Member {
+                name: format!("m{i}"),
+                client_port: free_port(),
+                peer_port: free_port(),
+                args: Vec::new(),
+                child: None,
+                log: dir.path().join(format!("m{i}.log")),
+            })
+            .collect();
+        let initial_cluster = members
+            .iter()
+            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
+            .collect::<Vec<_>>()
+            .join(",");
+        let token = format!("cluster-{}", free_port());
+        for m in &mut members {
+            let client_url = format!("{scheme}://127.0.0.1:{}", m.client_port);
+            let peer_url = format!("http://127.0.0.1:{}", m.peer_port);
+            m.args = vec![
+                format!("--name={}", m.name),
+                format!("--data-dir={}", dir.path().join(&m.name).display()),
+                format!("--listen-client-urls={client_url}"),
+                format!("--advertise-client-urls={client_url}"),
+                format!("--listen-peer-urls={peer_url}"),
+                format!("--initial-advertise-peer-urls={peer_url}"),
+                format!("--initial-cluster={initial_cluster}"),
+                format!("--initial-cluster-token={token}"),
+                "--initial-cluster-state=new".to_owned(),
+                "--logger=zap".to_owned(),
+                "--log-level=warn".to_owned(),
+            ];
+            if let Some(tls) = &tls {
+                m.args.push(format!("--cert-file={}", tls.server_cert.display()));
+                m.args.push(format!("--key-file={}", tls.server_key.display()));
+                m.args.push(format!("--trusted-ca-file={}", tls.ca.display()));
+                if tls.client_cert_auth {
+                    m.args.push("--client-cert-auth".to_owned());
+                }
+            }
+            m.args.extend(self.args.iter().cloned());
+        }
+        let mut etcd = Etcd { members, tls, dir };
+        for i in 0..etcd.members.len() {
+            etcd.spawn(i);
+        }
+        for i in 0..etcd.members.len() {
+            etcd.wait_ready(i).await;
+        }
+        etcd
+    }
+}
+
+impl Etcd {
+    pub fn builder(members: usize) -> Builder {
+        Builder {
+            members,
+            ..Builder::default()
+        }
+    }
+
+    /// One member, plain HTTP, default flags.
+    pub async fn single() -> Etcd {
+        Etcd::builder(1).start().await
+    }
+
+    /// Three members, plain HTTP.
+    pub async fn cluster() -> Etcd {
+        Etcd::builder(3).start().await
+    }
+
+    pub fn endpoint(&self, i: usize) -> String {
+        format!("127.0.0.1:{}", self.members[i].client_port)
+    }
+
+    pub fn endpoints(&self) -> Vec<String> {
+        (0..self.members.len()).map(|i| self.endpoint(i)).collect()
+    }
+
+    /// Options that reach this cluster (TLS files included) without credentials.
+    pub fn options(&self) -> ConnectOptions {
+        let options = ConnectOptions::default()
+            .dial_timeout(Duration::from_secs(3))
+            .request_timeout(Duration::from_secs(10));
+        match &self.tls {
+            Some(tls) => options.with_tls(
+                TlsOptions::new()
+                    .ca_file(&tls.ca)
+                    .client_identity(&tls.client_cert, &tls.client_key),
+            ),
+            None => options,
+        }
+    }
+
+    /// A client for every member, without credentials.
+    pub async fn client(&self) -> Client {
+        Client::connect(self.endpoints(), self.options())
+            .await
+            .expect("connect to test etcd")
+    }
+
+    /// A client for every member, authenticated as `user`.
+    pub async fn client_as(&self, user: &str, password: &str) -> Client {
+        Client::connect(self.endpoints(), self.options().with_user(user, password))
+            .await
+            .expect("connect to test etcd as user")
+    }
+
+    /// Creates `root` (role `root`) and enables auth; returns a client logged in as root.
+    pub async fn enable_auth(&self) -> Client {
+        let client = self.client().await;
+        let auth = client.auth();
+        auth.user_add("root", ROOT_PASSWORD).await.expect("add root");
+        auth.role_add("root").await.ok(); // etcd 3.4 creates it with the user; 3.5 does not
+        auth.user_grant_role("root", "root").await.expect("grant root");
+        auth.auth_enable().await.expect("enable auth");
+        self.client_as("root", ROOT_PASSWORD).await
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let m = &mut self.members[i];
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&m.log)
+            .expect("etcd log file");
+        let child = Command::new(etcd_bin())
+            .args(&m.args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start `{}` (set ETCD_BIN): {e}", etcd_bin()));
+        m.child = Some(child);
+    }
+
+    /// Waits until member `i` answers with a leader known, or panics with its log.
+    async fn wait_ready(&mut self, i: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let endpoint = self.endpoint(i);
+        let options = self.options().dial_timeout(Duration::from_millis(500));
+        loop {
+            if let Some(status) = self.members[i].child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("etcd {} exited with {status}:\n{}", self.members[i].name, self.log(i));
+            }
+            if let Ok(client) = Client::connect([&endpoint], options.clone()).await {
+                match client.maintenance().status().await {
+                    Ok(status) if status.leader != 0 => return,
+                    // A member with auth on may refuse an anonymous status: it is up.
+                    Err(etcd_config::Error::Server { .. }) => return,
+                    _ => {}
+                }
+            }
+            if Instant::now() > deadline {
+                panic!("etcd {} did not become ready:\n{}", self.members[i].name, self.log(i));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Kills member `i` (SIGKILL: no goodbye to its peers) and waits for it to exit.
+    pub fn stop(&mut self, i: usize) {
+        if let Some(mut child) = self.members[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts member `i` again on its data and ports, and waits until it answers.
+    pub async fn restart(&mut self, i: usize) {
+        self.stop(i);
+        self.spawn(i);
+        self.wait_ready(i).await;
+    }
+
+    /// Freezes member `i` (SIGSTOP): its ports stay open but it answers nothing.
+    pub fn pause(&self, i: usize) {
+        self.signal(i, "-STOP");
+    }
+
+    /// Thaws a paused member (SIGCONT).
+    pub fn resume(&self, i: usize) {
+        self.signal(i, "-CONT");
+    }
+
+    fn signal(&self, i: usize, signal: &str) {
+        let pid = self.members[i].child.as_ref().expect("member running").id();
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
+    /// The member's log so far, for failure messages.
+    pub fn log(&self, i: usize) -> String {
+        fs::read_to_string(&self.members[i].log).unwrap_or_default()
+    }
+
+    /// etcd's Prometheus metrics from member `i` (plain HTTP clusters only).
+    pub fn metrics(&self, i: usize) -> String {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.members[i].client_port)).expect("metrics");
+        stream
+            .write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            .expect("metrics request");
+        let mut body = String::new();
+        stream.read_to_string(&mut body).expect("metrics response");
+        body
+    }
+
+    /// How many calls of `method` member `i` answered with gRPC code `code` (e.g. `OK`).
+    pub fn grpc_handled(&self, i: usize, method: &str, code: &str) -> u64 {
+        let needle_method = format!("grpc_method=\"{method}\"");
+        let needle_code = format!("grpc_code=\"{code}\"");
+        self.metrics(i)
+            .lines()
+            .filter(|l| l.starts_with("grpc_server_handled_total{"))
+            .filter(|l| l.contains(&needle_method) && l.contains(&needle_code))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+
+    /// Runs `etcdctl` (the one next to the etcd binary, else on PATH) against this cluster.
+    pub fn etcdctl(&self, args: &[&str]) -> std::process::Output {
+        let bin = Path::new(&etcd_bin())
+            .parent()
+            .map(|dir| dir.join("etcdctl"))
+            .filter(|p| p.is_file())
+            .unwrap_or_else(|| PathBuf::from("etcdctl"));
+        Command::new(bin)
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", self.endpoints().join(",")))
+            .args(args)
+            .output()
+            .expect("run etcdctl")
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            // A paused member ignores SIGKILL until thawed on some kernels; thaw it first.
+            if self.members[i].child.is_some() {
+                let _ = Command::new("kill")
+                    .args(["-CONT", &self.members[i].child.as_ref().unwrap().id().to_string()])
+                    .status();
+            }
+            self.stop(i);
+        }
+    }
+}
+
+/// A CA, a server certificate for 127.0.0.1/localhost and a client certificate, all made here.
+fn make_certs(dir: &Path, client_cert_auth: bool) -> TlsFiles {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair,
+    };
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(DnType::CommonName, "etcd-config test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).expect("CA cert");
+    let issuer = Issuer::new(ca_params, ca_key);
+
+    let leaf = |names: Vec<String>, cn: &str, usage: Vec<ExtendedKeyUsagePurpose>| {
+        let key = KeyPair::generate().expect("leaf key");
+        let mut params = CertificateParams::new(names).expect("leaf params");
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.extended_key_usages = usage;
+        let cert = params.signed_by(&key, &issuer).expect("leaf cert");
+        (cert.pem(), key.serialize_pem())
+    };
+    let (server_cert, server_key) = leaf(
+        vec!["127.0.0.1".into(), "localhost".into()],
+        "etcd test server",
+        vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth],
+    );
+    let (client_cert, client_key) = leaf(
+        vec!["client".into()],
+        "etcd test client",
+        vec![ExtendedKeyUsagePurpose::ClientAuth],
+    );
+    let write = |name: &str, pem: &str| {
+        let path = dir.join(name);
+        fs::write(&path, pem).expect("write cert");
+        path
+    };
+    TlsFiles {
+        ca: write("ca.pem", &ca_cert.pem()),
+        server_cert: write("server.pem", &server_cert),
+        server_key: write("server-key.pem", &server_key),
+        client_cert: write("client.pem", &client_cert),
+        client_key: write("client-key.pem", &client_key),
+        client_cert_auth,
+    }
+}
