@@ -45,6 +45,8 @@ pub enum Error {
         operation: String,
         /// The deadline that passed.
         after: Duration,
+        /// The endpoint the request was last sent to, if it got that far.
+        endpoint: Option<String>,
     },
     /// The request was refused before anything was sent because an argument is invalid.
     InvalidArgument {
@@ -124,8 +126,16 @@ impl fmt::Display for Error {
                  (not retried: it may have been applied): {}",
                 source.message()
             ),
-            Error::Timeout { operation, after } => {
-                write!(f, "etcd request `{operation}` timed out after {after:?}")
+            Error::Timeout {
+                operation,
+                after,
+                endpoint,
+            } => {
+                write!(f, "etcd request `{operation}` timed out after {after:?}")?;
+                if let Some(endpoint) = endpoint {
+                    write!(f, " waiting for endpoint {endpoint}")?;
+                }
+                Ok(())
             }
             Error::InvalidArgument { reason } => write!(f, "invalid argument: {reason}"),
             Error::Config { reason } => write!(f, "invalid client configuration: {reason}"),

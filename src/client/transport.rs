@@ -32,6 +32,9 @@ use crate::proto::etcdserverpb::{
     StatusRequest,
 };
 
+/// `in_flight` before any endpoint was tried.
+const NONE: usize = usize::MAX;
+
 /// Whether a call may be sent again after its connection failed mid-flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Retry {
@@ -313,8 +316,9 @@ impl Transport {
         F: Fn(Conn, tonic::Request<Req>) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<Resp>, tonic::Status>>,
     {
-        let attempts = self.attempts(retry, true, &message, call);
-        self.within_request_timeout(|| operation(&message), attempts)
+        let in_flight = AtomicUsize::new(NONE);
+        let attempts = self.attempts(retry, true, &message, &in_flight, call);
+        self.within_request_timeout(|| operation(&message), &in_flight, attempts)
             .await
     }
 
@@ -331,24 +335,37 @@ impl Transport {
         F: Fn(Conn, tonic::Request<Req>) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<Resp>, tonic::Status>>,
     {
-        let attempts = self.attempts(Retry::Idempotent, false, &message, call);
-        self.within_request_timeout(operation, attempts).await
+        let in_flight = AtomicUsize::new(NONE);
+        let attempts = self.attempts(Retry::Idempotent, false, &message, &in_flight, call);
+        self.within_request_timeout(operation, &in_flight, attempts)
+            .await
     }
 
+    /// Bounds `work` by the request timeout. On timeout, the endpoint the request was waiting
+    /// on (recorded in `in_flight`) is left for the next one: a member that accepts connections
+    /// but answers nothing (frozen, overloaded) must not hold every later call too.
     async fn within_request_timeout<T>(
         &self,
         operation: impl FnOnce() -> String,
+        in_flight: &AtomicUsize,
         work: impl Future<Output = Result<T>>,
     ) -> Result<T> {
         let after = self.options.request_timeout;
-        tokio::time::timeout(after, work)
-            .await
-            .unwrap_or_else(|_| {
+        match tokio::time::timeout(after, work).await {
+            Ok(result) => result,
+            Err(_) => {
+                let index = in_flight.load(Ordering::Acquire);
+                let endpoint = (index != NONE).then(|| {
+                    self.fail_over(index);
+                    self.slots[index].name.clone()
+                });
                 Err(Error::Timeout {
                     operation: operation(),
                     after,
+                    endpoint,
                 })
-            })
+            }
+        }
     }
 
     async fn attempts<Req, Resp, F, Fut>(
@@ -356,6 +373,7 @@ impl Transport {
         retry: Retry,
         with_token: bool,
         message: &Req,
+        in_flight: &AtomicUsize,
         call: F,
     ) -> Result<Resp>
     where
@@ -384,6 +402,7 @@ impl Transport {
                 }
             };
             unreachable_in_a_row = 0;
+            in_flight.store(index, Ordering::Release);
 
             let mut request = tonic::Request::new(message.clone());
             let generation = match credentials {

@@ -1,0 +1,214 @@
+//! Several endpoints: a dead member is skipped, reads are retried elsewhere, writes are sent
+//! again only when they never reached a server, and no call waits past its deadline.
+//! Three real etcd members; members are killed, frozen and restarted.
+
+mod support;
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use etcd_config::{Client, Error, KeyRange};
+use support::Etcd;
+
+/// Which member (index into `etcd.members`) has the given member ID.
+async fn member_index(etcd: &Etcd, member_id: u64) -> usize {
+    let options = etcd.options().dial_timeout(Duration::from_millis(300)).request_timeout(Duration::from_secs(1));
+    for i in 0..etcd.members.len() {
+        // Stopped or frozen members do not answer; skip them.
+        let Ok(one) = Client::connect([etcd.endpoint(i)], options.clone()).await else { continue };
+        if let Ok(status) = one.maintenance().status().await {
+            if status.header.member_id == member_id {
+                return i;
+            }
+        }
+    }
+    panic!("no member has id {member_id:x}");
+}
+
+/// The member the client is talking to now, found from the header of a read.
+async fn member_in_use(etcd: &Etcd, client: &Client) -> usize {
+    let header = client.kv().get("/probe").serializable().await.unwrap().header;
+    member_index(etcd, header.member_id).await
+}
+
+/// Killing the member in use: reads and writes keep working on the others, and a client of the
+/// survivors sees every write.
+#[tokio::test]
+async fn stop_member_in_use() {
+    let mut etcd = Etcd::cluster().await;
+    let client = etcd.client().await;
+    client.kv().put("/f/before", "1").await.unwrap();
+
+    let used = member_in_use(&etcd, &client).await;
+    etcd.stop(used);
+    // A write racing the member's death may already have been written to its socket, and is
+    // then reported as a Transport error rather than sent twice; give the client a moment to
+    // see the connection close, as any later write would.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let put = client.kv().put("/f/after", "2").await.unwrap();
+    let got = client.kv().get(KeyRange::prefix("/f/")).await.unwrap();
+    assert_eq!(got.count, 2);
+    assert_ne!(member_index(&etcd, got.header.member_id).await, used);
+
+    let survivors: Vec<String> = (0..3).filter(|&i| i != used).map(|i| etcd.endpoint(i)).collect();
+    let check = Client::connect(survivors, etcd.options()).await.unwrap();
+    let after = check.kv().get("/f/after").await.unwrap();
+    assert_eq!(after.kvs[0].mod_revision, put.header.revision);
+
+    // The member comes back and catches up.
+    etcd.restart(used).await;
+    let only_it = Client::connect([etcd.endpoint(used)], etcd.options()).await.unwrap();
+    let caught_up = only_it.kv().get("/f/after").await.unwrap();
+    assert_eq!(caught_up.kvs[0].value, b"2");
+}
+
+/// Killing the leader: reads are retried through the election and succeed; once a new leader
+/// is in place, writes succeed and are applied once.
+#[tokio::test]
+async fn lose_the_leader() {
+    let mut etcd = Etcd::cluster().await;
+    let client = etcd.client().await;
+    client.kv().put("/l0", "v").await.unwrap();
+    let leader_id = client.maintenance().status().await.unwrap().leader;
+    let leader = member_index(&etcd, leader_id).await;
+    etcd.stop(leader);
+
+    // A linearizable read needs a leader: "no leader"/"timed out" answers are retried.
+    let read = client.kv().get("/l0").await.unwrap();
+    assert_eq!(read.kvs[0].value, b"v");
+
+    // A write during the election may be answered "request timed out, possibly due to previous
+    // leader failure" (it may still apply, so the client does not resend it); after the
+    // election it goes through.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client.maintenance().status().await.map(|s| s.leader == 0 || s.leader == leader_id).unwrap_or(true) {
+        assert!(Instant::now() < deadline, "no new leader");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let put = client.kv().put("/l", "v").await.unwrap();
+    let got = client.kv().get("/l").await.unwrap();
+    assert_eq!(got.kvs[0].version, 1);
+    assert_eq!(got.kvs[0].mod_revision, put.header.revision);
+    let new_leader = client.maintenance().status().await.unwrap().leader;
+    assert_ne!(new_leader, 0);
+    assert_ne!(new_leader, leader_id);
+}
+
+/// A frozen member (SIGSTOP) accepts connections but answers nothing: the call in flight ends
+/// at its deadline with a Timeout naming that endpoint, and the next call goes elsewhere.
+#[tokio::test]
+async fn frozen_member_times_out_then_fails_over() {
+    let etcd = Etcd::cluster().await;
+    let options = etcd.options().request_timeout(Duration::from_secs(1));
+    let client = Client::connect(etcd.endpoints(), options).await.unwrap();
+    let used = member_in_use(&etcd, &client).await;
+    etcd.pause(used);
+
+    let started = Instant::now();
+    let err = client.kv().get("/x").await.unwrap_err();
+    let waited = started.elapsed();
+    match &err {
+        Error::Timeout { endpoint, .. } => assert_eq!(endpoint.as_deref(), Some(etcd.endpoint(used).as_str())),
+        other => panic!("expected a timeout, got {other}"),
+    }
+    assert!(waited < Duration::from_secs(3), "waited {waited:?}");
+
+    let got = client.kv().get("/x").await.unwrap();
+    assert_ne!(member_index(&etcd, got.header.member_id).await, used);
+    etcd.resume(used);
+}
+
+/// A write whose connection breaks while the server holds it is not sent again: the caller
+/// gets a Transport error naming the endpoint, and nothing was written twice. A read in the
+/// same situation is retried on another member and succeeds.
+#[tokio::test]
+async fn broken_connection_retries_reads_not_writes() {
+    let mut etcd = Etcd::cluster().await;
+    let client = etcd.client().await;
+    client.kv().put("/w", "0").await.unwrap();
+    let used = member_in_use(&etcd, &client).await;
+    let used_endpoint = etcd.endpoint(used);
+
+    // Freeze the member, start a write, then kill it so the connection resets mid-call.
+    etcd.pause(used);
+    let writer = client.clone();
+    let write = tokio::spawn(async move { writer.kv().put("/w", "1").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    etcd.stop(used);
+    let err = write.await.unwrap().unwrap_err();
+    match &err {
+        Error::Transport { endpoint, .. } => assert_eq!(endpoint, &used_endpoint),
+        other => panic!("expected a transport error, got {other}"),
+    }
+    let got = client.kv().get("/w").await.unwrap();
+    assert_eq!(got.kvs[0].value, b"0", "the frozen member never applied the write");
+
+    // The same with a read: it is retried and answered by a survivor. (Bring the first member
+    // back so that two of three members, a quorum, remain after the next kill.)
+    etcd.restart(used).await;
+    let used = member_in_use(&etcd, &client).await;
+    etcd.pause(used);
+    let reader = client.clone();
+    let read = tokio::spawn(async move { reader.kv().get("/w").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    etcd.stop(used);
+    let got = read.await.unwrap().unwrap();
+    assert_ne!(member_index(&etcd, got.header.member_id).await, used);
+    assert_eq!(got.kvs[0].value, b"0");
+}
+
+/// With every member gone, a call fails at once with a Connect error naming every endpoint
+/// instead of waiting for its deadline.
+#[tokio::test]
+async fn all_members_down() {
+    let mut etcd = Etcd::cluster().await;
+    let client = etcd.client().await;
+    for i in 0..3 {
+        etcd.stop(i);
+    }
+    let started = Instant::now();
+    let err = client.kv().get("/x").await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    match &err {
+        Error::Connect { endpoints, .. } => assert_eq!(endpoints, &etcd.endpoints()),
+        other => panic!("expected a connect error, got {other}"),
+    }
+    let text = err.to_string();
+    for endpoint in etcd.endpoints() {
+        assert!(text.contains(&endpoint), "{text}");
+    }
+}
+
+/// Connecting to endpoints that are down fails within the dial timeout, naming them: one
+/// refuses connections, one accepts TCP but never speaks HTTP/2.
+#[tokio::test]
+async fn connect_to_dead_endpoints_fails_within_dial_timeout() {
+    let refused = format!("127.0.0.1:{}", support::free_port());
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_endpoint = silent.local_addr().unwrap().to_string();
+    let dial = Duration::from_millis(800);
+
+    let started = Instant::now();
+    let options = etcd_config::ConnectOptions::default().dial_timeout(dial);
+    let err = Client::connect([refused.clone(), silent_endpoint.clone()], options).await.unwrap_err();
+    let waited = started.elapsed();
+    assert!(waited < dial + Duration::from_millis(500), "waited {waited:?}");
+    match &err {
+        Error::Connect { endpoints, .. } => assert_eq!(endpoints, &[refused.clone(), silent_endpoint.clone()]),
+        other => panic!("expected a connect error, got {other}"),
+    }
+    let text = err.to_string();
+    assert!(text.contains(&refused) && text.contains(&silent_endpoint), "{text}");
+    drop(silent);
+}
+
+/// One live endpoint among dead ones is enough to connect, whatever its position.
+#[tokio::test]
+async fn connect_skips_dead_endpoints() {
+    let etcd = Etcd::single().await;
+    let dead = format!("127.0.0.1:{}", support::free_port());
+    let client = Client::connect([dead.clone(), etcd.endpoint(0), dead], etcd.options()).await.unwrap();
+    client.kv().put("/ok", "1").await.unwrap();
+    assert_eq!(client.kv().get("/ok").await.unwrap().count, 1);
+}
