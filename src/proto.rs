@@ -2,7 +2,13 @@
 //!
 //! An escape hatch: the crate's own API never asks you to touch these types.
 
-#![allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic, rustdoc::all)]
+#![allow(
+    missing_docs,
+    unreachable_pub,
+    clippy::all,
+    clippy::pedantic,
+    rustdoc::all
+)]
 
 /// etcd's storage records: `KeyValue` and watch `Event`.
 pub mod mvccpb {

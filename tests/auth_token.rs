@@ -25,7 +25,11 @@ async fn wrong_password_and_missing_credentials() {
     let err = Client::connect(etcd.endpoints(), etcd.options().with_user("root", "wrong"))
         .await
         .unwrap_err();
-    assert_eq!(err.server_kind(), Some(ServerErrorKind::AuthFailed), "{err}");
+    assert_eq!(
+        err.server_kind(),
+        Some(ServerErrorKind::AuthFailed),
+        "{err}"
+    );
 
     let anonymous = etcd.client().await;
     let err = anonymous.kv().get("/secret").await.unwrap_err();

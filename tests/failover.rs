@@ -12,10 +12,15 @@ use support::Etcd;
 
 /// Which member (index into `etcd.members`) has the given member ID.
 async fn member_index(etcd: &Etcd, member_id: u64) -> usize {
-    let options = etcd.options().dial_timeout(Duration::from_millis(300)).request_timeout(Duration::from_secs(1));
+    let options = etcd
+        .options()
+        .dial_timeout(Duration::from_millis(300))
+        .request_timeout(Duration::from_secs(1));
     for i in 0..etcd.members.len() {
         // Stopped or frozen members do not answer; skip them.
-        let Ok(one) = Client::connect([etcd.endpoint(i)], options.clone()).await else { continue };
+        let Ok(one) = Client::connect([etcd.endpoint(i)], options.clone()).await else {
+            continue;
+        };
         if let Ok(status) = one.maintenance().status().await {
             if status.header.member_id == member_id {
                 return i;
@@ -27,7 +32,13 @@ async fn member_index(etcd: &Etcd, member_id: u64) -> usize {
 
 /// The member the client is talking to now, found from the header of a read.
 async fn member_in_use(etcd: &Etcd, client: &Client) -> usize {
-    let header = client.kv().get("/probe").serializable().await.unwrap().header;
+    let header = client
+        .kv()
+        .get("/probe")
+        .serializable()
+        .await
+        .unwrap()
+        .header;
     member_index(etcd, header.member_id).await
 }
 
@@ -51,14 +62,19 @@ async fn stop_member_in_use() {
     assert_eq!(got.count, 2);
     assert_ne!(member_index(&etcd, got.header.member_id).await, used);
 
-    let survivors: Vec<String> = (0..3).filter(|&i| i != used).map(|i| etcd.endpoint(i)).collect();
+    let survivors: Vec<String> = (0..3)
+        .filter(|&i| i != used)
+        .map(|i| etcd.endpoint(i))
+        .collect();
     let check = Client::connect(survivors, etcd.options()).await.unwrap();
     let after = check.kv().get("/f/after").await.unwrap();
     assert_eq!(after.kvs[0].mod_revision, put.header.revision);
 
     // The member comes back and catches up.
     etcd.restart(used).await;
-    let only_it = Client::connect([etcd.endpoint(used)], etcd.options()).await.unwrap();
+    let only_it = Client::connect([etcd.endpoint(used)], etcd.options())
+        .await
+        .unwrap();
     let caught_up = only_it.kv().get("/f/after").await.unwrap();
     assert_eq!(caught_up.kvs[0].value, b"2");
 }
@@ -82,7 +98,13 @@ async fn lose_the_leader() {
     // leader failure" (it may still apply, so the client does not resend it); after the
     // election it goes through.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while client.maintenance().status().await.map(|s| s.leader == 0 || s.leader == leader_id).unwrap_or(true) {
+    while client
+        .maintenance()
+        .status()
+        .await
+        .map(|s| s.leader == 0 || s.leader == leader_id)
+        .unwrap_or(true)
+    {
         assert!(Instant::now() < deadline, "no new leader");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -109,7 +131,9 @@ async fn frozen_member_times_out_then_fails_over() {
     let err = client.kv().get("/x").await.unwrap_err();
     let waited = started.elapsed();
     match &err {
-        Error::Timeout { endpoint, .. } => assert_eq!(endpoint.as_deref(), Some(etcd.endpoint(used).as_str())),
+        Error::Timeout { endpoint, .. } => {
+            assert_eq!(endpoint.as_deref(), Some(etcd.endpoint(used).as_str()))
+        }
         other => panic!("expected a timeout, got {other}"),
     }
     assert!(waited < Duration::from_secs(3), "waited {waited:?}");
@@ -142,7 +166,10 @@ async fn broken_connection_retries_reads_not_writes() {
         other => panic!("expected a transport error, got {other}"),
     }
     let got = client.kv().get("/w").await.unwrap();
-    assert_eq!(got.kvs[0].value, b"0", "the frozen member never applied the write");
+    assert_eq!(
+        got.kvs[0].value, b"0",
+        "the frozen member never applied the write"
+    );
 
     // The same with a read: it is retried and answered by a survivor. (Bring the first member
     // back so that two of three members, a quorum, remain after the next kill.)
@@ -191,15 +218,25 @@ async fn connect_to_dead_endpoints_fails_within_dial_timeout() {
 
     let started = Instant::now();
     let options = etcd_config::ConnectOptions::default().dial_timeout(dial);
-    let err = Client::connect([refused.clone(), silent_endpoint.clone()], options).await.unwrap_err();
+    let err = Client::connect([refused.clone(), silent_endpoint.clone()], options)
+        .await
+        .unwrap_err();
     let waited = started.elapsed();
-    assert!(waited < dial + Duration::from_millis(500), "waited {waited:?}");
+    assert!(
+        waited < dial + Duration::from_millis(500),
+        "waited {waited:?}"
+    );
     match &err {
-        Error::Connect { endpoints, .. } => assert_eq!(endpoints, &[refused.clone(), silent_endpoint.clone()]),
+        Error::Connect { endpoints, .. } => {
+            assert_eq!(endpoints, &[refused.clone(), silent_endpoint.clone()])
+        }
         other => panic!("expected a connect error, got {other}"),
     }
     let text = err.to_string();
-    assert!(text.contains(&refused) && text.contains(&silent_endpoint), "{text}");
+    assert!(
+        text.contains(&refused) && text.contains(&silent_endpoint),
+        "{text}"
+    );
     drop(silent);
 }
 
@@ -208,7 +245,9 @@ async fn connect_to_dead_endpoints_fails_within_dial_timeout() {
 async fn connect_skips_dead_endpoints() {
     let etcd = Etcd::single().await;
     let dead = format!("127.0.0.1:{}", support::free_port());
-    let client = Client::connect([dead.clone(), etcd.endpoint(0), dead], etcd.options()).await.unwrap();
+    let client = Client::connect([dead.clone(), etcd.endpoint(0), dead], etcd.options())
+        .await
+        .unwrap();
     client.kv().put("/ok", "1").await.unwrap();
     assert_eq!(client.kv().get("/ok").await.unwrap().count, 1);
 }

@@ -70,15 +70,36 @@ async fn range_options() {
     assert!(limited.more);
     assert_eq!(limited.count, 3);
 
-    let by_value = kv.get(prefix()).sort(SortTarget::Value, SortOrder::Descend).await.unwrap();
+    let by_value = kv
+        .get(prefix())
+        .sort(SortTarget::Value, SortOrder::Descend)
+        .await
+        .unwrap();
     assert_eq!(keys(&by_value.kvs), ["/o/a", "/o/c", "/o/b"]);
-    let by_create = kv.get(prefix()).sort(SortTarget::CreateRevision, SortOrder::Descend).await.unwrap();
+    let by_create = kv
+        .get(prefix())
+        .sort(SortTarget::CreateRevision, SortOrder::Descend)
+        .await
+        .unwrap();
     assert_eq!(keys(&by_create.kvs), ["/o/c", "/o/b", "/o/a"]);
-    let by_mod = kv.get(prefix()).sort(SortTarget::ModRevision, SortOrder::Ascend).await.unwrap();
+    let by_mod = kv
+        .get(prefix())
+        .sort(SortTarget::ModRevision, SortOrder::Ascend)
+        .await
+        .unwrap();
     assert_eq!(keys(&by_mod.kvs), ["/o/b", "/o/c", "/o/a"]);
-    let by_version = kv.get(prefix()).sort(SortTarget::Version, SortOrder::Descend).limit(1).await.unwrap();
+    let by_version = kv
+        .get(prefix())
+        .sort(SortTarget::Version, SortOrder::Descend)
+        .limit(1)
+        .await
+        .unwrap();
     assert_eq!(keys(&by_version.kvs), ["/o/a"]);
-    let by_key = kv.get(prefix()).sort(SortTarget::Key, SortOrder::Descend).await.unwrap();
+    let by_key = kv
+        .get(prefix())
+        .sort(SortTarget::Key, SortOrder::Descend)
+        .await
+        .unwrap();
     assert_eq!(keys(&by_key.kvs), ["/o/c", "/o/b", "/o/a"]);
 
     let keys_only = kv.get(prefix()).keys_only().await.unwrap();
@@ -136,8 +157,15 @@ async fn put_options() {
     // as etcd defines it.
     kv.put("/leased", "").ignore_value().await.unwrap();
     let got = kv.get("/leased").await.unwrap();
-    assert_eq!((got.kvs[0].value.as_slice(), got.kvs[0].lease), (&b"w"[..], 0));
-    kv.put("/leased", "").ignore_value().lease(lease.id).await.unwrap();
+    assert_eq!(
+        (got.kvs[0].value.as_slice(), got.kvs[0].lease),
+        (&b"w"[..], 0)
+    );
+    kv.put("/leased", "")
+        .ignore_value()
+        .lease(lease.id)
+        .await
+        .unwrap();
     assert_eq!(kv.get("/leased").await.unwrap().kvs[0].lease, lease.id);
 
     client.lease().revoke(lease.id).await.unwrap();
@@ -145,10 +173,18 @@ async fn put_options() {
 
     // ignore_value on a key that does not exist is refused by etcd.
     let err = kv.put("/absent", "").ignore_value().await.unwrap_err();
-    assert_eq!(err.server_kind(), Some(ServerErrorKind::KeyNotFound), "{err}");
+    assert_eq!(
+        err.server_kind(),
+        Some(ServerErrorKind::KeyNotFound),
+        "{err}"
+    );
     // A revoked lease is gone.
     let err = kv.put("/x", "v").lease(lease.id).await.unwrap_err();
-    assert_eq!(err.server_kind(), Some(ServerErrorKind::LeaseNotFound), "{err}");
+    assert_eq!(
+        err.server_kind(),
+        Some(ServerErrorKind::LeaseNotFound),
+        "{err}"
+    );
 }
 
 /// Deleting a key, a prefix, and with prev_kv; the count matches what a second client sees.
@@ -186,7 +222,11 @@ async fn compaction_and_revision_errors() {
     assert_eq!(kv.get("/c").revision(r2).await.unwrap().kvs[0].value, b"2");
 
     let err = kv.get("/c").revision(r2 + 100).await.unwrap_err();
-    assert_eq!(err.server_kind(), Some(ServerErrorKind::FutureRevision), "{err}");
+    assert_eq!(
+        err.server_kind(),
+        Some(ServerErrorKind::FutureRevision),
+        "{err}"
+    );
 
     // Compacting an already compacted revision is itself a Compacted error.
     let err = kv.compact(r1).await.unwrap_err();
@@ -208,17 +248,28 @@ async fn typed_input_errors() {
     // etcd's default --max-txn-ops is 128.
     let ops = (0..129).map(|i| TxnOp::put(format!("/many/{i}"), "v"));
     let err = kv.txn().and_then(ops).await.unwrap_err();
-    assert_eq!(err.server_kind(), Some(ServerErrorKind::TooManyOps), "{err}");
+    assert_eq!(
+        err.server_kind(),
+        Some(ServerErrorKind::TooManyOps),
+        "{err}"
+    );
 
     let err = kv
         .txn()
         .and_then([TxnOp::put("/dup", "1"), TxnOp::put("/dup", "2")])
         .await
         .unwrap_err();
-    assert_eq!(err.server_kind(), Some(ServerErrorKind::DuplicateKey), "{err}");
+    assert_eq!(
+        err.server_kind(),
+        Some(ServerErrorKind::DuplicateKey),
+        "{err}"
+    );
 
     let after = etcd.client().await.kv().get(KeyRange::all()).await.unwrap();
-    assert_eq!(after.header.revision, before, "a refused request changed the store");
+    assert_eq!(
+        after.header.revision, before,
+        "a refused request changed the store"
+    );
     assert_eq!(after.count, 0);
 }
 
@@ -243,7 +294,11 @@ async fn txn_branches_and_compares() {
             Compare::value("/t", CompareOp::NotEqual, "zz"),
             Compare::version("/t", CompareOp::Greater, 0),
         ])
-        .and_then([TxnOp::put("/t", "v2"), TxnOp::put("/u", "x"), TxnOp::get("/t")])
+        .and_then([
+            TxnOp::put("/t", "v2"),
+            TxnOp::put("/u", "x"),
+            TxnOp::get("/t"),
+        ])
         .or_else([TxnOp::put("/failed", "1")])
         .await
         .unwrap();
@@ -300,8 +355,14 @@ async fn txn_range_compare() {
     let base = kv.put("/r/a", "1").await.unwrap().header.revision;
     kv.put("/r/b", "1").await.unwrap();
 
-    let unchanged_since = |rev: i64| Compare::mod_revision(KeyRange::prefix("/r/"), CompareOp::Less, rev + 1);
-    let latest = kv.get(KeyRange::prefix("/r/")).await.unwrap().header.revision;
+    let unchanged_since =
+        |rev: i64| Compare::mod_revision(KeyRange::prefix("/r/"), CompareOp::Less, rev + 1);
+    let latest = kv
+        .get(KeyRange::prefix("/r/"))
+        .await
+        .unwrap()
+        .header
+        .revision;
     let ok = kv.txn().when([unchanged_since(latest)]).await.unwrap();
     assert!(ok.succeeded);
     let stale = kv.txn().when([unchanged_since(base)]).await.unwrap();
@@ -309,14 +370,22 @@ async fn txn_range_compare() {
 
     let all_one = kv
         .txn()
-        .when([Compare::value(KeyRange::prefix("/r/"), CompareOp::Equal, "1")])
+        .when([Compare::value(
+            KeyRange::prefix("/r/"),
+            CompareOp::Equal,
+            "1",
+        )])
         .await
         .unwrap();
     assert!(all_one.succeeded);
     kv.put("/r/c", "2").await.unwrap();
     let not_all = kv
         .txn()
-        .when([Compare::value(KeyRange::prefix("/r/"), CompareOp::Equal, "1")])
+        .when([Compare::value(
+            KeyRange::prefix("/r/"),
+            CompareOp::Equal,
+            "1",
+        )])
         .await
         .unwrap();
     assert!(!not_all.succeeded);

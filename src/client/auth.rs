@@ -117,7 +117,14 @@ impl Auth {
         Auth { client }
     }
 
-    async fn call<Req, Resp, F, Fut>(&self, rpc: &str, subject: &str, retry: Retry, message: Req, f: F) -> Result<Resp>
+    async fn call<Req, Resp, F, Fut>(
+        &self,
+        rpc: &str,
+        subject: &str,
+        retry: Retry,
+        message: Req,
+        f: F,
+    ) -> Result<Resp>
     where
         Req: Clone,
         F: Fn(Conn, tonic::Request<Req>) -> Fut,
@@ -134,9 +141,13 @@ impl Auth {
     /// Clients without credentials are refused from then on.
     pub async fn auth_enable(&self) -> Result<ResponseHeader> {
         let r = self
-            .call("AuthEnable", "", Retry::Idempotent, pb::AuthEnableRequest {}, |c, r| async move {
-                c.auth().auth_enable(r).await
-            })
+            .call(
+                "AuthEnable",
+                "",
+                Retry::Idempotent,
+                pb::AuthEnableRequest {},
+                |c, r| async move { c.auth().auth_enable(r).await },
+            )
             .await?;
         Ok(r.header.into())
     }
@@ -144,20 +155,28 @@ impl Auth {
     /// Turns auth off (root only).
     pub async fn auth_disable(&self) -> Result<ResponseHeader> {
         let r = self
-            .call("AuthDisable", "", Retry::Idempotent, pb::AuthDisableRequest {}, |c, r| async move {
-                c.auth().auth_disable(r).await
-            })
+            .call(
+                "AuthDisable",
+                "",
+                Retry::Idempotent,
+                pb::AuthDisableRequest {},
+                |c, r| async move { c.auth().auth_disable(r).await },
+            )
             .await?;
         Ok(r.header.into())
     }
 
     /// Whether auth is enabled. etcd 3.4 has no such call: there this is
-    /// [`Error::Unsupported`](crate::Error::Unsupported).
+    /// [`crate::Error::Unsupported`].
     pub async fn auth_status(&self) -> Result<AuthStatus> {
         let r = self
-            .call("AuthStatus", "", Retry::Idempotent, pb::AuthStatusRequest {}, |c, r| async move {
-                c.auth().auth_status(r).await
-            })
+            .call(
+                "AuthStatus",
+                "",
+                Retry::Idempotent,
+                pb::AuthStatusRequest {},
+                |c, r| async move { c.auth().auth_status(r).await },
+            )
             .await
             .map_err(|err| err.unsupported_as("AuthStatus (etcd 3.5 and later)"))?;
         Ok(AuthStatus {
@@ -197,9 +216,13 @@ impl Auth {
             hashed_password: String::new(),
         };
         let r = self
-            .call("UserAdd", user, Retry::Mutation, message, |c, r| async move {
-                c.auth().user_add(r).await
-            })
+            .call(
+                "UserAdd",
+                user,
+                Retry::Mutation,
+                message,
+                |c, r| async move { c.auth().user_add(r).await },
+            )
             .await?;
         Ok(r.header.into())
     }
@@ -207,11 +230,17 @@ impl Auth {
     /// Deletes a user.
     pub async fn user_delete(&self, user: &str) -> Result<ResponseHeader> {
         check_name("user", user)?;
-        let message = pb::AuthUserDeleteRequest { name: user.to_owned() };
+        let message = pb::AuthUserDeleteRequest {
+            name: user.to_owned(),
+        };
         let r = self
-            .call("UserDelete", user, Retry::Mutation, message, |c, r| async move {
-                c.auth().user_delete(r).await
-            })
+            .call(
+                "UserDelete",
+                user,
+                Retry::Mutation,
+                message,
+                |c, r| async move { c.auth().user_delete(r).await },
+            )
             .await?;
         Ok(r.header.into())
     }
@@ -219,11 +248,17 @@ impl Auth {
     /// The roles a user holds.
     pub async fn user_get(&self, user: &str) -> Result<Vec<String>> {
         check_name("user", user)?;
-        let message = pb::AuthUserGetRequest { name: user.to_owned() };
+        let message = pb::AuthUserGetRequest {
+            name: user.to_owned(),
+        };
         let r = self
-            .call("UserGet", user, Retry::Idempotent, message, |c, r| async move {
-                c.auth().user_get(r).await
-            })
+            .call(
+                "UserGet",
+                user,
+                Retry::Idempotent,
+                message,
+                |c, r| async move { c.auth().user_get(r).await },
+            )
             .await?;
         Ok(r.roles)
     }
@@ -231,9 +266,13 @@ impl Auth {
     /// Every user's name.
     pub async fn user_list(&self) -> Result<Vec<String>> {
         let r = self
-            .call("UserList", "", Retry::Idempotent, pb::AuthUserListRequest {}, |c, r| async move {
-                c.auth().user_list(r).await
-            })
+            .call(
+                "UserList",
+                "",
+                Retry::Idempotent,
+                pb::AuthUserListRequest {},
+                |c, r| async move { c.auth().user_list(r).await },
+            )
             .await?;
         Ok(r.users)
     }
@@ -247,9 +286,13 @@ impl Auth {
             hashed_password: String::new(),
         };
         let r = self
-            .call("UserChangePassword", user, Retry::Mutation, message, |c, r| async move {
-                c.auth().user_change_password(r).await
-            })
+            .call(
+                "UserChangePassword",
+                user,
+                Retry::Mutation,
+                message,
+                |c, r| async move { c.auth().user_change_password(r).await },
+            )
             .await?;
         Ok(r.header.into())
     }
@@ -263,9 +306,13 @@ impl Auth {
             role: role.to_owned(),
         };
         let r = self
-            .call("UserGrantRole", user, Retry::Mutation, message, |c, r| async move {
-                c.auth().user_grant_role(r).await
-            })
+            .call(
+                "UserGrantRole",
+                user,
+                Retry::Mutation,
+                message,
+                |c, r| async move { c.auth().user_grant_role(r).await },
+            )
             .await?;
         Ok(r.header.into())
     }
@@ -279,9 +326,13 @@ impl Auth {
             role: role.to_owned(),
         };
         let r = self
-            .call("UserRevokeRole", user, Retry::Mutation, message, |c, r| async move {
-                c.auth().user_revoke_role(r).await
-            })
+            .call(
+                "UserRevokeRole",
+                user,
+                Retry::Mutation,
+                message,
+                |c, r| async move { c.auth().user_revoke_role(r).await },
+            )
             .await?;
         Ok(r.header.into())
     }
@@ -289,11 +340,17 @@ impl Auth {
     /// Adds a role with no permissions.
     pub async fn role_add(&self, role: &str) -> Result<ResponseHeader> {
         check_name("role", role)?;
-        let message = pb::AuthRoleAddRequest { name: role.to_owned() };
+        let message = pb::AuthRoleAddRequest {
+            name: role.to_owned(),
+        };
         let r = self
-            .call("RoleAdd", role, Retry::Mutation, message, |c, r| async move {
-                c.auth().role_add(r).await
-            })
+            .call(
+                "RoleAdd",
+                role,
+                Retry::Mutation,
+                message,
+                |c, r| async move { c.auth().role_add(r).await },
+            )
             .await?;
         Ok(r.header.into())
     }
@@ -301,11 +358,17 @@ impl Auth {
     /// Deletes a role (and takes it from every user).
     pub async fn role_delete(&self, role: &str) -> Result<ResponseHeader> {
         check_name("role", role)?;
-        let message = pb::AuthRoleDeleteRequest { role: role.to_owned() };
+        let message = pb::AuthRoleDeleteRequest {
+            role: role.to_owned(),
+        };
         let r = self
-            .call("RoleDelete", role, Retry::Mutation, message, |c, r| async move {
-                c.auth().role_delete(r).await
-            })
+            .call(
+                "RoleDelete",
+                role,
+                Retry::Mutation,
+                message,
+                |c, r| async move { c.auth().role_delete(r).await },
+            )
             .await?;
         Ok(r.header.into())
     }
@@ -314,11 +377,17 @@ impl Auth {
     /// from-key, all keys, or a plain range; see [`KeyRange::kind`]).
     pub async fn role_get(&self, role: &str) -> Result<Vec<Permission>> {
         check_name("role", role)?;
-        let message = pb::AuthRoleGetRequest { role: role.to_owned() };
+        let message = pb::AuthRoleGetRequest {
+            role: role.to_owned(),
+        };
         let r = self
-            .call("RoleGet", role, Retry::Idempotent, message, |c, r| async move {
-                c.auth().role_get(r).await
-            })
+            .call(
+                "RoleGet",
+                role,
+                Retry::Idempotent,
+                message,
+                |c, r| async move { c.auth().role_get(r).await },
+            )
             .await?;
         Ok(r.perm.into_iter().map(Permission::from).collect())
     }
@@ -326,16 +395,24 @@ impl Auth {
     /// Every role's name.
     pub async fn role_list(&self) -> Result<Vec<String>> {
         let r = self
-            .call("RoleList", "", Retry::Idempotent, pb::AuthRoleListRequest {}, |c, r| async move {
-                c.auth().role_list(r).await
-            })
+            .call(
+                "RoleList",
+                "",
+                Retry::Idempotent,
+                pb::AuthRoleListRequest {},
+                |c, r| async move { c.auth().role_list(r).await },
+            )
             .await?;
         Ok(r.roles)
     }
 
     /// Grants a role access to a range of keys. A range that selects nothing is refused before
     /// anything is sent.
-    pub async fn role_grant_permission(&self, role: &str, permission: Permission) -> Result<ResponseHeader> {
+    pub async fn role_grant_permission(
+        &self,
+        role: &str,
+        permission: Permission,
+    ) -> Result<ResponseHeader> {
         check_name("role", role)?;
         check_range(&permission.range)?;
         let perm_type = match permission.kind {
@@ -354,15 +431,23 @@ impl Auth {
             }),
         };
         let r = self
-            .call("RoleGrantPermission", &subject, Retry::Mutation, message, |c, r| async move {
-                c.auth().role_grant_permission(r).await
-            })
+            .call(
+                "RoleGrantPermission",
+                &subject,
+                Retry::Mutation,
+                message,
+                |c, r| async move { c.auth().role_grant_permission(r).await },
+            )
             .await?;
         Ok(r.header.into())
     }
 
     /// Removes a role's permission on exactly `range` (as it was granted).
-    pub async fn role_revoke_permission(&self, role: &str, range: impl Into<KeyRange>) -> Result<ResponseHeader> {
+    pub async fn role_revoke_permission(
+        &self,
+        role: &str,
+        range: impl Into<KeyRange>,
+    ) -> Result<ResponseHeader> {
         check_name("role", role)?;
         let range = range.into();
         check_range(&range)?;
@@ -374,9 +459,13 @@ impl Auth {
             range_end,
         };
         let r = self
-            .call("RoleRevokePermission", &subject, Retry::Mutation, message, |c, r| async move {
-                c.auth().role_revoke_permission(r).await
-            })
+            .call(
+                "RoleRevokePermission",
+                &subject,
+                Retry::Mutation,
+                message,
+                |c, r| async move { c.auth().role_revoke_permission(r).await },
+            )
             .await?;
         Ok(r.header.into())
     }

@@ -51,7 +51,11 @@ pub struct Members {
     pub members: Vec<Member>,
 }
 
-fn members(header: Option<pb::ResponseHeader>, added: Option<pb::Member>, list: Vec<pb::Member>) -> Members {
+fn members(
+    header: Option<pb::ResponseHeader>,
+    added: Option<pb::Member>,
+    list: Vec<pb::Member>,
+) -> Members {
     Members {
         header: header.into(),
         added: added.map(Member::from),
@@ -87,7 +91,10 @@ impl Cluster {
             .unary(
                 |r: &pb::MemberAddRequest| format!("MemberAdd {:?}", r.peer_urls),
                 Retry::Mutation,
-                pb::MemberAddRequest { peer_urls, is_learner },
+                pb::MemberAddRequest {
+                    peer_urls,
+                    is_learner,
+                },
                 |conn, request| async move { conn.cluster().member_add(request).await },
             )
             .await?;

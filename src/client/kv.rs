@@ -8,7 +8,8 @@
 //! kv.put("/a/1", "one").await?;
 //! let page = kv.get(KeyRange::prefix("/a/")).limit(10).await?;
 //! for item in &page.kvs {
-//!     println!("{} = {}", item.key_str()?, item.value_str()?);
+//!     let key = String::from_utf8_lossy(&item.key);
+//!     println!("{key} = {}", String::from_utf8_lossy(&item.value));
 //! }
 //! # Ok(()) }
 //! ```

@@ -115,8 +115,7 @@ impl Maintenance {
                 |conn, request| async move { conn.maintenance().alarm(request).await },
             )
             .await?;
-        Ok(r
-            .alarms
+        Ok(r.alarms
             .into_iter()
             .filter_map(|a| match pb::AlarmType::try_from(a.alarm) {
                 Ok(pb::AlarmType::Nospace) => Some((a.member_id, Alarm::NoSpace)),

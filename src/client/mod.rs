@@ -1,8 +1,8 @@
 //! The etcd v3 client: a cheap `Clone` handle over one set of endpoints.
 //!
 //! One file per etcd service: [`kv`] (Range, Put, DeleteRange, Compact), [`txn`] (Txn),
-//! [`lease`], [`auth`], [`cluster`] and [`maintenance`]; [`transport`] holds the endpoints,
-//! the failover and retry policy, and [`token`] the auth token.
+//! [`lease`], [`auth`], [`cluster`] and [`maintenance`]; `transport` holds the endpoints,
+//! the failover and retry policy, and `token` the auth token.
 
 pub mod auth;
 pub mod cluster;

@@ -28,8 +28,7 @@ use super::token::Credentials;
 use crate::error::{Error, Result, ServerErrorKind};
 use crate::proto::etcdserverpb::{
     auth_client::AuthClient, cluster_client::ClusterClient, kv_client::KvClient,
-    lease_client::LeaseClient, maintenance_client::MaintenanceClient,
-    StatusRequest,
+    lease_client::LeaseClient, maintenance_client::MaintenanceClient, StatusRequest,
 };
 
 /// `in_flight` before any endpoint was tried.
@@ -130,8 +129,14 @@ fn transient(kind: ServerErrorKind) -> bool {
     use ServerErrorKind::*;
     matches!(
         kind,
-        NoLeader | LeaderChanged | NotCapable | Stopped | ServerTimeout | Unhealthy
-            | NotSupportedForLearner | TooManyRequests
+        NoLeader
+            | LeaderChanged
+            | NotCapable
+            | Stopped
+            | ServerTimeout
+            | Unhealthy
+            | NotSupportedForLearner
+            | TooManyRequests
     )
 }
 
@@ -196,10 +201,7 @@ impl Transport {
                 transport.current.store(index, Ordering::Relaxed);
                 Ok(transport)
             }
-            None => Err(Error::Connect {
-                endpoints,
-                reason,
-            }),
+            None => Err(Error::Connect { endpoints, reason }),
         }
     }
 
@@ -215,7 +217,11 @@ impl Transport {
                 Failure::Server(..) | Failure::Other(_) => Ok(()),
                 Failure::NotSent(status) | Failure::Broken(status) => {
                     self.drop_conn(index);
-                    Err(format!("{}: {}", self.slots[index].name, status.message()))
+                    Err(format!(
+                        "{}: {}",
+                        self.slots[index].name,
+                        source_chain(&status)
+                    ))
                 }
             },
         }
@@ -439,7 +445,7 @@ impl Transport {
                     if unreachable_in_a_row >= self.slots.len() {
                         return Err(Error::Connect {
                             endpoints: self.endpoint_names().map(str::to_owned).collect(),
-                            reason: format!("{endpoint}: {}", status.message()),
+                            reason: format!("{endpoint}: {}", source_chain(&status)),
                         });
                     }
                 }
@@ -468,7 +474,11 @@ impl Transport {
 
 /// Turns an endpoint as a user writes it (`127.0.0.1:2379`, `http://h:2379`, `https://h:2379`)
 /// into a tonic endpoint with the connection options applied.
-fn endpoint(name: &str, options: &ConnectOptions, tls: Option<ClientTlsConfig>) -> Result<Endpoint> {
+fn endpoint(
+    name: &str,
+    options: &ConnectOptions,
+    tls: Option<ClientTlsConfig>,
+) -> Result<Endpoint> {
     let uri = if name.contains("://") {
         name.to_owned()
     } else if tls.is_some() {

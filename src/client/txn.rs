@@ -52,7 +52,12 @@ pub enum CompareOp {
 pub struct Compare(pub(crate) pb::Compare);
 
 impl Compare {
-    fn new(range: impl Into<KeyRange>, op: CompareOp, target: CompareTarget, value: TargetUnion) -> Self {
+    fn new(
+        range: impl Into<KeyRange>,
+        op: CompareOp,
+        target: CompareTarget,
+        value: TargetUnion,
+    ) -> Self {
         let (key, range_end) = range.into().into_parts();
         let result = match op {
             CompareOp::Equal => CompareResult::Equal,
@@ -71,12 +76,22 @@ impl Compare {
 
     /// Compares the value (bytewise).
     pub fn value(range: impl Into<KeyRange>, op: CompareOp, value: impl Into<Vec<u8>>) -> Self {
-        Self::new(range, op, CompareTarget::Value, TargetUnion::Value(value.into()))
+        Self::new(
+            range,
+            op,
+            CompareTarget::Value,
+            TargetUnion::Value(value.into()),
+        )
     }
 
     /// Compares the version (writes since creation; 0 if absent).
     pub fn version(range: impl Into<KeyRange>, op: CompareOp, version: i64) -> Self {
-        Self::new(range, op, CompareTarget::Version, TargetUnion::Version(version))
+        Self::new(
+            range,
+            op,
+            CompareTarget::Version,
+            TargetUnion::Version(version),
+        )
     }
 
     /// Compares the create revision (0 if absent).
@@ -91,7 +106,12 @@ impl Compare {
 
     /// Compares the mod revision (0 if absent).
     pub fn mod_revision(range: impl Into<KeyRange>, op: CompareOp, revision: i64) -> Self {
-        Self::new(range, op, CompareTarget::Mod, TargetUnion::ModRevision(revision))
+        Self::new(
+            range,
+            op,
+            CompareTarget::Mod,
+            TargetUnion::ModRevision(revision),
+        )
     }
 
     /// Compares the lease ID (0 for none).
@@ -184,7 +204,9 @@ impl Default for Txn<()> {
 impl<C> Txn<C> {
     /// Adds conditions; the txn succeeds if all of them hold (and if there are none).
     pub fn when(mut self, compares: impl IntoIterator<Item = Compare>) -> Self {
-        self.request.compare.extend(compares.into_iter().map(|c| c.0));
+        self.request
+            .compare
+            .extend(compares.into_iter().map(|c| c.0));
         self
     }
 
@@ -287,34 +309,50 @@ impl IntoFuture for Txn<Kv> {
             Retry::Idempotent
         };
         Box::pin(async move {
-            let response = self
-                .client
-                .client()
-                .transport()
-                .unary(
-                    |r: &pb::TxnRequest| {
-                        let first = r.success.iter().chain(&r.failure).find_map(|op| match &op.request {
-                            Some(pb::request_op::Request::RequestRange(g)) => Some(describe(&g.key, &g.range_end)),
-                            Some(pb::request_op::Request::RequestPut(p)) => Some(describe(&p.key, &[])),
-                            Some(pb::request_op::Request::RequestDeleteRange(d)) => Some(describe(&d.key, &d.range_end)),
-                            _ => None,
-                        });
-                        format!("Txn of {} ops starting at {}", count_ops(r), first.unwrap_or_default())
-                    },
-                    retry,
-                    self.request,
-                    |conn, request| async move { conn.kv().txn(request).await },
-                )
-                .await?;
+            let response =
+                self.client
+                    .client()
+                    .transport()
+                    .unary(
+                        |r: &pb::TxnRequest| {
+                            let first = r.success.iter().chain(&r.failure).find_map(|op| match &op
+                                .request
+                            {
+                                Some(pb::request_op::Request::RequestRange(g)) => {
+                                    Some(describe(&g.key, &g.range_end))
+                                }
+                                Some(pb::request_op::Request::RequestPut(p)) => {
+                                    Some(describe(&p.key, &[]))
+                                }
+                                Some(pb::request_op::Request::RequestDeleteRange(d)) => {
+                                    Some(describe(&d.key, &d.range_end))
+                                }
+                                _ => None,
+                            });
+                            format!(
+                                "Txn of {} ops starting at {}",
+                                count_ops(r),
+                                first.unwrap_or_default()
+                            )
+                        },
+                        retry,
+                        self.request,
+                        |conn, request| async move { conn.kv().txn(request).await },
+                    )
+                    .await?;
             Ok(response.into())
         })
     }
 }
 
 fn writes(request: &pb::TxnRequest) -> bool {
-    request.success.iter().chain(&request.failure).any(|op| match &op.request {
-        Some(pb::request_op::Request::RequestRange(_)) | None => false,
-        Some(pb::request_op::Request::RequestTxn(inner)) => writes(inner),
-        Some(_) => true,
-    })
+    request
+        .success
+        .iter()
+        .chain(&request.failure)
+        .any(|op| match &op.request {
+            Some(pb::request_op::Request::RequestRange(_)) | None => false,
+            Some(pb::request_op::Request::RequestTxn(inner)) => writes(inner),
+            Some(_) => true,
+        })
 }

@@ -83,13 +83,17 @@ impl Builder {
         // measure the disk.
         let base = Path::new("/dev/shm");
         let dir = if base.is_dir() {
-            tempfile::Builder::new().prefix("etcd-test-").tempdir_in(base)
+            tempfile::Builder::new()
+                .prefix("etcd-test-")
+                .tempdir_in(base)
         } else {
             tempfile::Builder::new().prefix("etcd-test-").tempdir()
         }
         .expect("temporary directory");
 
-        let tls = self.tls.map(|client_cert_auth| make_certs(dir.path(), client_cert_auth));
+        let tls = self
+            .tls
+            .map(|client_cert_auth| make_certs(dir.path(), client_cert_auth));
         let scheme = if tls.is_some() { "https" } else { "http" };
         let mut members: Vec<Member> = (0..self.members.max(1))
             .map(|i| Member {
@@ -124,10 +128,14 @@ impl Builder {
                 "--log-level=warn".to_owned(),
             ];
             if let Some(tls) = &tls {
-                m.args.push(format!("--cert-file={}", tls.server_cert.display()));
-                m.args.push(format!("--key-file={}", tls.server_key.display()));
-                m.args.push(format!("--trusted-ca-file={}", tls.ca.display()));
+                m.args
+                    .push(format!("--cert-file={}", tls.server_cert.display()));
+                m.args
+                    .push(format!("--key-file={}", tls.server_key.display()));
+                // etcd demands client certificates whenever it is given a trusted CA file.
                 if tls.client_cert_auth {
+                    m.args
+                        .push(format!("--trusted-ca-file={}", tls.ca.display()));
                     m.args.push("--client-cert-auth".to_owned());
                 }
             }
@@ -203,9 +211,13 @@ impl Etcd {
     pub async fn enable_auth(&self) -> Client {
         let client = self.client().await;
         let auth = client.auth();
-        auth.user_add("root", ROOT_PASSWORD).await.expect("add root");
+        auth.user_add("root", ROOT_PASSWORD)
+            .await
+            .expect("add root");
         auth.role_add("root").await.ok(); // etcd 3.4 creates it with the user; 3.5 does not
-        auth.user_grant_role("root", "root").await.expect("grant root");
+        auth.user_grant_role("root", "root")
+            .await
+            .expect("grant root");
         auth.auth_enable().await.expect("enable auth");
         self.client_as("root", ROOT_PASSWORD).await
     }
@@ -233,8 +245,16 @@ impl Etcd {
         let endpoint = self.endpoint(i);
         let options = self.options().dial_timeout(Duration::from_millis(500));
         loop {
-            if let Some(status) = self.members[i].child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("etcd {} exited with {status}:\n{}", self.members[i].name, self.log(i));
+            if let Some(status) = self.members[i]
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "etcd {} exited with {status}:\n{}",
+                    self.members[i].name,
+                    self.log(i)
+                );
             }
             if let Ok(client) = Client::connect([&endpoint], options.clone()).await {
                 match client.maintenance().status().await {
@@ -245,7 +265,11 @@ impl Etcd {
                 }
             }
             if Instant::now() > deadline {
-                panic!("etcd {} did not become ready:\n{}", self.members[i].name, self.log(i));
+                panic!(
+                    "etcd {} did not become ready:\n{}",
+                    self.members[i].name,
+                    self.log(i)
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -292,7 +316,8 @@ impl Etcd {
 
     /// etcd's Prometheus metrics from member `i` (plain HTTP clusters only).
     pub fn metrics(&self, i: usize) -> String {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.members[i].client_port)).expect("metrics");
+        let mut stream =
+            TcpStream::connect(("127.0.0.1", self.members[i].client_port)).expect("metrics");
         stream
             .write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
             .expect("metrics request");
@@ -339,7 +364,10 @@ impl Drop for Etcd {
             // A paused member ignores SIGKILL until thawed on some kernels; thaw it first.
             if self.members[i].child.is_some() {
                 let _ = Command::new("kill")
-                    .args(["-CONT", &self.members[i].child.as_ref().unwrap().id().to_string()])
+                    .args([
+                        "-CONT",
+                        &self.members[i].child.as_ref().unwrap().id().to_string(),
+                    ])
                     .status();
             }
             self.stop(i);
@@ -350,13 +378,14 @@ impl Drop for Etcd {
 /// A CA, a server certificate for 127.0.0.1/localhost and a client certificate, all made here.
 fn make_certs(dir: &Path, client_cert_auth: bool) -> TlsFiles {
     use rcgen::{
-        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-        KeyPair,
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     };
     let ca_key = KeyPair::generate().expect("CA key");
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "etcd-config test CA");
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "etcd-config test CA");
     let ca_cert = ca_params.self_signed(&ca_key).expect("CA cert");
     let issuer = Issuer::new(ca_params, ca_key);
 
@@ -371,7 +400,10 @@ fn make_certs(dir: &Path, client_cert_auth: bool) -> TlsFiles {
     let (server_cert, server_key) = leaf(
         vec!["127.0.0.1".into(), "localhost".into()],
         "etcd test server",
-        vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth],
+        vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ],
     );
     let (client_cert, client_key) = leaf(
         vec!["client".into()],
