@@ -30,6 +30,19 @@ async fn member_index(etcd: &Etcd, member_id: u64) -> usize {
     panic!("no member has id {member_id:x}");
 }
 
+/// Waits until the cluster has a leader other than `old` (etcd elects one within seconds).
+async fn wait_for_new_leader(client: &Client, old: u64) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match client.maintenance().status().await {
+            Ok(status) if status.leader != 0 && status.leader != old => return,
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "no new leader");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The member the client is talking to now, found from the header of a read.
 async fn member_in_use(etcd: &Etcd, client: &Client) -> usize {
     let header = client
@@ -51,12 +64,21 @@ async fn stop_member_in_use() {
     client.kv().put("/f/before", "1").await.unwrap();
 
     let used = member_in_use(&etcd, &client).await;
+    let used_id = client
+        .kv()
+        .get("/probe")
+        .serializable()
+        .await
+        .unwrap()
+        .header
+        .member_id;
     etcd.stop(used);
-    // A write racing the member's death may already have been written to its socket, and is
-    // then reported as a Transport error rather than sent twice; give the client a moment to
-    // see the connection close, as any later write would.
-    tokio::time::sleep(Duration::from_millis(200)).await;
 
+    // Reads are retried, through a leader election if the member was the leader.
+    assert_eq!(client.kv().get("/f/before").await.unwrap().count, 1);
+    // A write racing the member's death (or the election it causes) may already be on its way
+    // and is reported, not sent twice; once the cluster has settled, writes go through.
+    wait_for_new_leader(&client, used_id).await;
     let put = client.kv().put("/f/after", "2").await.unwrap();
     let got = client.kv().get(KeyRange::prefix("/f/")).await.unwrap();
     assert_eq!(got.count, 2);
@@ -138,7 +160,8 @@ async fn frozen_member_times_out_then_fails_over() {
     }
     assert!(waited < Duration::from_secs(3), "waited {waited:?}");
 
-    let got = client.kv().get("/x").await.unwrap();
+    // Serializable, so the answer does not wait for an election if the frozen one led.
+    let got = client.kv().get("/x").serializable().await.unwrap();
     assert_ne!(member_index(&etcd, got.header.member_id).await, used);
     etcd.resume(used);
 }
