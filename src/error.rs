@@ -65,6 +65,52 @@ pub enum Error {
         /// The endpoint that answered.
         endpoint: String,
     },
+    /// The keys under a config's prefix do not make a valid value. Lists every problem.
+    Decode {
+        /// The full key prefix of the config, e.g. `/services/gateway/`.
+        prefix: String,
+        /// The revision that was read.
+        revision: i64,
+        /// Every missing, unparsable or unknown key.
+        problems: Vec<crate::config::Problem>,
+    },
+    /// A field's value could not be encoded.
+    Encode {
+        /// The full key.
+        key: String,
+        /// The Rust field path.
+        field: String,
+        /// Why (never the value of a secret field).
+        reason: String,
+    },
+    /// The config's `validate` function refused the value.
+    Rejected {
+        /// The full key prefix of the config.
+        prefix: String,
+        /// The revision the value was read at; `None` for a value about to be saved.
+        revision: Option<i64>,
+        /// What `validate` said.
+        reason: String,
+    },
+    /// A compare-and-swap found that keys under the prefix changed since the expected revision;
+    /// nothing was written.
+    Conflict {
+        /// The full key prefix of the config.
+        prefix: String,
+        /// The revision the caller expected nothing to have changed since (0 for `save`).
+        expected: i64,
+        /// The store's revision when the conflict was found.
+        current: i64,
+    },
+    /// Saving would need more txn operations than the server allows; nothing was sent.
+    TxnTooLarge {
+        /// The full key prefix of the config.
+        prefix: String,
+        /// How many operations (or compares) the txn needs.
+        ops: usize,
+        /// The limit (`--max-txn-ops`, 128 by default; see `Store::with_max_txn_ops`).
+        limit: usize,
+    },
     /// The server answered with a gRPC status that is not one of etcd's errors.
     Grpc {
         /// The endpoint that answered.
@@ -139,6 +185,47 @@ impl fmt::Display for Error {
             }
             Error::InvalidArgument { reason } => write!(f, "invalid argument: {reason}"),
             Error::Config { reason } => write!(f, "invalid client configuration: {reason}"),
+            Error::Decode {
+                prefix,
+                revision,
+                problems,
+            } => {
+                write!(f, "config under {prefix} at revision {revision} is not valid:")?;
+                for problem in problems {
+                    write!(f, "\n  - {problem}")?;
+                }
+                Ok(())
+            }
+            Error::Encode { key, field, reason } => {
+                write!(f, "cannot encode field `{field}` for key {key}: {reason}")
+            }
+            Error::Rejected {
+                prefix,
+                revision,
+                reason,
+            } => match revision {
+                Some(revision) => write!(
+                    f,
+                    "config under {prefix} at revision {revision} was rejected by its validate function: {reason}"
+                ),
+                None => write!(
+                    f,
+                    "config under {prefix} was rejected by its validate function and not saved: {reason}"
+                ),
+            },
+            Error::Conflict {
+                prefix,
+                expected,
+                current,
+            } => write!(
+                f,
+                "keys under {prefix} changed after revision {expected} (now at {current}); nothing was written: load again and retry"
+            ),
+            Error::TxnTooLarge { prefix, ops, limit } => write!(
+                f,
+                "saving {prefix} needs {ops} txn operations but the limit is {limit} \
+                 (etcd's --max-txn-ops); nothing was sent"
+            ),
             Error::Unsupported {
                 operation,
                 endpoint,

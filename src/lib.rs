@@ -51,6 +51,7 @@
 //!   token expired or the auth store changed; concurrent calls share one re-authentication.
 
 pub mod client;
+pub mod config;
 mod error;
 mod key_range;
 pub mod proto;
@@ -58,3 +59,18 @@ pub mod proto;
 pub use client::{Client, ConnectOptions, ResponseHeader, TlsOptions};
 pub use error::{Error, Result, ServerErrorKind};
 pub use key_range::{KeyRange, RangeKind};
+
+pub use config::{codec, EtcdConfig, Schema, Store, Versioned};
+/// `#[derive(EtcdConfig)]`: see [`EtcdConfig`] and the crate docs for its attributes.
+pub use etcd_derive::EtcdConfig;
+
+/// What derived code refers to. Not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::config::codec::duration;
+    pub use crate::config::codec::{decode, encode};
+    pub use crate::config::{Decoder, Describe, Encoder, EtcdConfig, FieldInfo};
+    pub use core;
+    pub use std::collections::{BTreeMap, HashMap};
+    pub use std::string::String;
+}

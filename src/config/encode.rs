@@ -1,0 +1,144 @@
+//! Turning a struct into the keys and values it owns.
+//!
+//! The derive writes each field through an [`Encoder`]; the result lists every key the struct
+//! would put (with its value) or delete (a `None` field), and the `each` maps whose entries are
+//! owned wholesale, so that `save` can also delete entries that were removed.
+
+use super::EtcdConfig;
+
+/// One key of a struct: its value, or `None` when the key must be absent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Entry {
+    /// Relative to the struct's `prefix/`.
+    pub(crate) key: String,
+    /// The Rust field path, e.g. `tls.cert_path` or `routes.api`.
+    pub(crate) field: String,
+    pub(crate) value: Option<String>,
+    pub(crate) secret: bool,
+}
+
+/// Everything a struct encodes to.
+#[derive(Debug, Default)]
+pub(crate) struct Encoded {
+    pub(crate) entries: Vec<Entry>,
+    /// Key prefixes (relative, ending in `/`) of `each` maps: every key under them that is not an
+    /// entry is a removed entry.
+    pub(crate) maps: Vec<String>,
+    /// Values that could not be encoded: (field, key, reason).
+    pub(crate) errors: Vec<(String, String, String)>,
+}
+
+impl Encoded {
+    pub(crate) fn of<T: EtcdConfig>(value: &T) -> Encoded {
+        let mut encoded = Encoded::default();
+        value.__encode(&mut Encoder {
+            key_prefix: String::new(),
+            field_prefix: String::new(),
+            out: &mut encoded,
+        });
+        encoded
+    }
+}
+
+/// Collects a struct's keys; driven by derived code.
+#[doc(hidden)]
+pub struct Encoder<'a> {
+    key_prefix: String,
+    field_prefix: String,
+    out: &'a mut Encoded,
+}
+
+impl Encoder<'_> {
+    fn push(
+        &mut self,
+        key: &str,
+        field: &str,
+        secret: bool,
+        value: Result<Option<String>, String>,
+    ) {
+        let key = format!("{}{key}", self.key_prefix);
+        let field = format!("{}{field}", self.field_prefix);
+        match value {
+            Ok(value) => self.out.entries.push(Entry {
+                key,
+                field,
+                value,
+                secret,
+            }),
+            // A secret's encoder error may quote the value: keep only that it failed.
+            Err(_) if secret => self
+                .out
+                .errors
+                .push((field, key, "cannot be encoded".to_owned())),
+            Err(reason) => self.out.errors.push((field, key, reason)),
+        }
+    }
+
+    fn nest(&mut self, key: &str, field: &str) -> Encoder<'_> {
+        Encoder {
+            key_prefix: format!("{}{key}/", self.key_prefix),
+            field_prefix: format!("{}{field}.", self.field_prefix),
+            out: self.out,
+        }
+    }
+
+    /// A field stored under one key.
+    pub fn value<T: ?Sized>(
+        &mut self,
+        key: &str,
+        field: &str,
+        secret: bool,
+        value: &T,
+        encode: impl Fn(&T) -> Result<String, String>,
+    ) {
+        self.push(key, field, secret, encode(value).map(Some));
+    }
+
+    /// An `Option` field: `None` deletes the key.
+    pub fn optional<T>(
+        &mut self,
+        key: &str,
+        field: &str,
+        secret: bool,
+        value: &Option<T>,
+        encode: impl Fn(&T) -> Result<String, String>,
+    ) {
+        let encoded = value.as_ref().map(encode).transpose();
+        self.push(key, field, secret, encoded);
+    }
+
+    /// A `#[etcd(nested)]` struct, under `key/`.
+    pub fn nested<T: EtcdConfig>(&mut self, key: &str, field: &str, value: &T) {
+        value.__encode(&mut self.nest(key, field));
+    }
+
+    /// A `#[etcd(each)]` map of values: one key per entry, under `key/`.
+    pub fn each<'m, V: 'm>(
+        &mut self,
+        key: &str,
+        field: &str,
+        secret: bool,
+        entries: impl IntoIterator<Item = (&'m String, &'m V)>,
+        encode: impl Fn(&V) -> Result<String, String>,
+    ) {
+        self.out.maps.push(format!("{}{key}/", self.key_prefix));
+        let mut map = self.nest(key, field);
+        for (name, value) in entries {
+            map.push(name, name, secret, encode(value).map(Some));
+        }
+    }
+
+    /// A `#[etcd(each, nested)]` map of structs: each entry's keys under `key/<name>/`.
+    pub fn each_nested<'m, V: EtcdConfig>(
+        &mut self,
+        key: &str,
+        field: &str,
+        entries: impl IntoIterator<Item = (&'m String, &'m V)>,
+    ) {
+        self.out.maps.push(format!("{}{key}/", self.key_prefix));
+        let mut map = self.nest(key, field);
+        for (name, value) in entries {
+            value.__encode(&mut map.nest(name, name));
+        }
+    }
+}

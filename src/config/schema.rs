@@ -1,0 +1,219 @@
+//! The schema of a config struct: every key with its type, default, docs and flags.
+
+use std::fmt;
+
+use serde_json::{json, Map, Value};
+
+use super::EtcdConfig;
+
+/// One key of a config struct.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SchemaField {
+    /// The full key. A `#[etcd(each)]` entry shows its name as `<name>`.
+    pub key: String,
+    /// The Rust field path, e.g. `tls.cert_path`.
+    pub field: String,
+    /// The Rust type, e.g. `u16` or `Vec<String>`.
+    pub type_name: String,
+    /// The default as it would be stored; never the value of a secret field.
+    pub default: Option<String>,
+    /// The field's doc comment.
+    pub doc: String,
+    /// True if loading fails when the key is absent.
+    pub required: bool,
+    /// True for `#[etcd(secret)]` fields.
+    pub secret: bool,
+}
+
+/// Every key a config struct owns, from [`EtcdConfig::schema`].
+///
+/// `Display` prints an aligned table; [`Schema::to_json_schema`] gives JSON Schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Schema {
+    /// The struct's prefix, e.g. `/services/gateway`. It owns every key under `prefix/`.
+    pub prefix: String,
+    /// The struct's keys, in field order.
+    pub fields: Vec<SchemaField>,
+}
+
+impl Schema {
+    pub(crate) fn of<T: EtcdConfig>() -> Schema {
+        let mut fields = Vec::new();
+        T::__describe(&mut Describe {
+            key_prefix: format!("{}/", T::PREFIX),
+            field_prefix: String::new(),
+            out: &mut fields,
+        });
+        Schema {
+            prefix: T::PREFIX.to_owned(),
+            fields,
+        }
+    }
+
+    /// The schema as JSON Schema (draft 2020-12): one property per key, named by its path under
+    /// the prefix, with `description`, `default`, `writeOnly` for secrets and `x-etcd-key`.
+    /// Every etcd value is text, so `type` is the JSON type the text parses as.
+    pub fn to_json_schema(&self) -> Value {
+        let mut properties = Map::new();
+        let mut required = Vec::new();
+        let strip = format!("{}/", self.prefix);
+        for field in &self.fields {
+            let name = field
+                .key
+                .strip_prefix(&strip)
+                .unwrap_or(&field.key)
+                .to_owned();
+            let mut property = Map::new();
+            property.insert("type".into(), json!(json_type(&field.type_name)));
+            property.insert("x-rust-type".into(), json!(field.type_name));
+            property.insert("x-etcd-key".into(), json!(field.key));
+            if !field.doc.is_empty() {
+                property.insert("description".into(), json!(field.doc));
+            }
+            if let Some(default) = &field.default {
+                property.insert("default".into(), json!(default));
+            }
+            if field.secret {
+                property.insert("writeOnly".into(), json!(true));
+            }
+            if field.required {
+                required.push(json!(name));
+            }
+            properties.insert(name, Value::Object(property));
+        }
+        json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": self.prefix,
+            "type": "object",
+            "properties": properties,
+            "required": required,
+        })
+    }
+}
+
+fn json_type(rust: &str) -> &'static str {
+    match rust {
+        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" | "i8" | "i16" | "i32" | "i64" | "i128"
+        | "isize" => "integer",
+        "f32" | "f64" => "number",
+        "bool" => "boolean",
+        _ => "string",
+    }
+}
+
+impl fmt::Display for Schema {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let header = ["KEY", "TYPE", "DEFAULT", "REQUIRED", "DOC"];
+        let rows: Vec<[String; 5]> = self
+            .fields
+            .iter()
+            .map(|field| {
+                let default = match (&field.default, field.secret) {
+                    (Some(_), true) => "(secret)".to_owned(),
+                    (Some(d), false) => d.clone(),
+                    (None, _) => "-".to_owned(),
+                };
+                let mut flags = if field.required { "yes" } else { "no" }.to_owned();
+                if field.secret {
+                    flags.push_str(", secret");
+                }
+                let doc = field.doc.lines().next().unwrap_or("").to_owned();
+                [
+                    field.key.clone(),
+                    field.type_name.clone(),
+                    default,
+                    flags,
+                    doc,
+                ]
+            })
+            .collect();
+        let mut widths = header.map(str::len);
+        for row in &rows {
+            for (width, cell) in widths.iter_mut().zip(row) {
+                *width = (*width).max(cell.chars().count());
+            }
+        }
+        let line = |f: &mut fmt::Formatter<'_>, cells: [&str; 5]| -> fmt::Result {
+            let mut text = String::new();
+            for (i, cell) in cells.iter().enumerate() {
+                if i + 1 == cells.len() {
+                    text.push_str(cell);
+                } else {
+                    text.push_str(&format!("{cell:<width$}  ", width = widths[i]));
+                }
+            }
+            writeln!(f, "{}", text.trim_end())
+        };
+        line(f, header)?;
+        for row in &rows {
+            line(f, [&row[0], &row[1], &row[2], &row[3], &row[4]])?;
+        }
+        Ok(())
+    }
+}
+
+/// Lists a struct's keys for its schema; driven by derived code.
+#[doc(hidden)]
+pub struct Describe<'a> {
+    key_prefix: String,
+    field_prefix: String,
+    out: &'a mut Vec<SchemaField>,
+}
+
+/// The properties of one field, as the derive knows them.
+#[doc(hidden)]
+pub struct FieldInfo<'a> {
+    pub key: &'a str,
+    pub field: &'a str,
+    pub type_name: &'a str,
+    pub doc: &'a str,
+    pub required: bool,
+    pub secret: bool,
+}
+
+impl Describe<'_> {
+    /// A field stored under one key, with its default as stored (if any).
+    pub fn value(&mut self, info: FieldInfo<'_>, default: Option<Result<String, String>>) {
+        self.out.push(SchemaField {
+            key: format!("{}{}", self.key_prefix, info.key),
+            field: format!("{}{}", self.field_prefix, info.field),
+            type_name: info.type_name.to_owned(),
+            // A secret's default is a secret too.
+            default: default.and_then(Result::ok).filter(|_| !info.secret),
+            doc: info.doc.to_owned(),
+            required: info.required,
+            secret: info.secret,
+        });
+    }
+
+    /// A `#[etcd(nested)]` struct: its keys, under `key/`.
+    pub fn nested<T: EtcdConfig>(&mut self, key: &str, field: &str) {
+        T::__describe(&mut Describe {
+            key_prefix: format!("{}{key}/", self.key_prefix),
+            field_prefix: format!("{}{field}.", self.field_prefix),
+            out: self.out,
+        });
+    }
+
+    /// A `#[etcd(each)]` map of values: one `key/<name>` row.
+    pub fn each(&mut self, info: FieldInfo<'_>) {
+        let key = format!("{}/<name>", info.key);
+        let field = format!("{}.<name>", info.field);
+        self.value(
+            FieldInfo {
+                key: &key,
+                field: &field,
+                required: false,
+                ..info
+            },
+            None,
+        );
+    }
+
+    /// A `#[etcd(each, nested)]` map of structs: the struct's keys under `key/<name>/`.
+    pub fn each_nested<T: EtcdConfig>(&mut self, key: &str, field: &str) {
+        self.nested::<T>(&format!("{key}/<name>"), &format!("{field}.<name>"));
+    }
+}

@@ -1,0 +1,306 @@
+//! [`Store`]: load, save, compare-and-swap and delete config structs.
+
+use super::decode::Source;
+use super::encode::Encoded;
+use super::EtcdConfig;
+use crate::client::kv::KeyValue;
+use crate::client::txn::{Compare, CompareOp, TxnOp};
+use crate::error::{Error, Result};
+use crate::{Client, KeyRange};
+
+/// etcd's default `--max-txn-ops`.
+const DEFAULT_MAX_TXN_OPS: usize = 128;
+
+/// How many times `save` re-reads and retries when another writer slips in between its read of
+/// the existing keys and its transaction.
+const SAVE_ATTEMPTS: usize = 5;
+
+/// A value and the etcd revision it was read at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned<T> {
+    /// The value.
+    pub value: T,
+    /// The store revision of the read: every key of the value is as of this revision.
+    pub revision: i64,
+}
+
+/// Loads and saves config structs through a [`Client`]. Cheap to clone.
+///
+/// ```no_run
+/// # use etcd_config::{Client, ConnectOptions, EtcdConfig, Store};
+/// #[derive(EtcdConfig, Debug)]
+/// #[etcd(prefix = "/services/gateway", rename_all = "kebab-case")]
+/// struct Gateway {
+///     #[etcd(default = 8080)]
+///     listen_port: u16,
+///     upstream: String,
+/// }
+///
+/// # async fn demo() -> etcd_config::Result<()> {
+/// let client = Client::connect(["127.0.0.1:2379"], ConnectOptions::default()).await?;
+/// let store = Store::new(client);
+/// let mut gw: Gateway = store.load().await?;
+/// gw.listen_port = 9090;
+/// store.save(&gw).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Store {
+    client: Client,
+    namespace: String,
+    max_txn_ops: usize,
+}
+
+impl Store {
+    /// A store over `client`, with no namespace and etcd's default txn limit (128).
+    pub fn new(client: Client) -> Self {
+        Store {
+            client,
+            namespace: String::new(),
+            max_txn_ops: DEFAULT_MAX_TXN_OPS,
+        }
+    }
+
+    /// A store whose every key is under `namespace` (appended to this store's own): with
+    /// `namespace("/staging")`, `/services/gateway/x` is stored at
+    /// `/staging/services/gateway/x`.
+    #[must_use]
+    pub fn namespace(&self, namespace: &str) -> Store {
+        Store {
+            namespace: format!("{}{}", self.namespace, namespace.trim_end_matches('/')),
+            ..self.clone()
+        }
+    }
+
+    /// The server's `--max-txn-ops`, if not etcd's default 128: `save` refuses a struct
+    /// needing more operations before sending anything.
+    #[must_use]
+    pub fn with_max_txn_ops(mut self, limit: usize) -> Self {
+        self.max_txn_ops = limit;
+        self
+    }
+
+    /// The client this store uses.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The full key prefix `T` owns in this store: namespace + `T::PREFIX` + `/`.
+    pub fn prefix_of<T: EtcdConfig>(&self) -> String {
+        format!("{}{}/", self.namespace, T::PREFIX)
+    }
+
+    /// The range of keys `T` owns in this store: everything under [`prefix_of`](Self::prefix_of).
+    pub fn range_of<T: EtcdConfig>(&self) -> KeyRange {
+        KeyRange::prefix(self.prefix_of::<T>())
+    }
+
+    /// Loads `T`: one Range over its prefix. See [`load_versioned`](Self::load_versioned).
+    pub async fn load<T: EtcdConfig>(&self) -> Result<T> {
+        Ok(self.load_versioned::<T>().await?.value)
+    }
+
+    /// Loads `T` and the revision it was read at: one Range over its prefix, so every field is
+    /// from the same revision.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Decode`] listing every missing required key and every value that does not
+    /// parse; [`Error::Rejected`] if `T`'s `validate` refuses the value; client errors.
+    pub async fn load_versioned<T: EtcdConfig>(&self) -> Result<Versioned<T>> {
+        let prefix = self.prefix_of::<T>();
+        let response = self
+            .client
+            .kv()
+            .get(KeyRange::prefix(prefix.clone()))
+            .await?;
+        let revision = response.header.revision;
+        let value = decode_kvs::<T>(&prefix, revision, response.kvs)?;
+        Ok(Versioned { value, revision })
+    }
+
+    /// Saves `value` in one Txn: a put for every stored field and a delete for every `None`
+    /// field and removed `each` entry; returns the revision of the write.
+    ///
+    /// The keys to delete are found with a keys-only Range first; the Txn only applies if no key
+    /// under the prefix changed since that read (otherwise the read and Txn are retried), so the
+    /// result is exactly `value`, never half of it. Keys under the prefix that no field owns are
+    /// left alone.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Rejected`] if `validate` refuses the value and [`Error::TxnTooLarge`] if the
+    /// Txn would exceed the txn limit, both before anything is written; [`Error::Conflict`] if
+    /// other writers kept changing the prefix through every attempt.
+    pub async fn save<T: EtcdConfig>(&self, value: &T) -> Result<i64> {
+        self.write(value, None).await
+    }
+
+    /// Saves `value` only if no key under `T`'s prefix was created, modified or deleted after
+    /// `revision` (typically [`Versioned::revision`] from a load). One Txn; on a conflict
+    /// nothing is written.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Conflict`] with the current revision if anything changed; as
+    /// [`save`](Self::save) otherwise. A `revision` older than the last compaction cannot be
+    /// checked and gives the server's `Compacted` error.
+    pub async fn save_if_unchanged<T: EtcdConfig>(&self, value: &T, revision: i64) -> Result<i64> {
+        self.write(value, Some(revision)).await
+    }
+
+    /// Deletes every key `T` owns: one DeleteRange over its prefix. Returns the revision.
+    pub async fn delete<T: EtcdConfig>(&self) -> Result<i64> {
+        let response = self.client.kv().delete(self.range_of::<T>()).await?;
+        Ok(response.header.revision)
+    }
+
+    async fn write<T: EtcdConfig>(&self, value: &T, expected: Option<i64>) -> Result<i64> {
+        let prefix = self.prefix_of::<T>();
+        value.validate().map_err(|reason| Error::Rejected {
+            prefix: prefix.clone(),
+            revision: None,
+            reason,
+        })?;
+        let encoded = Encoded::of(value);
+        if let Some((field, key, reason)) = encoded.errors.into_iter().next() {
+            return Err(Error::Encode {
+                key: format!("{prefix}{key}"),
+                field,
+                reason,
+            });
+        }
+        let puts: Vec<(String, String)> = encoded
+            .entries
+            .iter()
+            .filter_map(|e| Some((format!("{prefix}{}", e.key), e.value.clone()?)))
+            .collect();
+        self.check_size(&prefix, puts.len())?;
+        let range = KeyRange::prefix(prefix.clone());
+
+        let attempts = if expected.is_some() { 1 } else { SAVE_ATTEMPTS };
+        let mut current = 0;
+        for _ in 0..attempts {
+            // Which keys exist (now, or at the expected revision)?
+            let mut read = self.client.kv().get(range.clone()).keys_only();
+            if let Some(revision) = expected {
+                read = read.revision(revision);
+            }
+            let existing = read.await?;
+            let deletes = removed_keys(&prefix, &encoded.entries, &encoded.maps, &existing.kvs);
+            self.check_size(&prefix, puts.len() + deletes.len())?;
+
+            let since = expected.unwrap_or(existing.header.revision);
+            let mut compares = vec![Compare::mod_revision(
+                range.clone(),
+                CompareOp::Less,
+                since + 1,
+            )];
+            if expected.is_some() {
+                // A key deleted since `since` leaves no mod revision to compare: check that
+                // every key that existed then still exists with the same create revision.
+                compares.extend(existing.kvs.iter().map(|kv| {
+                    Compare::create_revision(
+                        KeyRange::key(kv.key.clone()),
+                        CompareOp::Equal,
+                        kv.create_revision,
+                    )
+                }));
+                self.check_size(&prefix, compares.len())?;
+            }
+            let ops = puts
+                .iter()
+                .map(|(key, value)| TxnOp::put(key.as_str(), value.as_str()))
+                .chain(
+                    deletes
+                        .into_iter()
+                        .map(|key| TxnOp::delete(KeyRange::key(key))),
+                );
+            let response = self.client.kv().txn().when(compares).and_then(ops).await?;
+            if response.succeeded {
+                return Ok(response.header.revision);
+            }
+            current = response.header.revision;
+        }
+        Err(Error::Conflict {
+            prefix,
+            expected: expected.unwrap_or(0),
+            current,
+        })
+    }
+
+    fn check_size(&self, prefix: &str, ops: usize) -> Result<()> {
+        if ops > self.max_txn_ops {
+            return Err(Error::TxnTooLarge {
+                prefix: prefix.to_owned(),
+                ops,
+                limit: self.max_txn_ops,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The existing keys a save must delete: those of `None` fields, and those under an `each` map
+/// that are not one of its entries now.
+fn removed_keys(
+    prefix: &str,
+    entries: &[super::encode::Entry],
+    maps: &[String],
+    existing: &[KeyValue],
+) -> Vec<Vec<u8>> {
+    let put: std::collections::HashSet<&str> = entries
+        .iter()
+        .filter(|e| e.value.is_some())
+        .map(|e| e.key.as_str())
+        .collect();
+    let absent: std::collections::HashSet<&str> = entries
+        .iter()
+        .filter(|e| e.value.is_none())
+        .map(|e| e.key.as_str())
+        .collect();
+    existing
+        .iter()
+        .filter(|kv| {
+            let Some(relative) = kv.key.strip_prefix(prefix.as_bytes()) else {
+                return false;
+            };
+            let Ok(relative) = std::str::from_utf8(relative) else {
+                return false;
+            };
+            absent.contains(relative)
+                || (!put.contains(relative)
+                    && maps.iter().any(|m| relative.starts_with(m.as_str())))
+        })
+        .map(|kv| kv.key.clone())
+        .collect()
+}
+
+/// Decodes `T` from the keys of one Range over `prefix`.
+pub(crate) fn decode_kvs<T: EtcdConfig>(
+    prefix: &str,
+    revision: i64,
+    kvs: Vec<KeyValue>,
+) -> Result<T> {
+    let mut entries: Vec<(String, Vec<u8>)> = kvs
+        .into_iter()
+        .filter_map(|kv| {
+            let relative = kv.key.strip_prefix(prefix.as_bytes())?;
+            Some((String::from_utf8_lossy(relative).into_owned(), kv.value))
+        })
+        .collect();
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    let value = Source::new(prefix, &entries)
+        .decode::<T>()
+        .map_err(|problems| Error::Decode {
+            prefix: prefix.to_owned(),
+            revision,
+            problems,
+        })?;
+    value.validate().map_err(|reason| Error::Rejected {
+        prefix: prefix.to_owned(),
+        revision: Some(revision),
+        reason,
+    })?;
+    Ok(value)
+}
