@@ -1,7 +1,65 @@
 //! Typed application settings in etcd v3, on the crate's own etcd client.
 //!
+//! `#[derive(EtcdConfig)]` maps a settings struct to an etcd key prefix, one key per field, with
+//! values people can read and edit with `etcdctl`. A [`Store`] loads the struct with one range
+//! read and saves it in one transaction.
+//!
+//! ```
+//! use etcd_config::{config, EtcdConfig};
+//! use std::time::Duration;
+//!
+//! #[derive(EtcdConfig, Debug, PartialEq)]
+//! #[etcd(prefix = "/services/gateway", rename_all = "kebab-case")]
+//! struct Gateway {
+//!     /// Port to listen on.
+//!     #[etcd(default = 8080)]
+//!     listen_port: u16,
+//!     upstream: String,
+//!     request_timeout: Option<Duration>,
+//! }
+//!
+//! // What `etcdctl get --prefix /services/gateway/` would show after a save:
+//! let gw = Gateway { listen_port: 9090, upstream: "http://a:80".into(), request_timeout: None };
+//! let stored = config::to_key_values(&gw)?;
+//! assert_eq!(stored, [
+//!     ("/services/gateway/listen-port".to_owned(), "9090".to_owned()),
+//!     ("/services/gateway/upstream".to_owned(), "http://a:80".to_owned()),
+//! ]);
+//!
+//! // What a load makes of keys typed by hand:
+//! let loaded: Gateway = config::from_key_values([
+//!     ("/services/gateway/upstream", "http://b:80"),
+//!     ("/services/gateway/request-timeout", "1m30s"),
+//! ])?;
+//! assert_eq!(loaded.listen_port, 8080);
+//! assert_eq!(loaded.request_timeout, Some(Duration::from_secs(90)));
+//! # Ok::<(), etcd_config::Error>(())
+//! ```
+//!
+//! Against etcd:
+//!
+//! ```no_run
+//! # use etcd_config::EtcdConfig;
+//! # #[derive(EtcdConfig, Debug)]
+//! # #[etcd(prefix = "/services/gateway")]
+//! # struct Gateway { upstream: String }
+//! use etcd_config::{Client, ConnectOptions, Store};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> etcd_config::Result<()> {
+//! let client = Client::connect(["127.0.0.1:2379"], ConnectOptions::default()).await?;
+//! let store = Store::new(client);
+//! let v = store.load_versioned::<Gateway>().await?; // one Range, one revision
+//! let mut gw = v.value;
+//! gw.upstream = "http://c:80".into();
+//! store.save_if_unchanged(&gw, v.revision).await?; // one Txn, or Error::Conflict
+//! # Ok(()) }
+//! ```
+//!
 //! # Layout
 //!
+//! - [`config`]: the [`EtcdConfig`] trait and its derive, the value [`codec`], the [`Store`],
+//!   and the [`Schema`].
 //! - [`client`]: the etcd v3 client. [`Client`] is a cheap `Clone` handle over several
 //!   endpoints with failover, timeouts, TLS and an auth token; one module per etcd service
 //!   ([`client::kv`], [`client::txn`], [`client::lease`], [`client::auth`],
@@ -11,37 +69,43 @@
 //!   [`ServerErrorKind`].
 //! - [`proto`]: the generated wire types, as an escape hatch.
 //!
-//! # Example
+//! # The derive's attributes
 //!
-//! ```no_run
-//! use etcd_config::client::txn::{Compare, CompareOp, TxnOp};
-//! use etcd_config::{Client, ConnectOptions, KeyRange};
+//! On the struct:
 //!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> etcd_config::Result<()> {
-//! let client = Client::connect(["127.0.0.1:2379"], ConnectOptions::default()).await?;
-//! let kv = client.kv();
+//! | attribute | effect |
+//! |---|---|
+//! | `prefix = "/a/b"` | required; the struct owns every key under `/a/b/` |
+//! | `rename_all = "kebab-case"` | serde's case names, applied to field names |
+//! | `validate = "path"` | `fn(&Self) -> Result<(), String>`; run on load and before save |
+//! | `deny_unknown_keys` | keys under the prefix that no field reads are an error |
 //!
-//! let written = kv.put("/services/gateway/listen-port", "8080").await?;
-//! let page = kv.get(KeyRange::prefix("/services/gateway/")).await?;
-//! assert_eq!(page.header.revision, written.header.revision);
+//! On a field:
 //!
-//! // Change the port only if nobody else changed it since.
-//! let swapped = kv
-//!     .txn()
-//!     .when([Compare::mod_revision(
-//!         "/services/gateway/listen-port",
-//!         CompareOp::Equal,
-//!         written.header.revision,
-//!     )])
-//!     .and_then([TxnOp::put("/services/gateway/listen-port", "9090")])
-//!     .await?;
-//! assert!(swapped.succeeded);
-//! # Ok(()) }
-//! ```
+//! | attribute | effect |
+//! |---|---|
+//! | (none) | required; a missing key is an error naming it |
+//! | `Option<T>` | optional; absent key = `None`, and saving `None` deletes the key |
+//! | `default`, `default = expr` | absent key = `Default::default()` / `expr` (a string literal is converted with `From`) |
+//! | `rename = "key"` | the key, relative to the prefix; may contain `/` |
+//! | `nested` | a struct deriving `EtcdConfig`, stored under `key/` (its own prefix is then unused) |
+//! | `each` | a `BTreeMap`/`HashMap<String, V>`: one key per entry, `key/<name>` |
+//! | `each, nested` | a map of `EtcdConfig` structs, each under `key/<name>/` |
+//! | `secret` | the value never appears in errors, logs or the schema |
+//! | `skip` | not stored; `Default::default()` on load |
+//! | `with = "module"` | `module::encode(&T) -> Result<String, String>` and `module::decode(&str) -> Result<T, String>` |
+//!
+//! Values are stored as [`codec`] describes: strings raw, numbers and booleans as text, unit
+//! enum variants by name, `Duration` as `1m30s`, anything else as compact JSON.
 //!
 //! # Choices this crate makes
 //!
+//! - `save` writes the whole struct in one Txn, after a keys-only Range that finds the keys to
+//!   delete (`None` fields, removed `each` entries); the Txn is guarded so it only applies if no
+//!   key under the prefix changed in between, and retried otherwise. Keys under the prefix that
+//!   no field owns are never deleted by `save`.
+//! - `save_if_unchanged` compares every key's mod revision with the given revision and every key
+//!   that existed then with its create revision, so puts, deletes and new keys all conflict.
 //! - Every unary call has a deadline (the request timeout, 10 s by default) covering its retries
 //!   on other endpoints and a re-authentication; no call waits forever.
 //! - Reads are retried on another endpoint after a transport failure or a transient etcd error

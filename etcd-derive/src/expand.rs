@@ -24,13 +24,16 @@ pub(crate) fn derive(input: &syn::DeriveInput) -> TokenStream {
 /// The errors, plus an impl with empty bodies so the user sees only what they got wrong.
 fn fallback(input: &syn::DeriveInput, errors: Vec<syn::Error>) -> TokenStream {
     let errors = errors.iter().map(syn::Error::to_compile_error);
+    if !input.generics.params.is_empty() {
+        // A stub for a generic struct would need bounds of its own and fail on them.
+        return quote!(#(#errors)*);
+    }
     let ident = &input.ident;
-    let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
     quote! {
         #(#errors)*
         const _: () = {
             #[automatically_derived]
-            impl #impl_generics ::etcd_config::__private::EtcdConfig for #ident #ty_generics #where_clause {
+            impl ::etcd_config::__private::EtcdConfig for #ident {
                 const PREFIX: &'static str = "";
                 fn __describe(_: &mut ::etcd_config::__private::Describe<'_>) {}
                 fn __encode(&self, _: &mut ::etcd_config::__private::Encoder<'_>) {}

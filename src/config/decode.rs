@@ -155,7 +155,7 @@ impl<'s> Decoder<'s> {
         self.source.consumed[index].set(true);
         let result = std::str::from_utf8(bytes)
             .map_err(|_| "the value is not UTF-8 text".to_owned())
-            .and_then(|text| decode(text));
+            .and_then(decode);
         match result {
             Ok(value) => Some(value),
             Err(reason) => {

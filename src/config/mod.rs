@@ -16,6 +16,8 @@ pub use store::{Store, Versioned};
 
 #[doc(hidden)]
 pub use decode::Decoder;
+
+use crate::error::{Error, Result};
 #[doc(hidden)]
 pub use encode::Encoder;
 #[doc(hidden)]
@@ -47,4 +49,53 @@ pub trait EtcdConfig: Sized + Send + Sync + 'static {
 
     #[doc(hidden)]
     fn __decode(input: &mut Decoder<'_>) -> Option<Self>;
+}
+
+/// Decodes `T` from keys and values as etcd holds them, without etcd: what
+/// [`Store::load`] does with the result of its Range. Keys are full keys; those outside
+/// `T::PREFIX/` are ignored. Every problem is reported at once ([`Error::Decode`]).
+///
+/// ```
+/// use etcd_config::{config, EtcdConfig};
+///
+/// #[derive(EtcdConfig, Debug, PartialEq)]
+/// #[etcd(prefix = "/app", rename_all = "kebab-case")]
+/// struct App {
+///     max_conns: u32,
+///     name: Option<String>,
+/// }
+///
+/// let app: App = config::from_key_values([("/app/max-conns", "10"), ("/app/name", "web")])?;
+/// assert_eq!(app, App { max_conns: 10, name: Some("web".into()) });
+/// # Ok::<(), etcd_config::Error>(())
+/// ```
+pub fn from_key_values<T, K, V>(pairs: impl IntoIterator<Item = (K, V)>) -> Result<T>
+where
+    T: EtcdConfig,
+    K: AsRef<[u8]>,
+    V: AsRef<[u8]>,
+{
+    let prefix = format!("{}/", T::PREFIX);
+    let pairs = pairs
+        .into_iter()
+        .map(|(k, v)| (k.as_ref().to_vec(), v.as_ref().to_vec()));
+    store::decode_kvs(&prefix, 0, pairs)
+}
+
+/// Encodes `value` into the full keys and values a [`Store::save`] puts, in field order
+/// (`None` fields have no key). Does not run `validate`.
+pub fn to_key_values<T: EtcdConfig>(value: &T) -> Result<Vec<(String, String)>> {
+    let encoded = encode::Encoded::of(value);
+    if let Some((field, key, reason)) = encoded.errors.into_iter().next() {
+        return Err(Error::Encode {
+            key: format!("{}/{key}", T::PREFIX),
+            field,
+            reason,
+        });
+    }
+    Ok(encoded
+        .entries
+        .into_iter()
+        .filter_map(|e| Some((format!("{}/{}", T::PREFIX, e.key), e.value?)))
+        .collect())
 }

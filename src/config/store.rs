@@ -115,7 +115,8 @@ impl Store {
             .get(KeyRange::prefix(prefix.clone()))
             .await?;
         let revision = response.header.revision;
-        let value = decode_kvs::<T>(&prefix, revision, response.kvs)?;
+        let kvs = response.kvs.into_iter().map(|kv| (kv.key, kv.value));
+        let value = decode_kvs::<T>(&prefix, revision, kvs)?;
         Ok(Versioned { value, revision })
     }
 
@@ -276,20 +277,21 @@ fn removed_keys(
         .collect()
 }
 
-/// Decodes `T` from the keys of one Range over `prefix`.
+/// Decodes `T` from the keys and values of one Range over `prefix` (full keys; others ignored).
 pub(crate) fn decode_kvs<T: EtcdConfig>(
     prefix: &str,
     revision: i64,
-    kvs: Vec<KeyValue>,
+    kvs: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
 ) -> Result<T> {
     let mut entries: Vec<(String, Vec<u8>)> = kvs
         .into_iter()
-        .filter_map(|kv| {
-            let relative = kv.key.strip_prefix(prefix.as_bytes())?;
-            Some((String::from_utf8_lossy(relative).into_owned(), kv.value))
+        .filter_map(|(key, value)| {
+            let relative = key.strip_prefix(prefix.as_bytes())?;
+            Some((String::from_utf8_lossy(relative).into_owned(), value))
         })
         .collect();
     entries.sort_by(|a, b| a.0.cmp(&b.0));
+    entries.dedup_by(|a, b| a.0 == b.0);
     let value = Source::new(prefix, &entries)
         .decode::<T>()
         .map_err(|problems| Error::Decode {

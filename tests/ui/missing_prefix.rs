@@ -1,0 +1,8 @@
+use etcd_config::EtcdConfig;
+
+#[derive(EtcdConfig)]
+struct Settings {
+    port: u16,
+}
+
+fn main() {}

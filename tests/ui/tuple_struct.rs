@@ -1,0 +1,7 @@
+use etcd_config::EtcdConfig;
+
+#[derive(EtcdConfig)]
+#[etcd(prefix = "/app")]
+struct Settings(u16, String);
+
+fn main() {}
