@@ -13,9 +13,10 @@ mod options;
 mod token;
 pub(crate) mod transport;
 pub mod txn;
+pub mod watch;
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 pub use options::{ConnectOptions, TlsOptions};
 use token::Credentials;
@@ -33,6 +34,8 @@ use crate::proto::etcdserverpb as pb;
 #[derive(Clone)]
 pub struct Client {
     transport: Arc<Transport>,
+    /// The task that owns the client's one Watch stream, started by the first watch.
+    watch_hub: Arc<OnceLock<watch::WatchHub>>,
 }
 
 impl Client {
@@ -67,9 +70,44 @@ impl Client {
         if let Some(credentials) = &transport.credentials {
             credentials.refresh(&transport, 0).await?;
         }
-        Ok(Client {
+        Ok(Client::from_transport(transport))
+    }
+
+    /// Makes a client without dialing: every endpoint is connected on first use, and with
+    /// credentials the first call authenticates. For services that must start while etcd is
+    /// unreachable (see [`LiveOptions::cache_file`](crate::config::LiveOptions::cache_file));
+    /// calls fail with [`Error::Connect`](crate::Error::Connect) until an endpoint answers.
+    ///
+    /// # Errors
+    ///
+    /// Only for endpoints or TLS files that cannot be used.
+    pub fn connect_lazy<E, S>(endpoints: E, options: ConnectOptions) -> Result<Client>
+    where
+        E: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let endpoints = endpoints
+            .into_iter()
+            .map(|e| e.as_ref().trim().to_owned())
+            .collect();
+        let credentials = options
+            .credentials
+            .clone()
+            .map(|(user, password)| Credentials::new(user, password));
+        let transport = Transport::new(endpoints, options, credentials)?;
+        Ok(Client::from_transport(transport))
+    }
+
+    fn from_transport(transport: Transport) -> Client {
+        Client {
             transport: Arc::new(transport),
-        })
+            watch_hub: Arc::new(OnceLock::new()),
+        }
+    }
+
+    pub(crate) fn watch_hub(&self) -> &watch::WatchHub {
+        self.watch_hub
+            .get_or_init(|| watch::WatchHub::start(Arc::downgrade(&self.transport)))
     }
 
     /// Key-value operations: get, put, delete, txn, compact.

@@ -55,6 +55,11 @@ impl Credentials {
         guard.0
     }
 
+    /// The generation of the current token; 0 before the first authentication.
+    pub(crate) fn generation(&self) -> u64 {
+        self.token.read().expect("token lock").0
+    }
+
     /// Gets a new token unless one newer than generation `seen` is already in place.
     ///
     /// Boxed because authenticating is itself a call through the transport, whose retry loop

@@ -28,7 +28,8 @@ use super::token::Credentials;
 use crate::error::{Error, Result, ServerErrorKind};
 use crate::proto::etcdserverpb::{
     auth_client::AuthClient, cluster_client::ClusterClient, kv_client::KvClient,
-    lease_client::LeaseClient, maintenance_client::MaintenanceClient, StatusRequest,
+    lease_client::LeaseClient, maintenance_client::MaintenanceClient, watch_client::WatchClient,
+    StatusRequest,
 };
 
 /// `in_flight` before any endpoint was tried.
@@ -83,6 +84,7 @@ macro_rules! stubs {
 
 stubs! {
     kv -> KvClient,
+    watch -> WatchClient,
     lease -> LeaseClient,
     cluster -> ClusterClient,
     maintenance -> MaintenanceClient,
@@ -148,6 +150,17 @@ impl Transport {
         options: ConnectOptions,
         credentials: Option<Credentials>,
     ) -> Result<Transport> {
+        let transport = Transport::new(endpoints, options, credentials)?;
+        transport.dial().await?;
+        Ok(transport)
+    }
+
+    /// Builds the endpoint list without connecting.
+    pub(crate) fn new(
+        endpoints: Vec<String>,
+        options: ConnectOptions,
+        credentials: Option<Credentials>,
+    ) -> Result<Transport> {
         if endpoints.is_empty() {
             return Err(Error::config("no endpoints given"));
         }
@@ -166,13 +179,17 @@ impl Transport {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let transport = Transport {
+        Ok(Transport {
             slots,
             current: AtomicUsize::new(0),
             options,
             credentials,
-        };
+        })
+    }
 
+    /// Opens a connection to whichever endpoint answers first within the dial timeout.
+    async fn dial(&self) -> Result<()> {
+        let transport = self;
         // Dial every endpoint at once and keep the first that answers, so one dead member
         // does not cost a whole dial timeout.
         let dialing = &transport;
@@ -199,9 +216,12 @@ impl Transport {
         match winner {
             Some(index) => {
                 transport.current.store(index, Ordering::Relaxed);
-                Ok(transport)
+                Ok(())
             }
-            None => Err(Error::Connect { endpoints, reason }),
+            None => Err(Error::Connect {
+                endpoints: self.endpoint_names().map(str::to_owned).collect(),
+                reason,
+            }),
         }
     }
 
@@ -306,6 +326,11 @@ impl Transport {
         &self.slots[index].name
     }
 
+    /// Reports that a stream on endpoint `index` broke, so the next call goes elsewhere.
+    pub(crate) fn report_broken(&self, index: usize) {
+        self.fail_over(index);
+    }
+
     /// Runs one unary call with failover, retries, the auth token and the request timeout.
     ///
     /// `call` receives a connection and a request carrying the token; it is invoked once per
@@ -388,6 +413,12 @@ impl Transport {
         Fut: Future<Output = std::result::Result<tonic::Response<Resp>, tonic::Status>>,
     {
         let credentials = self.credentials.as_ref().filter(|_| with_token);
+        if let Some(credentials) = credentials {
+            if credentials.generation() == 0 {
+                // A lazily made client authenticates on its first call.
+                credentials.refresh(self, 0).await?;
+            }
+        }
         let mut reauthenticated = false;
         let mut unreachable_in_a_row = 0;
         let mut backoff = Duration::from_millis(20);

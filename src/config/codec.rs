@@ -195,9 +195,11 @@ mod tests {
         assert_eq!(decode::<u16>("8080").unwrap(), 8080);
         assert_eq!(encode(&true).unwrap(), "true");
         assert_eq!(encode(&vec!["a", "b"]).unwrap(), r#"["a","b"]"#);
-        assert!(decode::<u16>("70000")
-            .unwrap_err()
-            .contains("number out of range"));
+        let too_big = decode::<u16>("70000").unwrap_err();
+        assert!(
+            too_big.contains("70000") && too_big.contains("u16"),
+            "{too_big}"
+        );
         assert!(decode::<u16>("abc").unwrap_err().contains("expected u16"));
     }
 

@@ -1,0 +1,285 @@
+//! The client's watches against a real etcd: events and options, many watches on one gRPC
+//! stream (counted by etcd's own gauges), cancellation on drop, compaction, slow consumers, and
+//! resuming on another member without losing or repeating a revision.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use etcd_config::client::watch::{EventKind, WatchResponse, WatchStream};
+use etcd_config::{Client, KeyRange, ServerErrorKind};
+use futures_util::StreamExt;
+use support::Etcd;
+
+/// The value of one of etcd's Prometheus gauges on member `i`.
+fn gauge(etcd: &Etcd, i: usize, name: &str) -> i64 {
+    etcd.metrics(i)
+        .lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as i64)
+        .unwrap_or(0)
+}
+
+/// Waits until `check` holds (etcd's gauges move asynchronously), for at most 10 s.
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn next(watch: &mut WatchStream) -> WatchResponse {
+    tokio::time::timeout(Duration::from_secs(10), watch.next())
+        .await
+        .expect("no watch response within 10 s")
+        .expect("watch ended")
+        .expect("watch error")
+}
+
+/// Puts and deletes arrive in order with prev_kv; filters leave out what they name; a txn's
+/// events arrive together.
+#[tokio::test]
+async fn events_options_and_txns() {
+    let etcd = Etcd::single().await;
+    let client = etcd.client().await;
+    let mut all = client
+        .watch(KeyRange::prefix("/w/"))
+        .prev_kv()
+        .await
+        .unwrap();
+    let mut deletes = client
+        .watch(KeyRange::prefix("/w/"))
+        .no_put()
+        .await
+        .unwrap();
+    let kv = client.kv();
+    kv.put("/w/a", "1").await.unwrap();
+    kv.put("/w/a", "2").await.unwrap();
+    let deleted = kv.delete("/w/a").await.unwrap();
+
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        seen.extend(next(&mut all).await.events);
+    }
+    assert_eq!(seen[0].kind, EventKind::Put);
+    assert_eq!(seen[1].prev_kv.as_ref().unwrap().value, b"1");
+    assert_eq!(seen[2].kind, EventKind::Delete);
+    assert_eq!(seen[2].kv.mod_revision, deleted.header.revision);
+    let only = next(&mut deletes).await;
+    assert!(only.events.iter().all(|e| e.kind == EventKind::Delete));
+
+    let txn = kv
+        .txn()
+        .and_then([
+            etcd_config::client::txn::TxnOp::put("/w/x", "1"),
+            etcd_config::client::txn::TxnOp::put("/w/y", "1"),
+            etcd_config::client::txn::TxnOp::put("/w/z", "1"),
+        ])
+        .await
+        .unwrap();
+    let together = next(&mut all).await;
+    assert_eq!(together.events.len(), 3);
+    assert!(together
+        .events
+        .iter()
+        .all(|e| e.kv.mod_revision == txn.header.revision));
+}
+
+/// A start revision replays history; a compacted one ends the watch with a typed error that
+/// carries the compact revision.
+#[tokio::test]
+async fn start_revision_and_compaction() {
+    let etcd = Etcd::single().await;
+    let client = etcd.client().await;
+    let kv = client.kv();
+    let first = kv.put("/h", "1").await.unwrap().header.revision;
+    kv.put("/h", "2").await.unwrap();
+    let mut replay = client.watch("/h").start_revision(first).await.unwrap();
+    let mut values = Vec::new();
+    while values.len() < 2 {
+        values.extend(
+            next(&mut replay)
+                .await
+                .events
+                .into_iter()
+                .map(|e| e.kv.value),
+        );
+    }
+    assert_eq!(values, [b"1".to_vec(), b"2".to_vec()]);
+
+    let last = kv.put("/h", "3").await.unwrap().header.revision;
+    kv.compact(last).await.unwrap();
+    let mut old = client.watch("/h").start_revision(first).await.unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(10), old.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let err = ended.unwrap_err();
+    assert_eq!(err.server_kind(), Some(ServerErrorKind::Compacted), "{err}");
+    assert_eq!(old.compact_revision(), Some(last));
+    assert!(old.next().await.is_none(), "a compacted watch ends");
+}
+
+/// A thousand watches share one gRPC stream; dropping them cancels them on the server, and
+/// dropping the last closes the stream. Counted by etcd's watch gauges.
+#[tokio::test]
+async fn many_watches_one_stream_and_cancel_on_drop() {
+    let etcd = Etcd::single().await;
+    let client = etcd.client().await;
+    let streams = "etcd_debugging_mvcc_watch_stream_total";
+    let watchers = "etcd_debugging_mvcc_watcher_total";
+    let mut watches = Vec::new();
+    for i in 0..1000 {
+        watches.push(client.watch(format!("/many/{i}")).await.unwrap());
+    }
+    eventually("1000 watchers on one stream", || {
+        gauge(&etcd, 0, streams) == 1 && gauge(&etcd, 0, watchers) == 1000
+    })
+    .await;
+
+    client.kv().put("/many/500", "x").await.unwrap();
+    let got = next(&mut watches[500]).await;
+    assert_eq!(got.events[0].kv.key, b"/many/500");
+
+    watches.truncate(10);
+    eventually("990 watchers cancelled", || gauge(&etcd, 0, watchers) == 10).await;
+    watches.clear();
+    eventually("the stream closed", || gauge(&etcd, 0, streams) == 0).await;
+}
+
+/// A consumer that does not read does not hold up another watch on the same stream; once it
+/// reads, it gets every event, in order, none twice.
+#[tokio::test]
+async fn slow_consumer_does_not_block_others() {
+    let etcd = Etcd::single().await;
+    let client = etcd.client().await;
+    let mut slow = client.watch("/slow").buffer(2).await.unwrap();
+    let mut fast = client.watch("/fast").await.unwrap();
+    let kv = client.kv();
+    let mut slow_revisions = Vec::new();
+    for i in 0..50 {
+        slow_revisions.push(
+            kv.put("/slow", format!("{i}"))
+                .await
+                .unwrap()
+                .header
+                .revision,
+        );
+        let rev = kv
+            .put("/fast", format!("{i}"))
+            .await
+            .unwrap()
+            .header
+            .revision;
+        let got = next(&mut fast).await;
+        assert_eq!(
+            got.events[0].kv.mod_revision, rev,
+            "the fast watch fell behind"
+        );
+    }
+    let mut seen = Vec::new();
+    while seen.len() < slow_revisions.len() {
+        seen.extend(
+            next(&mut slow)
+                .await
+                .events
+                .into_iter()
+                .map(|e| e.kv.mod_revision),
+        );
+    }
+    assert_eq!(seen, slow_revisions);
+}
+
+/// A progress request gets an empty response at the current revision.
+#[tokio::test]
+async fn progress_request() {
+    let etcd = Etcd::single().await;
+    let client = etcd.client().await;
+    let mut watch = client.watch("/p").await.unwrap();
+    let rev = client
+        .kv()
+        .put("/other", "1")
+        .await
+        .unwrap()
+        .header
+        .revision;
+    client.request_watch_progress();
+    let progress = next(&mut watch).await;
+    assert!(progress.events.is_empty());
+    assert!(progress.header.revision >= rev);
+}
+
+/// Kill the member a watch is streaming from, keep writing, bring it back: every revision
+/// arrives exactly once, in order.
+#[tokio::test]
+async fn resumes_on_another_member_without_gaps_or_repeats() {
+    let mut etcd = Etcd::cluster().await;
+    let client = etcd.client().await;
+    let writer = Client::connect(etcd.endpoints(), etcd.options())
+        .await
+        .unwrap();
+    let mut watch = client.watch(KeyRange::prefix("/r/")).await.unwrap();
+    let mut written = Vec::new();
+    for i in 0..5 {
+        written.push(
+            writer
+                .kv()
+                .put(format!("/r/{i}"), "v")
+                .await
+                .unwrap()
+                .header
+                .revision,
+        );
+    }
+    let header = client.kv().get("/x").serializable().await.unwrap().header;
+    let mut used = None;
+    for i in 0..3 {
+        let one = Client::connect([etcd.endpoint(i)], etcd.options())
+            .await
+            .unwrap();
+        if one.maintenance().status().await.unwrap().header.member_id == header.member_id {
+            used = Some(i);
+        }
+    }
+    let used = used.expect("the member in use");
+    etcd.stop(used);
+    let survivors: Vec<String> = (0..3)
+        .filter(|&i| i != used)
+        .map(|i| etcd.endpoint(i))
+        .collect();
+    let writer = Client::connect(survivors, etcd.options()).await.unwrap();
+    let mut i = 5;
+    while written.len() < 15 {
+        // Writes during a possible election may be refused as ambiguous; only count applied ones.
+        if let Ok(put) = writer.kv().put(format!("/r/{i}"), "v").await {
+            written.push(put.header.revision);
+        }
+        i += 1;
+    }
+    etcd.restart(used).await;
+    for _ in 0..5 {
+        written.push(
+            writer
+                .kv()
+                .put(format!("/r/{i}"), "v")
+                .await
+                .unwrap()
+                .header
+                .revision,
+        );
+        i += 1;
+    }
+    let mut seen = Vec::new();
+    while seen.len() < written.len() {
+        seen.extend(
+            next(&mut watch)
+                .await
+                .events
+                .into_iter()
+                .map(|e| e.kv.mod_revision),
+        );
+    }
+    assert_eq!(seen, written);
+}
