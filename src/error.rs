@@ -111,6 +111,13 @@ pub enum Error {
         /// The limit (`--max-txn-ops`, 128 by default; see `Store::with_max_txn_ops`).
         limit: usize,
     },
+    /// A background task (a live config's watch) stopped and will not deliver more.
+    Stopped {
+        /// What stopped.
+        what: String,
+        /// Why.
+        reason: String,
+    },
     /// The server answered with a gRPC status that is not one of etcd's errors.
     Grpc {
         /// The endpoint that answered.
@@ -233,6 +240,7 @@ impl fmt::Display for Error {
                 f,
                 "etcd endpoint {endpoint} does not support {operation}; upgrade etcd to use it"
             ),
+            Error::Stopped { what, reason } => write!(f, "{what} stopped: {reason}"),
             Error::Grpc { endpoint, source } => write!(
                 f,
                 "etcd endpoint {endpoint} answered {:?}: {}",

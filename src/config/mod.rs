@@ -7,12 +7,16 @@
 pub mod codec;
 mod decode;
 mod encode;
+mod live;
 mod schema;
 mod store;
+mod watch;
 
 pub use decode::{Problem, ProblemKind};
+pub use live::{Live, LiveOptions};
 pub use schema::{Schema, SchemaField};
 pub use store::{Store, Versioned};
+pub use watch::{ConfigWatch, Update};
 
 #[doc(hidden)]
 pub use decode::Decoder;

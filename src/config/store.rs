@@ -108,16 +108,24 @@ impl Store {
     /// [`Error::Decode`] listing every missing required key and every value that does not
     /// parse; [`Error::Rejected`] if `T`'s `validate` refuses the value; client errors.
     pub async fn load_versioned<T: EtcdConfig>(&self) -> Result<Versioned<T>> {
+        let (revision, entries) = self.load_raw::<T>().await?;
+        let value = decode_entries::<T>(&self.prefix_of::<T>(), revision, &entries)?;
+        Ok(Versioned { value, revision })
+    }
+
+    /// One Range over `T`'s prefix: the revision and the sorted `(relative key, value)` pairs.
+    pub(crate) async fn load_raw<T: EtcdConfig>(&self) -> Result<(i64, Vec<(String, Vec<u8>)>)> {
         let prefix = self.prefix_of::<T>();
         let response = self
             .client
             .kv()
             .get(KeyRange::prefix(prefix.clone()))
             .await?;
-        let revision = response.header.revision;
         let kvs = response.kvs.into_iter().map(|kv| (kv.key, kv.value));
-        let value = decode_kvs::<T>(&prefix, revision, kvs)?;
-        Ok(Versioned { value, revision })
+        let mut entries: Vec<_> = relative_entries(&prefix, kvs).collect();
+        // Already in etcd's byte order, except where a key that is not UTF-8 was replaced.
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok((response.header.revision, entries))
     }
 
     /// Saves `value` in one Txn: a put for every stored field and a delete for every `None`
@@ -283,16 +291,30 @@ pub(crate) fn decode_kvs<T: EtcdConfig>(
     revision: i64,
     kvs: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
 ) -> Result<T> {
-    let mut entries: Vec<(String, Vec<u8>)> = kvs
-        .into_iter()
-        .filter_map(|(key, value)| {
-            let relative = key.strip_prefix(prefix.as_bytes())?;
-            Some((String::from_utf8_lossy(relative).into_owned(), value))
-        })
-        .collect();
+    let mut entries: Vec<(String, Vec<u8>)> = relative_entries(prefix, kvs).collect();
     entries.sort_by(|a, b| a.0.cmp(&b.0));
     entries.dedup_by(|a, b| a.0 == b.0);
-    let value = Source::new(prefix, &entries)
+    decode_entries(prefix, revision, &entries)
+}
+
+/// `(key relative to prefix, value)` for the keys under `prefix`.
+pub(crate) fn relative_entries<'p>(
+    prefix: &'p str,
+    kvs: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)> + 'p,
+) -> impl Iterator<Item = (String, Vec<u8>)> + 'p {
+    kvs.into_iter().filter_map(move |(key, value)| {
+        let relative = key.strip_prefix(prefix.as_bytes())?;
+        Some((String::from_utf8_lossy(relative).into_owned(), value))
+    })
+}
+
+/// Decodes and validates `T` from sorted, relative entries.
+pub(crate) fn decode_entries<T: EtcdConfig>(
+    prefix: &str,
+    revision: i64,
+    entries: &[(String, Vec<u8>)],
+) -> Result<T> {
+    let value = Source::new(prefix, entries)
         .decode::<T>()
         .map_err(|problems| Error::Decode {
             prefix: prefix.to_owned(),

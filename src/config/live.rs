@@ -1,0 +1,337 @@
+//! [`Live`]: a config that keeps itself up to date, for services that hot-reload.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use futures_util::StreamExt;
+use tokio::sync::watch;
+
+use super::store::decode_entries;
+use super::{to_key_values, ConfigWatch, EtcdConfig, Store};
+use crate::error::{Error, Result};
+
+/// Options for [`Store::live_with`].
+#[derive(Debug, Clone, Default)]
+pub struct LiveOptions {
+    cache_file: Option<PathBuf>,
+}
+
+impl LiveOptions {
+    /// No cache file.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Keep a copy of the config in `path`, and start from it when etcd cannot be reached at
+    /// start-up.
+    ///
+    /// The file is rewritten after every applied update, atomically (a temporary file renamed
+    /// over it) and readable by its owner only (mode 0600): it holds secret fields too. It is
+    /// only read when the first load fails because no endpoint answers; the `Live` then reports
+    /// [`is_stale`](Live::is_stale) until etcd answers and the fresh value replaces it.
+    #[must_use]
+    pub fn cache_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.cache_file = Some(path.into());
+        self
+    }
+}
+
+/// One value of the config and where it came from.
+struct Snapshot<T> {
+    value: Arc<T>,
+    revision: i64,
+    stale: bool,
+}
+
+struct Shared<T> {
+    current: ArcSwap<Snapshot<T>>,
+    /// Why the background task stopped, if it did.
+    stopped: Mutex<Option<String>>,
+    prefix: String,
+}
+
+/// A config kept up to date by a background watch. Cheap to clone; `get` never blocks.
+///
+/// A rejected update (one that does not decode, or that `validate` refuses) is logged with
+/// `tracing` at warn level and changes nothing: `get` keeps returning the last good value. The
+/// background task ends when the last handle is dropped.
+pub struct Live<T> {
+    shared: Arc<Shared<T>>,
+    changes: watch::Receiver<i64>,
+}
+
+impl<T> Clone for Live<T> {
+    fn clone(&self) -> Self {
+        Live {
+            shared: self.shared.clone(),
+            changes: self.changes.clone(),
+        }
+    }
+}
+
+impl<T: EtcdConfig> std::fmt::Debug for Live<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Live")
+            .field("prefix", &self.shared.prefix)
+            .field("revision", &self.revision())
+            .field("stale", &self.is_stale())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: EtcdConfig> Live<T> {
+    /// The current value. Lock-free: one atomic load and a reference count.
+    pub fn get(&self) -> Arc<T> {
+        self.shared.current.load().value.clone()
+    }
+
+    /// The revision of the value `get` returns now (for a stale value, the revision it was
+    /// cached at).
+    pub fn revision(&self) -> i64 {
+        self.shared.current.load().revision
+    }
+
+    /// The current value with its revision, read together.
+    pub fn snapshot(&self) -> (Arc<T>, i64) {
+        let snapshot = self.shared.current.load();
+        (snapshot.value.clone(), snapshot.revision)
+    }
+
+    /// True while the value comes from the cache file because etcd has not answered yet.
+    pub fn is_stale(&self) -> bool {
+        self.shared.current.load().stale
+    }
+
+    /// Resolves when a new valid value is in place (since this handle last saw one).
+    ///
+    /// # Errors
+    ///
+    /// If the background watch ended (e.g. the user lost permission to read the prefix).
+    pub async fn changed(&mut self) -> Result<()> {
+        self.changes.changed().await.map_err(|_| Error::Stopped {
+            what: format!("live config {}", self.shared.prefix),
+            reason: self
+                .shared
+                .stopped
+                .lock()
+                .expect("stopped lock")
+                .clone()
+                .unwrap_or_else(|| "its watch ended".to_owned()),
+        })
+    }
+}
+
+impl Store {
+    /// A [`Live`] handle on `T`: loads it, then keeps it current from a watch.
+    pub async fn live<T: EtcdConfig>(&self) -> Result<Live<T>> {
+        self.live_with(LiveOptions::default()).await
+    }
+
+    /// [`live`](Self::live) with options, such as a cache file to start from when etcd is down.
+    ///
+    /// # Errors
+    ///
+    /// The first load's error; with a cache file, only if etcd is unreachable *and* the cache
+    /// cannot be read.
+    pub async fn live_with<T: EtcdConfig>(&self, options: LiveOptions) -> Result<Live<T>> {
+        let prefix = self.prefix_of::<T>();
+        let (initial, watch) = match self.watch::<T>().await {
+            Ok(watch) => {
+                let (value, revision) = watch.initial();
+                let snapshot = Snapshot {
+                    value,
+                    revision,
+                    stale: false,
+                };
+                (snapshot, Some(watch))
+            }
+            Err(err) if unreachable(&err) && options.cache_file.is_some() => {
+                let path = options.cache_file.as_deref().expect("checked");
+                match read_cache::<T>(&prefix, path) {
+                    Ok((value, revision)) => {
+                        tracing::warn!(%prefix, cache = %path.display(), error = %err,
+                            "etcd unreachable; starting from the cached config");
+                        let snapshot = Snapshot {
+                            value: Arc::new(value),
+                            revision,
+                            stale: true,
+                        };
+                        (snapshot, None)
+                    }
+                    Err(cache_err) => {
+                        tracing::warn!(cache = %path.display(), error = %cache_err, "cannot use the config cache");
+                        return Err(err);
+                    }
+                }
+            }
+            Err(err) => return Err(err),
+        };
+        if let (Some(path), false) = (&options.cache_file, initial.stale) {
+            write_cache_logged(&prefix, path, &*initial.value, initial.revision);
+        }
+        let shared = Arc::new(Shared {
+            current: ArcSwap::from_pointee(initial),
+            stopped: Mutex::new(None),
+            prefix,
+        });
+        let (notify, changes) = watch::channel(shared.current.load().revision);
+        tokio::spawn(keep_current(
+            self.clone(),
+            shared.clone(),
+            notify,
+            watch,
+            options.cache_file,
+        ));
+        Ok(Live { shared, changes })
+    }
+}
+
+/// True for errors that mean "no etcd answered", as opposed to "etcd said no".
+fn unreachable(err: &Error) -> bool {
+    matches!(
+        err,
+        Error::Connect { .. } | Error::Transport { .. } | Error::Timeout { .. }
+    )
+}
+
+/// The background task: applies updates until every handle is gone.
+async fn keep_current<T: EtcdConfig>(
+    store: Store,
+    shared: Arc<Shared<T>>,
+    notify: watch::Sender<i64>,
+    watch: Option<ConfigWatch<T>>,
+    cache: Option<PathBuf>,
+) {
+    let mut watch = match watch {
+        Some(watch) => watch,
+        // Started from the cache: keep trying etcd until it answers.
+        None => match reconnect(&store, &notify).await {
+            Some(watch) => {
+                let (value, revision) = watch.initial();
+                publish(&shared, &notify, cache.as_deref(), value, revision);
+                watch
+            }
+            None => return,
+        },
+    };
+    loop {
+        let item = tokio::select! {
+            item = watch.next() => item,
+            () = notify.closed() => return, // every Live handle was dropped
+        };
+        match item {
+            Some(Ok(update)) => {
+                tracing::debug!(prefix = %shared.prefix, revision = update.revision,
+                    changed = ?update.changed, "config updated");
+                publish(
+                    &shared,
+                    &notify,
+                    cache.as_deref(),
+                    update.config,
+                    update.revision,
+                );
+            }
+            Some(Err(err)) => {
+                tracing::warn!(prefix = %shared.prefix, error = %err,
+                    "config update rejected; keeping the last good value");
+            }
+            None => {
+                *shared.stopped.lock().expect("stopped lock") = Some("the watch ended".to_owned());
+                return;
+            }
+        }
+    }
+}
+
+/// Retries the first load and watch with backoff; `None` if every handle is dropped first.
+async fn reconnect<T: EtcdConfig>(
+    store: &Store,
+    notify: &watch::Sender<i64>,
+) -> Option<ConfigWatch<T>> {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = notify.closed() => return None,
+        }
+        match store.watch::<T>().await {
+            Ok(watch) => return Some(watch),
+            Err(err) => tracing::debug!(error = %err, "etcd still unreachable"),
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+fn publish<T: EtcdConfig>(
+    shared: &Shared<T>,
+    notify: &watch::Sender<i64>,
+    cache: Option<&Path>,
+    value: Arc<T>,
+    revision: i64,
+) {
+    if let Some(path) = cache {
+        write_cache_logged(&shared.prefix, path, &*value, revision);
+    }
+    shared.current.store(Arc::new(Snapshot {
+        value,
+        revision,
+        stale: false,
+    }));
+    notify.send_replace(revision);
+}
+
+fn write_cache_logged<T: EtcdConfig>(prefix: &str, path: &Path, value: &T, revision: i64) {
+    if let Err(err) = write_cache(prefix, path, value, revision) {
+        tracing::warn!(cache = %path.display(), error = %err, "cannot write the config cache");
+    }
+}
+
+/// The cache file: `{"prefix": ..., "revision": ..., "keys": {relative key: value}}`.
+fn write_cache<T: EtcdConfig>(prefix: &str, path: &Path, value: &T, revision: i64) -> Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+
+    let strip = format!("{}/", T::PREFIX);
+    let keys: serde_json::Map<String, serde_json::Value> = to_key_values(value)?
+        .into_iter()
+        .map(|(k, v)| (k.strip_prefix(&strip).unwrap_or(&k).to_owned(), v.into()))
+        .collect();
+    let body = serde_json::json!({ "prefix": prefix, "revision": revision, "keys": keys });
+    let io = |e: std::io::Error| Error::config(format!("config cache {}: {e}", path.display()));
+    let temporary = path.with_extension(format!("tmp{}", std::process::id()));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temporary)
+        .map_err(io)?;
+    file.write_all(body.to_string().as_bytes()).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    std::fs::rename(&temporary, path).map_err(io)
+}
+
+fn read_cache<T: EtcdConfig>(prefix: &str, path: &Path) -> Result<(T, i64)> {
+    let bad = |why: String| Error::config(format!("config cache {}: {why}", path.display()));
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let body: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    if body["prefix"] != prefix {
+        return Err(bad(format!("it holds {} instead", body["prefix"])));
+    }
+    let revision = body["revision"].as_i64().unwrap_or(0);
+    let mut entries: Vec<(String, Vec<u8>)> = body["keys"]
+        .as_object()
+        .ok_or_else(|| bad("no keys".to_owned()))?
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.as_str().unwrap_or_default().as_bytes().to_vec(),
+            )
+        })
+        .collect();
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok((decode_entries::<T>(prefix, revision, &entries)?, revision))
+}

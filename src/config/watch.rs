@@ -1,0 +1,301 @@
+//! Typed updates: [`Store::watch`] turns the events under a struct's prefix into whole, valid
+//! values, one [`Update`] per etcd revision.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_core::Stream;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+use super::encode::Encoded;
+use super::store::decode_entries;
+use super::{EtcdConfig, Store};
+use crate::client::watch::{EventKind, WatchResponse};
+use crate::error::{Error, Result, ServerErrorKind};
+
+/// A new value of a config, from one etcd revision.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Update<T> {
+    /// The revision that produced this value.
+    pub revision: i64,
+    /// The new value.
+    pub config: Arc<T>,
+    /// The value before it (the last good one).
+    pub previous: Arc<T>,
+    /// The field paths whose stored value differs, e.g. `["listen_port", "tls.cert_path"]`.
+    pub changed: Vec<String>,
+}
+
+impl<T> Clone for Update<T> {
+    fn clone(&self) -> Self {
+        Update {
+            revision: self.revision,
+            config: self.config.clone(),
+            previous: self.previous.clone(),
+            changed: self.changed.clone(),
+        }
+    }
+}
+
+/// A stream of [`Update`]s of one config (from [`Store::watch`]). Dropping it stops the watch.
+///
+/// Items are `Err` for a revision whose keys do not decode or that `validate` rejects
+/// ([`Error::Decode`] / [`Error::Rejected`], naming the revision and keys); the stream goes on,
+/// and later revisions are decoded against everything etcd then holds. The stream ends with an
+/// error only when it cannot go on (e.g. the user may not read the prefix).
+pub struct ConfigWatch<T> {
+    initial: Arc<T>,
+    revision: i64,
+    updates: mpsc::Receiver<Result<Update<T>>>,
+}
+
+impl<T> ConfigWatch<T> {
+    /// The value loaded when the watch started, and its revision; updates follow from there.
+    pub fn initial(&self) -> (Arc<T>, i64) {
+        (self.initial.clone(), self.revision)
+    }
+}
+
+impl<T> Stream for ConfigWatch<T> {
+    type Item = Result<Update<T>>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.updates.poll_recv(cx)
+    }
+}
+
+impl<T> std::fmt::Debug for ConfigWatch<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigWatch")
+            .field("revision", &self.revision)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the watch knows: every key under the prefix as etcd holds it, and the last good value.
+struct Tracked<T> {
+    keys: BTreeMap<String, Vec<u8>>,
+    /// The revision `keys` is at.
+    revision: i64,
+    good: Arc<T>,
+}
+
+impl<T: EtcdConfig> Tracked<T> {
+    fn entries(&self) -> Vec<(String, Vec<u8>)> {
+        self.keys
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Decodes the keys as they are now; `None` if nothing the struct stores changed.
+    fn evaluate(&mut self, prefix: &str) -> Option<Result<Update<T>>> {
+        let value = match decode_entries::<T>(prefix, self.revision, &self.entries()) {
+            Ok(value) => value,
+            Err(err) => return Some(Err(err)),
+        };
+        let changed = changed_fields(&*self.good, &value);
+        if changed.is_empty() {
+            return None;
+        }
+        let config = Arc::new(value);
+        let previous = std::mem::replace(&mut self.good, config.clone());
+        Some(Ok(Update {
+            revision: self.revision,
+            config,
+            previous,
+            changed,
+        }))
+    }
+}
+
+/// The field paths whose stored form differs between two values.
+pub(crate) fn changed_fields<T: EtcdConfig>(old: &T, new: &T) -> Vec<String> {
+    let old = Encoded::of(old);
+    let new = Encoded::of(new);
+    let old_values: BTreeMap<&str, (&str, &Option<String>)> = old
+        .entries
+        .iter()
+        .map(|e| (e.key.as_str(), (e.field.as_str(), &e.value)))
+        .collect();
+    let new_values: BTreeMap<&str, (&str, &Option<String>)> = new
+        .entries
+        .iter()
+        .map(|e| (e.key.as_str(), (e.field.as_str(), &e.value)))
+        .collect();
+    let mut changed: Vec<String> = Vec::new();
+    for (key, (field, value)) in &new_values {
+        if old_values.get(key).map(|(_, v)| *v) != Some(*value) {
+            changed.push((*field).to_owned());
+        }
+    }
+    for (key, (field, _)) in &old_values {
+        if !new_values.contains_key(key) {
+            changed.push((*field).to_owned());
+        }
+    }
+    changed.sort();
+    changed.dedup();
+    changed
+}
+
+impl Store {
+    /// Watches `T`: loads it (one Range), then streams an [`Update`] for each later revision
+    /// that changes what `T` stores. See [`ConfigWatch`].
+    ///
+    /// - The watch starts at the load's revision + 1, so nothing in between is missed.
+    /// - A txn that writes ten fields is one update. A revision that changes nothing `T` reads
+    ///   (an identical value, an unknown key) gives none.
+    /// - A broken connection resumes on another endpoint without missing or repeating a
+    ///   revision; after a compaction the watch loads `T` again and yields one update if it
+    ///   differs.
+    ///
+    /// # Errors
+    ///
+    /// The initial load's errors, and etcd's refusal of the watch (e.g. `PermissionDenied`).
+    pub async fn watch<T: EtcdConfig>(&self) -> Result<ConfigWatch<T>> {
+        let prefix = self.prefix_of::<T>();
+        let (revision, entries) = self.load_raw::<T>().await?;
+        let good = Arc::new(decode_entries::<T>(&prefix, revision, &entries)?);
+        let watch = self
+            .client()
+            .watch(self.range_of::<T>())
+            .start_revision(revision + 1)
+            .await?;
+        let (sender, updates) = mpsc::channel(16);
+        let tracked = Tracked {
+            keys: entries.into_iter().collect(),
+            revision,
+            good: good.clone(),
+        };
+        tokio::spawn(follow(self.clone(), prefix, tracked, watch, sender));
+        Ok(ConfigWatch {
+            initial: good,
+            revision,
+            updates,
+        })
+    }
+}
+
+/// Applies events to the tracked keys revision by revision and sends what comes of each.
+async fn follow<T: EtcdConfig>(
+    store: Store,
+    prefix: String,
+    mut tracked: Tracked<T>,
+    mut watch: crate::client::watch::WatchStream,
+    updates: mpsc::Sender<Result<Update<T>>>,
+) {
+    loop {
+        let item = tokio::select! {
+            item = watch.next() => item,
+            () = updates.closed() => return, // the ConfigWatch was dropped
+        };
+        match item {
+            Some(Ok(response)) => {
+                for result in apply(&prefix, &mut tracked, response) {
+                    if updates.send(result).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Some(Err(err)) if err.server_kind() == Some(ServerErrorKind::Compacted) => {
+                // The revisions we missed are gone: start over from a fresh load.
+                match resync(&store, &prefix, &mut tracked).await {
+                    Ok((update, next)) => {
+                        watch = next;
+                        if let Some(update) = update {
+                            if updates.send(update).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(err) => {
+                        let _ = updates.send(Err(err)).await;
+                        return;
+                    }
+                }
+            }
+            Some(Err(err)) => {
+                let _ = updates.send(Err(err)).await;
+                return;
+            }
+            None => return,
+        }
+    }
+}
+
+/// Groups a response's events by revision and evaluates each revision once.
+fn apply<T: EtcdConfig>(
+    prefix: &str,
+    tracked: &mut Tracked<T>,
+    response: WatchResponse,
+) -> Vec<Result<Update<T>>> {
+    let mut results = Vec::new();
+    let mut events = response.events.into_iter().peekable();
+    while let Some(first) = events.next() {
+        let revision = first.kv.mod_revision;
+        let mut batch = vec![first];
+        while let Some(event) = events.next_if(|e| e.kv.mod_revision == revision) {
+            batch.push(event);
+        }
+        for event in batch {
+            let Some(relative) = event.kv.key.strip_prefix(prefix.as_bytes()) else {
+                continue;
+            };
+            let relative = String::from_utf8_lossy(relative).into_owned();
+            match event.kind {
+                EventKind::Put => {
+                    tracked.keys.insert(relative, event.kv.value);
+                }
+                EventKind::Delete => {
+                    tracked.keys.remove(&relative);
+                }
+            }
+        }
+        tracked.revision = revision;
+        results.extend(tracked.evaluate(prefix));
+    }
+    results
+}
+
+/// Loads again after a compaction and restarts the watch after that load.
+async fn resync<T: EtcdConfig>(
+    store: &Store,
+    prefix: &str,
+    tracked: &mut Tracked<T>,
+) -> Result<(Option<Result<Update<T>>>, crate::client::watch::WatchStream)> {
+    let mut delay = Duration::from_millis(50);
+    loop {
+        let attempt = async {
+            let (revision, entries) = store.load_raw::<T>().await?;
+            let watch = store
+                .client()
+                .watch(store.range_of::<T>())
+                .start_revision(revision + 1)
+                .await?;
+            Ok::<_, Error>((revision, entries, watch))
+        };
+        match attempt.await {
+            Ok((revision, entries, watch)) => {
+                tracked.keys = entries.into_iter().collect();
+                tracked.revision = revision;
+                return Ok((tracked.evaluate(prefix), watch));
+            }
+            Err(err @ Error::Server { .. })
+                if err.server_kind() != Some(ServerErrorKind::Compacted) =>
+            {
+                return Err(err)
+            }
+            Err(err) => {
+                tracing::debug!(error = %err, "reloading after compaction failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
