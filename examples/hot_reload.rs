@@ -1,0 +1,76 @@
+//! A small service that hot-reloads its settings from etcd.
+//!
+//! It loads `/services/demo`, then prints its settings whenever they change. A value that does
+//! not parse, or that the settings' `validate` refuses, is logged and ignored: the service keeps
+//! running on the last good settings. Stop it with Ctrl-C (or SIGTERM).
+//!
+//! ```sh
+//! ETCD_ENDPOINTS=127.0.0.1:2379 cargo run --example hot_reload
+//! etcdctl put /services/demo/greeting hello        # in another terminal
+//! ```
+//! `bash scripts/demo` runs the whole show against a throwaway etcd.
+
+use std::time::Duration;
+
+use etcd_config::{Client, ConnectOptions, EtcdConfig, Store};
+
+#[derive(EtcdConfig, Debug, Clone, PartialEq)]
+#[etcd(
+    prefix = "/services/demo",
+    rename_all = "kebab-case",
+    validate = "Settings::check"
+)]
+struct Settings {
+    /// What to greet with.
+    greeting: String,
+    /// How many workers to run.
+    #[etcd(default = 2)]
+    workers: u32,
+    /// How often to greet.
+    #[etcd(default = Duration::from_secs(1))]
+    interval: Duration,
+}
+
+impl Settings {
+    fn check(&self) -> Result<(), String> {
+        match self.workers {
+            1..=64 => Ok(()),
+            n => Err(format!("workers must be between 1 and 64, not {n}")),
+        }
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Shows the library's warnings, such as a rejected update.
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_target(false)
+        .without_time()
+        .with_ansi(false)
+        .init();
+
+    let endpoints = std::env::var("ETCD_ENDPOINTS").unwrap_or_else(|_| "127.0.0.1:2379".into());
+    let client = Client::connect(endpoints.split(','), ConnectOptions::default()).await?;
+    let mut live = Store::new(client).live::<Settings>().await?;
+    println!(
+        "[service] started with {:?} (revision {})",
+        live.get(),
+        live.revision()
+    );
+
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            changed = live.changed() => {
+                changed?;
+                let (settings, revision) = live.snapshot();
+                println!("[service] reloaded at revision {revision}: {settings:?}");
+            }
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
+        }
+    }
+    println!("[service] shutting down cleanly");
+    Ok(())
+}
