@@ -278,9 +278,15 @@ macro_rules! server_error_kinds {
         }
 
         impl ServerErrorKind {
-            /// Decodes a message sent by etcd, with or without its `etcdserver: ` prefix.
+            /// Decodes a message sent by etcd, with or without its `etcdserver: ` prefix, and
+            /// also in the Go form etcd puts in a watch's cancel reason
+            /// (`rpc error: code = PermissionDenied desc = etcdserver: permission denied`).
             pub fn from_message(message: &str) -> Self {
-                let text = message.strip_prefix("etcdserver: ").unwrap_or(message);
+                let text = match message.split_once(" desc = ") {
+                    Some((head, desc)) if head.starts_with("rpc error: code = ") => desc,
+                    _ => message,
+                };
+                let text = text.strip_prefix("etcdserver: ").unwrap_or(text);
                 match text {
                     $( $($message)|+ => ServerErrorKind::$kind, )*
                     _ => ServerErrorKind::Other,
@@ -451,6 +457,12 @@ mod tests {
                 "etcdserver: request timed out, possibly due to previous leader failure"
             ),
             ServerErrorKind::ServerTimeout
+        );
+        assert_eq!(
+            ServerErrorKind::from_message(
+                "rpc error: code = PermissionDenied desc = etcdserver: permission denied"
+            ),
+            ServerErrorKind::PermissionDenied
         );
         assert_eq!(
             ServerErrorKind::from_message("etcdserver: something new"),

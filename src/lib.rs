@@ -124,7 +124,7 @@ pub use client::{Client, ConnectOptions, ResponseHeader, TlsOptions};
 pub use error::{Error, Result, ServerErrorKind};
 pub use key_range::{KeyRange, RangeKind};
 
-pub use config::{codec, EtcdConfig, Live, LiveOptions, Schema, Store, Update, Versioned};
+pub use config::{codec, Access, EtcdConfig, Live, LiveOptions, Schema, Store, Update, Versioned};
 /// `#[derive(EtcdConfig)]`: see [`EtcdConfig`] and the crate docs for its attributes.
 pub use etcd_derive::EtcdConfig;
 

@@ -31,7 +31,7 @@
 //!   not delivered once the consumer has drained its buffer. Other watches never wait for a slow
 //!   one, and memory stays bounded.
 //! - **Ending.** A watch whose start revision was compacted ends with
-//!   [`Error::Server`](crate::Error::Server) of kind `Compacted`, and
+//!   [`Error::Server`] of kind `Compacted`, and
 //!   [`WatchStream::compact_revision`] tells which revision to start from; a watch etcd refuses
 //!   (e.g. permission denied) ends with etcd's error. Dropping a [`WatchStream`] cancels its
 //!   watch on the server; when no watch is left, the gRPC stream is closed.

@@ -4,6 +4,7 @@
 //! A struct owns exactly the keys under `prefix + "/"` (inside the Store's namespace), one key per
 //! field. Loading is one Range over that prefix, at one revision; saving is one Txn.
 
+mod access;
 pub mod codec;
 mod decode;
 mod encode;
@@ -12,6 +13,7 @@ mod schema;
 mod store;
 mod watch;
 
+pub use access::Access;
 pub use decode::{Problem, ProblemKind};
 pub use live::{Live, LiveOptions};
 pub use schema::{Schema, SchemaField};

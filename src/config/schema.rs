@@ -39,6 +39,12 @@ pub struct Schema {
 }
 
 impl Schema {
+    /// The keys the struct owns (everything under `prefix/`, outside any namespace): the range a
+    /// role needs, as [`Store::grant`](crate::Store::grant) grants it.
+    pub fn range(&self) -> crate::KeyRange {
+        crate::KeyRange::prefix(format!("{}/", self.prefix))
+    }
+
     pub(crate) fn of<T: EtcdConfig>() -> Schema {
         let mut fields = Vec::new();
         T::__describe(&mut Describe {
@@ -150,7 +156,13 @@ impl fmt::Display for Schema {
         for row in &rows {
             line(f, [&row[0], &row[1], &row[2], &row[3], &row[4]])?;
         }
-        Ok(())
+        let range = self.range();
+        writeln!(
+            f,
+            "role needs: read (service) or readwrite (editor) on [{}, {})",
+            crate::key_range::Escaped(range.start()),
+            crate::key_range::Escaped(range.range_end())
+        )
     }
 }
 
