@@ -100,10 +100,10 @@
 //!
 //! # Choices this crate makes
 //!
-//! - `save` writes the whole struct in one Txn, after a keys-only Range that finds the keys to
-//!   delete (`None` fields, removed `each` entries); the Txn is guarded so it only applies if no
-//!   key under the prefix changed in between, and retried otherwise. Keys under the prefix that
-//!   no field owns are never deleted by `save`.
+//! - `save` writes the whole struct in one Txn: puts for stored fields, deletes for `None`
+//!   fields. A struct with `each` maps first finds removed entries with a keys-only Range; its
+//!   Txn is guarded so it only applies if no key under the prefix changed in between, and
+//!   retried otherwise. Keys under the prefix that no field owns are never deleted by `save`.
 //! - `save_if_unchanged` compares every key's mod revision with the given revision and every key
 //!   that existed then with its create revision, so puts, deletes and new keys all conflict.
 //! - Every unary call has a deadline (the request timeout, 10 s by default) covering its retries

@@ -504,3 +504,41 @@ fn schema_table_and_json() {
         .unwrap()
         .contains(&"upstream".into()));
 }
+
+/// A struct without `each` maps saves in a single Txn and no read (etcd's own counters), and a
+/// `None` field's key is deleted by that Txn.
+#[tokio::test]
+async fn save_without_maps_is_one_round_trip() {
+    #[derive(EtcdConfig, Debug, Clone, PartialEq)]
+    #[etcd(prefix = "/flat")]
+    struct Flat {
+        a: u32,
+        b: Option<String>,
+    }
+    let etcd = Etcd::single().await;
+    let store = Store::new(etcd.client().await);
+    store
+        .save(&Flat {
+            a: 1,
+            b: Some("x".into()),
+        })
+        .await
+        .unwrap();
+    let ranges = etcd.grpc_handled(0, "Range", "OK");
+    let txns = etcd.grpc_handled(0, "Txn", "OK");
+    let revision = store.save(&Flat { a: 2, b: None }).await.unwrap();
+    assert_eq!(
+        etcd.grpc_handled(0, "Range", "OK"),
+        ranges,
+        "save read before writing"
+    );
+    assert_eq!(etcd.grpc_handled(0, "Txn", "OK"), txns + 1);
+
+    let kv = etcd.client().await.kv();
+    assert!(kv.get("/flat/b").await.unwrap().kvs.is_empty());
+    assert_eq!(
+        kv.get("/flat/a").await.unwrap().kvs[0].mod_revision,
+        revision
+    );
+    assert_eq!(store.load::<Flat>().await.unwrap(), Flat { a: 2, b: None });
+}

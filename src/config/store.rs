@@ -131,10 +131,11 @@ impl Store {
     /// Saves `value` in one Txn: a put for every stored field and a delete for every `None`
     /// field and removed `each` entry; returns the revision of the write.
     ///
-    /// The keys to delete are found with a keys-only Range first; the Txn only applies if no key
-    /// under the prefix changed since that read (otherwise the read and Txn are retried), so the
-    /// result is exactly `value`, never half of it. Keys under the prefix that no field owns are
-    /// left alone.
+    /// For a struct without `each` maps this is the only round trip. With `each` maps, the
+    /// entries to delete are found with a keys-only Range first, and the Txn only applies if no
+    /// key under the prefix changed since that read (otherwise the read and Txn are retried).
+    /// Either way the result is exactly `value`, never half of it. Keys under the prefix that no
+    /// field owns are left alone.
     ///
     /// # Errors
     ///
@@ -186,6 +187,24 @@ impl Store {
             .collect();
         self.check_size(&prefix, puts.len())?;
         let range = KeyRange::prefix(prefix.clone());
+
+        if expected.is_none() && encoded.maps.is_empty() {
+            // Nothing to discover: the keys of `None` fields are deleted whether or not they
+            // exist, so the save is a single Txn with no read before it.
+            let absent: Vec<String> = encoded
+                .entries
+                .iter()
+                .filter(|e| e.value.is_none())
+                .map(|e| format!("{prefix}{}", e.key))
+                .collect();
+            self.check_size(&prefix, puts.len() + absent.len())?;
+            let ops = puts
+                .iter()
+                .map(|(key, value)| TxnOp::put(key.as_str(), value.as_str()))
+                .chain(absent.iter().map(|key| TxnOp::delete(key.as_str())));
+            let response = self.client.kv().txn().and_then(ops).await?;
+            return Ok(response.header.revision);
+        }
 
         let attempts = if expected.is_some() { 1 } else { SAVE_ATTEMPTS };
         let mut current = 0;
