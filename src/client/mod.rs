@@ -14,6 +14,7 @@ mod token;
 pub(crate) mod transport;
 pub mod txn;
 pub mod watch;
+mod watch_queue;
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};

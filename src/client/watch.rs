@@ -50,6 +50,7 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use super::kv::{BoxFuture, KeyValue};
 use super::transport::{status_error, Transport};
+use super::watch_queue as queue;
 use super::{Client, ResponseHeader};
 use crate::error::{Error, Result, ServerErrorKind};
 use crate::key_range::KeyRange;
@@ -170,7 +171,7 @@ impl IntoFuture for WatchBuilder {
         Box::pin(async move {
             let hub = self.client.watch_hub();
             let id = hub.next_id.fetch_add(1, Ordering::Relaxed);
-            let (events, receiver) = mpsc::channel(self.buffer);
+            let (events, receiver) = queue::channel(self.buffer);
             let (created, created_rx) = oneshot::channel();
             let shared = Arc::new(Shared::default());
             hub.send(Command::Create {
@@ -226,7 +227,7 @@ struct Shared {
 /// A registered watch: a [`Stream`] of [`WatchResponse`]s. Dropping it cancels the watch.
 pub struct WatchStream {
     id: u64,
-    receiver: mpsc::Receiver<Result<WatchResponse>>,
+    receiver: queue::Receiver<Result<WatchResponse>>,
     shared: Arc<Shared>,
     commands: mpsc::UnboundedSender<Command>,
     _client: Client,
@@ -282,7 +283,7 @@ enum Command {
     Create {
         id: u64,
         request: pb::WatchCreateRequest,
-        events: mpsc::Sender<Result<WatchResponse>>,
+        events: queue::Sender<Result<WatchResponse>>,
         created: oneshot::Sender<Result<()>>,
         shared: Arc<Shared>,
     },
@@ -328,7 +329,7 @@ enum State {
 
 struct Watcher {
     request: pb::WatchCreateRequest,
-    events: mpsc::Sender<Result<WatchResponse>>,
+    events: queue::Sender<Result<WatchResponse>>,
     created: Option<oneshot::Sender<Result<()>>>,
     shared: Arc<Shared>,
     /// The first revision not yet delivered; 0 until known.
@@ -730,8 +731,8 @@ impl Hub {
         {
             Ok(()) => watcher.next_revision = watcher.next_revision.max(next),
             // A progress notification for a full buffer carries nothing to lose.
-            Err(mpsc::error::TrySendError::Full(_)) if first.is_none() => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(queue::TrySendError::Full(_)) if first.is_none() => {}
+            Err(queue::TrySendError::Full(_)) => {
                 // Pause: cancel on the server and come back for this revision once drained.
                 if let Some(first) = first {
                     watcher.next_revision = first;
@@ -742,7 +743,7 @@ impl Hub {
                     self.cancel_on_server(watch_id);
                 }
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
+            Err(queue::TrySendError::Closed(_)) => {
                 let state = watcher.state;
                 self.watchers.remove(&id);
                 if let State::Active(watch_id) = state {

@@ -5,11 +5,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use futures_util::StreamExt;
 use tokio::sync::watch;
 
 use super::store::decode_entries;
-use super::{to_key_values, ConfigWatch, EtcdConfig, Store};
+use super::watch::{Sink, Started};
+use super::{to_key_values, EtcdConfig, Store, Update};
 use crate::error::{Error, Result};
 
 /// Options for [`Store::live_with`].
@@ -137,15 +137,15 @@ impl Store {
     /// cannot be read.
     pub async fn live_with<T: EtcdConfig>(&self, options: LiveOptions) -> Result<Live<T>> {
         let prefix = self.prefix_of::<T>();
-        let (initial, watch) = match self.watch::<T>().await {
-            Ok(watch) => {
-                let (value, revision) = watch.initial();
+        let (initial, started) = match Started::<T>::start(self).await {
+            Ok(started) => {
+                let (value, revision) = started.initial();
                 let snapshot = Snapshot {
                     value,
                     revision,
                     stale: false,
                 };
-                (snapshot, Some(watch))
+                (snapshot, Some(started))
             }
             Err(err) if unreachable(&err) && options.cache_file.is_some() => {
                 let path = options.cache_file.as_deref().expect("checked");
@@ -177,13 +177,12 @@ impl Store {
             prefix,
         });
         let (notify, changes) = watch::channel(shared.current.load().revision);
-        tokio::spawn(keep_current(
-            self.clone(),
-            shared.clone(),
+        let sink = LiveSink {
+            shared: shared.clone(),
             notify,
-            watch,
-            options.cache_file,
-        ));
+            cache: options.cache_file,
+        };
+        tokio::spawn(keep_current(self.clone(), started, sink));
         Ok(Live { shared, changes })
     }
 }
@@ -196,90 +195,87 @@ fn unreachable(err: &Error) -> bool {
     )
 }
 
-/// The background task: applies updates until every handle is gone.
-async fn keep_current<T: EtcdConfig>(
-    store: Store,
+/// Where a live config's follower delivers: the shared value, the change signal, the cache.
+struct LiveSink<T> {
     shared: Arc<Shared<T>>,
     notify: watch::Sender<i64>,
-    watch: Option<ConfigWatch<T>>,
     cache: Option<PathBuf>,
-) {
-    let mut watch = match watch {
-        Some(watch) => watch,
-        // Started from the cache: keep trying etcd until it answers.
-        None => match reconnect(&store, &notify).await {
-            Some(watch) => {
-                let (value, revision) = watch.initial();
-                publish(&shared, &notify, cache.as_deref(), value, revision);
-                watch
+}
+
+impl<T: EtcdConfig> LiveSink<T> {
+    fn publish(&self, value: Arc<T>, revision: i64) {
+        if let Some(path) = &self.cache {
+            write_cache_logged(&self.shared.prefix, path, &*value, revision);
+        }
+        self.shared.current.store(Arc::new(Snapshot {
+            value,
+            revision,
+            stale: false,
+        }));
+        self.notify.send_replace(revision);
+    }
+}
+
+impl<T: EtcdConfig> Sink<T> for LiveSink<T> {
+    async fn deliver(&mut self, item: Result<Update<T>>) -> bool {
+        match item {
+            Ok(update) => {
+                tracing::debug!(prefix = %self.shared.prefix, revision = update.revision,
+                    changed = ?update.changed, "config updated");
+                self.publish(update.config, update.revision);
+            }
+            Err(err @ (Error::Decode { .. } | Error::Rejected { .. })) => {
+                tracing::warn!(prefix = %self.shared.prefix, error = %err,
+                    "config update rejected; keeping the last good value");
+            }
+            Err(err) => {
+                tracing::warn!(prefix = %self.shared.prefix, error = %err, "config watch ended");
+                *self.shared.stopped.lock().expect("stopped lock") = Some(err.to_string());
+            }
+        }
+        true
+    }
+
+    async fn closed(&self) {
+        self.notify.closed().await;
+    }
+}
+
+/// The background task: (after a stale start, first reaches etcd, then) follows the watch
+/// until every handle is gone. One task per live config.
+async fn keep_current<T: EtcdConfig>(store: Store, started: Option<Started<T>>, sink: LiveSink<T>) {
+    let started = match started {
+        Some(started) => started,
+        // Boxed: only a stale start needs it.
+        None => match Box::pin(reconnect::<T>(&store, &sink.notify)).await {
+            Some(started) => {
+                let (value, revision) = started.initial();
+                sink.publish(value, revision);
+                started
             }
             None => return,
         },
     };
-    loop {
-        let item = tokio::select! {
-            item = watch.next() => item,
-            () = notify.closed() => return, // every Live handle was dropped
-        };
-        match item {
-            Some(Ok(update)) => {
-                tracing::debug!(prefix = %shared.prefix, revision = update.revision,
-                    changed = ?update.changed, "config updated");
-                publish(
-                    &shared,
-                    &notify,
-                    cache.as_deref(),
-                    update.config,
-                    update.revision,
-                );
-            }
-            Some(Err(err)) => {
-                tracing::warn!(prefix = %shared.prefix, error = %err,
-                    "config update rejected; keeping the last good value");
-            }
-            None => {
-                *shared.stopped.lock().expect("stopped lock") = Some("the watch ended".to_owned());
-                return;
-            }
-        }
-    }
+    started.follow(store, sink).await;
 }
 
 /// Retries the first load and watch with backoff; `None` if every handle is dropped first.
 async fn reconnect<T: EtcdConfig>(
     store: &Store,
     notify: &watch::Sender<i64>,
-) -> Option<ConfigWatch<T>> {
+) -> Option<Started<T>> {
     let mut delay = Duration::from_millis(100);
     loop {
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             () = notify.closed() => return None,
         }
-        match store.watch::<T>().await {
-            Ok(watch) => return Some(watch),
+        match Started::<T>::start(store).await {
+            Ok(started) => return Some(started),
             Err(err) => tracing::debug!(error = %err, "etcd still unreachable"),
         }
         delay = (delay * 2).min(Duration::from_secs(5));
     }
-}
-
-fn publish<T: EtcdConfig>(
-    shared: &Shared<T>,
-    notify: &watch::Sender<i64>,
-    cache: Option<&Path>,
-    value: Arc<T>,
-    revision: i64,
-) {
-    if let Some(path) = cache {
-        write_cache_logged(&shared.prefix, path, &*value, revision);
-    }
-    shared.current.store(Arc::new(Snapshot {
-        value,
-        revision,
-        stale: false,
-    }));
-    notify.send_replace(revision);
 }
 
 fn write_cache_logged<T: EtcdConfig>(prefix: &str, path: &Path, value: &T, revision: i64) {

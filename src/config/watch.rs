@@ -2,6 +2,7 @@
 //! values, one [`Update`] per etcd revision.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -159,72 +160,112 @@ impl Store {
     ///
     /// The initial load's errors, and etcd's refusal of the watch (e.g. `PermissionDenied`).
     pub async fn watch<T: EtcdConfig>(&self) -> Result<ConfigWatch<T>> {
-        let prefix = self.prefix_of::<T>();
-        let (revision, entries) = self.load_raw::<T>().await?;
-        let good = Arc::new(decode_entries::<T>(&prefix, revision, &entries)?);
-        let watch = self
-            .client()
-            .watch(self.range_of::<T>())
-            .start_revision(revision + 1)
-            .await?;
+        let started = Started::<T>::start(self).await?;
+        let (initial, revision) = (started.tracked.good.clone(), started.tracked.revision);
         let (sender, updates) = mpsc::channel(16);
-        let tracked = Tracked {
-            keys: entries.into_iter().collect(),
-            revision,
-            good: good.clone(),
-        };
-        tokio::spawn(follow(self.clone(), prefix, tracked, watch, sender));
+        tokio::spawn(started.follow(self.clone(), sender));
         Ok(ConfigWatch {
-            initial: good,
+            initial,
             revision,
             updates,
         })
     }
 }
 
-/// Applies events to the tracked keys revision by revision and sends what comes of each.
-async fn follow<T: EtcdConfig>(
-    store: Store,
-    prefix: String,
-    mut tracked: Tracked<T>,
-    mut watch: crate::client::watch::WatchStream,
-    updates: mpsc::Sender<Result<Update<T>>>,
-) {
-    loop {
-        let item = tokio::select! {
-            item = watch.next() => item,
-            () = updates.closed() => return, // the ConfigWatch was dropped
+/// Where a follower delivers what each revision gives.
+pub(crate) trait Sink<T>: Send + Sync + 'static {
+    /// Takes one update or rejection; `false` once nobody is listening any more.
+    fn deliver(&mut self, item: Result<Update<T>>) -> impl Future<Output = bool> + Send;
+    /// Resolves when nobody is listening any more.
+    fn closed(&self) -> impl Future<Output = ()> + Send;
+}
+
+impl<T: Send + Sync + 'static> Sink<T> for mpsc::Sender<Result<Update<T>>> {
+    async fn deliver(&mut self, item: Result<Update<T>>) -> bool {
+        self.send(item).await.is_ok()
+    }
+
+    async fn closed(&self) {
+        mpsc::Sender::closed(self).await;
+    }
+}
+
+/// A config loaded and a watch started right after the load's revision.
+pub(crate) struct Started<T> {
+    tracked: Tracked<T>,
+    stream: crate::client::watch::WatchStream,
+}
+
+impl<T: EtcdConfig> Started<T> {
+    /// Loads `T` (one Range) and starts watching at the load's revision + 1.
+    pub(crate) async fn start(store: &Store) -> Result<Started<T>> {
+        let prefix = store.prefix_of::<T>();
+        let (revision, entries) = store.load_raw::<T>().await?;
+        let good = Arc::new(decode_entries::<T>(&prefix, revision, &entries)?);
+        let stream = store
+            .client()
+            .watch(store.range_of::<T>())
+            .start_revision(revision + 1)
+            .buffer(8)
+            .await?;
+        let tracked = Tracked {
+            keys: entries.into_iter().collect(),
+            revision,
+            good,
         };
-        match item {
-            Some(Ok(response)) => {
-                for result in apply(&prefix, &mut tracked, response) {
-                    if updates.send(result).await.is_err() {
-                        return;
-                    }
-                }
-            }
-            Some(Err(err)) if err.server_kind() == Some(ServerErrorKind::Compacted) => {
-                // The revisions we missed are gone: start over from a fresh load.
-                match resync(&store, &prefix, &mut tracked).await {
-                    Ok((update, next)) => {
-                        watch = next;
-                        if let Some(update) = update {
-                            if updates.send(update).await.is_err() {
-                                return;
-                            }
+        Ok(Started { tracked, stream })
+    }
+
+    /// The value loaded and its revision.
+    pub(crate) fn initial(&self) -> (Arc<T>, i64) {
+        (self.tracked.good.clone(), self.tracked.revision)
+    }
+
+    /// Applies events revision by revision and delivers what comes of each, until the sink
+    /// closes or the watch cannot go on.
+    pub(crate) async fn follow(self, store: Store, mut sink: impl Sink<T>) {
+        let Started {
+            mut tracked,
+            stream: mut watch,
+        } = self;
+        let prefix = store.prefix_of::<T>();
+        loop {
+            let item = tokio::select! {
+                item = watch.next() => item,
+                () = sink.closed() => return,
+            };
+            match item {
+                Some(Ok(response)) => {
+                    for result in apply(&prefix, &mut tracked, response) {
+                        if !sink.deliver(result).await {
+                            return;
                         }
                     }
-                    Err(err) => {
-                        let _ = updates.send(Err(err)).await;
-                        return;
+                }
+                Some(Err(err)) if err.server_kind() == Some(ServerErrorKind::Compacted) => {
+                    // The revisions we missed are gone: start over from a fresh load. Boxed:
+                    // rare, and it would otherwise make every follower's state larger.
+                    match Box::pin(resync(&store, &prefix, &mut tracked)).await {
+                        Ok((update, next)) => {
+                            watch = next;
+                            if let Some(update) = update {
+                                if !sink.deliver(update).await {
+                                    return;
+                                }
+                            }
+                        }
+                        Err(err) => {
+                            sink.deliver(Err(err)).await;
+                            return;
+                        }
                     }
                 }
+                Some(Err(err)) => {
+                    sink.deliver(Err(err)).await;
+                    return;
+                }
+                None => return,
             }
-            Some(Err(err)) => {
-                let _ = updates.send(Err(err)).await;
-                return;
-            }
-            None => return,
         }
     }
 }
@@ -277,6 +318,7 @@ async fn resync<T: EtcdConfig>(
                 .client()
                 .watch(store.range_of::<T>())
                 .start_revision(revision + 1)
+                .buffer(8)
                 .await?;
             Ok::<_, Error>((revision, entries, watch))
         };

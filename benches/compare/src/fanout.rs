@@ -1,5 +1,5 @@
-//! 6. Fan-out: many watched configs on one client. Each side runs in a child process of its own
-//! so that its memory is measured alone.
+//! Case 6, fan-out: many watched configs on one client. Each side runs in a child process of
+//! its own so that its memory is measured alone.
 
 use std::process::Command;
 use std::time::{Duration, Instant};

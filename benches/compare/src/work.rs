@@ -148,7 +148,7 @@ fn row(name: &str, (ours, theirs): (crate::Summary, crate::Summary)) -> Row {
     }
 }
 
-/// 1. Raw get of one key, put of one key, txn of 20 puts.
+/// Case 1: raw get of one key, put of one key, txn of 20 puts.
 pub(crate) async fn raw(
     ours: &etcd_config::Client,
     theirs: &etcd_client::Client,
@@ -227,7 +227,7 @@ pub(crate) async fn raw(
     rows
 }
 
-/// 2 and 3. Typed load and save of the 20-field struct, against the same by hand.
+/// Cases 2 and 3: typed load and save of the 20-field struct, against the same by hand.
 pub(crate) async fn typed(
     ours: &etcd_config::Client,
     theirs: &etcd_client::Client,
@@ -294,8 +294,8 @@ pub(crate) async fn typed(
     ]
 }
 
-/// 4. A put by a second client until the typed update (ours) or the raw event (theirs) is in
-/// hand. Both watches are open at once and see the same puts.
+/// Case 4: from a put by a second client until the typed update (ours) or the raw event
+/// (theirs) is in hand. Both watches are open at once and see the same puts.
 pub(crate) async fn update_latency(
     ours: &etcd_config::Client,
     theirs: &etcd_client::Client,
@@ -345,7 +345,7 @@ pub(crate) async fn update_latency(
     ))
 }
 
-/// 5. 64 gets in flight at once on one client: operations per second, rounds alternating.
+/// Case 5: 64 gets in flight at once on one client: operations per second, rounds alternating.
 pub(crate) async fn concurrent_gets(
     ours: &etcd_config::Client,
     theirs: &etcd_client::Client,
