@@ -10,26 +10,6 @@ use std::time::{Duration, Instant};
 use etcd_config::{Client, Error, KeyRange};
 use support::Etcd;
 
-/// Which member (index into `etcd.members`) has the given member ID.
-async fn member_index(etcd: &Etcd, member_id: u64) -> usize {
-    let options = etcd
-        .options()
-        .dial_timeout(Duration::from_millis(300))
-        .request_timeout(Duration::from_secs(1));
-    for i in 0..etcd.members.len() {
-        // Stopped or frozen members do not answer; skip them.
-        let Ok(one) = Client::connect([etcd.endpoint(i)], options.clone()).await else {
-            continue;
-        };
-        if let Ok(status) = one.maintenance().status().await {
-            if status.header.member_id == member_id {
-                return i;
-            }
-        }
-    }
-    panic!("no member has id {member_id:x}");
-}
-
 /// Waits until the cluster has a leader other than `old` (etcd elects one within seconds).
 async fn wait_for_new_leader(client: &Client, old: u64) {
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -43,18 +23,6 @@ async fn wait_for_new_leader(client: &Client, old: u64) {
     }
 }
 
-/// The member the client is talking to now, found from the header of a read.
-async fn member_in_use(etcd: &Etcd, client: &Client) -> usize {
-    let header = client
-        .kv()
-        .get("/probe")
-        .serializable()
-        .await
-        .unwrap()
-        .header;
-    member_index(etcd, header.member_id).await
-}
-
 /// Killing the member in use: reads and writes keep working on the others, and a client of the
 /// survivors sees every write.
 #[tokio::test]
@@ -63,7 +31,7 @@ async fn stop_member_in_use() {
     let client = etcd.client().await;
     client.kv().put("/f/before", "1").await.unwrap();
 
-    let used = member_in_use(&etcd, &client).await;
+    let used = etcd.member_in_use(&client).await;
     let used_id = client
         .kv()
         .get("/probe")
@@ -82,7 +50,7 @@ async fn stop_member_in_use() {
     let put = client.kv().put("/f/after", "2").await.unwrap();
     let got = client.kv().get(KeyRange::prefix("/f/")).await.unwrap();
     assert_eq!(got.count, 2);
-    assert_ne!(member_index(&etcd, got.header.member_id).await, used);
+    assert_ne!(etcd.member_index(got.header.member_id).await, used);
 
     let survivors: Vec<String> = (0..3)
         .filter(|&i| i != used)
@@ -109,7 +77,7 @@ async fn lose_the_leader() {
     let client = etcd.client().await;
     client.kv().put("/l0", "v").await.unwrap();
     let leader_id = client.maintenance().status().await.unwrap().leader;
-    let leader = member_index(&etcd, leader_id).await;
+    let leader = etcd.member_index(leader_id).await;
     etcd.stop(leader);
 
     // A linearizable read needs a leader: "no leader"/"timed out" answers are retried.
@@ -146,7 +114,7 @@ async fn frozen_member_times_out_then_fails_over() {
     let etcd = Etcd::cluster().await;
     let options = etcd.options().request_timeout(Duration::from_secs(1));
     let client = Client::connect(etcd.endpoints(), options).await.unwrap();
-    let used = member_in_use(&etcd, &client).await;
+    let used = etcd.member_in_use(&client).await;
     etcd.pause(used);
 
     let started = Instant::now();
@@ -162,7 +130,7 @@ async fn frozen_member_times_out_then_fails_over() {
 
     // Serializable, so the answer does not wait for an election if the frozen one led.
     let got = client.kv().get("/x").serializable().await.unwrap();
-    assert_ne!(member_index(&etcd, got.header.member_id).await, used);
+    assert_ne!(etcd.member_index(got.header.member_id).await, used);
     etcd.resume(used);
 }
 
@@ -174,7 +142,7 @@ async fn broken_connection_retries_reads_not_writes() {
     let mut etcd = Etcd::cluster().await;
     let client = etcd.client().await;
     client.kv().put("/w", "0").await.unwrap();
-    let used = member_in_use(&etcd, &client).await;
+    let used = etcd.member_in_use(&client).await;
     let used_endpoint = etcd.endpoint(used);
 
     // Freeze the member, start a write, then kill it so the connection resets mid-call.
@@ -197,14 +165,14 @@ async fn broken_connection_retries_reads_not_writes() {
     // The same with a read: it is retried and answered by a survivor. (Bring the first member
     // back so that two of three members, a quorum, remain after the next kill.)
     etcd.restart(used).await;
-    let used = member_in_use(&etcd, &client).await;
+    let used = etcd.member_in_use(&client).await;
     etcd.pause(used);
     let reader = client.clone();
     let read = tokio::spawn(async move { reader.kv().get("/w").await });
     tokio::time::sleep(Duration::from_millis(300)).await;
     etcd.stop(used);
     let got = read.await.unwrap().unwrap();
-    assert_ne!(member_index(&etcd, got.header.member_id).await, used);
+    assert_ne!(etcd.member_index(got.header.member_id).await, used);
     assert_eq!(got.kvs[0].value, b"0");
 }
 

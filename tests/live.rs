@@ -142,16 +142,7 @@ async fn member_stopped_mid_stream() {
     let store = Store::new(client.clone());
     let mut watch = store.watch::<App>().await.unwrap();
 
-    let header = client.kv().get("/x").serializable().await.unwrap().header;
-    let mut used = 0;
-    for i in 0..3 {
-        let one = Client::connect([etcd.endpoint(i)], etcd.options())
-            .await
-            .unwrap();
-        if one.maintenance().status().await.unwrap().header.member_id == header.member_id {
-            used = i;
-        }
-    }
+    let used = etcd.member_in_use(&client).await;
     let writer = Client::connect(etcd.endpoints(), etcd.options())
         .await
         .unwrap();

@@ -233,17 +233,7 @@ async fn resumes_on_another_member_without_gaps_or_repeats() {
                 .revision,
         );
     }
-    let header = client.kv().get("/x").serializable().await.unwrap().header;
-    let mut used = None;
-    for i in 0..3 {
-        let one = Client::connect([etcd.endpoint(i)], etcd.options())
-            .await
-            .unwrap();
-        if one.maintenance().status().await.unwrap().header.member_id == header.member_id {
-            used = Some(i);
-        }
-    }
-    let used = used.expect("the member in use");
+    let used = etcd.member_in_use(&client).await;
     etcd.stop(used);
     let survivors: Vec<String> = (0..3)
         .filter(|&i| i != used)

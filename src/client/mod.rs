@@ -59,15 +59,8 @@ impl Client {
         E: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let endpoints = endpoints
-            .into_iter()
-            .map(|e| e.as_ref().trim().to_owned())
-            .collect();
-        let credentials = options
-            .credentials
-            .clone()
-            .map(|(user, password)| Credentials::new(user, password));
-        let transport = Transport::connect(endpoints, options, credentials).await?;
+        let transport = prepare(endpoints, options)?;
+        transport.dial().await?;
         if let Some(credentials) = &transport.credentials {
             credentials.refresh(&transport, 0).await?;
         }
@@ -87,16 +80,7 @@ impl Client {
         E: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let endpoints = endpoints
-            .into_iter()
-            .map(|e| e.as_ref().trim().to_owned())
-            .collect();
-        let credentials = options
-            .credentials
-            .clone()
-            .map(|(user, password)| Credentials::new(user, password));
-        let transport = Transport::new(endpoints, options, credentials)?;
-        Ok(Client::from_transport(transport))
+        Ok(Client::from_transport(prepare(endpoints, options)?))
     }
 
     fn from_transport(transport: Transport) -> Client {
@@ -158,6 +142,23 @@ impl fmt::Debug for Client {
             .field("user", &self.user())
             .finish_non_exhaustive()
     }
+}
+
+/// The endpoint list and credentials of a new client, not yet connected.
+fn prepare<E, S>(endpoints: E, options: ConnectOptions) -> Result<Transport>
+where
+    E: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let endpoints = endpoints
+        .into_iter()
+        .map(|e| e.as_ref().trim().to_owned())
+        .collect();
+    let credentials = options
+        .credentials
+        .clone()
+        .map(|(user, password)| Credentials::new(user, password));
+    Transport::new(endpoints, options, credentials)
 }
 
 /// The header etcd puts on every response: who answered, and the store revision at that time.

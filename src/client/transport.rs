@@ -143,18 +143,6 @@ fn transient(kind: ServerErrorKind) -> bool {
 }
 
 impl Transport {
-    /// Builds the endpoint list, then opens a connection to whichever endpoint answers first
-    /// within the dial timeout. Does not authenticate.
-    pub(crate) async fn connect(
-        endpoints: Vec<String>,
-        options: ConnectOptions,
-        credentials: Option<Credentials>,
-    ) -> Result<Transport> {
-        let transport = Transport::new(endpoints, options, credentials)?;
-        transport.dial().await?;
-        Ok(transport)
-    }
-
     /// Builds the endpoint list without connecting.
     pub(crate) fn new(
         endpoints: Vec<String>,
@@ -187,8 +175,9 @@ impl Transport {
         })
     }
 
-    /// Opens a connection to whichever endpoint answers first within the dial timeout.
-    async fn dial(&self) -> Result<()> {
+    /// Opens a connection to whichever endpoint answers first within the dial timeout, and
+    /// makes it the current one.
+    pub(crate) async fn dial(&self) -> Result<()> {
         let transport = self;
         // Dial every endpoint at once and keep the first that answers, so one dead member
         // does not cost a whole dial timeout.

@@ -80,30 +80,52 @@ impl<T> std::fmt::Debug for ConfigWatch<T> {
 
 /// What the watch knows: every key under the prefix as etcd holds it, and the last good value.
 struct Tracked<T> {
-    keys: BTreeMap<String, Vec<u8>>,
+    /// `(key relative to the prefix, value)`, sorted by key: what the decoder reads, kept up to
+    /// date in place so a revision costs no copy of the whole config.
+    keys: Vec<(String, Vec<u8>)>,
     /// The revision `keys` is at.
     revision: i64,
     good: Arc<T>,
+    /// `good` as stored, `key -> (field, value)`, to diff the next value against.
+    good_stored: BTreeMap<String, (String, Option<String>)>,
 }
 
 impl<T: EtcdConfig> Tracked<T> {
-    fn entries(&self) -> Vec<(String, Vec<u8>)> {
-        self.keys
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+    fn new(keys: Vec<(String, Vec<u8>)>, revision: i64, good: Arc<T>) -> Self {
+        let good_stored = stored(&*good);
+        Tracked {
+            keys,
+            revision,
+            good,
+            good_stored,
+        }
+    }
+
+    fn put(&mut self, key: String, value: Vec<u8>) {
+        match self.keys.binary_search_by(|(k, _)| k.as_str().cmp(&key)) {
+            Ok(i) => self.keys[i].1 = value,
+            Err(i) => self.keys.insert(i, (key, value)),
+        }
+    }
+
+    fn delete(&mut self, key: &str) {
+        if let Ok(i) = self.keys.binary_search_by(|(k, _)| k.as_str().cmp(key)) {
+            self.keys.remove(i);
+        }
     }
 
     /// Decodes the keys as they are now; `None` if nothing the struct stores changed.
     fn evaluate(&mut self, prefix: &str) -> Option<Result<Update<T>>> {
-        let value = match decode_entries::<T>(prefix, self.revision, &self.entries()) {
+        let value = match decode_entries::<T>(prefix, self.revision, &self.keys) {
             Ok(value) => value,
             Err(err) => return Some(Err(err)),
         };
-        let changed = changed_fields(&*self.good, &value);
+        let new_stored = stored(&value);
+        let changed = changed_fields(&self.good_stored, &new_stored);
         if changed.is_empty() {
             return None;
         }
+        self.good_stored = new_stored;
         let config = Arc::new(value);
         let previous = std::mem::replace(&mut self.good, config.clone());
         Some(Ok(Update {
@@ -115,29 +137,29 @@ impl<T: EtcdConfig> Tracked<T> {
     }
 }
 
+/// A value as it is stored: `key -> (field path, value)`.
+fn stored<T: EtcdConfig>(value: &T) -> BTreeMap<String, (String, Option<String>)> {
+    Encoded::of(value)
+        .entries
+        .into_iter()
+        .map(|e| (e.key, (e.field, e.value)))
+        .collect()
+}
+
 /// The field paths whose stored form differs between two values.
-pub(crate) fn changed_fields<T: EtcdConfig>(old: &T, new: &T) -> Vec<String> {
-    let old = Encoded::of(old);
-    let new = Encoded::of(new);
-    let old_values: BTreeMap<&str, (&str, &Option<String>)> = old
-        .entries
-        .iter()
-        .map(|e| (e.key.as_str(), (e.field.as_str(), &e.value)))
-        .collect();
-    let new_values: BTreeMap<&str, (&str, &Option<String>)> = new
-        .entries
-        .iter()
-        .map(|e| (e.key.as_str(), (e.field.as_str(), &e.value)))
-        .collect();
+fn changed_fields(
+    old: &BTreeMap<String, (String, Option<String>)>,
+    new: &BTreeMap<String, (String, Option<String>)>,
+) -> Vec<String> {
     let mut changed: Vec<String> = Vec::new();
-    for (key, (field, value)) in &new_values {
-        if old_values.get(key).map(|(_, v)| *v) != Some(*value) {
-            changed.push((*field).to_owned());
+    for (key, (field, value)) in new {
+        if old.get(key).map(|(_, v)| v) != Some(value) {
+            changed.push(field.clone());
         }
     }
-    for (key, (field, _)) in &old_values {
-        if !new_values.contains_key(key) {
-            changed.push((*field).to_owned());
+    for (key, (field, _)) in old {
+        if !new.contains_key(key) {
+            changed.push(field.clone());
         }
     }
     changed.sort();
@@ -208,11 +230,7 @@ impl<T: EtcdConfig> Started<T> {
             .start_revision(revision + 1)
             .buffer(8)
             .await?;
-        let tracked = Tracked {
-            keys: entries.into_iter().collect(),
-            revision,
-            good,
-        };
+        let tracked = Tracked::new(entries, revision, good);
         Ok(Started { tracked, stream })
     }
 
@@ -290,12 +308,8 @@ fn apply<T: EtcdConfig>(
             };
             let relative = String::from_utf8_lossy(relative).into_owned();
             match event.kind {
-                EventKind::Put => {
-                    tracked.keys.insert(relative, event.kv.value);
-                }
-                EventKind::Delete => {
-                    tracked.keys.remove(&relative);
-                }
+                EventKind::Put => tracked.put(relative, event.kv.value),
+                EventKind::Delete => tracked.delete(&relative),
             }
         }
         tracked.revision = revision;
@@ -324,7 +338,7 @@ async fn resync<T: EtcdConfig>(
         };
         match attempt.await {
             Ok((revision, entries, watch)) => {
-                tracked.keys = entries.into_iter().collect();
+                tracked.keys = entries;
                 tracked.revision = revision;
                 return Ok((tracked.evaluate(prefix), watch));
             }

@@ -275,6 +275,38 @@ impl Etcd {
         }
     }
 
+    /// Which member (index into `members`) has etcd member ID `member_id`; members that are
+    /// stopped or frozen are skipped.
+    pub async fn member_index(&self, member_id: u64) -> usize {
+        let options = self
+            .options()
+            .dial_timeout(Duration::from_millis(300))
+            .request_timeout(Duration::from_secs(1));
+        for i in 0..self.members.len() {
+            let Ok(one) = Client::connect([self.endpoint(i)], options.clone()).await else {
+                continue;
+            };
+            if let Ok(status) = one.maintenance().status().await {
+                if status.header.member_id == member_id {
+                    return i;
+                }
+            }
+        }
+        panic!("no running member has id {member_id:x}");
+    }
+
+    /// The member `client` is talking to now, from the header of a read.
+    pub async fn member_in_use(&self, client: &Client) -> usize {
+        let header = client
+            .kv()
+            .get("/probe")
+            .serializable()
+            .await
+            .unwrap()
+            .header;
+        self.member_index(header.member_id).await
+    }
+
     /// Kills member `i` (SIGKILL: no goodbye to its peers) and waits for it to exit.
     pub fn stop(&mut self, i: usize) {
         if let Some(mut child) = self.members[i].child.take() {
