@@ -2,25 +2,34 @@
 //!
 //! An escape hatch: the crate's own API never asks you to touch these types.
 
-#![allow(
+/// The generated code, kept private with its lints allowed; re-exported below.
+#[allow(
     missing_docs,
     unreachable_pub,
     clippy::all,
     clippy::pedantic,
     rustdoc::all
 )]
+mod generated {
+    pub mod mvccpb {
+        include!(concat!(env!("OUT_DIR"), "/mvccpb.rs"));
+    }
+
+    pub mod authpb {
+        include!(concat!(env!("OUT_DIR"), "/authpb.rs"));
+    }
+
+    pub mod etcdserverpb {
+        include!(concat!(env!("OUT_DIR"), "/etcdserverpb.rs"));
+    }
+}
 
 /// etcd's storage records: `KeyValue` and watch `Event`.
-pub mod mvccpb {
-    include!(concat!(env!("OUT_DIR"), "/mvccpb.rs"));
-}
+pub use generated::mvccpb;
 
 /// etcd's auth records: `User`, `Role`, `Permission`.
-pub mod authpb {
-    include!(concat!(env!("OUT_DIR"), "/authpb.rs"));
-}
+pub use generated::authpb;
 
-/// etcd's services (KV, Watch, Lease, Cluster, Maintenance, Auth) and their messages.
-pub mod etcdserverpb {
-    include!(concat!(env!("OUT_DIR"), "/etcdserverpb.rs"));
-}
+/// etcd's services (KV, Watch, Lease, Cluster, Maintenance, Auth), their messages and client
+/// stubs (`kv_client::KvClient`, ...).
+pub use generated::etcdserverpb;
