@@ -1,0 +1,168 @@
+//! Cluster and Maintenance calls against a real three-member etcd: what they report agrees with
+//! what etcd is, and the calls that change things do change them.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use etcd_config::{Client, ServerErrorKind};
+use support::Etcd;
+
+/// Status names the member that answered and the cluster's leader; member_list lists the three
+/// members with the client URLs the harness gave them.
+#[tokio::test]
+async fn status_and_member_list() {
+    let etcd = Etcd::cluster().await;
+    let client = etcd.client().await;
+    let status = client.maintenance().status().await.unwrap();
+    assert!(status.version.starts_with("3."), "{}", status.version);
+    assert_ne!(status.leader, 0);
+    assert!(status.db_size > 0);
+
+    let members = client.cluster().member_list().await.unwrap().members;
+    assert_eq!(members.len(), 3);
+    let mut urls: Vec<String> = members.iter().flat_map(|m| m.client_urls.clone()).collect();
+    urls.sort();
+    let mut expected: Vec<String> = etcd
+        .endpoints()
+        .iter()
+        .map(|e| format!("http://{e}"))
+        .collect();
+    expected.sort();
+    assert_eq!(urls, expected);
+    assert!(members.iter().any(|m| m.id == status.leader));
+    assert!(members.iter().any(|m| m.id == status.header.member_id));
+}
+
+/// Every member holds the same data: equal HashKV at the same revision.
+#[tokio::test]
+async fn hash_kv_agrees_across_members() {
+    let etcd = Etcd::cluster().await;
+    let client = etcd.client().await;
+    for i in 0..20 {
+        client.kv().put(format!("/h/{i}"), "v").await.unwrap();
+    }
+    let revision = client.kv().get("/h/0").await.unwrap().header.revision;
+    let mut hashes = Vec::new();
+    for i in 0..3 {
+        let one = Client::connect([etcd.endpoint(i)], etcd.options())
+            .await
+            .unwrap();
+        // A follower may still be applying the last entries; wait until it has the revision.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while one
+            .kv()
+            .get("/h/0")
+            .serializable()
+            .await
+            .unwrap()
+            .header
+            .revision
+            < revision
+        {
+            assert!(Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        hashes.push(one.maintenance().hash_kv(revision).await.unwrap().0);
+    }
+    assert!(hashes.windows(2).all(|w| w[0] == w[1]), "{hashes:?}");
+}
+
+/// Defragmenting, listing alarms, and taking a snapshot (an etcd bbolt file) all work.
+#[tokio::test]
+async fn defragment_alarms_snapshot() {
+    let etcd = Etcd::single().await;
+    let client = etcd.client().await;
+    client.kv().put("/s", "v").await.unwrap();
+    client.maintenance().defragment().await.unwrap();
+    assert!(client.maintenance().alarms().await.unwrap().is_empty());
+    let snapshot = client.maintenance().snapshot().await.unwrap();
+    let status = client.maintenance().status().await.unwrap();
+    assert!(snapshot.len() as i64 >= status.db_size_in_use.min(status.db_size) / 2);
+    // bbolt's meta page magic, 0xED0CDAED, little-endian at offset 16 of the first page.
+    assert_eq!(&snapshot[16..20], &0xED0C_DAEDu32.to_le_bytes());
+}
+
+/// The leader hands leadership to another member; asking a follower to do it is refused.
+#[tokio::test]
+async fn move_leader() {
+    let etcd = Etcd::cluster().await;
+    let client = etcd.client().await;
+    let leader = client.maintenance().status().await.unwrap().leader;
+    let members = client.cluster().member_list().await.unwrap().members;
+    let target = members.iter().find(|m| m.id != leader).unwrap().id;
+    let leader_index = etcd.member_index(leader).await;
+    let at_leader = Client::connect([etcd.endpoint(leader_index)], etcd.options())
+        .await
+        .unwrap();
+    at_leader.maintenance().move_leader(target).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client.maintenance().status().await.unwrap().leader != target {
+        assert!(Instant::now() < deadline, "leadership did not move");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let new_leader_index = etcd.member_index(target).await;
+    let follower_index = (0..3).find(|&i| i != new_leader_index).unwrap();
+    let at_follower = Client::connect([etcd.endpoint(follower_index)], etcd.options())
+        .await
+        .unwrap();
+    let err = at_follower
+        .maintenance()
+        .move_leader(leader)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.server_kind(), Some(ServerErrorKind::NotLeader)),
+        "{err}"
+    );
+}
+
+/// A learner added to the cluster is listed as one, and removing it leaves three members.
+#[tokio::test]
+async fn add_and_remove_a_learner() {
+    let etcd = Etcd::cluster().await;
+    let client = etcd.client().await;
+    let peer = format!("http://127.0.0.1:{}", support::free_port());
+    // etcd refuses reconfiguration ("unhealthy cluster") until every member has been connected
+    // for its health interval (5 s) after start.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let added = loop {
+        match client.cluster().member_add(vec![peer.clone()], true).await {
+            Ok(added) => break added,
+            Err(err)
+                if err.server_kind() == Some(ServerErrorKind::Unhealthy)
+                    && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(err) => panic!("member_add: {err}"),
+        }
+    };
+    let learner = added.added.expect("the added member");
+    assert!(learner.is_learner);
+    assert_eq!(learner.peer_urls, [peer]);
+    assert_eq!(added.members.len(), 4);
+    // A learner that never started cannot be promoted.
+    let err = client
+        .cluster()
+        .member_promote(learner.id)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.server_kind(),
+        Some(ServerErrorKind::LearnerNotReady),
+        "{err}"
+    );
+    let after = client.cluster().member_remove(learner.id).await.unwrap();
+    assert_eq!(after.members.len(), 3);
+    let err = client
+        .cluster()
+        .member_remove(learner.id)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.server_kind(),
+        Some(ServerErrorKind::MemberNotFound),
+        "{err}"
+    );
+}
