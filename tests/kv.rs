@@ -416,3 +416,49 @@ async fn nested_txn() {
     assert_eq!(check.get("/n/inner").await.unwrap().kvs[0].value, b"yes");
     assert!(check.get("/n").await.unwrap().kvs.is_empty());
 }
+
+/// A kept-alive lease outlives its TTL and its key stays; once the handle is dropped the lease
+/// expires and etcd deletes the key. Revoking a kept-alive lease is reported as lost.
+#[tokio::test]
+async fn lease_keep_alive() {
+    let etcd = Etcd::single().await;
+    let client = etcd.client().await;
+    let lease = client.lease().grant(2).await.unwrap();
+    client
+        .kv()
+        .put("/leased", "v")
+        .lease(lease.id)
+        .await
+        .unwrap();
+    let keep = client.lease().keep_alive(lease.id).await.unwrap();
+    assert_eq!(keep.ttl(), Some(2));
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    let check = etcd.client().await;
+    assert_eq!(
+        check.kv().get("/leased").await.unwrap().count,
+        1,
+        "the lease expired while kept alive"
+    );
+
+    drop(keep);
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    assert_eq!(
+        check.kv().get("/leased").await.unwrap().count,
+        0,
+        "the lease outlived its handle"
+    );
+
+    let other = client.lease().grant(3).await.unwrap();
+    let mut keep = client.lease().keep_alive(other.id).await.unwrap();
+    client.lease().revoke(other.id).await.unwrap();
+    let lost = tokio::time::timeout(std::time::Duration::from_secs(10), keep.lost())
+        .await
+        .unwrap();
+    assert!(lost.to_string().contains("lease not found"), "{lost}");
+    let err = client.lease().keep_alive(other.id).await.unwrap_err();
+    assert_eq!(
+        err.server_kind(),
+        Some(ServerErrorKind::LeaseNotFound),
+        "{err}"
+    );
+}

@@ -1,5 +1,9 @@
 //! etcd's Lease service: time-limited ownership of keys.
 
+use std::time::Duration;
+
+use tokio::sync::watch;
+
 use super::transport::Retry;
 use super::{Client, ResponseHeader};
 use crate::error::{Error, Result};
@@ -115,6 +119,46 @@ impl Lease {
         Ok(response.leases.into_iter().map(|l| l.id).collect())
     }
 
+    /// Keeps a lease alive until the returned handle is dropped: renews it now (so a lease that
+    /// does not exist is an error at once), then every third of its TTL from a background task.
+    ///
+    /// Renewals go through the client's failover like any call. If the lease is lost (expired
+    /// while etcd was unreachable for longer than its TTL, or revoked), renewing stops and
+    /// [`KeepAlive::lost`] resolves.
+    pub async fn keep_alive(&self, id: i64) -> Result<KeepAlive> {
+        let ttl = self.keep_alive_once(id).await?;
+        let (report, state) = watch::channel(Ok(ttl));
+        let lease = self.clone();
+        tokio::spawn(async move {
+            let mut ttl = ttl;
+            loop {
+                let wait = Duration::from_secs(u64::try_from(ttl / 3).unwrap_or(0).max(1));
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = report.closed() => return, // every handle dropped
+                }
+                match lease.keep_alive_once(id).await {
+                    Ok(granted) => {
+                        ttl = granted;
+                        let _previous = report.send_replace(Ok(granted));
+                    }
+                    Err(err)
+                        if err.server_kind() == Some(crate::ServerErrorKind::LeaseNotFound) =>
+                    {
+                        let _previous = report.send_replace(Err(err.to_string()));
+                        return;
+                    }
+                    // Unreachable for now: try again sooner, the lease may still be alive.
+                    Err(err) => {
+                        tracing::debug!(lease = id, error = %err, "lease renewal failed; retrying");
+                        ttl = 3;
+                    }
+                }
+            }
+        });
+        Ok(KeepAlive { id, state })
+    }
+
     /// Renews a lease once, returning its new TTL (one message on a LeaseKeepAlive stream).
     ///
     /// A lease that has expired or does not exist gives
@@ -146,5 +190,43 @@ impl Lease {
             });
         }
         Ok(response.ttl)
+    }
+}
+
+/// A lease being kept alive by [`Lease::keep_alive`]. Dropping it stops the renewals (the lease
+/// then expires after its TTL, deleting its keys).
+#[derive(Debug)]
+pub struct KeepAlive {
+    id: i64,
+    state: watch::Receiver<std::result::Result<i64, String>>,
+}
+
+impl KeepAlive {
+    /// The lease ID.
+    pub fn id(&self) -> i64 {
+        self.id
+    }
+
+    /// The TTL etcd granted at the last renewal, in seconds.
+    pub fn ttl(&self) -> Option<i64> {
+        self.state.borrow().as_ref().ok().copied()
+    }
+
+    /// Resolves when the lease is gone (expired or revoked), with the reason.
+    pub async fn lost(&mut self) -> Error {
+        loop {
+            if let Err(reason) = &*self.state.borrow_and_update() {
+                return Error::Stopped {
+                    what: format!("keep-alive of lease {:x}", self.id),
+                    reason: reason.clone(),
+                };
+            }
+            if self.state.changed().await.is_err() {
+                return Error::Stopped {
+                    what: format!("keep-alive of lease {:x}", self.id),
+                    reason: "the renewal task ended".to_owned(),
+                };
+            }
+        }
     }
 }
