@@ -38,6 +38,15 @@ async fn next(watch: &mut WatchStream) -> WatchResponse {
         .expect("watch error")
 }
 
+/// The mod revisions of the next `count` events.
+async fn revisions(watch: &mut WatchStream, count: usize) -> Vec<i64> {
+    let mut seen = Vec::new();
+    while seen.len() < count {
+        seen.extend(next(watch).await.events.into_iter().map(|e| e.kv.mod_revision));
+    }
+    seen
+}
+
 /// Puts and deletes arrive in order with prev_kv; filters leave out what they name; a txn's
 /// events arrive together.
 #[tokio::test]
@@ -179,16 +188,7 @@ async fn slow_consumer_does_not_block_others() {
             "the fast watch fell behind"
         );
     }
-    let mut seen = Vec::new();
-    while seen.len() < slow_revisions.len() {
-        seen.extend(
-            next(&mut slow)
-                .await
-                .events
-                .into_iter()
-                .map(|e| e.kv.mod_revision),
-        );
-    }
+    let seen = revisions(&mut slow, slow_revisions.len()).await;
     assert_eq!(seen, slow_revisions);
 }
 
@@ -261,16 +261,7 @@ async fn resumes_on_another_member_without_gaps_or_repeats() {
         );
         i += 1;
     }
-    let mut seen = Vec::new();
-    while seen.len() < written.len() {
-        seen.extend(
-            next(&mut watch)
-                .await
-                .events
-                .into_iter()
-                .map(|e| e.kv.mod_revision),
-        );
-    }
+    let seen = revisions(&mut watch, written.len()).await;
     assert_eq!(seen, written);
 }
 
