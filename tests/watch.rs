@@ -42,7 +42,13 @@ async fn next(watch: &mut WatchStream) -> WatchResponse {
 async fn revisions(watch: &mut WatchStream, count: usize) -> Vec<i64> {
     let mut seen = Vec::new();
     while seen.len() < count {
-        seen.extend(next(watch).await.events.into_iter().map(|e| e.kv.mod_revision));
+        seen.extend(
+            next(watch)
+                .await
+                .events
+                .into_iter()
+                .map(|e| e.kv.mod_revision),
+        );
     }
     seen
 }
