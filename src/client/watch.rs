@@ -661,13 +661,10 @@ impl Hub {
         if kind == ServerErrorKind::NoLeader {
             return self.broken(reason.clone());
         }
+        // A watch we paused never gets here: it left `by_watch_id` before its cancel was sent.
         let Some(mut watcher) = self.watchers.remove(&id) else {
             return;
         };
-        if watcher.state == State::Paused {
-            self.watchers.insert(id, watcher); // the cancel we asked for when pausing
-            return;
-        }
         let error = if response.compact_revision > 0 {
             watcher
                 .shared
