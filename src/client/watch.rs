@@ -274,7 +274,10 @@ impl Drop for WatchStream {
 }
 
 fn hub_gone() -> Error {
-    Error::config("the client's watch task has stopped")
+    Error::Stopped {
+        what: "the client's watch task".to_owned(),
+        reason: "the client was dropped".to_owned(),
+    }
 }
 
 // ---- the task that owns the stream ----
@@ -762,6 +765,9 @@ fn copy_error(err: &Error) -> Error {
             endpoints: endpoints.clone(),
             reason: reason.clone(),
         },
-        other => Error::config(other.to_string()),
+        other => Error::Stopped {
+            what: "watch".to_owned(),
+            reason: other.to_string(),
+        },
     }
 }
