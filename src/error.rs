@@ -17,12 +17,16 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// etcd received the request and refused it.
     ///
-    /// `message` is exactly what the server said; `kind` is that message decoded.
+    /// `message` is exactly what the server said; `kind` is that message decoded; `request`
+    /// names what was refused, so that `Display` can say which key it was about.
     Server {
         /// Which of etcd's errors this is.
         kind: ServerErrorKind,
         /// The server's message, unchanged (e.g. `etcdserver: permission denied`).
         message: String,
+        /// The refused request and the first key it touches, e.g. `Put /services/gateway/port`
+        /// or `Txn of 12 ops starting at /services/gateway/host`.
+        request: String,
     },
     /// No endpoint could be reached within the dial timeout.
     Connect {
@@ -165,9 +169,11 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Server { kind, message } => {
-                write!(f, "etcd refused the request ({kind:?}): {message}")
-            }
+            Error::Server {
+                kind,
+                message,
+                request,
+            } => write!(f, "etcd refused {request} ({kind:?}): {message}"),
             Error::Connect { endpoints, reason } => write!(
                 f,
                 "could not connect to any etcd endpoint ({}): {reason}",

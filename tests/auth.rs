@@ -365,8 +365,17 @@ async fn least_privilege_for_a_config() {
             upstream: "http://evil".into(),
             listen_port: 2,
         })
-        .await;
-    assert_eq!(kind(refused), Some(ServerErrorKind::PermissionDenied));
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.server_kind(),
+        Some(ServerErrorKind::PermissionDenied)
+    );
+    // The message says which config it was about.
+    assert!(
+        refused.to_string().contains("/services/gateway/"),
+        "{refused}"
+    );
     let unchanged = root
         .kv()
         .get(KeyRange::prefix("/services/gateway/"))
@@ -411,6 +420,11 @@ async fn least_privilege_for_a_config() {
     assert_eq!(
         err.server_kind(),
         Some(ServerErrorKind::PermissionDenied),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .starts_with("etcd refused Watch prefix /services/gateway/"),
         "{err}"
     );
     assert_eq!(

@@ -219,6 +219,7 @@ async fn compaction_and_revision_errors() {
     let err = kv.get("/c").revision(r1).await.unwrap_err();
     assert_eq!(err.server_kind(), Some(ServerErrorKind::Compacted), "{err}");
     assert!(err.to_string().contains("compacted"), "{err}");
+    assert!(err.to_string().contains("Range /c"), "{err}");
     assert_eq!(kv.get("/c").revision(r2).await.unwrap().kvs[0].value, b"2");
 
     let err = kv.get("/c").revision(r2 + 100).await.unwrap_err();

@@ -5,7 +5,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use etcd_config::{Client, ServerErrorKind};
+use etcd_config::client::maintenance::Alarm;
+use etcd_config::{Client, EtcdConfig, KeyRange, ServerErrorKind, Store};
 use support::Etcd;
 
 /// Status names the member that answered and the cluster's leader; member_list lists the three
@@ -81,6 +82,83 @@ async fn defragment_alarms_snapshot() {
     assert!(snapshot.len() as i64 >= status.db_size_in_use.min(status.db_size) / 2);
     // bbolt's meta page magic, 0xED0CDAED, little-endian at offset 16 of the first page.
     assert_eq!(&snapshot[16..20], &0xED0C_DAEDu32.to_le_bytes());
+}
+
+#[derive(EtcdConfig, Debug, Clone, PartialEq)]
+#[etcd(prefix = "/quota/app")]
+struct App {
+    name: String,
+    blob: String,
+}
+
+/// A request over `--max-request-bytes` is RequestTooLarge. A full database raises the NOSPACE
+/// alarm: writes (a save included) are NoSpace and change nothing, reads still work; after
+/// deleting, compacting, defragmenting and disarming, writes work again (etcd's documented
+/// recovery).
+#[tokio::test]
+async fn request_too_large_and_no_space() {
+    let etcd = Etcd::builder(1)
+        .arg("--max-request-bytes=65536")
+        .arg("--quota-backend-bytes=262144")
+        .start()
+        .await;
+    let client = etcd.client().await;
+    let kv = client.kv();
+    let store = Store::new(client.clone());
+    let big = "b".repeat(70_000);
+    let err = kv.put("/big", big.as_str()).await.unwrap_err();
+    assert_eq!(
+        err.server_kind(),
+        Some(ServerErrorKind::RequestTooLarge),
+        "{err}"
+    );
+    assert!(err.to_string().contains("Put /big"), "{err}");
+
+    let chunk = "a".repeat(30_000);
+    let mut filled = 0;
+    let err = loop {
+        match kv.put(format!("/fill/{filled}"), chunk.as_str()).await {
+            Ok(_) => filled += 1,
+            Err(err) => break err,
+        }
+        assert!(filled < 100, "the quota never ran out");
+    };
+    assert_eq!(err.server_kind(), Some(ServerErrorKind::NoSpace), "{err}");
+    let maintenance = client.maintenance();
+    let alarms = maintenance.alarms().await.unwrap();
+    assert_eq!(alarms.len(), 1, "{alarms:?}");
+    let (member, alarm) = alarms[0];
+    assert_eq!(alarm, Alarm::NoSpace);
+
+    let before = kv.get(KeyRange::all()).await.unwrap();
+    assert_eq!(before.count, filled);
+    let err = store
+        .save(&App {
+            name: "app".into(),
+            blob: "small".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.server_kind(), Some(ServerErrorKind::NoSpace), "{err}");
+    assert!(err.to_string().contains("/quota/app/"), "{err}");
+    let after = kv.get(KeyRange::all()).await.unwrap();
+    assert_eq!(after.header.revision, before.header.revision);
+
+    let deleted = kv.delete(KeyRange::prefix("/fill/")).await.unwrap();
+    assert_eq!(deleted.deleted, filled);
+    kv.compact(deleted.header.revision)
+        .physical()
+        .await
+        .unwrap();
+    maintenance.defragment().await.unwrap();
+    maintenance.disarm(member, Alarm::NoSpace).await.unwrap();
+    assert!(maintenance.alarms().await.unwrap().is_empty());
+    let app = App {
+        name: "app".into(),
+        blob: "small".into(),
+    };
+    store.save(&app).await.unwrap();
+    assert_eq!(store.load::<App>().await.unwrap(), app);
 }
 
 /// The leader hands leadership to another member; asking a follower to do it is refused.

@@ -57,6 +57,7 @@ impl Lease {
             return Err(Error::Server {
                 kind: crate::ServerErrorKind::from_message(&response.error),
                 message: response.error,
+                request: format!("LeaseGrant ttl={ttl}"),
             });
         }
         Ok(LeaseInfo {
@@ -186,7 +187,8 @@ impl Lease {
         if response.ttl <= 0 {
             return Err(Error::Server {
                 kind: crate::ServerErrorKind::LeaseNotFound,
-                message: format!("etcdserver: requested lease not found ({id:x})"),
+                message: "etcdserver: requested lease not found".to_owned(),
+                request: format!("LeaseKeepAlive {id:x}"),
             });
         }
         Ok(response.ttl)

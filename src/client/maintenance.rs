@@ -183,7 +183,8 @@ impl Maintenance {
             credentials.attach(&mut request);
         }
         let endpoint = self.client.transport().endpoint_name(index).to_owned();
-        let to_error = |status: tonic::Status| super::transport::status_error(&endpoint, status);
+        let to_error =
+            |status: tonic::Status| super::transport::status_error(&endpoint, "Snapshot", status);
         let mut stream = conn
             .maintenance()
             .snapshot(request)

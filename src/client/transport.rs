@@ -372,6 +372,12 @@ impl Transport {
     ) -> Result<T> {
         let after = self.options.request_timeout;
         match tokio::time::timeout(after, work).await {
+            // `attempts` does not know how to describe the request; name it here.
+            Ok(Err(Error::Server { kind, message, .. })) => Err(Error::Server {
+                kind,
+                message,
+                request: operation(),
+            }),
             Ok(result) => result,
             Err(_) => {
                 let index = in_flight.load(Ordering::Acquire);
@@ -456,7 +462,11 @@ impl Transport {
                         backoff = (backoff * 2).min(Duration::from_millis(500));
                         continue;
                     }
-                    return Err(Error::Server { kind, message });
+                    return Err(Error::Server {
+                        kind,
+                        message,
+                        request: String::new(),
+                    });
                 }
                 Failure::NotSent(status) => {
                     tracing::debug!(%endpoint, error = %status.message(), "request not sent; failing over");
@@ -563,10 +573,15 @@ fn source_chain(err: &dyn std::error::Error) -> String {
     text
 }
 
-/// Turns a status from a stream (which does its own retrying) into the crate's error.
-pub(crate) fn status_error(endpoint: &str, status: tonic::Status) -> Error {
+/// Turns a status from a stream (which does its own retrying) into the crate's error;
+/// `request` names the stream, e.g. `Watch /services/`.
+pub(crate) fn status_error(endpoint: &str, request: &str, status: tonic::Status) -> Error {
     match Failure::classify(status) {
-        Failure::Server(kind, message) => Error::Server { kind, message },
+        Failure::Server(kind, message) => Error::Server {
+            kind,
+            message,
+            request: request.to_owned(),
+        },
         Failure::NotSent(source) | Failure::Broken(source) => Error::Transport {
             endpoint: endpoint.to_owned(),
             source,

@@ -341,6 +341,16 @@ struct Watcher {
     fragments: Vec<Event>,
 }
 
+impl Watcher {
+    /// What this watch is, for errors: `Watch /services/gateway/...`.
+    fn describe(&self) -> String {
+        format!(
+            "Watch {}",
+            super::kv::describe(&self.request.key, &self.request.range_end)
+        )
+    }
+}
+
 struct Open {
     endpoint: usize,
     outbound: mpsc::UnboundedSender<pb::WatchRequest>,
@@ -480,7 +490,7 @@ impl Hub {
             .await
             .map_err(|status| {
                 transport.report_broken(endpoint);
-                status_error(transport.endpoint_name(endpoint), status)
+                status_error(transport.endpoint_name(endpoint), "Watch stream", status)
             })?
             .into_inner();
         self.stream = Some(Open {
@@ -679,6 +689,7 @@ impl Hub {
                     "etcdserver: mvcc: required revision has been compacted (watch from {}, compacted at {})",
                     watcher.next_revision, response.compact_revision
                 ),
+                request: watcher.describe(),
             }
         } else {
             Error::Server {
@@ -688,6 +699,7 @@ impl Hub {
                 } else {
                     reason.clone()
                 },
+                request: watcher.describe(),
             }
         };
         match watcher.created.take() {
@@ -757,9 +769,14 @@ impl Hub {
 /// Errors are not `Clone` (they may hold a gRPC status); this keeps what a watcher needs.
 fn copy_error(err: &Error) -> Error {
     match err {
-        Error::Server { kind, message } => Error::Server {
+        Error::Server {
+            kind,
+            message,
+            request,
+        } => Error::Server {
             kind: *kind,
             message: message.clone(),
+            request: request.clone(),
         },
         Error::Connect { endpoints, reason } => Error::Connect {
             endpoints: endpoints.clone(),
