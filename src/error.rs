@@ -140,6 +140,31 @@ impl Error {
         }
     }
 
+    /// A copy for a second receiver of the same failure. Errors are not `Clone` (they may hold
+    /// a gRPC status); server and connect errors are copied whole, anything else becomes
+    /// [`Error::Stopped`] of `what` with the error's text.
+    pub(crate) fn duplicate(&self, what: &str) -> Error {
+        match self {
+            Error::Server {
+                kind,
+                message,
+                request,
+            } => Error::Server {
+                kind: *kind,
+                message: message.clone(),
+                request: request.clone(),
+            },
+            Error::Connect { endpoints, reason } => Error::Connect {
+                endpoints: endpoints.clone(),
+                reason: reason.clone(),
+            },
+            other => Error::Stopped {
+                what: what.to_owned(),
+                reason: other.to_string(),
+            },
+        }
+    }
+
     pub(crate) fn invalid(reason: impl Into<String>) -> Self {
         Error::InvalidArgument {
             reason: reason.into(),

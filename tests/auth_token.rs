@@ -96,3 +96,19 @@ async fn old_auth_revision_is_renewed() {
     assert_eq!(got.kvs[0].mod_revision, put.header.revision);
     assert_eq!(got.kvs[0].version, 2, "the write was applied exactly once");
 }
+
+/// With auth on and a 1 s token TTL, a kept-alive lease outlives many token expiries: its
+/// renewals carry a valid token, renewed when etcd asks, and the leased key stays.
+#[tokio::test]
+async fn keep_alive_outlives_the_token() {
+    let etcd = Etcd::builder(1).arg("--auth-token-ttl=1").start().await;
+    let root = etcd.enable_auth().await;
+    let lease = root.lease().grant(2).await.unwrap();
+    root.kv().put("/kept", "v").lease(lease.id).await.unwrap();
+    let keep = root.lease().keep_alive(lease.id).await.unwrap();
+
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let check = etcd.client_as("root", ROOT_PASSWORD).await;
+    assert_eq!(check.kv().get("/kept").await.unwrap().count, 1);
+    assert_eq!(keep.ttl(), Some(2));
+}

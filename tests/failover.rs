@@ -134,6 +134,42 @@ async fn frozen_member_times_out_then_fails_over() {
     etcd.resume(used);
 }
 
+/// A kept-alive lease survives losing the member its keep-alive stream is on, whether the
+/// member freezes (its renewals go unanswered) or dies: the stream moves to another member
+/// within the lease's TTL, and the leased key is still there afterwards.
+#[tokio::test]
+async fn keep_alive_survives_member_loss() {
+    let mut etcd = Etcd::cluster().await;
+    let client = etcd.client().await;
+    let lease = client.lease().grant(5).await.unwrap();
+    client.kv().put("/kept", "v").lease(lease.id).await.unwrap();
+    let keep = client.lease().keep_alive(lease.id).await.unwrap();
+
+    let frozen = etcd.member_in_use(&client).await;
+    etcd.pause(frozen);
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let others: Vec<String> = (0..3)
+        .filter(|&i| i != frozen)
+        .map(|i| etcd.endpoint(i))
+        .collect();
+    let check = Client::connect(others, etcd.options()).await.unwrap();
+    assert_eq!(check.kv().get("/kept").await.unwrap().count, 1);
+    etcd.resume(frozen);
+
+    let used = etcd.member_in_use(&client).await;
+    assert_ne!(used, frozen);
+    etcd.stop(used);
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let alive = (0..3).find(|&i| i != used).unwrap();
+    let check = Client::connect([etcd.endpoint(alive)], etcd.options())
+        .await
+        .unwrap();
+    assert_eq!(check.kv().get("/kept").await.unwrap().count, 1);
+    let info = check.lease().time_to_live(lease.id, false).await.unwrap();
+    assert!(info.ttl > 0, "{info:?}");
+    assert_eq!(keep.ttl(), Some(5));
+}
+
 /// A write whose connection breaks while the server holds it is not sent again: the caller
 /// gets a Transport error naming the endpoint, and nothing was written twice. A read in the
 /// same situation is retried on another member and succeeds.

@@ -418,6 +418,43 @@ async fn nested_txn() {
     assert!(check.get("/n").await.unwrap().kvs.is_empty());
 }
 
+/// Twenty kept-alive leases share one LeaseKeepAlive stream (etcd's own counters say one stream
+/// was started, carrying the renewals); they outlive their TTL, and expire once dropped.
+#[tokio::test]
+async fn leases_share_one_keep_alive_stream() {
+    let etcd = Etcd::single().await;
+    let client = etcd.client().await;
+    let started_before = etcd.grpc_started(0, "LeaseKeepAlive");
+    let mut kept = Vec::new();
+    for _ in 0..20 {
+        let lease = client.lease().grant(2).await.unwrap();
+        kept.push(client.lease().keep_alive(lease.id).await.unwrap());
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+
+    assert_eq!(etcd.grpc_started(0, "LeaseKeepAlive") - started_before, 1);
+    // At least the first renewal and one more per second, for each lease.
+    assert!(etcd.grpc_received(0, "LeaseKeepAlive") >= 20 * 4);
+    let check = etcd.client().await.lease();
+    for keep in &kept {
+        let info = check.time_to_live(keep.id(), false).await.unwrap();
+        assert!(
+            info.ttl > 0,
+            "lease {:x} expired while kept alive",
+            keep.id()
+        );
+    }
+
+    let ids: Vec<i64> = kept.iter().map(|keep| keep.id()).collect();
+    drop(kept);
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    let left = check.leases().await.unwrap();
+    assert!(
+        ids.iter().all(|id| !left.contains(id)),
+        "leases outlived their handles: {left:?}"
+    );
+}
+
 /// A kept-alive lease outlives its TTL and its key stays; once the handle is dropped the lease
 /// expires and etcd deletes the key. Revoking a kept-alive lease is reported as lost.
 #[tokio::test]

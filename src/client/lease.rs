@@ -1,9 +1,8 @@
 //! etcd's Lease service: time-limited ownership of keys.
 
-use std::time::Duration;
-
 use tokio::sync::watch;
 
+use super::keep_alive::Renewal;
 use super::transport::Retry;
 use super::{Client, ResponseHeader};
 use crate::error::{Error, Result};
@@ -121,43 +120,50 @@ impl Lease {
     }
 
     /// Keeps a lease alive until the returned handle is dropped: renews it now (so a lease that
-    /// does not exist is an error at once), then every third of its TTL from a background task.
+    /// does not exist is an error at once), then every third of the TTL etcd grants.
     ///
-    /// Renewals go through the client's failover like any call. If the lease is lost (expired
-    /// while etcd was unreachable for longer than its TTL, or revoked), renewing stops and
-    /// [`KeepAlive::lost`] resolves.
+    /// All leases of a client are renewed over one LeaseKeepAlive stream, as etcd's Go client
+    /// does. That stream fails over like a watch: when it breaks, or a renewal goes unanswered
+    /// for a whole interval (a frozen member), it is reopened on another endpoint and every
+    /// lease renewed at once. If a lease is lost (it expired while etcd was unreachable for
+    /// longer than its TTL, or was revoked), renewing it stops and [`KeepAlive::lost`]
+    /// resolves. The handle keeps the client's connections open.
+    ///
+    /// # Errors
+    ///
+    /// [`ServerErrorKind::LeaseNotFound`](crate::ServerErrorKind::LeaseNotFound) for a lease
+    /// that does not exist; [`Error::Connect`] or [`Error::Timeout`] if etcd does not answer
+    /// the first renewal within the request timeout.
     pub async fn keep_alive(&self, id: i64) -> Result<KeepAlive> {
-        let ttl = self.keep_alive_once(id).await?;
-        let (report, state) = watch::channel(Ok(ttl));
-        let lease = self.clone();
-        tokio::spawn(async move {
-            let mut ttl = ttl;
-            loop {
-                let wait = Duration::from_secs(u64::try_from(ttl / 3).unwrap_or(0).max(1));
-                tokio::select! {
-                    () = tokio::time::sleep(wait) => {}
-                    () = report.closed() => return, // every handle dropped
-                }
-                match lease.keep_alive_once(id).await {
-                    Ok(granted) => {
-                        ttl = granted;
-                        let _previous = report.send_replace(Ok(granted));
-                    }
-                    Err(err)
-                        if err.server_kind() == Some(crate::ServerErrorKind::LeaseNotFound) =>
-                    {
-                        let _previous = report.send_replace(Err(err.to_string()));
-                        return;
-                    }
-                    // Unreachable for now: try again sooner, the lease may still be alive.
-                    Err(err) => {
-                        tracing::debug!(lease = id, error = %err, "lease renewal failed; retrying");
-                        ttl = 3;
-                    }
-                }
+        let mut state = self.client.keeper().keep(id);
+        let after = self.client.transport().options.request_timeout;
+        let failed = {
+            let first = tokio::time::timeout(
+                after,
+                state.wait_for(|renewal| !matches!(renewal, Renewal::Pending)),
+            )
+            .await;
+            match first {
+                Err(_elapsed) => Some(Error::Timeout {
+                    operation: format!("LeaseKeepAlive {id:x}"),
+                    after,
+                    endpoint: None,
+                }),
+                Ok(Err(_closed)) => Some(renewals_ended(id)),
+                Ok(Ok(renewal)) => match &*renewal {
+                    Renewal::Failed(err) => Some(err.duplicate("lease keep-alive")),
+                    Renewal::Pending | Renewal::Alive(_) => None,
+                },
             }
-        });
-        Ok(KeepAlive { id, state })
+        };
+        match failed {
+            Some(err) => Err(err),
+            None => Ok(KeepAlive {
+                id,
+                state,
+                _client: self.client.clone(),
+            }),
+        }
     }
 
     /// Renews a lease once, returning its new TTL (one message on a LeaseKeepAlive stream).
@@ -200,7 +206,8 @@ impl Lease {
 #[derive(Debug)]
 pub struct KeepAlive {
     id: i64,
-    state: watch::Receiver<std::result::Result<i64, String>>,
+    state: watch::Receiver<Renewal>,
+    _client: Client,
 }
 
 impl KeepAlive {
@@ -209,26 +216,33 @@ impl KeepAlive {
         self.id
     }
 
-    /// The TTL etcd granted at the last renewal, in seconds.
+    /// The TTL etcd granted at the last renewal, in seconds; `None` once the lease is lost.
     pub fn ttl(&self) -> Option<i64> {
-        self.state.borrow().as_ref().ok().copied()
+        match *self.state.borrow() {
+            Renewal::Alive(ttl) => Some(ttl),
+            Renewal::Pending | Renewal::Failed(_) => None,
+        }
     }
 
     /// Resolves when the lease is gone (expired or revoked), with the reason.
     pub async fn lost(&mut self) -> Error {
-        loop {
-            if let Err(reason) = &*self.state.borrow_and_update() {
-                return Error::Stopped {
-                    what: format!("keep-alive of lease {:x}", self.id),
-                    reason: reason.clone(),
-                };
-            }
-            if self.state.changed().await.is_err() {
-                return Error::Stopped {
-                    what: format!("keep-alive of lease {:x}", self.id),
-                    reason: "the renewal task ended".to_owned(),
-                };
-            }
+        match self
+            .state
+            .wait_for(|renewal| matches!(renewal, Renewal::Failed(_)))
+            .await
+        {
+            Ok(renewal) => match &*renewal {
+                Renewal::Failed(err) => err.duplicate("lease keep-alive"),
+                Renewal::Pending | Renewal::Alive(_) => renewals_ended(self.id),
+            },
+            Err(_closed) => renewals_ended(self.id),
         }
+    }
+}
+
+fn renewals_ended(id: i64) -> Error {
+    Error::Stopped {
+        what: format!("keep-alive of lease {id:x}"),
+        reason: "the renewal task ended".to_owned(),
     }
 }

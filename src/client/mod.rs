@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod cluster;
+mod keep_alive;
 pub mod kv;
 pub mod lease;
 pub mod maintenance;
@@ -37,6 +38,7 @@ pub struct Client {
     transport: Arc<Transport>,
     /// The task that owns the client's one Watch stream, started by the first watch.
     watch_hub: Arc<OnceLock<watch::WatchHub>>,
+    keeper: Arc<OnceLock<keep_alive::Keeper>>,
 }
 
 impl Client {
@@ -87,7 +89,13 @@ impl Client {
         Client {
             transport: Arc::new(transport),
             watch_hub: Arc::new(OnceLock::new()),
+            keeper: Arc::new(OnceLock::new()),
         }
+    }
+
+    pub(crate) fn keeper(&self) -> &keep_alive::Keeper {
+        self.keeper
+            .get_or_init(|| keep_alive::Keeper::start(Arc::downgrade(&self.transport)))
     }
 
     pub(crate) fn watch_hub(&self) -> &watch::WatchHub {

@@ -444,7 +444,7 @@ impl Hub {
         for id in &unconfirmed {
             if let Some(mut watcher) = self.watchers.remove(id) {
                 if let Some(created) = watcher.created.take() {
-                    let _ = created.send(Err(copy_error(err)));
+                    let _ = created.send(Err(err.duplicate("watch")));
                 }
             }
         }
@@ -763,28 +763,5 @@ impl Hub {
                 }
             }
         }
-    }
-}
-
-/// Errors are not `Clone` (they may hold a gRPC status); this keeps what a watcher needs.
-fn copy_error(err: &Error) -> Error {
-    match err {
-        Error::Server {
-            kind,
-            message,
-            request,
-        } => Error::Server {
-            kind: *kind,
-            message: message.clone(),
-            request: request.clone(),
-        },
-        Error::Connect { endpoints, reason } => Error::Connect {
-            endpoints: endpoints.clone(),
-            reason: reason.clone(),
-        },
-        other => Error::Stopped {
-            what: "watch".to_owned(),
-            reason: other.to_string(),
-        },
     }
 }

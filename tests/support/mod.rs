@@ -401,12 +401,27 @@ impl Etcd {
 
     /// How many calls of `method` member `i` answered with gRPC code `code` (e.g. `OK`).
     pub fn grpc_handled(&self, i: usize, method: &str, code: &str) -> u64 {
+        self.grpc_counter(i, "grpc_server_handled_total", method, Some(code))
+    }
+
+    /// How many calls (streams, for a streaming method) of `method` member `i` has started.
+    pub fn grpc_started(&self, i: usize, method: &str) -> u64 {
+        self.grpc_counter(i, "grpc_server_started_total", method, None)
+    }
+
+    /// How many messages member `i` has received on calls of `method`.
+    pub fn grpc_received(&self, i: usize, method: &str) -> u64 {
+        self.grpc_counter(i, "grpc_server_msg_received_total", method, None)
+    }
+
+    fn grpc_counter(&self, i: usize, counter: &str, method: &str, code: Option<&str>) -> u64 {
+        let series = format!("{counter}{{");
         let needle_method = format!("grpc_method=\"{method}\"");
-        let needle_code = format!("grpc_code=\"{code}\"");
+        let needle_code = code.map(|code| format!("grpc_code=\"{code}\""));
         self.metrics(i)
             .lines()
-            .filter(|l| l.starts_with("grpc_server_handled_total{"))
-            .filter(|l| l.contains(&needle_method) && l.contains(&needle_code))
+            .filter(|l| l.starts_with(&series) && l.contains(&needle_method))
+            .filter(|l| needle_code.as_ref().is_none_or(|code| l.contains(code)))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>() as u64
     }
