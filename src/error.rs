@@ -115,6 +115,14 @@ pub enum Error {
         /// The limit (`--max-txn-ops`, 128 by default; see `Store::with_max_txn_ops`).
         limit: usize,
     },
+    /// A snapshot could not be saved: the writer failed, or the data does not match the
+    /// SHA-256 checksum etcd sent with it. What was written must be discarded.
+    Snapshot {
+        /// The endpoint the snapshot came from.
+        endpoint: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// A background task (a live config's watch) stopped and will not deliver more.
     Stopped {
         /// What stopped.
@@ -271,6 +279,9 @@ impl fmt::Display for Error {
                 f,
                 "etcd endpoint {endpoint} does not support {operation}; upgrade etcd to use it"
             ),
+            Error::Snapshot { endpoint, reason } => {
+                write!(f, "the snapshot from {endpoint} could not be saved: {reason}")
+            }
             Error::Stopped { what, reason } => write!(f, "{what} stopped: {reason}"),
             Error::Grpc { endpoint, source } => write!(
                 f,
