@@ -113,6 +113,12 @@
 //!   client. Otherwise a write that may have been applied fails with [`Error::Transport`].
 //! - With credentials, the client authenticates at connect and again, once, when etcd says the
 //!   token expired or the auth store changed; concurrent calls share one re-authentication.
+//! - A client opens at most two long-lived streams, as etcd's Go client does: one Watch stream
+//!   for all its watches and one LeaseKeepAlive stream for all its kept-alive leases. Each is
+//!   opened on first use, reopened on another endpoint when it breaks or stops answering, and
+//!   closed when its last user is dropped.
+//! - [`Error::Server`] keeps etcd's message unchanged and adds the request it refused (its
+//!   first key), so an error from a `Store` names the config's keys.
 
 pub mod client;
 pub mod config;
