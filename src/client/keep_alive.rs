@@ -127,7 +127,8 @@ impl Task {
             tokio::select! {
                 added = self.added.recv() => match added {
                     Some((id, report)) => self.add(id, report),
-                    // The client is gone; the handles still out keep their leases alive.
+                    // Handles hold the client, so the client is gone only once the last
+                    // handle is: the next turn finds no lease left and ends.
                     None if self.leases.is_empty() => return,
                     None => {}
                 },
