@@ -14,6 +14,17 @@ use crate::proto::etcdserverpb as pb;
 /// The length of the SHA-256 etcd appends to a snapshot.
 const CHECKSUM_LEN: usize = 32;
 
+/// What [`Maintenance::downgrade`] asks etcd to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Downgrade {
+    /// Check that the cluster could downgrade to the version; change nothing.
+    Validate,
+    /// Start the downgrade: members then accept the older version's binaries.
+    Enable,
+    /// Cancel a downgrade in progress.
+    Cancel,
+}
+
 /// Handle to the Maintenance service of a [`Client`].
 #[derive(Clone, Debug)]
 pub struct Maintenance {
@@ -145,6 +156,57 @@ impl Maintenance {
             )
             .await?;
         Ok(r.header.into())
+    }
+
+    /// A hash of the current member's whole backend database (every bucket, etcd's own
+    /// included). Meant for testing; compare members with [`hash_kv`](Self::hash_kv).
+    pub async fn hash(&self) -> Result<(ResponseHeader, u32)> {
+        let r = self
+            .client
+            .transport()
+            .unary(
+                |_: &pb::HashRequest| "Hash".to_owned(),
+                Retry::Idempotent,
+                pb::HashRequest {},
+                |conn, request| async move { conn.maintenance().hash(request).await },
+            )
+            .await?;
+        Ok((r.header.into(), r.hash))
+    }
+
+    /// Validates, starts or cancels a downgrade of the cluster to `version` (e.g. `3.4.0`: one
+    /// minor version below the cluster's). Returns the cluster version etcd reports.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`] on etcd 3.4, which has no Downgrade call. etcd's refusals are
+    /// typed: `WrongDowngradeVersionFormat`, `InvalidDowngradeTargetVersion`,
+    /// `DowngradeInProcess` (enabling twice), `NoInflightDowngrade` (cancelling none).
+    /// etcd 3.5 applies an `Enable` but may not answer it before the request timeout
+    /// (etcd-io/etcd#15878; downgrades are complete from etcd 3.6): check with `Validate` or
+    /// `Cancel` afterwards.
+    pub async fn downgrade(&self, action: Downgrade, version: &str) -> Result<String> {
+        use pb::downgrade_request::DowngradeAction;
+        let action = match action {
+            Downgrade::Validate => DowngradeAction::Validate,
+            Downgrade::Enable => DowngradeAction::Enable,
+            Downgrade::Cancel => DowngradeAction::Cancel,
+        };
+        let r = self
+            .client
+            .transport()
+            .unary(
+                |r: &pb::DowngradeRequest| format!("Downgrade {:?} to {}", r.action(), r.version),
+                Retry::Mutation,
+                pb::DowngradeRequest {
+                    action: action.into(),
+                    version: version.to_owned(),
+                },
+                |conn, request| async move { conn.maintenance().downgrade(request).await },
+            )
+            .await
+            .map_err(|err| err.unsupported_as("Downgrade (etcd 3.5 and later)"))?;
+        Ok(r.version)
     }
 
     /// A hash of the key-value store up to `revision` (0 = now), and the compact revision it
