@@ -7,7 +7,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use etcd_config::client::watch::{EventKind, WatchResponse, WatchStream};
-use etcd_config::{Client, KeyRange, ServerErrorKind};
+use etcd_config::{Client, Error, KeyRange, ServerErrorKind};
 use futures_util::StreamExt;
 use support::Etcd;
 
@@ -269,6 +269,64 @@ async fn resumes_on_another_member_without_gaps_or_repeats() {
     }
     let seen = revisions(&mut watch, written.len()).await;
     assert_eq!(seen, written);
+}
+
+/// A member freezes (SIGSTOP) while it holds the watch stream. The next watch create goes
+/// unanswered and fails with a timeout after the request timeout; the stream then moves to
+/// another member, where a new watch is created and the old one resumes with every event
+/// written meanwhile. A client whose first endpoint is frozen opens its stream elsewhere.
+#[tokio::test]
+async fn frozen_member_watches_move() {
+    let etcd = Etcd::cluster().await;
+    let options = etcd
+        .options()
+        .dial_timeout(Duration::from_secs(1))
+        .request_timeout(Duration::from_secs(3));
+    let client = Client::connect(etcd.endpoints(), options.clone())
+        .await
+        .unwrap();
+    let mut old = client.watch(KeyRange::prefix("/z/")).await.unwrap();
+    let frozen = etcd.member_in_use(&client).await;
+    etcd.pause(frozen);
+    let survivors: Vec<String> = (0..3)
+        .filter(|&i| i != frozen)
+        .map(|i| etcd.endpoint(i))
+        .collect();
+    let writer = Client::connect(survivors.clone(), etcd.options())
+        .await
+        .unwrap();
+    let mut written = Vec::new();
+    while written.len() < 3 {
+        // The frozen member may have led: writes wait for (or fail during) the election.
+        if let Ok(put) = writer.kv().put(format!("/z/{}", written.len()), "v").await {
+            written.push(put.header.revision);
+        }
+    }
+
+    let started = Instant::now();
+    let err = client.watch("/y").await.unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(6), "{err}");
+    let mut new = client.watch("/y").await.unwrap();
+    let put = writer.kv().put("/y", "1").await.unwrap();
+    assert_eq!(
+        next(&mut new).await.events[0].kv.mod_revision,
+        put.header.revision
+    );
+    assert_eq!(revisions(&mut old, 3).await, written);
+
+    let mut endpoints = vec![etcd.endpoint(frozen)];
+    endpoints.extend(survivors);
+    let fresh = Client::connect_lazy(endpoints, options).unwrap();
+    let started = Instant::now();
+    let mut watch = fresh.watch("/y").await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let put = writer.kv().put("/y", "2").await.unwrap();
+    assert_eq!(
+        next(&mut watch).await.events[0].kv.mod_revision,
+        put.header.revision
+    );
+    etcd.resume(frozen);
 }
 
 /// With `fragment`, etcd splits a response larger than its request limit; the pieces come back

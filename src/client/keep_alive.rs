@@ -103,7 +103,10 @@ impl Task {
             if self.stream.is_none() {
                 if let Err(err) = self.open().await {
                     tracing::debug!(error = %err, "lease keep-alive stream could not be opened");
-                    self.fail_pending(&err);
+                    // A member that timed out is left behind and the next one tried.
+                    if !matches!(err, Error::Timeout { .. }) {
+                        self.fail_pending(&err);
+                    }
                     tokio::select! {
                         () = tokio::time::sleep(self.backoff) => {}
                         added = self.added.recv() => match added {
@@ -224,10 +227,21 @@ impl Task {
         if let Some(credentials) = &transport.credentials {
             credentials.attach(&mut request);
         }
-        let inbound = conn
-            .lease()
-            .lease_keep_alive(request)
-            .await
+        // Bounded like the watch stream's opening: a frozen member must not hold every lease.
+        let after = transport.options.dial_timeout;
+        let opened = match tokio::time::timeout(after, conn.lease().lease_keep_alive(request)).await
+        {
+            Ok(opened) => opened,
+            Err(_elapsed) => {
+                transport.report_broken(endpoint);
+                return Err(Error::Timeout {
+                    operation: "opening the lease keep-alive stream".to_owned(),
+                    after,
+                    endpoint: Some(transport.endpoint_name(endpoint).to_owned()),
+                });
+            }
+        };
+        let inbound = opened
             .map_err(|status| {
                 transport.report_broken(endpoint);
                 status_error(transport.endpoint_name(endpoint), "LeaseKeepAlive", status)

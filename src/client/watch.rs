@@ -26,6 +26,11 @@
 //!   every watch again from its next revision: the last event's revision + 1, or the last
 //!   progress revision + 1. Nothing is skipped and nothing delivered twice. Attempts back off
 //!   from 50 ms to 2 s.
+//! - **Frozen members.** Opening the stream waits at most the dial timeout; a member that does
+//!   not answer is left for the next. Awaiting a watch waits at most the request timeout for
+//!   etcd to confirm it, then fails with [`Error::Timeout`]; if the stream heard nothing at all
+//!   in that time, it is taken to be stuck on a member that stopped answering, and moves (with
+//!   every other watch) to the next endpoint.
 //! - **Slow consumers.** Each watch has a bounded buffer. When it is full, the task cancels that
 //!   one watch on the server instead of waiting, and creates it again from the first revision
 //!   not delivered once the consumer has drained its buffer. Other watches never wait for a slow
@@ -174,6 +179,10 @@ impl IntoFuture for WatchBuilder {
             let (events, receiver) = queue::channel(self.buffer);
             let (created, created_rx) = oneshot::channel();
             let shared = Arc::new(Shared::default());
+            let operation = format!(
+                "Watch {}",
+                super::kv::describe(&self.request.key, &self.request.range_end)
+            );
             hub.send(Command::Create {
                 id,
                 request: self.request,
@@ -181,7 +190,18 @@ impl IntoFuture for WatchBuilder {
                 created,
                 shared: shared.clone(),
             });
-            created_rx.await.map_err(|_| hub_gone())??;
+            let after = self.client.transport().options.request_timeout;
+            match tokio::time::timeout(after, created_rx).await {
+                Ok(created) => created.map_err(|_| hub_gone())??,
+                Err(_elapsed) => {
+                    hub.send(Command::Unanswered(id));
+                    return Err(Error::Timeout {
+                        operation,
+                        after,
+                        endpoint: None,
+                    });
+                }
+            }
             Ok(WatchStream {
                 id,
                 receiver,
@@ -291,6 +311,9 @@ enum Command {
         shared: Arc<Shared>,
     },
     Cancel(u64),
+    /// The create of this watch was not confirmed within the request timeout; its caller got
+    /// a timeout error.
+    Unanswered(u64),
     Resume(u64),
     Progress,
 }
@@ -357,6 +380,8 @@ struct Open {
     inbound: tonic::Streaming<pb::WatchResponse>,
     /// The token generation the stream was opened with.
     token_generation: u64,
+    /// When the stream last delivered anything.
+    heard: tokio::time::Instant,
 }
 
 struct Hub {
@@ -391,7 +416,11 @@ impl Hub {
             if self.stream.is_none() && self.watchers.values().any(|w| w.state != State::Paused) {
                 if let Err(err) = self.open().await {
                     tracing::debug!(error = %err, "watch stream could not be opened; retrying");
-                    self.fail_unconfirmed(&err);
+                    // Unreachable etcd fails new watches at once; a member that timed out is
+                    // left behind and the next one tried.
+                    if !matches!(err, Error::Timeout { .. }) {
+                        self.fail_unconfirmed(&err);
+                    }
                     if self.watchers.is_empty() {
                         continue;
                     }
@@ -420,6 +449,9 @@ impl Hub {
                 message = message => match message {
                     Ok(Some(response)) => {
                         self.backoff = MIN_BACKOFF;
+                        if let Some(open) = &mut self.stream {
+                            open.heard = tokio::time::Instant::now();
+                        }
                         self.response(response).await;
                     }
                     Ok(None) => self.broken("the server closed the watch stream".to_owned()),
@@ -484,10 +516,21 @@ impl Hub {
         if let Some(credentials) = &transport.credentials {
             credentials.attach(&mut request);
         }
-        let inbound = conn
-            .watch()
-            .watch(request)
-            .await
+        // A member that accepts the connection but answers nothing (frozen) would hold the
+        // call, and with it every watch, until HTTP/2 keep-alive gives up: bound the wait.
+        let after = transport.options.dial_timeout;
+        let opened = match tokio::time::timeout(after, conn.watch().watch(request)).await {
+            Ok(opened) => opened,
+            Err(_elapsed) => {
+                transport.report_broken(endpoint);
+                return Err(Error::Timeout {
+                    operation: "opening the watch stream".to_owned(),
+                    after,
+                    endpoint: Some(transport.endpoint_name(endpoint).to_owned()),
+                });
+            }
+        };
+        let inbound = opened
             .map_err(|status| {
                 transport.report_broken(endpoint);
                 status_error(transport.endpoint_name(endpoint), "Watch stream", status)
@@ -498,6 +541,7 @@ impl Hub {
             outbound,
             inbound,
             token_generation,
+            heard: tokio::time::Instant::now(),
         });
         Ok(())
     }
@@ -586,6 +630,24 @@ impl Hub {
                         self.cancel_on_server(watch_id);
                     }
                     // A create still in flight is matched (and cancelled) when its answer comes.
+                }
+            }
+            Command::Unanswered(id) => {
+                let unconfirmed = self.watchers.get(&id).is_some_and(|w| w.created.is_some());
+                if unconfirmed {
+                    // Its answer, if one ever comes, is matched and cancelled like a dropped
+                    // watch's.
+                    self.watchers.remove(&id);
+                    // A stream that said nothing for the whole timeout is stuck on a member
+                    // that stopped answering (frozen, partitioned): move to another.
+                    let timeout = self.transport.upgrade().map(|t| t.options.request_timeout);
+                    let silent = match (&self.stream, timeout) {
+                        (Some(open), Some(timeout)) => open.heard.elapsed() >= timeout,
+                        _ => false,
+                    };
+                    if silent {
+                        self.broken("a watch create went unanswered".to_owned());
+                    }
                 }
             }
             Command::Resume(id) => {
