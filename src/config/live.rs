@@ -8,7 +8,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
 use super::store::decode_entries;
-use super::watch::{Sink, Started};
+use super::watch::Started;
 use super::{to_key_values, EtcdConfig, Store, Update};
 use crate::error::{Error, Result};
 
@@ -216,8 +216,9 @@ impl<T: EtcdConfig> LiveSink<T> {
     }
 }
 
-impl<T: EtcdConfig> Sink<T> for LiveSink<T> {
-    async fn deliver(&mut self, item: Result<Update<T>>) -> bool {
+impl<T: EtcdConfig> LiveSink<T> {
+    /// Applies one update (or logs one rejected revision, or the end of the watch).
+    fn deliver(&self, item: Result<Update<T>>) {
         match item {
             Ok(update) => {
                 tracing::debug!(prefix = %self.shared.prefix, revision = update.revision,
@@ -233,11 +234,6 @@ impl<T: EtcdConfig> Sink<T> for LiveSink<T> {
                 *self.shared.stopped.lock().expect("stopped lock") = Some(err.to_string());
             }
         }
-        true
-    }
-
-    async fn closed(&self) {
-        self.notify.closed().await;
     }
 }
 
@@ -256,7 +252,17 @@ async fn keep_current<T: EtcdConfig>(store: Store, started: Option<Started<T>>, 
             None => return,
         },
     };
-    started.follow(store, sink).await;
+    let mut follower = started.into_follower(store);
+    loop {
+        let item = tokio::select! {
+            item = follower.next() => item,
+            () = sink.notify.closed() => return, // every handle is gone
+        };
+        match item {
+            Some(item) => sink.deliver(item),
+            None => return,
+        }
+    }
 }
 
 /// Retries the first load and watch with backoff; `None` if every handle is dropped first.

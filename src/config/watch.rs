@@ -1,8 +1,7 @@
 //! Typed updates: [`Store::watch`] turns the events under a struct's prefix into whole, valid
 //! values, one [`Update`] per etcd revision.
 
-use std::collections::BTreeMap;
-use std::future::Future;
+use std::collections::{BTreeMap, VecDeque};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -10,7 +9,7 @@ use std::time::Duration;
 
 use futures_core::Stream;
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
+use sync_wrapper::SyncWrapper;
 
 use super::encode::Encoded;
 use super::store::decode_entries;
@@ -52,8 +51,11 @@ impl<T> Clone for Update<T> {
 pub struct ConfigWatch<T> {
     initial: Arc<T>,
     revision: i64,
-    updates: mpsc::Receiver<Result<Update<T>>>,
+    /// Decoding runs in the task that polls the stream: no task and no channel in between.
+    updates: SyncWrapper<Updates<T>>,
 }
+
+type Updates<T> = Pin<Box<dyn Stream<Item = Result<Update<T>>> + Send>>;
 
 impl<T> ConfigWatch<T> {
     /// The value loaded when the watch started, and its revision; updates follow from there.
@@ -66,7 +68,7 @@ impl<T> Stream for ConfigWatch<T> {
     type Item = Result<Update<T>>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.updates.poll_recv(cx)
+        self.updates.get_mut().as_mut().poll_next(cx)
     }
 }
 
@@ -183,32 +185,17 @@ impl Store {
     /// The initial load's errors, and etcd's refusal of the watch (e.g. `PermissionDenied`).
     pub async fn watch<T: EtcdConfig>(&self) -> Result<ConfigWatch<T>> {
         let started = Started::<T>::start(self).await?;
-        let (initial, revision) = (started.tracked.good.clone(), started.tracked.revision);
-        let (sender, updates) = mpsc::channel(16);
-        tokio::spawn(started.follow(self.clone(), sender));
+        let (initial, revision) = started.initial();
+        let follower = started.into_follower(self.clone());
+        let updates = futures_util::stream::unfold(follower, |mut follower| async move {
+            let item = follower.next().await?;
+            Some((item, follower))
+        });
         Ok(ConfigWatch {
             initial,
             revision,
-            updates,
+            updates: SyncWrapper::new(Box::pin(updates)),
         })
-    }
-}
-
-/// Where a follower delivers what each revision gives.
-pub(crate) trait Sink<T>: Send + Sync + 'static {
-    /// Takes one update or rejection; `false` once nobody is listening any more.
-    fn deliver(&mut self, item: Result<Update<T>>) -> impl Future<Output = bool> + Send;
-    /// Resolves when nobody is listening any more.
-    fn closed(&self) -> impl Future<Output = ()> + Send;
-}
-
-impl<T: Send + Sync + 'static> Sink<T> for mpsc::Sender<Result<Update<T>>> {
-    async fn deliver(&mut self, item: Result<Update<T>>) -> bool {
-        self.send(item).await.is_ok()
-    }
-
-    async fn closed(&self) {
-        mpsc::Sender::closed(self).await;
     }
 }
 
@@ -239,50 +226,66 @@ impl<T: EtcdConfig> Started<T> {
         (self.tracked.good.clone(), self.tracked.revision)
     }
 
-    /// Applies events revision by revision and delivers what comes of each, until the sink
-    /// closes or the watch cannot go on.
-    pub(crate) async fn follow(self, store: Store, mut sink: impl Sink<T>) {
-        let Started {
-            mut tracked,
-            stream: mut watch,
-        } = self;
-        let prefix = store.prefix_of::<T>();
+    /// Turns the started watch into the follower that yields its updates.
+    pub(crate) fn into_follower(self, store: Store) -> Follower<T> {
+        Follower {
+            prefix: store.prefix_of::<T>(),
+            tracked: self.tracked,
+            watch: self.stream,
+            store,
+            ready: VecDeque::new(),
+            ended: false,
+        }
+    }
+}
+
+/// Applies a config's watch events revision by revision; [`next`](Self::next) yields what
+/// comes of each.
+pub(crate) struct Follower<T> {
+    prefix: String,
+    tracked: Tracked<T>,
+    watch: crate::client::watch::WatchStream,
+    store: Store,
+    /// Results of a response not handed out yet (a response may hold several revisions).
+    ready: VecDeque<Result<Update<T>>>,
+    ended: bool,
+}
+
+impl<T: EtcdConfig> Follower<T> {
+    /// The next update or rejected revision; `None` once the watch cannot go on (after an
+    /// error item saying why).
+    pub(crate) async fn next(&mut self) -> Option<Result<Update<T>>> {
         loop {
-            let item = tokio::select! {
-                item = watch.next() => item,
-                () = sink.closed() => return,
-            };
-            match item {
-                Some(Ok(response)) => {
-                    for result in apply(&prefix, &mut tracked, response) {
-                        if !sink.deliver(result).await {
-                            return;
-                        }
-                    }
+            if let Some(item) = self.ready.pop_front() {
+                return Some(item);
+            }
+            if self.ended {
+                return None;
+            }
+            match self.watch.next().await? {
+                Ok(response) => {
+                    let results = apply(&self.prefix, &mut self.tracked, response);
+                    self.ready.extend(results);
                 }
-                Some(Err(err)) if err.server_kind() == Some(ServerErrorKind::Compacted) => {
+                Err(err) if err.server_kind() == Some(ServerErrorKind::Compacted) => {
                     // The revisions we missed are gone: start over from a fresh load. Boxed:
                     // rare, and it would otherwise make every follower's state larger.
-                    match Box::pin(resync(&store, &prefix, &mut tracked)).await {
+                    let reloaded = Box::pin(resync(&self.store, &self.prefix, &mut self.tracked));
+                    match reloaded.await {
                         Ok((update, next)) => {
-                            watch = next;
-                            if let Some(update) = update {
-                                if !sink.deliver(update).await {
-                                    return;
-                                }
-                            }
+                            self.watch = next;
+                            self.ready.extend(update);
                         }
                         Err(err) => {
-                            sink.deliver(Err(err)).await;
-                            return;
+                            self.ended = true;
+                            return Some(Err(err));
                         }
                     }
                 }
-                Some(Err(err)) => {
-                    sink.deliver(Err(err)).await;
-                    return;
+                Err(err) => {
+                    self.ended = true;
+                    return Some(Err(err));
                 }
-                None => return,
             }
         }
     }
@@ -353,5 +356,17 @@ async fn resync<T: EtcdConfig>(
                 delay = (delay * 2).min(Duration::from_secs(2));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Services keep these handles in shared state: they must stay `Send + Sync`.
+    #[test]
+    fn handles_are_send_and_sync() {
+        fn check<X: Send + Sync>() {}
+        check::<super::ConfigWatch<String>>();
+        check::<crate::Live<String>>();
+        check::<crate::client::watch::WatchStream>();
     }
 }
