@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
-use super::transport::{status_error, Transport};
+use super::transport::Transport;
 use crate::error::{Error, Result, ServerErrorKind};
 use crate::proto::etcdserverpb as pb;
 
@@ -227,26 +227,13 @@ impl Task {
         if let Some(credentials) = &transport.credentials {
             credentials.attach(&mut request);
         }
-        // Bounded like the watch stream's opening: a frozen member must not hold every lease.
-        let after = transport.options.dial_timeout;
-        let opened = match tokio::time::timeout(after, conn.lease().lease_keep_alive(request)).await
-        {
-            Ok(opened) => opened,
-            Err(_elapsed) => {
-                transport.report_broken(endpoint);
-                return Err(Error::Timeout {
-                    operation: "opening the lease keep-alive stream".to_owned(),
-                    after,
-                    endpoint: Some(transport.endpoint_name(endpoint).to_owned()),
-                });
-            }
-        };
-        let inbound = opened
-            .map_err(|status| {
-                transport.report_broken(endpoint);
-                status_error(transport.endpoint_name(endpoint), "LeaseKeepAlive", status)
-            })?
-            .into_inner();
+        let inbound = transport
+            .open_stream(
+                endpoint,
+                "LeaseKeepAlive",
+                conn.lease().lease_keep_alive(request),
+            )
+            .await?;
         self.stream = Some(Open {
             endpoint,
             outbound,

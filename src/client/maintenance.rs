@@ -253,9 +253,9 @@ impl Maintenance {
     ///
     /// What is written is what `etcdctl snapshot save` writes: the backend database followed
     /// by the 32-byte SHA-256 etcd appends to it, a file `etcdctl snapshot restore` (or
-    /// `etcdutl`) accepts. The checksum is verified as the data goes through. Not bound by the
-    /// request timeout (a large database takes long to send). The writer is flushed, not
-    /// closed or synced.
+    /// `etcdutl`) accepts. The checksum is verified as the data goes through. The first chunk
+    /// must come within the dial timeout; the whole transfer is not bound by the request timeout
+    /// (a large database takes long to send). The writer is flushed, not closed or synced.
     ///
     /// # Errors
     ///
@@ -277,12 +277,11 @@ impl Maintenance {
             endpoint: endpoint.clone(),
             reason,
         };
-        let mut stream = conn
-            .maintenance()
-            .snapshot(request)
-            .await
-            .map_err(to_error)?
-            .into_inner();
+        let mut stream = self
+            .client
+            .transport()
+            .open_stream(index, "Snapshot", conn.maintenance().snapshot(request))
+            .await?;
 
         let mut checksum = Checksum::new();
         let mut written = 0u64;

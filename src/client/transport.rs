@@ -315,6 +315,33 @@ impl Transport {
         &self.slots[index].name
     }
 
+    /// Opens a long-lived stream (`what`: `Watch`, `LeaseKeepAlive`) on endpoint `index`.
+    ///
+    /// Waits at most the dial timeout for etcd's answer: a frozen member accepts the connection
+    /// and says nothing. On failure the endpoint is reported broken, so the next attempt goes
+    /// to another.
+    pub(crate) async fn open_stream<T>(
+        &self,
+        index: usize,
+        what: &str,
+        call: impl Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    ) -> Result<T> {
+        let after = self.options.dial_timeout;
+        let error = match tokio::time::timeout(after, call).await {
+            Ok(Ok(response)) => return Ok(response.into_inner()),
+            Ok(Err(status)) => {
+                status_error(self.endpoint_name(index), &format!("{what} stream"), status)
+            }
+            Err(_elapsed) => Error::Timeout {
+                operation: format!("opening the {what} stream"),
+                after,
+                endpoint: Some(self.endpoint_name(index).to_owned()),
+            },
+        };
+        self.report_broken(index);
+        Err(error)
+    }
+
     /// Reports that a stream on endpoint `index` broke, so the next call goes elsewhere.
     pub(crate) fn report_broken(&self, index: usize) {
         self.fail_over(index);

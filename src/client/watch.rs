@@ -54,7 +54,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use super::kv::{BoxFuture, KeyValue};
-use super::transport::{status_error, Transport};
+use super::transport::Transport;
 use super::watch_queue as queue;
 use super::{Client, ResponseHeader};
 use crate::error::{Error, Result, ServerErrorKind};
@@ -179,10 +179,7 @@ impl IntoFuture for WatchBuilder {
             let (events, receiver) = queue::channel(self.buffer);
             let (created, created_rx) = oneshot::channel();
             let shared = Arc::new(Shared::default());
-            let operation = format!(
-                "Watch {}",
-                super::kv::describe(&self.request.key, &self.request.range_end)
-            );
+            let operation = describe(&self.request);
             hub.send(Command::Create {
                 id,
                 request: self.request,
@@ -364,14 +361,12 @@ struct Watcher {
     fragments: Vec<Event>,
 }
 
-impl Watcher {
-    /// What this watch is, for errors: `Watch /services/gateway/...`.
-    fn describe(&self) -> String {
-        format!(
-            "Watch {}",
-            super::kv::describe(&self.request.key, &self.request.range_end)
-        )
-    }
+/// What a watch is, for errors: `Watch prefix /services/gateway/`.
+fn describe(request: &pb::WatchCreateRequest) -> String {
+    format!(
+        "Watch {}",
+        super::kv::describe(&request.key, &request.range_end)
+    )
 }
 
 struct Open {
@@ -516,26 +511,9 @@ impl Hub {
         if let Some(credentials) = &transport.credentials {
             credentials.attach(&mut request);
         }
-        // A member that accepts the connection but answers nothing (frozen) would hold the
-        // call, and with it every watch, until HTTP/2 keep-alive gives up: bound the wait.
-        let after = transport.options.dial_timeout;
-        let opened = match tokio::time::timeout(after, conn.watch().watch(request)).await {
-            Ok(opened) => opened,
-            Err(_elapsed) => {
-                transport.report_broken(endpoint);
-                return Err(Error::Timeout {
-                    operation: "opening the watch stream".to_owned(),
-                    after,
-                    endpoint: Some(transport.endpoint_name(endpoint).to_owned()),
-                });
-            }
-        };
-        let inbound = opened
-            .map_err(|status| {
-                transport.report_broken(endpoint);
-                status_error(transport.endpoint_name(endpoint), "Watch stream", status)
-            })?
-            .into_inner();
+        let inbound = transport
+            .open_stream(endpoint, "Watch", conn.watch().watch(request))
+            .await?;
         self.stream = Some(Open {
             endpoint,
             outbound,
@@ -751,7 +729,7 @@ impl Hub {
                     "etcdserver: mvcc: required revision has been compacted (watch from {}, compacted at {})",
                     watcher.next_revision, response.compact_revision
                 ),
-                request: watcher.describe(),
+                request: describe(&watcher.request),
             }
         } else {
             Error::Server {
@@ -761,7 +739,7 @@ impl Hub {
                 } else {
                     reason.clone()
                 },
-                request: watcher.describe(),
+                request: describe(&watcher.request),
             }
         };
         match watcher.created.take() {
