@@ -323,12 +323,18 @@ macro_rules! server_error_kinds {
             /// Decodes a message sent by etcd, with or without its `etcdserver: ` prefix, and
             /// also in the Go form etcd puts in a watch's cancel reason
             /// (`rpc error: code = PermissionDenied desc = etcdserver: permission denied`).
+            /// The `auth: ` prefix counts too: etcd returns its auth store's own errors
+            /// unconverted in a few places (`auth: user name is empty` for a snapshot taken
+            /// without a token).
             pub fn from_message(message: &str) -> Self {
                 let text = match message.split_once(" desc = ") {
                     Some((head, desc)) if head.starts_with("rpc error: code = ") => desc,
                     _ => message,
                 };
-                let text = text.strip_prefix("etcdserver: ").unwrap_or(text);
+                let text = text
+                    .strip_prefix("etcdserver: ")
+                    .or_else(|| text.strip_prefix("auth: "))
+                    .unwrap_or(text);
                 match text {
                     $( $($message)|+ => ServerErrorKind::$kind, )*
                     _ => ServerErrorKind::Other,
@@ -505,6 +511,10 @@ mod tests {
                 "rpc error: code = PermissionDenied desc = etcdserver: permission denied"
             ),
             ServerErrorKind::PermissionDenied
+        );
+        assert_eq!(
+            ServerErrorKind::from_message("auth: user name is empty"),
+            ServerErrorKind::UserEmpty
         );
         assert_eq!(
             ServerErrorKind::from_message("etcdserver: something new"),

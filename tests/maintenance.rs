@@ -124,6 +124,37 @@ async fn snapshot_to_a_file_restores() {
     assert!(restored.join("member").is_dir());
 }
 
+/// With auth on, a snapshot needs root's token: a lazily made client whose first call is
+/// `snapshot_to` authenticates before opening the stream; a client without credentials is
+/// refused.
+#[tokio::test]
+async fn snapshot_needs_and_gets_a_token() {
+    let etcd = Etcd::single().await;
+    let root = etcd.enable_auth().await;
+    let put = root.kv().put("/snap/a", "1").await.unwrap();
+
+    let options = etcd.options().with_user("root", support::ROOT_PASSWORD);
+    let lazy = Client::connect_lazy(etcd.endpoints(), options).unwrap();
+    let mut bytes = Vec::new();
+    let written = lazy.maintenance().snapshot_to(&mut bytes).await.unwrap();
+    assert_eq!(bytes.len() as u64, written);
+    let path = etcd.dir().join("auth.db");
+    std::fs::write(&path, &bytes).unwrap();
+    let status = etcd.etcdctl(&["snapshot", "status", path.to_str().unwrap(), "-w", "json"]);
+    assert!(status.status.success(), "{status:?}");
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["revision"], put.header.revision);
+
+    let err = etcd
+        .client()
+        .await
+        .maintenance()
+        .snapshot_to(&mut Vec::new())
+        .await
+        .unwrap_err();
+    assert_eq!(err.server_kind(), Some(ServerErrorKind::UserEmpty), "{err}");
+}
+
 #[derive(EtcdConfig, Debug, Clone, PartialEq)]
 #[etcd(prefix = "/quota/app")]
 struct App {

@@ -205,15 +205,7 @@ impl Task {
             reason: "the client was dropped".to_owned(),
         })?;
         let (endpoint, conn) = transport.current_conn().await?;
-        let token_generation = match &transport.credentials {
-            Some(credentials) => {
-                if credentials.generation() == 0 {
-                    credentials.refresh(&transport, 0).await?;
-                }
-                credentials.generation()
-            }
-            None => 0,
-        };
+        let token_generation = transport.authenticated().await?;
         // Queue every renewal before opening: etcd sends the stream's headers only with its
         // first answer, and the call below waits for those headers.
         let (outbound, outbound_rx) = mpsc::unbounded_channel();

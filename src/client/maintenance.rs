@@ -260,11 +260,14 @@ impl Maintenance {
     /// # Errors
     ///
     /// [`Error::Snapshot`] if the writer fails or the checksum does not match (then what was
-    /// written must be discarded); the server's and transport errors as for any call.
+    /// written must be discarded); the server's and transport errors as for any call. With
+    /// auth on, etcd gives snapshots to the `root` role only (`PermissionDenied` for other
+    /// users, `UserEmpty` without credentials).
     pub async fn snapshot_to<W>(&self, writer: &mut W) -> Result<u64>
     where
         W: AsyncWrite + Unpin + ?Sized,
     {
+        self.client.transport().authenticated().await?;
         let (index, conn) = self.client.transport().current_conn().await?;
         let mut request = tonic::Request::new(pb::SnapshotRequest {});
         if let Some(credentials) = &self.client.transport().credentials {

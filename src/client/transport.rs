@@ -106,7 +106,10 @@ enum Failure {
 impl Failure {
     fn classify(status: tonic::Status) -> Failure {
         let kind = ServerErrorKind::from_message(status.message());
-        if kind != ServerErrorKind::Other || status.message().starts_with("etcdserver:") {
+        let from_etcd = ["etcdserver:", "auth:"]
+            .iter()
+            .any(|prefix| status.message().starts_with(prefix));
+        if kind != ServerErrorKind::Other || from_etcd {
             let message = status.message().to_owned();
             return Failure::Server(kind, message);
         }
@@ -310,6 +313,18 @@ impl Transport {
         })
     }
 
+    /// Authenticates first if the client has credentials but no token yet (a lazily made client
+    /// before its first call); returns the current token's generation, 0 without credentials.
+    pub(crate) async fn authenticated(&self) -> Result<u64> {
+        let Some(credentials) = &self.credentials else {
+            return Ok(0);
+        };
+        if credentials.generation() == 0 {
+            credentials.refresh(self, 0).await?;
+        }
+        Ok(credentials.generation())
+    }
+
     /// The name of endpoint `index`.
     pub(crate) fn endpoint_name(&self, index: usize) -> &str {
         &self.slots[index].name
@@ -435,11 +450,8 @@ impl Transport {
         Fut: Future<Output = std::result::Result<tonic::Response<Resp>, tonic::Status>>,
     {
         let credentials = self.credentials.as_ref().filter(|_| with_token);
-        if let Some(credentials) = credentials {
-            if credentials.generation() == 0 {
-                // A lazily made client authenticates on its first call.
-                credentials.refresh(self, 0).await?;
-            }
+        if credentials.is_some() {
+            self.authenticated().await?;
         }
         let mut reauthenticated = false;
         let mut unreachable_in_a_row = 0;

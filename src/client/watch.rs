@@ -480,15 +480,7 @@ impl Hub {
     async fn open(&mut self) -> Result<()> {
         let transport = self.transport.upgrade().ok_or_else(hub_gone)?;
         let (endpoint, conn) = transport.current_conn().await?;
-        let token_generation = match &transport.credentials {
-            Some(credentials) => {
-                if credentials.generation() == 0 {
-                    credentials.refresh(&transport, 0).await?;
-                }
-                credentials.generation()
-            }
-            None => 0,
-        };
+        let token_generation = transport.authenticated().await?;
 
         // Queue the creates before opening: etcd sends the stream's headers only with its first
         // message, and the call below waits for those headers.
