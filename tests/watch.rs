@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use etcd_config::client::watch::{EventKind, WatchResponse, WatchStream};
 use etcd_config::{Client, Error, KeyRange, ServerErrorKind};
 use futures_util::StreamExt;
-use support::Etcd;
+use support::{Etcd, Front};
 
 /// The value of one of etcd's Prometheus gauges on member `i`.
 fn gauge(etcd: &Etcd, i: usize, name: &str) -> i64 {
@@ -365,4 +365,63 @@ async fn fragments_are_reassembled() {
     assert_eq!(seen, revisions);
     // etcd sent the replay as one response in fragments; it must come out whole.
     assert_eq!(responses, 1, "fragments were not reassembled");
+}
+
+/// Hundreds of watches registered at once on one client, many of them on the same keys or on
+/// prefixes covering each other, each get exactly the events of their own range: directly,
+/// through etcd's gRPC proxy (which answers a create that joins a range it already watches at
+/// once, ahead of earlier creates) and through the TCP gateway.
+#[tokio::test]
+async fn overlapping_watches_created_at_once_keep_their_identity() {
+    for front in [Front::Direct, Front::GrpcProxy, Front::Gateway] {
+        let etcd = Etcd::builder(1).front(front).start().await;
+        let client = etcd.client().await;
+        // Ranges: eight single keys, two prefixes over half of them each, and the whole prefix.
+        let ranges: Vec<(String, KeyRange)> = (0..8)
+            .map(|k| (format!("key {k}"), KeyRange::key(format!("/o/{k}"))))
+            .chain([
+                ("prefix /o/ (all)".to_owned(), KeyRange::prefix("/o/")),
+                (
+                    "range [/o/0, /o/4)".to_owned(),
+                    KeyRange::range("/o/0", "/o/4"),
+                ),
+                (
+                    "range [/o/4, /o/8)".to_owned(),
+                    KeyRange::range("/o/4", "/o/8"),
+                ),
+            ])
+            .collect();
+        let creates = (0..330).map(|i| {
+            let (name, range) = ranges[i % ranges.len()].clone();
+            let client = client.clone();
+            async move { (name, range.clone(), client.watch(range).await.unwrap()) }
+        });
+        let mut watches = futures_util::future::join_all(creates).await;
+
+        let kv = client.kv();
+        for k in 0..8 {
+            kv.put(format!("/o/{k}"), format!("v{k}")).await.unwrap();
+        }
+        for (name, range, watch) in &mut watches {
+            let expected: Vec<Vec<u8>> = (0..8)
+                .map(|k| format!("/o/{k}").into_bytes())
+                .filter(|key| range.contains(key))
+                .collect();
+            let mut got = Vec::new();
+            while got.len() < expected.len() {
+                got.extend(next(watch).await.events.into_iter().map(|e| e.kv.key));
+            }
+            assert_eq!(got, expected, "{front:?}: watch of {name} got other keys");
+        }
+        // Nothing more arrives on any of them.
+        kv.put("/elsewhere", "x").await.unwrap();
+        for (name, _, watch) in &mut watches {
+            if let Ok(Some(item)) =
+                tokio::time::timeout(Duration::from_millis(5), watch.next()).await
+            {
+                let keys: Vec<_> = item.unwrap().events.into_iter().map(|e| e.kv.key).collect();
+                panic!("{front:?}: watch of {name} got an extra response for {keys:?}");
+            }
+        }
+    }
 }

@@ -17,10 +17,20 @@
 //! # How the watches of a client share a stream
 //!
 //! The first watch starts a task that owns one bidirectional Watch stream; every watch of the
-//! client is a watch id on it, as in etcd's Go client. Creates are sent as they come and paired
-//! with etcd's `created` answers in order (etcd answers the creates of a stream in the order it
-//! received them).
+//! client is a watch id on it, as in etcd's Go client.
 //!
+//! - **Creating.** A create answer does not say which request it answers, and nothing in etcd's
+//!   API promises that answers come back in request order: etcd's gRPC proxy answers a create
+//!   that joins a range it already watches at once, ahead of earlier creates still waiting on
+//!   etcd. So, as Go's client does, the task keeps one create in flight per stream and sends the
+//!   next when etcd has answered it; a watch's identity never depends on answer order. A create
+//!   that stays unanswered for the request timeout means the stream is stuck: it is reopened
+//!   elsewhere.
+//! - **Auth.** etcd checks a watch's permission with the token the stream was opened with, at
+//!   each create. Before a create goes out on a stream whose token has since been renewed, the
+//!   stream is reopened with the new one. A create refused for its token (etcd 3.4: "invalid auth
+//!   token"; etcd 3.5 says "permission denied" for an expired token too) is retried once with a
+//!   fresh token on a fresh stream before the refusal is final.
 //! - **Resuming.** When the stream breaks (member stopped, connection reset, leader lost) the
 //!   task reopens it on the next endpoint, with a fresh token if etcd asks for one, and creates
 //!   every watch again from its next revision: the last event's revision + 1, or the last
@@ -315,6 +325,12 @@ enum Command {
     Progress,
 }
 
+/// The create the stream is waiting on etcd to answer.
+struct InFlight {
+    id: u64,
+    sent: tokio::time::Instant,
+}
+
 /// The handle a client keeps to its watch task.
 pub(crate) struct WatchHub {
     commands: mpsc::UnboundedSender<Command>,
@@ -359,6 +375,9 @@ struct Watcher {
     next_revision: i64,
     state: State,
     fragments: Vec<Event>,
+    /// A create of this watch was refused for its token and retried with a fresh one; reset
+    /// once a create succeeds.
+    auth_retried: bool,
 }
 
 /// What a watch is, for errors: `Watch prefix /services/gateway/`.
@@ -375,8 +394,6 @@ struct Open {
     inbound: tonic::Streaming<pb::WatchResponse>,
     /// The token generation the stream was opened with.
     token_generation: u64,
-    /// When the stream last delivered anything.
-    heard: tokio::time::Instant,
 }
 
 struct Hub {
@@ -384,8 +401,10 @@ struct Hub {
     commands: mpsc::UnboundedReceiver<Command>,
     watchers: HashMap<u64, Watcher>,
     by_watch_id: HashMap<i64, u64>,
-    /// Local ids whose creates are in flight, in the order they were sent.
-    creating: VecDeque<u64>,
+    /// Local ids whose creates wait to be sent on the open stream, in order.
+    queue: VecDeque<u64>,
+    /// The one create sent and not answered yet.
+    in_flight: Option<InFlight>,
     stream: Option<Open>,
     backoff: Duration,
 }
@@ -400,7 +419,8 @@ impl Hub {
             commands,
             watchers: HashMap::new(),
             by_watch_id: HashMap::new(),
-            creating: VecDeque::new(),
+            queue: VecDeque::new(),
+            in_flight: None,
             stream: None,
             backoff: MIN_BACKOFF,
         }
@@ -436,17 +456,27 @@ impl Hub {
                     None => std::future::pending().await,
                 }
             };
+            let stuck = async {
+                match (&self.in_flight, self.transport.upgrade()) {
+                    (Some(create), Some(transport)) => {
+                        let deadline = create.sent + transport.options.request_timeout;
+                        drop(transport);
+                        tokio::time::sleep_until(deadline).await;
+                    }
+                    _ => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 command = self.commands.recv() => match command {
                     Some(command) => self.command(command),
                     None => return,
                 },
+                // The member stopped answering creates (frozen, partitioned, overloaded): every
+                // watch behind this one would wait forever.
+                () = stuck => self.broken("a watch create went unanswered".to_owned()),
                 message = message => match message {
                     Ok(Some(response)) => {
                         self.backoff = MIN_BACKOFF;
-                        if let Some(open) = &mut self.stream {
-                            open.heard = tokio::time::Instant::now();
-                        }
                         self.response(response).await;
                     }
                     Ok(None) => self.broken("the server closed the watch stream".to_owned()),
@@ -480,29 +510,38 @@ impl Hub {
     async fn open(&mut self) -> Result<()> {
         let transport = self.transport.upgrade().ok_or_else(hub_gone)?;
         let (endpoint, conn) = transport.current_conn().await?;
-        let token_generation = transport.authenticated().await?;
+        transport.authenticated().await?;
 
-        // Queue the creates before opening: etcd sends the stream's headers only with its first
-        // message, and the call below waits for those headers.
-        let (outbound, outbound_rx) = mpsc::unbounded_channel();
-        self.creating.clear();
+        // Every watch not paused is created again, oldest first.
+        self.queue.clear();
+        self.in_flight = None;
         self.by_watch_id.clear();
-        let ids: Vec<u64> = self.watchers.keys().copied().collect();
+        let mut ids: Vec<u64> = self
+            .watchers
+            .iter()
+            .filter(|(_, w)| w.state != State::Paused)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
         for id in ids {
-            if self.watchers[&id].state != State::Paused {
-                self.create_on(&outbound, id);
-            }
+            self.watchers.get_mut(&id).expect("listed").state = State::Creating;
+            self.queue.push_back(id);
         }
 
+        let (outbound, outbound_rx) = mpsc::unbounded_channel();
         let mut request = tonic::Request::new(UnboundedReceiverStream::new(outbound_rx));
         // Make a member that lost its leader cancel our watches, so we move to one that has one.
         request.metadata_mut().insert(
             "hasleader",
             tonic::metadata::AsciiMetadataValue::from_static("true"),
         );
-        if let Some(credentials) = &transport.credentials {
-            credentials.attach(&mut request);
-        }
+        let token_generation = match &transport.credentials {
+            Some(credentials) => credentials.attach(&mut request),
+            None => 0,
+        };
+        // Send the first create before opening: etcd sends the stream's headers only with its
+        // first message, and the call below waits for those headers.
+        self.send_next_create(&outbound);
         let inbound = transport
             .open_stream(endpoint, "Watch", conn.watch().watch(request))
             .await?;
@@ -511,13 +550,14 @@ impl Hub {
             outbound,
             inbound,
             token_generation,
-            heard: tokio::time::Instant::now(),
         });
         Ok(())
     }
 
     /// The stream broke: drop it; the next turn of the loop reopens it elsewhere.
     fn broken(&mut self, why: String) {
+        self.queue.clear();
+        self.in_flight = None;
         if let Some(open) = self.stream.take() {
             tracing::debug!(error = %why, "watch stream broke; resuming on another endpoint");
             if let Some(transport) = self.transport.upgrade() {
@@ -540,27 +580,64 @@ impl Hub {
         }
     }
 
-    /// Sends the create of watch `id` on the open stream (if none is open, the watch is created
-    /// when one opens).
+    /// Queues the create of watch `id` on the open stream (if none is open, the watch is
+    /// created when one opens).
     fn create(&mut self, id: u64) {
-        if let Some(outbound) = self.stream.as_ref().map(|open| open.outbound.clone()) {
-            self.create_on(&outbound, id);
-        }
-    }
-
-    fn create_on(&mut self, outbound: &mpsc::UnboundedSender<pb::WatchRequest>, id: u64) {
         let Some(watcher) = self.watchers.get_mut(&id) else {
             return;
         };
-        let mut request = watcher.request.clone();
-        if watcher.next_revision > 0 {
-            request.start_revision = watcher.next_revision;
-        }
         watcher.state = State::Creating;
-        self.creating.push_back(id);
-        let _ = outbound.send(pb::WatchRequest {
-            request_union: Some(pb::watch_request::RequestUnion::CreateRequest(request)),
-        });
+        if self.stream.is_some() {
+            self.queue.push_back(id);
+            self.pump();
+        }
+    }
+
+    /// Sends the next queued create if none is in flight.
+    fn pump(&mut self) {
+        if self.in_flight.is_some() || self.queue.is_empty() {
+            return;
+        }
+        let Some(open) = &self.stream else {
+            return;
+        };
+        // etcd checks the create with the token the stream was opened with: after a renewal
+        // that token may be expired, so move to a stream that carries the new one.
+        let renewed = self
+            .transport
+            .upgrade()
+            .and_then(|t| t.credentials.as_ref().map(|c| c.generation()))
+            .is_some_and(|current| current != open.token_generation);
+        if renewed {
+            return self.broken("the auth token was renewed".to_owned());
+        }
+        let outbound = open.outbound.clone();
+        self.send_next_create(&outbound);
+    }
+
+    /// Sends the first queued create that still has a watch waiting for it.
+    fn send_next_create(&mut self, outbound: &mpsc::UnboundedSender<pb::WatchRequest>) {
+        while let Some(id) = self.queue.pop_front() {
+            let Some(watcher) = self
+                .watchers
+                .get(&id)
+                .filter(|w| w.state == State::Creating)
+            else {
+                continue; // dropped or paused while queued
+            };
+            let mut request = watcher.request.clone();
+            if watcher.next_revision > 0 {
+                request.start_revision = watcher.next_revision;
+            }
+            self.in_flight = Some(InFlight {
+                id,
+                sent: tokio::time::Instant::now(),
+            });
+            let _ = outbound.send(pb::WatchRequest {
+                request_union: Some(pb::watch_request::RequestUnion::CreateRequest(request)),
+            });
+            return;
+        }
     }
 
     fn cancel_on_server(&mut self, watch_id: i64) {
@@ -590,6 +667,7 @@ impl Hub {
                         next_revision,
                         state: State::Waiting,
                         fragments: Vec::new(),
+                        auth_retried: false,
                     },
                 );
                 self.create(id);
@@ -606,18 +684,8 @@ impl Hub {
                 let unconfirmed = self.watchers.get(&id).is_some_and(|w| w.created.is_some());
                 if unconfirmed {
                     // Its answer, if one ever comes, is matched and cancelled like a dropped
-                    // watch's.
+                    // watch's. (A stuck stream is noticed by the run loop's own timer.)
                     self.watchers.remove(&id);
-                    // A stream that said nothing for the whole timeout is stuck on a member
-                    // that stopped answering (frozen, partitioned): move to another.
-                    let timeout = self.transport.upgrade().map(|t| t.options.request_timeout);
-                    let silent = match (&self.stream, timeout) {
-                        (Some(open), Some(timeout)) => open.heard.elapsed() >= timeout,
-                        _ => false,
-                    };
-                    if silent {
-                        self.broken("a watch create went unanswered".to_owned());
-                    }
                 }
             }
             Command::Resume(id) => {
@@ -639,13 +707,19 @@ impl Hub {
     async fn response(&mut self, response: pb::WatchResponse) {
         let header: ResponseHeader = response.header.into();
         if response.created {
-            let Some(id) = self.creating.pop_front() else {
+            let Some(create) = self.in_flight.take() else {
+                tracing::debug!("etcd answered a watch create that was not sent; ignored");
                 return;
             };
-            return self.created(id, header, response).await;
+            self.created(create.id, header, response).await;
+            return self.pump();
         }
         if response.canceled {
             if let Some(id) = self.by_watch_id.remove(&response.watch_id) {
+                if ServerErrorKind::from_message(&response.cancel_reason).needs_new_token() {
+                    // An established watch cancelled for its token: renew and resume.
+                    return self.renew_token().await;
+                }
                 self.ended(id, &response).await;
             }
             return;
@@ -683,8 +757,19 @@ impl Hub {
             return;
         };
         if response.canceled {
+            let kind = ServerErrorKind::from_message(&response.cancel_reason);
+            let auth = kind.needs_new_token() || kind == ServerErrorKind::PermissionDenied;
+            let transport = self.transport.upgrade();
+            let with_credentials = transport.is_some_and(|t| t.credentials.is_some());
+            if auth && with_credentials && !watcher.auth_retried {
+                // Maybe only the stream's token expired (etcd 3.5 calls that "permission
+                // denied"): once, renew it and create the watch again on a fresh stream.
+                watcher.auth_retried = true;
+                return self.renew_token().await;
+            }
             return self.ended(id, &response).await;
         }
+        watcher.auth_retried = false;
         watcher.state = State::Active(response.watch_id);
         if watcher.next_revision == 0 {
             // "From now": pin "now" so a resume elsewhere starts exactly here.
@@ -696,13 +781,10 @@ impl Hub {
         self.by_watch_id.insert(response.watch_id, id);
     }
 
-    /// etcd ended watch `id`: compaction, a refusal, or an expired token.
+    /// etcd ended watch `id`: compaction, or a refusal that is final.
     async fn ended(&mut self, id: u64, response: &pb::WatchResponse) {
         let reason = &response.cancel_reason;
         let kind = ServerErrorKind::from_message(reason);
-        if kind.needs_new_token() {
-            return self.renew_token().await;
-        }
         if kind == ServerErrorKind::NoLeader {
             return self.broken(reason.clone());
         }
