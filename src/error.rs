@@ -115,6 +115,17 @@ pub enum Error {
         /// The limit (`--max-txn-ops`, 128 by default; see `Store::with_max_txn_ops`).
         limit: usize,
     },
+    /// A request is larger than the client may send
+    /// ([`ConnectOptions::max_send_message_size`](crate::ConnectOptions::max_send_message_size));
+    /// it was refused here, so nothing was sent or applied.
+    RequestTooLarge {
+        /// The request, with its key (for a save: the config's largest value).
+        request: String,
+        /// Its encoded size in bytes.
+        size: usize,
+        /// The limit in bytes.
+        limit: usize,
+    },
     /// A snapshot could not be saved: the writer failed, or the data does not match the
     /// SHA-256 checksum etcd sent with it. What was written must be discarded.
     Snapshot {
@@ -271,6 +282,15 @@ impl fmt::Display for Error {
                 f,
                 "saving {prefix} needs {ops} txn operations but the limit is {limit} \
                  (etcd's --max-txn-ops); nothing was sent"
+            ),
+            Error::RequestTooLarge {
+                request,
+                size,
+                limit,
+            } => write!(
+                f,
+                "{request} is {size} bytes, over the client's limit of {limit} bytes \
+                 (max_send_message_size); nothing was sent"
             ),
             Error::Unsupported {
                 operation,

@@ -10,7 +10,7 @@ use etcd_config::client::txn::TxnOp;
 use etcd_config::config::{ConfigWatch, Update};
 use etcd_config::{Client, Error, EtcdConfig, LiveOptions, Store};
 use futures_util::StreamExt;
-use support::{Etcd, ROOT_PASSWORD};
+use support::{Etcd, Front, ROOT_PASSWORD};
 
 #[derive(EtcdConfig, Debug, Clone, PartialEq)]
 #[etcd(prefix = "/app", rename_all = "kebab-case", validate = "App::check")]
@@ -377,7 +377,8 @@ async fn cache_file_when_etcd_is_down() {
 /// Dropping the last Live handle ends its background watch (etcd's watcher gauge drops).
 #[tokio::test]
 async fn dropping_live_ends_its_watch() {
-    let etcd = Etcd::single().await;
+    // It counts on the member itself: no proxy in between.
+    let etcd = Etcd::builder(1).front(Front::Direct).start().await;
     let store = seeded(&etcd).await;
     let watchers = |etcd: &Etcd| {
         etcd.metrics(0)

@@ -126,7 +126,7 @@ impl Auth {
         f: F,
     ) -> Result<Resp>
     where
-        Req: Clone,
+        Req: Clone + prost::Message,
         F: Fn(Conn, tonic::Request<Req>) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<Resp>, tonic::Status>>,
     {

@@ -374,10 +374,21 @@ impl Transport {
         call: F,
     ) -> Result<Resp>
     where
-        Req: Clone,
+        Req: Clone + prost::Message,
         F: Fn(Conn, tonic::Request<Req>) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<Resp>, tonic::Status>>,
     {
+        // tonic would refuse it too, but only once the call is under way, as a failure that
+        // cannot tell whether the request was applied.
+        let size = message.encoded_len();
+        let limit = self.options.max_send_message_size;
+        if size > limit {
+            return Err(Error::RequestTooLarge {
+                request: operation(&message),
+                size,
+                limit,
+            });
+        }
         let in_flight = AtomicUsize::new(NONE);
         let attempts = self.attempts(retry, true, &message, &in_flight, call);
         self.within_request_timeout(|| operation(&message), &in_flight, attempts)

@@ -9,10 +9,20 @@
 //! | `Duration`                     | Go's duration format: `1m30s`, `250ms`       |
 //! | anything else (serde)          | compact JSON: `["a","b"]`                    |
 //!
-//! A string is JSON-quoted only when its raw text would itself parse as a JSON string (it
-//! starts and ends with `"`, give or take whitespace); every other string is stored raw. Reading
-//! tries JSON first and falls back to the raw text, so every value round-trips exactly and a value
-//! typed by hand (`etcdctl put /app/name hello`) just works.
+//! Reading tries JSON first and falls back to the raw text, so a value typed by hand
+//! (`etcdctl put /app/name hello`) just works. Writing checks that what it writes reads back as
+//! the same value, and picks the form that does:
+//!
+//! - A string is stored raw unless its raw text would itself parse as a JSON string (it starts
+//!   and ends with `"`): a `String` holding `8080` is stored `8080`, and reads back as a string.
+//! - Where the raw text would read back as something else, because the type also accepts
+//!   numbers, booleans, null or arrays (a `serde_json::Value::String("123")`, an untagged enum
+//!   whose string variant holds `true`), the value is stored JSON-quoted: `"123"`.
+//! - A value that reads back as something else in every form (a non-finite float, which JSON
+//!   writes as `null`) is refused: [`encode`] returns an error and nothing is saved.
+//!
+//! "The same value" means the same serde data: the value read back serializes to the same JSON
+//! tree as the value written (maps compared as maps).
 //!
 //! These functions are public so a custom codec (`#[etcd(with = "module")]`) can build on them.
 //! Such a module has two functions:
@@ -34,18 +44,33 @@ use std::time::Duration;
 use serde::de::{DeserializeOwned, IntoDeserializer};
 use serde::Serialize;
 
-/// Encodes a serde value by the rules above.
-pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<String, String> {
-    let json = serde_json::to_string(value).map_err(|e| e.to_string())?;
-    if !json.starts_with('"') {
-        return Ok(json); // number, bool, null, array or object: compact JSON
+/// Encodes a serde value by the rules above; an error if no form reads back as `value`.
+pub fn encode<T: Serialize + DeserializeOwned>(value: &T) -> Result<String, String> {
+    let tree = serde_json::to_value(value).map_err(|e| e.to_string())?;
+    let json = serde_json::to_string(&tree).map_err(|e| e.to_string())?;
+    if let serde_json::Value::String(text) = &tree {
+        if !reads_as_json_string(text) && reads_back_as::<T>(text, &tree) {
+            return Ok(text.clone()); // the raw text, as a person would type it
+        }
     }
-    let text: String = serde_json::from_str(&json).map_err(|e| e.to_string())?;
-    if reads_as_json_string(&text) {
-        Ok(json)
-    } else {
-        Ok(text)
+    if reads_back_as::<T>(&json, &tree) {
+        return Ok(json);
     }
+    Err(match decode::<T>(&json) {
+        Ok(other) => format!(
+            "{json} would load back as {}, not as the value saved",
+            serde_json::to_string(&other).unwrap_or_default()
+        ),
+        Err(reason) => format!("{json} would not load back: {reason}"),
+    })
+}
+
+/// Whether `text` decodes to a value with the same serde data as `tree`.
+fn reads_back_as<T: Serialize + DeserializeOwned>(text: &str, tree: &serde_json::Value) -> bool {
+    decode::<T>(text)
+        .ok()
+        .and_then(|back| serde_json::to_value(&back).ok())
+        .is_some_and(|back| back == *tree)
 }
 
 /// Decodes a value written by [`encode`] or by hand.
@@ -126,38 +151,66 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| "not a duration (expected e.g. `30s`, `1m30s`, `250ms`)".to_owned())
 }
 
+/// Go's format, computed in whole nanoseconds so every `Duration` that [`format_duration`] writes
+/// (up to `u64::MAX` seconds) reads back exactly; a fraction below a nanosecond is rounded.
 fn parse_go_duration(text: &str) -> Option<Duration> {
+    const NANOS_PER_SEC: u128 = 1_000_000_000;
     let text = text.strip_prefix('+').unwrap_or(text);
     if text == "0" {
         return Some(Duration::ZERO);
     }
     let mut rest = text;
-    let mut total = 0f64;
-    let mut any = false;
+    let mut total: u128 = 0;
     while !rest.is_empty() {
-        let number_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .filter(|&n| n > 0)?;
-        let number: f64 = rest[..number_len].parse().ok()?;
-        rest = &rest[number_len..];
+        let whole_len = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let whole = &rest[..whole_len];
+        rest = &rest[whole_len..];
+        let fraction = match rest.strip_prefix('.') {
+            Some(after) => {
+                let len = after
+                    .find(|c: char| !c.is_ascii_digit())
+                    .unwrap_or(after.len());
+                rest = &after[len..];
+                &after[..len]
+            }
+            None => "",
+        };
+        if whole.is_empty() && fraction.is_empty() {
+            return None;
+        }
         let unit_len = rest
             .find(|c: char| c.is_ascii_digit() || c == '.')
             .unwrap_or(rest.len());
-        let nanos_per_unit = match &rest[..unit_len] {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
+        let nanos_per_unit: u128 = match &rest[..unit_len] {
+            "ns" => 1,
+            "us" | "µs" | "μs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => NANOS_PER_SEC,
+            "m" => 60 * NANOS_PER_SEC,
+            "h" => 3600 * NANOS_PER_SEC,
             _ => return None,
         };
         rest = &rest[unit_len..];
-        total += number * nanos_per_unit;
-        any = true;
+        let whole: u128 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().ok()?
+        };
+        total = total.checked_add(whole.checked_mul(nanos_per_unit)?)?;
+        // Digits past the 20th are far below a nanosecond even for hours.
+        let fraction = &fraction[..fraction.len().min(20)];
+        if !fraction.is_empty() {
+            let scale = 10u128.pow(fraction.len() as u32);
+            let digits: u128 = fraction.parse().ok()?;
+            // Rounded to the nearest nanosecond; 20 digits times 3.6e12 fits in u128.
+            let part = (digits * nanos_per_unit + scale / 2) / scale;
+            total = total.checked_add(part)?;
+        }
     }
-    (any && total.is_finite() && total < u64::MAX as f64)
-        .then(|| Duration::from_nanos(total.round() as u64))
+    let secs = u64::try_from(total / NANOS_PER_SEC).ok()?;
+    Some(Duration::new(secs, (total % NANOS_PER_SEC) as u32))
 }
 
 /// The codec `#[derive(EtcdConfig)]` uses for `Duration` fields (Go format).
@@ -180,9 +233,9 @@ mod tests {
 
     #[test]
     fn strings_are_raw_unless_they_read_as_json_strings() {
-        assert_eq!(encode("http://a:80").unwrap(), "http://a:80");
-        assert_eq!(encode("8080").unwrap(), "8080");
-        assert_eq!(encode("\"quoted\"").unwrap(), r#""\"quoted\"""#);
+        assert_eq!(encode(&"http://a:80".to_owned()).unwrap(), "http://a:80");
+        assert_eq!(encode(&"8080".to_owned()).unwrap(), "8080");
+        assert_eq!(encode(&"\"quoted\"".to_owned()).unwrap(), r#""\"quoted\"""#);
         assert_eq!(decode::<String>("http://a:80").unwrap(), "http://a:80");
         assert_eq!(decode::<String>("8080").unwrap(), "8080");
         assert_eq!(decode::<String>(r#""\"quoted\"""#).unwrap(), "\"quoted\"");
@@ -194,7 +247,7 @@ mod tests {
         assert_eq!(encode(&8080u16).unwrap(), "8080");
         assert_eq!(decode::<u16>("8080").unwrap(), 8080);
         assert_eq!(encode(&true).unwrap(), "true");
-        assert_eq!(encode(&vec!["a", "b"]).unwrap(), r#"["a","b"]"#);
+        assert_eq!(encode(&vec!["a".to_owned(), "b".to_owned()]).unwrap(), r#"["a","b"]"#);
         let too_big = decode::<u16>("70000").unwrap_err();
         assert!(
             too_big.contains("70000") && too_big.contains("u16"),

@@ -22,6 +22,16 @@ pub enum ProblemKind {
     },
     /// A key no field reads, under a struct with `#[etcd(deny_unknown_keys)]`.
     Unknown,
+    /// A key under the prefix that is not UTF-8 text: no field or map entry can own it, and
+    /// it is never merged with another key. [`Problem::key`] shows its bytes escaped
+    /// (`/app/routes/\xff`).
+    KeyNotUtf8,
+    /// A `#[etcd(nested)]` struct's own `validate` refused its value; [`Problem::field`] is
+    /// the nested field's path.
+    Rejected {
+        /// What `validate` said.
+        reason: String,
+    },
 }
 
 /// One problem found while decoding, naming the key and the field.
@@ -60,7 +70,89 @@ impl fmt::Display for Problem {
                 }
             }
             ProblemKind::Unknown => write!(f, "{}: unknown key (deny_unknown_keys)", self.key),
+            ProblemKind::KeyNotUtf8 => write!(
+                f,
+                "{}: the key is not UTF-8 text, so no field can own it",
+                self.key
+            ),
+            ProblemKind::Rejected { reason } => {
+                write!(f, "{}: field `{}` rejected: {reason}", self.key, self.field)
+            }
         }
+    }
+}
+
+/// The keys under one config's prefix as etcd holds them, relative to the prefix.
+///
+/// Keys that are UTF-8 text are what fields read; the others are kept apart, byte for byte, so
+/// that two of them can never merge into one name, and each is reported when decoding.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RawKeys {
+    /// `(relative key, value)`, sorted by key, each key once.
+    entries: Vec<(String, Vec<u8>)>,
+    /// Relative keys that are not UTF-8, sorted, each once.
+    not_utf8: Vec<Vec<u8>>,
+}
+
+impl RawKeys {
+    /// The keys of `kvs` under `prefix` (full keys; others are ignored). Later pairs for the
+    /// same key replace earlier ones.
+    pub(crate) fn from_kvs(
+        prefix: &str,
+        kvs: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
+    ) -> RawKeys {
+        let mut keys = RawKeys::default();
+        for (key, value) in kvs {
+            if let Some(relative) = key.strip_prefix(prefix.as_bytes()) {
+                keys.put(relative, value);
+            }
+        }
+        keys
+    }
+
+    /// Sets `relative` to `value`, as a watch's put event does.
+    pub(crate) fn put(&mut self, relative: &[u8], value: Vec<u8>) {
+        match std::str::from_utf8(relative) {
+            Ok(key) => match self.entries.binary_search_by(|(k, _)| k.as_str().cmp(key)) {
+                Ok(i) => self.entries[i].1 = value,
+                Err(i) => self.entries.insert(i, (key.to_owned(), value)),
+            },
+            Err(_) => {
+                if let Err(i) = self
+                    .not_utf8
+                    .binary_search_by(|k| k.as_slice().cmp(relative))
+                {
+                    self.not_utf8.insert(i, relative.to_vec());
+                }
+            }
+        }
+    }
+
+    /// Removes `relative`, as a watch's delete event does.
+    pub(crate) fn delete(&mut self, relative: &[u8]) {
+        match std::str::from_utf8(relative) {
+            Ok(key) => {
+                if let Ok(i) = self.entries.binary_search_by(|(k, _)| k.as_str().cmp(key)) {
+                    self.entries.remove(i);
+                }
+            }
+            Err(_) => {
+                if let Ok(i) = self
+                    .not_utf8
+                    .binary_search_by(|k| k.as_slice().cmp(relative))
+                {
+                    self.not_utf8.remove(i);
+                }
+            }
+        }
+    }
+}
+
+/// A key for people: UTF-8 as it is, other bytes escaped (`\xff`).
+pub(crate) fn escape_key(key: &[u8]) -> String {
+    match std::str::from_utf8(key) {
+        Ok(text) => text.to_owned(),
+        Err(_) => key.escape_ascii().to_string(),
     }
 }
 
@@ -73,16 +165,21 @@ pub(crate) struct Source<'a> {
 }
 
 impl<'a> Source<'a> {
-    pub(crate) fn new(full_prefix: &'a str, entries: &'a [(String, Vec<u8>)]) -> Self {
-        debug_assert!(
-            entries.windows(2).all(|w| w[0].0 < w[1].0),
-            "entries must be sorted"
-        );
+    pub(crate) fn new(full_prefix: &'a str, keys: &'a RawKeys) -> Self {
+        let problems = keys
+            .not_utf8
+            .iter()
+            .map(|key| Problem {
+                key: format!("{full_prefix}{}", escape_key(key)),
+                field: String::new(),
+                kind: ProblemKind::KeyNotUtf8,
+            })
+            .collect();
         Source {
             full_prefix,
-            entries,
-            consumed: entries.iter().map(|_| Cell::new(false)).collect(),
-            problems: RefCell::new(Vec::new()),
+            entries: &keys.entries,
+            consumed: keys.entries.iter().map(|_| Cell::new(false)).collect(),
+            problems: RefCell::new(problems),
         }
     }
 
@@ -244,9 +341,25 @@ impl<'s> Decoder<'s> {
         )
     }
 
-    /// A `#[etcd(nested)]` struct under `key/`.
+    /// A `#[etcd(nested)]` struct under `key/`, checked by its own `validate`.
     pub fn nested<T: EtcdConfig>(&mut self, key: &str, field: &str) -> Option<T> {
-        T::__decode(&mut self.nest(key, field))
+        let mut nested = self.nest(key, field);
+        let value = T::__decode(&mut nested)?;
+        nested.validated(value)
+    }
+
+    /// `value` if its `validate` accepts it; else `None` and a problem naming this struct.
+    fn validated<T: EtcdConfig>(&self, value: T) -> Option<T> {
+        match value.validate() {
+            Ok(()) => Some(value),
+            Err(reason) => {
+                let field = self.field_prefix.trim_end_matches('.').to_owned();
+                let key = self.key_prefix.clone();
+                self.source
+                    .problem(&key, field, ProblemKind::Rejected { reason });
+                None
+            }
+        }
     }
 
     /// A `#[etcd(each)]` map of values, one key per entry under `key/`.
@@ -293,7 +406,8 @@ impl<'s> Decoder<'s> {
         let mut ok = true;
         let mut entries = Vec::new();
         for name in names {
-            match V::__decode(&mut map.nest(name, name)) {
+            let mut entry = map.nest(name, name);
+            match V::__decode(&mut entry).and_then(|value| entry.validated(value)) {
                 Some(value) => entries.push((name.to_owned(), value)),
                 None => ok = false,
             }

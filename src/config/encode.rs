@@ -24,8 +24,11 @@ pub(crate) struct Encoded {
     /// Key prefixes (relative, ending in `/`) of `each` maps: every key under them that is not an
     /// entry is a removed entry.
     pub(crate) maps: Vec<String>,
-    /// Values that could not be encoded: (field, key, reason).
+    /// Values that could not be encoded, and entry names that would not load back:
+    /// (field, key, reason).
     pub(crate) errors: Vec<(String, String, String)>,
+    /// Nested structs whose own `validate` refused them: (field path, reason).
+    pub(crate) rejected: Vec<(String, String)>,
 }
 
 impl Encoded {
@@ -107,9 +110,33 @@ impl Encoder<'_> {
         self.push(key, field, secret, encoded);
     }
 
-    /// A `#[etcd(nested)]` struct, under `key/`.
+    /// A `#[etcd(nested)]` struct, under `key/`, checked by its own `validate`.
     pub fn nested<T: EtcdConfig>(&mut self, key: &str, field: &str, value: &T) {
-        value.__encode(&mut self.nest(key, field));
+        self.nest(key, field).validated(value);
+    }
+
+    /// Encodes a nested struct here and records whether its `validate` accepts it.
+    fn validated<T: EtcdConfig>(&mut self, value: &T) {
+        value.__encode(self);
+        if let Err(reason) = value.validate() {
+            let field = self.field_prefix.trim_end_matches('.').to_owned();
+            self.out.rejected.push((field, reason));
+        }
+    }
+
+    /// Refuses an entry name whose key would not load back as the same entry; true if fine.
+    fn check_name(&mut self, name: &str, nested: bool) -> bool {
+        let reason = if name.is_empty() {
+            "an entry name cannot be empty"
+        } else if nested && name.contains('/') {
+            "the entry name contains `/`, so its keys would load back as another entry"
+        } else {
+            return true;
+        };
+        let key = format!("{}{name}", self.key_prefix);
+        let field = format!("{}{name:?}", self.field_prefix);
+        self.out.errors.push((field, key, reason.to_owned()));
+        false
     }
 
     /// A `#[etcd(each)]` map of values: one key per entry, under `key/`.
@@ -124,7 +151,9 @@ impl Encoder<'_> {
         self.out.maps.push(format!("{}{key}/", self.key_prefix));
         let mut map = self.nest(key, field);
         for (name, value) in entries {
-            map.push(name, name, secret, encode(value).map(Some));
+            if map.check_name(name, false) {
+                map.push(name, name, secret, encode(value).map(Some));
+            }
         }
     }
 
@@ -138,7 +167,9 @@ impl Encoder<'_> {
         self.out.maps.push(format!("{}{key}/", self.key_prefix));
         let mut map = self.nest(key, field);
         for (name, value) in entries {
-            value.__encode(&mut map.nest(name, name));
+            if map.check_name(name, true) {
+                map.nest(name, name).validated(value);
+            }
         }
     }
 }

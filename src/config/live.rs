@@ -7,6 +7,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
+use super::decode::RawKeys;
 use super::store::decode_entries;
 use super::watch::Started;
 use super::{to_key_values, EtcdConfig, Store, Update};
@@ -323,17 +324,14 @@ fn read_cache<T: EtcdConfig>(prefix: &str, path: &Path) -> Result<(T, i64)> {
         return Err(bad(format!("it holds {} instead", body["prefix"])));
     }
     let revision = body["revision"].as_i64().unwrap_or(0);
-    let mut entries: Vec<(String, Vec<u8>)> = body["keys"]
+    let entries = body["keys"]
         .as_object()
         .ok_or_else(|| bad("no keys".to_owned()))?
         .iter()
         .map(|(k, v)| {
-            (
-                k.clone(),
-                v.as_str().unwrap_or_default().as_bytes().to_vec(),
-            )
-        })
-        .collect();
-    entries.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok((decode_entries::<T>(prefix, revision, &entries)?, revision))
+            let value = v.as_str().unwrap_or_default().as_bytes().to_vec();
+            (format!("{prefix}{k}").into_bytes(), value)
+        });
+    let keys = RawKeys::from_kvs(prefix, entries);
+    Ok((decode_entries::<T>(prefix, revision, &keys)?, revision))
 }

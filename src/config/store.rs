@@ -1,6 +1,6 @@
 //! [`Store`]: load, save, compare-and-swap and delete config structs.
 
-use super::decode::Source;
+use super::decode::{RawKeys, Source};
 use super::encode::Encoded;
 use super::EtcdConfig;
 use crate::client::kv::KeyValue;
@@ -113,8 +113,8 @@ impl Store {
         Ok(Versioned { value, revision })
     }
 
-    /// One Range over `T`'s prefix: the revision and the sorted `(relative key, value)` pairs.
-    pub(crate) async fn load_raw<T: EtcdConfig>(&self) -> Result<(i64, Vec<(String, Vec<u8>)>)> {
+    /// One Range over `T`'s prefix: the revision and the keys under it.
+    pub(crate) async fn load_raw<T: EtcdConfig>(&self) -> Result<(i64, RawKeys)> {
         let prefix = self.prefix_of::<T>();
         let response = self
             .client
@@ -122,10 +122,7 @@ impl Store {
             .get(KeyRange::prefix(prefix.clone()))
             .await?;
         let kvs = response.kvs.into_iter().map(|kv| (kv.key, kv.value));
-        let mut entries: Vec<_> = relative_entries(&prefix, kvs).collect();
-        // Already in etcd's byte order, except where a key that is not UTF-8 was replaced.
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok((response.header.revision, entries))
+        Ok((response.header.revision, RawKeys::from_kvs(&prefix, kvs)))
     }
 
     /// Saves `value` in one Txn: a put for every stored field and a delete for every `None`
@@ -180,12 +177,20 @@ impl Store {
                 reason,
             });
         }
+        if let Some((field, reason)) = encoded.rejected.into_iter().next() {
+            return Err(Error::Rejected {
+                prefix,
+                revision: None,
+                reason: format!("field `{field}`: {reason}"),
+            });
+        }
         let puts: Vec<(String, String)> = encoded
             .entries
             .iter()
             .filter_map(|e| Some((format!("{prefix}{}", e.key), e.value.clone()?)))
             .collect();
         self.check_size(&prefix, puts.len())?;
+        self.check_bytes(&prefix, &puts)?;
         let range = KeyRange::prefix(prefix.clone());
 
         if expected.is_none() && encoded.maps.is_empty() {
@@ -257,6 +262,24 @@ impl Store {
         })
     }
 
+    /// Refuses a save whose values alone exceed the client's max send size, naming the largest
+    /// value's key (the client would refuse the Txn too, but could only name its first key).
+    fn check_bytes(&self, prefix: &str, puts: &[(String, String)]) -> Result<()> {
+        let limit = self.client.transport().options.max_send_message_size;
+        let size: usize = puts.iter().map(|(k, v)| k.len() + v.len()).sum();
+        match puts.iter().max_by_key(|(_, v)| v.len()) {
+            Some((key, value)) if size > limit => Err(Error::RequestTooLarge {
+                request: format!(
+                    "saving {prefix} (its largest value, {key}, is {} bytes)",
+                    value.len()
+                ),
+                size,
+                limit,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     fn check_size(&self, prefix: &str, ops: usize) -> Result<()> {
         if ops > self.max_txn_ops {
             return Err(Error::TxnTooLarge {
@@ -294,7 +317,8 @@ fn removed_keys(
                 return false;
             };
             let Ok(relative) = std::str::from_utf8(relative) else {
-                return false;
+                // Not UTF-8, so never an entry: under a map, it is a stale entry to remove.
+                return maps.iter().any(|m| relative.starts_with(m.as_bytes()));
             };
             absent.contains(relative)
                 || (!put.contains(relative)
@@ -310,30 +334,16 @@ pub(crate) fn decode_kvs<T: EtcdConfig>(
     revision: i64,
     kvs: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
 ) -> Result<T> {
-    let mut entries: Vec<(String, Vec<u8>)> = relative_entries(prefix, kvs).collect();
-    entries.sort_by(|a, b| a.0.cmp(&b.0));
-    entries.dedup_by(|a, b| a.0 == b.0);
-    decode_entries(prefix, revision, &entries)
+    decode_entries(prefix, revision, &RawKeys::from_kvs(prefix, kvs))
 }
 
-/// `(key relative to prefix, value)` for the keys under `prefix`.
-pub(crate) fn relative_entries<'p>(
-    prefix: &'p str,
-    kvs: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)> + 'p,
-) -> impl Iterator<Item = (String, Vec<u8>)> + 'p {
-    kvs.into_iter().filter_map(move |(key, value)| {
-        let relative = key.strip_prefix(prefix.as_bytes())?;
-        Some((String::from_utf8_lossy(relative).into_owned(), value))
-    })
-}
-
-/// Decodes and validates `T` from sorted, relative entries.
+/// Decodes and validates `T` from the keys under its prefix.
 pub(crate) fn decode_entries<T: EtcdConfig>(
     prefix: &str,
     revision: i64,
-    entries: &[(String, Vec<u8>)],
+    keys: &RawKeys,
 ) -> Result<T> {
-    let value = Source::new(prefix, entries)
+    let value = Source::new(prefix, keys)
         .decode::<T>()
         .map_err(|problems| Error::Decode {
             prefix: prefix.to_owned(),

@@ -11,6 +11,7 @@ use futures_core::Stream;
 use futures_util::StreamExt;
 use sync_wrapper::SyncWrapper;
 
+use super::decode::RawKeys;
 use super::encode::Encoded;
 use super::store::decode_entries;
 use super::{EtcdConfig, Store};
@@ -82,9 +83,9 @@ impl<T> std::fmt::Debug for ConfigWatch<T> {
 
 /// What the watch knows: every key under the prefix as etcd holds it, and the last good value.
 struct Tracked<T> {
-    /// `(key relative to the prefix, value)`, sorted by key: what the decoder reads, kept up to
-    /// date in place so a revision costs no copy of the whole config.
-    keys: Vec<(String, Vec<u8>)>,
+    /// The keys under the prefix: what the decoder reads, kept up to date in place so a
+    /// revision costs no copy of the whole config.
+    keys: RawKeys,
     /// The revision `keys` is at.
     revision: i64,
     good: Arc<T>,
@@ -93,26 +94,13 @@ struct Tracked<T> {
 }
 
 impl<T: EtcdConfig> Tracked<T> {
-    fn new(keys: Vec<(String, Vec<u8>)>, revision: i64, good: Arc<T>) -> Self {
+    fn new(keys: RawKeys, revision: i64, good: Arc<T>) -> Self {
         let good_stored = stored(&*good);
         Tracked {
             keys,
             revision,
             good,
             good_stored,
-        }
-    }
-
-    fn put(&mut self, key: String, value: Vec<u8>) {
-        match self.keys.binary_search_by(|(k, _)| k.as_str().cmp(&key)) {
-            Ok(i) => self.keys[i].1 = value,
-            Err(i) => self.keys.insert(i, (key, value)),
-        }
-    }
-
-    fn delete(&mut self, key: &str) {
-        if let Ok(i) = self.keys.binary_search_by(|(k, _)| k.as_str().cmp(key)) {
-            self.keys.remove(i);
         }
     }
 
@@ -309,10 +297,9 @@ fn apply<T: EtcdConfig>(
             let Some(relative) = event.kv.key.strip_prefix(prefix.as_bytes()) else {
                 continue;
             };
-            let relative = String::from_utf8_lossy(relative).into_owned();
             match event.kind {
-                EventKind::Put => tracked.put(relative, event.kv.value),
-                EventKind::Delete => tracked.delete(&relative),
+                EventKind::Put => tracked.keys.put(relative, event.kv.value),
+                EventKind::Delete => tracked.keys.delete(relative),
             }
         }
         tracked.revision = revision;
