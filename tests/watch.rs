@@ -199,7 +199,8 @@ async fn slow_consumer_does_not_block_others() {
     assert_eq!(seen, slow_revisions);
 }
 
-/// A progress request gets an empty response at the current revision.
+/// A progress request gets an empty response at the current revision (except behind etcd's
+/// gRPC proxy, which does not answer them).
 #[tokio::test]
 async fn progress_request() {
     let etcd = Etcd::single().await;
@@ -213,6 +214,13 @@ async fn progress_request() {
         .header
         .revision;
     client.request_watch_progress();
+    if etcd.front_kind() == Front::GrpcProxy {
+        // etcd's gRPC proxy (3.4, 3.5) ignores progress requests: nothing comes, the watch
+        // goes on.
+        client.kv().put("/p", "after").await.unwrap();
+        assert_eq!(next(&mut watch).await.events[0].kv.value, b"after");
+        return;
+    }
     let progress = next(&mut watch).await;
     assert!(progress.events.is_empty());
     assert!(progress.header.revision >= rev);

@@ -237,6 +237,9 @@ impl Client {
 
     /// Asks etcd for a progress notification on every watch of this client: each receives an
     /// empty [`WatchResponse`] whose revision it has caught up to.
+    ///
+    /// etcd's gRPC proxy (`etcd grpc-proxy`, 3.4 and 3.5) does not answer progress requests:
+    /// behind it, nothing comes back (watches go on as before).
     pub fn request_watch_progress(&self) {
         self.watch_hub().send(Command::Progress);
     }

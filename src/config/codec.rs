@@ -247,7 +247,10 @@ mod tests {
         assert_eq!(encode(&8080u16).unwrap(), "8080");
         assert_eq!(decode::<u16>("8080").unwrap(), 8080);
         assert_eq!(encode(&true).unwrap(), "true");
-        assert_eq!(encode(&vec!["a".to_owned(), "b".to_owned()]).unwrap(), r#"["a","b"]"#);
+        assert_eq!(
+            encode(&vec!["a".to_owned(), "b".to_owned()]).unwrap(),
+            r#"["a","b"]"#
+        );
         let too_big = decode::<u16>("70000").unwrap_err();
         assert!(
             too_big.contains("70000") && too_big.contains("u16"),
