@@ -77,7 +77,7 @@
 //! |---|---|
 //! | `prefix = "/a/b"` | required; the struct owns every key under `/a/b/` |
 //! | `rename_all = "kebab-case"` | serde's case names, applied to field names |
-//! | `validate = "path"` | `fn(&Self) -> Result<(), String>`; run on load and before save |
+//! | `validate = "path"` | `fn(&Self) -> Result<(), String>`; run on load, watch and before save, also for a struct used as a `nested` field or `each, nested` entry (errors name the field path) |
 //! | `deny_unknown_keys` | keys under the prefix that no field reads are an error |
 //!
 //! On a field:
@@ -89,14 +89,22 @@
 //! | `default`, `default = expr` | absent key = `Default::default()` / `expr` (a string literal is converted with `From`) |
 //! | `rename = "key"` | the key, relative to the prefix; may contain `/` |
 //! | `nested` | a struct deriving `EtcdConfig`, stored under `key/` (its own prefix is then unused) |
-//! | `each` | a `BTreeMap`/`HashMap<String, V>`: one key per entry, `key/<name>` |
-//! | `each, nested` | a map of `EtcdConfig` structs, each under `key/<name>/` |
+//! | `each` | a `BTreeMap`/`HashMap<String, V>`: one key per entry, `key/<name>` (a name may contain `/`; an empty name is refused by `save`) |
+//! | `each, nested` | a map of `EtcdConfig` structs, each under `key/<name>/` (`save` refuses a name that is empty or contains `/`: it would load back as another entry) |
 //! | `secret` | the value never appears in errors, logs or the schema |
 //! | `skip` | not stored; `Default::default()` on load |
 //! | `with = "module"` | `module::encode(&T) -> Result<String, String>` and `module::decode(&str) -> Result<T, String>` |
 //!
 //! Values are stored as [`codec`] describes: strings raw, numbers and booleans as text, unit
-//! enum variants by name, `Duration` as `1m30s`, anything else as compact JSON.
+//! enum variants by name, `Duration` as `1m30s`, anything else as compact JSON. Whatever `save`
+//! accepts loads back equal: a value whose plain form would read back as something else (a
+//! `serde_json::Value::String("123")`) is stored JSON-quoted, and one no form brings back (a
+//! non-finite float) is refused with [`Error::Encode`] before anything is sent.
+//!
+//! A key under the prefix that is not UTF-8 text belongs to no field: a load or watch reports
+//! it as a [`config::ProblemKind::KeyNotUtf8`] problem (its bytes escaped, `\xff`), never merged
+//! with another key; a `save` deletes such keys under an `each` map, as it deletes removed
+//! entries.
 //!
 //! # Choices this crate makes
 //!
@@ -119,6 +127,15 @@
 //!   closed when its last user is dropped.
 //! - [`Error::Server`] keeps etcd's message unchanged and adds the request it refused (its
 //!   first key), so an error from a `Store` names the config's keys.
+//! - A request larger than [`ConnectOptions::max_send_message_size`] is refused before it is
+//!   sent ([`Error::RequestTooLarge`], naming the key), so it certainly was not applied.
+//! - Watches never depend on the order in which etcd answers creates: one create is in flight
+//!   per stream, as in Go's client, because etcd's gRPC proxy answers them out of order. Through
+//!   the proxy, the TCP gateway or a member, each watch gets exactly its own range's events.
+//! - With auth on, a watch stream carries a token that was valid when it was opened; before a
+//!   create goes out after the token was renewed, the stream is reopened with the new one, and a
+//!   create refused for its token (etcd 3.5 says "permission denied" for an expired token, 3.4
+//!   "invalid auth token") is retried once on a fresh stream with a fresh token.
 
 pub mod client;
 pub mod config;
