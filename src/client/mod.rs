@@ -15,6 +15,7 @@ mod token;
 pub(crate) mod transport;
 pub mod txn;
 pub mod watch;
+mod watch_hub;
 mod watch_queue;
 
 use std::fmt;
@@ -37,7 +38,7 @@ use crate::proto::etcdserverpb as pb;
 pub struct Client {
     transport: Arc<Transport>,
     /// The task that owns the client's one Watch stream, started by the first watch.
-    watch_hub: Arc<OnceLock<watch::WatchHub>>,
+    watch_hub: Arc<OnceLock<watch_hub::WatchHub>>,
     keeper: Arc<OnceLock<keep_alive::Keeper>>,
 }
 
@@ -98,9 +99,9 @@ impl Client {
             .get_or_init(|| keep_alive::Keeper::start(Arc::downgrade(&self.transport)))
     }
 
-    pub(crate) fn watch_hub(&self) -> &watch::WatchHub {
+    pub(crate) fn watch_hub(&self) -> &watch_hub::WatchHub {
         self.watch_hub
-            .get_or_init(|| watch::WatchHub::start(Arc::downgrade(&self.transport)))
+            .get_or_init(|| watch_hub::WatchHub::start(Arc::downgrade(&self.transport)))
     }
 
     /// Key-value operations: get, put, delete, txn, compact.

@@ -1,0 +1,590 @@
+//! The task behind a client's watches: it owns the one Watch stream, creates every watch on it
+//! (one create in flight at a time), routes responses to their watches, and reopens the stream
+//! elsewhere when it breaks. The behaviour is described in [`super::watch`]; the public types
+//! live there.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::UnboundedReceiverStream;
+
+use super::transport::Transport;
+use super::watch::{hub_gone, Event, Shared, WatchResponse};
+use super::watch_queue as queue;
+use super::ResponseHeader;
+use crate::error::{Error, Result, ServerErrorKind};
+use crate::proto::etcdserverpb as pb;
+
+pub(super) enum Command {
+    Create {
+        id: u64,
+        request: pb::WatchCreateRequest,
+        events: queue::Sender<Result<WatchResponse>>,
+        created: oneshot::Sender<Result<()>>,
+        shared: Arc<Shared>,
+    },
+    Cancel(u64),
+    /// The create of this watch was not confirmed within the request timeout; its caller got
+    /// a timeout error.
+    Unanswered(u64),
+    Resume(u64),
+    Progress,
+}
+
+/// The create the stream is waiting on etcd to answer.
+struct InFlight {
+    id: u64,
+    sent: tokio::time::Instant,
+}
+
+/// The handle a client keeps to its watch task.
+pub(crate) struct WatchHub {
+    pub(super) commands: mpsc::UnboundedSender<Command>,
+    pub(super) next_id: AtomicU64,
+}
+
+impl WatchHub {
+    /// Starts the task. It holds the transport weakly (streams and clients hold it strongly) and
+    /// ends when every sender of commands is gone.
+    pub(crate) fn start(transport: Weak<Transport>) -> WatchHub {
+        let (commands, receiver) = mpsc::unbounded_channel();
+        tokio::spawn(Hub::new(transport, receiver).run());
+        WatchHub {
+            commands,
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    pub(super) fn send(&self, command: Command) {
+        let _ = self.commands.send(command);
+    }
+}
+
+#[derive(PartialEq, Eq, Clone, Copy, Debug)]
+enum State {
+    /// Waiting to be (re)created on the stream.
+    Waiting,
+    /// A create is in flight.
+    Creating,
+    /// Created; events flow.
+    Active(i64),
+    /// Cancelled on the server because the consumer's buffer was full.
+    Paused,
+}
+
+struct Watcher {
+    request: pb::WatchCreateRequest,
+    events: queue::Sender<Result<WatchResponse>>,
+    created: Option<oneshot::Sender<Result<()>>>,
+    shared: Arc<Shared>,
+    /// The first revision not yet delivered; 0 until known.
+    next_revision: i64,
+    state: State,
+    fragments: Vec<Event>,
+    /// A create of this watch was refused for its token and retried with a fresh one; reset
+    /// once a create succeeds.
+    auth_retried: bool,
+}
+
+/// What a watch is, for errors: `Watch prefix /services/gateway/`.
+pub(super) fn describe(request: &pb::WatchCreateRequest) -> String {
+    format!(
+        "Watch {}",
+        super::kv::describe(&request.key, &request.range_end)
+    )
+}
+
+struct Open {
+    endpoint: usize,
+    outbound: mpsc::UnboundedSender<pb::WatchRequest>,
+    inbound: tonic::Streaming<pb::WatchResponse>,
+    /// The token generation the stream was opened with.
+    token_generation: u64,
+}
+
+struct Hub {
+    transport: Weak<Transport>,
+    commands: mpsc::UnboundedReceiver<Command>,
+    watchers: HashMap<u64, Watcher>,
+    by_watch_id: HashMap<i64, u64>,
+    /// Local ids whose creates wait to be sent on the open stream, in order.
+    queue: VecDeque<u64>,
+    /// The one create sent and not answered yet.
+    in_flight: Option<InFlight>,
+    stream: Option<Open>,
+    backoff: Duration,
+}
+
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+impl Hub {
+    fn new(transport: Weak<Transport>, commands: mpsc::UnboundedReceiver<Command>) -> Hub {
+        Hub {
+            transport,
+            commands,
+            watchers: HashMap::new(),
+            by_watch_id: HashMap::new(),
+            queue: VecDeque::new(),
+            in_flight: None,
+            stream: None,
+            backoff: MIN_BACKOFF,
+        }
+    }
+
+    async fn run(mut self) {
+        loop {
+            if self.stream.is_none() && self.watchers.values().any(|w| w.state != State::Paused) {
+                if let Err(err) = self.open().await {
+                    tracing::debug!(error = %err, "watch stream could not be opened; retrying");
+                    // Unreachable etcd fails new watches at once; a member that timed out is
+                    // left behind and the next one tried.
+                    if !matches!(err, Error::Timeout { .. }) {
+                        self.fail_unconfirmed(&err);
+                    }
+                    if self.watchers.is_empty() {
+                        continue;
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(self.backoff) => {}
+                        command = self.commands.recv() => match command {
+                            Some(command) => self.command(command),
+                            None => return,
+                        },
+                    }
+                    self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+            }
+            let message = async {
+                match &mut self.stream {
+                    Some(open) => open.inbound.message().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let stuck = async {
+                match (&self.in_flight, self.transport.upgrade()) {
+                    (Some(create), Some(transport)) => {
+                        let deadline = create.sent + transport.options.request_timeout;
+                        drop(transport);
+                        tokio::time::sleep_until(deadline).await;
+                    }
+                    _ => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                command = self.commands.recv() => match command {
+                    Some(command) => self.command(command),
+                    None => return,
+                },
+                // The member stopped answering creates (frozen, partitioned, overloaded): every
+                // watch behind this one would wait forever.
+                () = stuck => self.broken("a watch create went unanswered".to_owned()),
+                message = message => match message {
+                    Ok(Some(response)) => {
+                        self.backoff = MIN_BACKOFF;
+                        self.response(response).await;
+                    }
+                    Ok(None) => self.broken("the server closed the watch stream".to_owned()),
+                    Err(status) => self.broken(status.message().to_owned()),
+                },
+            }
+            if self.watchers.is_empty() && self.stream.is_some() {
+                self.stream = None; // the last watch is gone: close the gRPC stream
+            }
+        }
+    }
+
+    /// While etcd cannot be reached, watches whose create has not been confirmed yet fail
+    /// instead of waiting forever; established watches keep waiting to resume.
+    fn fail_unconfirmed(&mut self, err: &Error) {
+        let unconfirmed: Vec<u64> = self
+            .watchers
+            .iter()
+            .filter(|(_, w)| w.created.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &unconfirmed {
+            if let Some(mut watcher) = self.watchers.remove(id) {
+                if let Some(created) = watcher.created.take() {
+                    let _ = created.send(Err(err.duplicate("watch")));
+                }
+            }
+        }
+    }
+
+    async fn open(&mut self) -> Result<()> {
+        let transport = self.transport.upgrade().ok_or_else(hub_gone)?;
+        let (endpoint, conn) = transport.current_conn().await?;
+        transport.authenticated().await?;
+
+        // Every watch not paused is created again, oldest first.
+        self.queue.clear();
+        self.in_flight = None;
+        self.by_watch_id.clear();
+        let mut ids: Vec<u64> = self
+            .watchers
+            .iter()
+            .filter(|(_, w)| w.state != State::Paused)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        for id in ids {
+            self.watchers.get_mut(&id).expect("listed").state = State::Creating;
+            self.queue.push_back(id);
+        }
+
+        let (outbound, outbound_rx) = mpsc::unbounded_channel();
+        let mut request = tonic::Request::new(UnboundedReceiverStream::new(outbound_rx));
+        // Make a member that lost its leader cancel our watches, so we move to one that has one.
+        request.metadata_mut().insert(
+            "hasleader",
+            tonic::metadata::AsciiMetadataValue::from_static("true"),
+        );
+        let token_generation = match &transport.credentials {
+            Some(credentials) => credentials.attach(&mut request),
+            None => 0,
+        };
+        // Send the first create before opening: etcd sends the stream's headers only with its
+        // first message, and the call below waits for those headers.
+        self.send_next_create(&outbound);
+        let inbound = transport
+            .open_stream(endpoint, "Watch", conn.watch().watch(request))
+            .await?;
+        self.stream = Some(Open {
+            endpoint,
+            outbound,
+            inbound,
+            token_generation,
+        });
+        Ok(())
+    }
+
+    /// The stream broke: drop it; the next turn of the loop reopens it elsewhere.
+    fn broken(&mut self, why: String) {
+        self.queue.clear();
+        self.in_flight = None;
+        if let Some(open) = self.stream.take() {
+            tracing::debug!(error = %why, "watch stream broke; resuming on another endpoint");
+            if let Some(transport) = self.transport.upgrade() {
+                transport.report_broken(open.endpoint);
+            }
+        }
+        for watcher in self.watchers.values_mut() {
+            if watcher.state != State::Paused {
+                watcher.state = State::Waiting;
+                watcher.fragments.clear();
+            }
+        }
+    }
+
+    fn send(&mut self, request: pb::watch_request::RequestUnion) {
+        if let Some(open) = &self.stream {
+            let _ = open.outbound.send(pb::WatchRequest {
+                request_union: Some(request),
+            });
+        }
+    }
+
+    /// Queues the create of watch `id` on the open stream (if none is open, the watch is
+    /// created when one opens).
+    fn create(&mut self, id: u64) {
+        let Some(watcher) = self.watchers.get_mut(&id) else {
+            return;
+        };
+        watcher.state = State::Creating;
+        if self.stream.is_some() {
+            self.queue.push_back(id);
+            self.pump();
+        }
+    }
+
+    /// Sends the next queued create if none is in flight.
+    fn pump(&mut self) {
+        if self.in_flight.is_some() || self.queue.is_empty() {
+            return;
+        }
+        let Some(open) = &self.stream else {
+            return;
+        };
+        // etcd checks the create with the token the stream was opened with: after a renewal
+        // that token may be expired, so move to a stream that carries the new one.
+        let renewed = self
+            .transport
+            .upgrade()
+            .and_then(|t| t.credentials.as_ref().map(|c| c.generation()))
+            .is_some_and(|current| current != open.token_generation);
+        if renewed {
+            return self.broken("the auth token was renewed".to_owned());
+        }
+        let outbound = open.outbound.clone();
+        self.send_next_create(&outbound);
+    }
+
+    /// Sends the first queued create that still has a watch waiting for it.
+    fn send_next_create(&mut self, outbound: &mpsc::UnboundedSender<pb::WatchRequest>) {
+        while let Some(id) = self.queue.pop_front() {
+            let Some(watcher) = self
+                .watchers
+                .get(&id)
+                .filter(|w| w.state == State::Creating)
+            else {
+                continue; // dropped or paused while queued
+            };
+            let mut request = watcher.request.clone();
+            if watcher.next_revision > 0 {
+                request.start_revision = watcher.next_revision;
+            }
+            self.in_flight = Some(InFlight {
+                id,
+                sent: tokio::time::Instant::now(),
+            });
+            let _ = outbound.send(pb::WatchRequest {
+                request_union: Some(pb::watch_request::RequestUnion::CreateRequest(request)),
+            });
+            return;
+        }
+    }
+
+    fn cancel_on_server(&mut self, watch_id: i64) {
+        self.by_watch_id.remove(&watch_id);
+        self.send(pb::watch_request::RequestUnion::CancelRequest(
+            pb::WatchCancelRequest { watch_id },
+        ));
+    }
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::Create {
+                id,
+                request,
+                events,
+                created,
+                shared,
+            } => {
+                let next_revision = request.start_revision;
+                self.watchers.insert(
+                    id,
+                    Watcher {
+                        request,
+                        events,
+                        created: Some(created),
+                        shared,
+                        next_revision,
+                        state: State::Waiting,
+                        fragments: Vec::new(),
+                        auth_retried: false,
+                    },
+                );
+                self.create(id);
+            }
+            Command::Cancel(id) => {
+                if let Some(watcher) = self.watchers.remove(&id) {
+                    if let State::Active(watch_id) = watcher.state {
+                        self.cancel_on_server(watch_id);
+                    }
+                    // A create still in flight is matched (and cancelled) when its answer comes.
+                }
+            }
+            Command::Unanswered(id) => {
+                let unconfirmed = self.watchers.get(&id).is_some_and(|w| w.created.is_some());
+                if unconfirmed {
+                    // Its answer, if one ever comes, is matched and cancelled like a dropped
+                    // watch's. (A stuck stream is noticed by the run loop's own timer.)
+                    self.watchers.remove(&id);
+                }
+            }
+            Command::Resume(id) => {
+                if self
+                    .watchers
+                    .get(&id)
+                    .is_some_and(|w| w.state == State::Paused)
+                {
+                    self.watchers.get_mut(&id).expect("present").state = State::Waiting;
+                    self.create(id);
+                }
+            }
+            Command::Progress => self.send(pb::watch_request::RequestUnion::ProgressRequest(
+                pb::WatchProgressRequest {},
+            )),
+        }
+    }
+
+    async fn response(&mut self, response: pb::WatchResponse) {
+        let header: ResponseHeader = response.header.into();
+        if response.created {
+            let Some(create) = self.in_flight.take() else {
+                tracing::debug!("etcd answered a watch create that was not sent; ignored");
+                return;
+            };
+            self.created(create.id, header, response).await;
+            return self.pump();
+        }
+        if response.canceled {
+            if let Some(id) = self.by_watch_id.remove(&response.watch_id) {
+                if ServerErrorKind::from_message(&response.cancel_reason).needs_new_token() {
+                    // An established watch cancelled for its token: renew and resume.
+                    return self.renew_token().await;
+                }
+                self.ended(id, &response).await;
+            }
+            return;
+        }
+        if response.watch_id == -1 && response.events.is_empty() {
+            // A progress answer for the whole stream.
+            let ids: Vec<u64> = self.by_watch_id.values().copied().collect();
+            for id in ids {
+                self.deliver(id, header, Vec::new());
+            }
+            return;
+        }
+        let Some(&id) = self.by_watch_id.get(&response.watch_id) else {
+            return; // a watch we cancelled or paused; its late events are not wanted
+        };
+        let Some(watcher) = self.watchers.get_mut(&id) else {
+            return;
+        };
+        watcher
+            .fragments
+            .extend(response.events.into_iter().map(Event::from));
+        if response.fragment {
+            return; // more of the same revision follows
+        }
+        let events = std::mem::take(&mut watcher.fragments);
+        self.deliver(id, header, events);
+    }
+
+    async fn created(&mut self, id: u64, header: ResponseHeader, response: pb::WatchResponse) {
+        let Some(watcher) = self.watchers.get_mut(&id) else {
+            // Dropped while its create was in flight.
+            if !response.canceled {
+                self.cancel_on_server(response.watch_id);
+            }
+            return;
+        };
+        if response.canceled {
+            let kind = ServerErrorKind::from_message(&response.cancel_reason);
+            let auth = kind.needs_new_token() || kind == ServerErrorKind::PermissionDenied;
+            let transport = self.transport.upgrade();
+            let with_credentials = transport.is_some_and(|t| t.credentials.is_some());
+            if auth && with_credentials && !watcher.auth_retried {
+                // Maybe only the stream's token expired (etcd 3.5 calls that "permission
+                // denied"): once, renew it and create the watch again on a fresh stream.
+                watcher.auth_retried = true;
+                return self.renew_token().await;
+            }
+            return self.ended(id, &response).await;
+        }
+        watcher.auth_retried = false;
+        watcher.state = State::Active(response.watch_id);
+        if watcher.next_revision == 0 {
+            // "From now": pin "now" so a resume elsewhere starts exactly here.
+            watcher.next_revision = header.revision + 1;
+        }
+        if let Some(created) = watcher.created.take() {
+            let _ = created.send(Ok(()));
+        }
+        self.by_watch_id.insert(response.watch_id, id);
+    }
+
+    /// etcd ended watch `id`: compaction, or a refusal that is final.
+    async fn ended(&mut self, id: u64, response: &pb::WatchResponse) {
+        let reason = &response.cancel_reason;
+        let kind = ServerErrorKind::from_message(reason);
+        if kind == ServerErrorKind::NoLeader {
+            return self.broken(reason.clone());
+        }
+        // A watch we paused never gets here: it left `by_watch_id` before its cancel was sent.
+        let Some(mut watcher) = self.watchers.remove(&id) else {
+            return;
+        };
+        let error = if response.compact_revision > 0 {
+            watcher
+                .shared
+                .compact_revision
+                .store(response.compact_revision, Ordering::Release);
+            Error::Server {
+                kind: ServerErrorKind::Compacted,
+                message: format!(
+                    "etcdserver: mvcc: required revision has been compacted (watch from {}, compacted at {})",
+                    watcher.next_revision, response.compact_revision
+                ),
+                request: describe(&watcher.request),
+            }
+        } else {
+            Error::Server {
+                kind,
+                message: if reason.is_empty() {
+                    "etcdserver: watch canceled".to_owned()
+                } else {
+                    reason.clone()
+                },
+                request: describe(&watcher.request),
+            }
+        };
+        match watcher.created.take() {
+            Some(created) => {
+                let _ = created.send(Err(error));
+            }
+            None => {
+                let _ = watcher.events.try_send(Err(error));
+            }
+        }
+    }
+
+    /// The token the stream was opened with is no longer valid: renew it and reopen.
+    async fn renew_token(&mut self) {
+        let Some(transport) = self.transport.upgrade() else {
+            return;
+        };
+        let Some(open) = self.stream.take() else {
+            return;
+        };
+        if let Some(credentials) = &transport.credentials {
+            if let Err(err) = credentials.refresh(&transport, open.token_generation).await {
+                tracing::warn!(error = %err, "could not renew the auth token for watches");
+            }
+        }
+        self.broken("auth token renewed".to_owned());
+    }
+
+    fn deliver(&mut self, id: u64, header: ResponseHeader, events: Vec<Event>) {
+        let Some(watcher) = self.watchers.get_mut(&id) else {
+            return;
+        };
+        let first = events.first().map(|e| e.kv.mod_revision);
+        let next = match events.last() {
+            Some(last) => last.kv.mod_revision + 1,
+            None => header.revision + 1,
+        };
+        match watcher
+            .events
+            .try_send(Ok(WatchResponse { header, events }))
+        {
+            Ok(()) => watcher.next_revision = watcher.next_revision.max(next),
+            // A progress notification for a full buffer carries nothing to lose.
+            Err(queue::TrySendError::Full(_)) if first.is_none() => {}
+            Err(queue::TrySendError::Full(_)) => {
+                // Pause: cancel on the server and come back for this revision once drained.
+                if let Some(first) = first {
+                    watcher.next_revision = first;
+                }
+                let state = std::mem::replace(&mut watcher.state, State::Paused);
+                watcher.shared.paused.store(true, Ordering::Release);
+                if let State::Active(watch_id) = state {
+                    self.cancel_on_server(watch_id);
+                }
+            }
+            Err(queue::TrySendError::Closed(_)) => {
+                let state = watcher.state;
+                self.watchers.remove(&id);
+                if let State::Active(watch_id) = state {
+                    self.cancel_on_server(watch_id);
+                }
+            }
+        }
+    }
+}
