@@ -129,9 +129,11 @@
 //!   first key), so an error from a `Store` names the config's keys.
 //! - A request larger than [`ConnectOptions::max_send_message_size`] is refused before it is
 //!   sent ([`Error::RequestTooLarge`], naming the key), so it certainly was not applied.
-//! - Watches never depend on the order in which etcd answers creates: one create is in flight
-//!   per stream, as in Go's client, because etcd's gRPC proxy answers them out of order. Through
-//!   the proxy, the TCP gateway or a member, each watch gets exactly its own range's events.
+//! - Watches never depend on the order in which etcd answers creates (etcd's gRPC proxy answers
+//!   them out of order): a create asks for a watch id of ours and its answer is matched by it;
+//!   where the ids are not honoured (behind the proxy), one create is in flight at a time, as in
+//!   Go's client. Through the proxy, the TCP gateway or a member, each watch gets exactly its
+//!   own range's events.
 //! - With auth on, a watch stream carries a token that was valid when it was opened; before a
 //!   create goes out after the token was renewed, the stream is reopened with the new one, and a
 //!   create refused for its token (etcd 3.5 says "permission denied" for an expired token, 3.4

@@ -15,6 +15,7 @@ mod token;
 pub(crate) mod transport;
 pub mod txn;
 pub mod watch;
+mod watch_creates;
 mod watch_hub;
 mod watch_queue;
 

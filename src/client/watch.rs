@@ -19,13 +19,14 @@
 //! The first watch starts a task that owns one bidirectional Watch stream; every watch of the
 //! client is a watch id on it, as in etcd's Go client.
 //!
-//! - **Creating.** A create answer does not say which request it answers, and nothing in etcd's
-//!   API promises that answers come back in request order: etcd's gRPC proxy answers a create
+//! - **Creating.** A create answer names only a watch id, and nothing in etcd's API promises
+//!   that creates are answered in the order they were sent: etcd's gRPC proxy answers a create
 //!   that joins a range it already watches at once, ahead of earlier creates still waiting on
-//!   etcd. So, as Go's client does, the task keeps one create in flight per stream and sends the
-//!   next when etcd has answered it; a watch's identity never depends on answer order. A create
-//!   that stays unanswered for the request timeout means the stream is stuck: it is reopened
-//!   elsewhere.
+//!   etcd. So a watch's identity never depends on answer order: each create asks for a watch id
+//!   of ours, which etcd (3.4 and later) gives the watch; until the stream has shown that it
+//!   honours our ids, and always behind a proxy that hands out its own, one create at a time is
+//!   in flight, as in Go's client. A create that stays unanswered for the request timeout means
+//!   the stream is stuck: it is reopened elsewhere.
 //! - **Auth.** etcd checks a watch's permission with the token the stream was opened with, at
 //!   each create. Before a create goes out on a stream whose token has since been renewed, the
 //!   stream is reopened with the new one. A create refused for its token (etcd 3.4: "invalid auth

@@ -13,6 +13,7 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use super::transport::Transport;
 use super::watch::{hub_gone, Event, Shared, WatchResponse};
+use super::watch_creates::Creates;
 use super::watch_queue as queue;
 use super::ResponseHeader;
 use crate::error::{Error, Result, ServerErrorKind};
@@ -32,12 +33,6 @@ pub(super) enum Command {
     Unanswered(u64),
     Resume(u64),
     Progress,
-}
-
-/// The create the stream is waiting on etcd to answer.
-struct InFlight {
-    id: u64,
-    sent: tokio::time::Instant,
 }
 
 /// The handle a client keeps to its watch task.
@@ -112,8 +107,8 @@ struct Hub {
     by_watch_id: HashMap<i64, u64>,
     /// Local ids whose creates wait to be sent on the open stream, in order.
     queue: VecDeque<u64>,
-    /// The one create sent and not answered yet.
-    in_flight: Option<InFlight>,
+    /// The creates sent on the open stream and not answered yet.
+    creates: Creates,
     stream: Option<Open>,
     backoff: Duration,
 }
@@ -129,7 +124,7 @@ impl Hub {
             watchers: HashMap::new(),
             by_watch_id: HashMap::new(),
             queue: VecDeque::new(),
-            in_flight: None,
+            creates: Creates::new(),
             stream: None,
             backoff: MIN_BACKOFF,
         }
@@ -165,10 +160,11 @@ impl Hub {
                     None => std::future::pending().await,
                 }
             };
+            let oldest_create = self.creates.oldest();
             let stuck = async {
-                match (&self.in_flight, self.transport.upgrade()) {
-                    (Some(create), Some(transport)) => {
-                        let deadline = create.sent + transport.options.request_timeout;
+                match (oldest_create, self.transport.upgrade()) {
+                    (Some(sent), Some(transport)) => {
+                        let deadline = sent + transport.options.request_timeout;
                         drop(transport);
                         tokio::time::sleep_until(deadline).await;
                     }
@@ -223,7 +219,7 @@ impl Hub {
 
         // Every watch not paused is created again, oldest first.
         self.queue.clear();
-        self.in_flight = None;
+        self.creates.reset();
         self.by_watch_id.clear();
         let mut ids: Vec<u64> = self
             .watchers
@@ -250,7 +246,7 @@ impl Hub {
         };
         // Send the first create before opening: etcd sends the stream's headers only with its
         // first message, and the call below waits for those headers.
-        self.send_next_create(&outbound);
+        self.send_creates(&outbound);
         let inbound = transport
             .open_stream(endpoint, "Watch", conn.watch().watch(request))
             .await?;
@@ -266,7 +262,7 @@ impl Hub {
     /// The stream broke: drop it; the next turn of the loop reopens it elsewhere.
     fn broken(&mut self, why: String) {
         self.queue.clear();
-        self.in_flight = None;
+        self.creates.reset();
         if let Some(open) = self.stream.take() {
             tracing::debug!(error = %why, "watch stream broke; resuming on another endpoint");
             if let Some(transport) = self.transport.upgrade() {
@@ -302,9 +298,9 @@ impl Hub {
         }
     }
 
-    /// Sends the next queued create if none is in flight.
+    /// Sends queued creates, as many as may be in flight.
     fn pump(&mut self) {
-        if self.in_flight.is_some() || self.queue.is_empty() {
+        if !self.creates.can_send() || self.queue.is_empty() {
             return;
         }
         let Some(open) = &self.stream else {
@@ -318,15 +314,21 @@ impl Hub {
             .and_then(|t| t.credentials.as_ref().map(|c| c.generation()))
             .is_some_and(|current| current != open.token_generation);
         if renewed {
+            // Same endpoint, new token: no failover.
+            self.stream = None;
             return self.broken("the auth token was renewed".to_owned());
         }
         let outbound = open.outbound.clone();
-        self.send_next_create(&outbound);
+        self.send_creates(&outbound);
     }
 
-    /// Sends the first queued create that still has a watch waiting for it.
-    fn send_next_create(&mut self, outbound: &mpsc::UnboundedSender<pb::WatchRequest>) {
-        while let Some(id) = self.queue.pop_front() {
+    /// Sends queued creates that still have a watch waiting for them, while more may be in
+    /// flight.
+    fn send_creates(&mut self, outbound: &mpsc::UnboundedSender<pb::WatchRequest>) {
+        while self.creates.can_send() {
+            let Some(id) = self.queue.pop_front() else {
+                return;
+            };
             let Some(watcher) = self
                 .watchers
                 .get(&id)
@@ -338,14 +340,10 @@ impl Hub {
             if watcher.next_revision > 0 {
                 request.start_revision = watcher.next_revision;
             }
-            self.in_flight = Some(InFlight {
-                id,
-                sent: tokio::time::Instant::now(),
-            });
+            request.watch_id = self.creates.sent(id);
             let _ = outbound.send(pb::WatchRequest {
                 request_union: Some(pb::watch_request::RequestUnion::CreateRequest(request)),
             });
-            return;
         }
     }
 
@@ -416,11 +414,15 @@ impl Hub {
     async fn response(&mut self, response: pb::WatchResponse) {
         let header: ResponseHeader = response.header.into();
         if response.created {
-            let Some(create) = self.in_flight.take() else {
-                tracing::debug!("etcd answered a watch create that was not sent; ignored");
+            let Some(id) = self.creates.answered(response.watch_id, response.canceled) else {
+                // Left to the stuck-create timer if a create of ours goes unanswered.
+                tracing::debug!(
+                    watch_id = response.watch_id,
+                    "an unknown watch create was answered"
+                );
                 return;
             };
-            self.created(create.id, header, response).await;
+            self.created(id, header, response).await;
             return self.pump();
         }
         if response.canceled {
