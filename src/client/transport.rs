@@ -13,6 +13,11 @@
 //!
 //! This is the policy of etcd's Go client (`isSafeRetryImmutableRPC`/`isSafeRetryMutableRPC`).
 //! Every call is bounded by the request timeout, retries and re-authentication included.
+//!
+//! With several endpoints, one attempt of a read may take at most the request timeout divided by
+//! the number of endpoints; then it is sent to the next one. A member cut off from its peers
+//! still accepts a linearizable read but cannot answer it until it finds a leader again, and
+//! the read must go elsewhere rather than wait out the whole timeout there.
 
 use std::error::Error as _;
 use std::future::Future;
@@ -491,7 +496,22 @@ impl Transport {
                 Some(credentials) => credentials.attach(&mut request),
                 None => 0,
             };
-            let status = match call(conn, request).await {
+            let reply = match (retry, self.slots.len()) {
+                (Retry::Idempotent, endpoints) if endpoints > 1 => {
+                    let budget = self.options.request_timeout / endpoints as u32;
+                    match tokio::time::timeout(budget, call(conn, request)).await {
+                        Ok(reply) => reply,
+                        Err(_elapsed) => {
+                            let endpoint = &self.slots[index].name;
+                            tracing::debug!(%endpoint, ?budget, "read unanswered; trying the next endpoint");
+                            self.fail_over(index);
+                            continue;
+                        }
+                    }
+                }
+                _ => call(conn, request).await,
+            };
+            let status = match reply {
                 Ok(response) => return Ok(response.into_inner()),
                 Err(status) => status,
             };

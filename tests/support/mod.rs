@@ -7,8 +7,10 @@
 
 mod certs;
 mod front;
+mod netfault;
 
 pub use front::{Front, FrontProcess};
+pub use netfault::PeerNet;
 
 use std::fs;
 use std::io::{Read, Write};
@@ -27,6 +29,8 @@ pub struct Member {
     pub name: String,
     pub client_port: u16,
     pub peer_port: u16,
+    /// The peer port the other members dial: `peer_port`, or its fault proxy's.
+    pub advertised_peer_port: u16,
     args: Vec<String>,
     child: Option<Child>,
     log: PathBuf,
@@ -49,6 +53,8 @@ pub struct Etcd {
     pub tls: Option<TlsFiles>,
     /// The proxy or gateway in front of the members, if any (see [`Front`]).
     pub front: Option<FrontProcess>,
+    /// The fault-injecting proxies between the members, with `Builder::peer_faults`.
+    pub net: Option<PeerNet>,
     dir: tempfile::TempDir,
 }
 
@@ -59,6 +65,7 @@ pub struct Builder {
     args: Vec<String>,
     tls: Option<bool>,
     front: Option<Front>,
+    peer_faults: bool,
 }
 
 /// For a test that needs its clients to reach the members themselves (it kills one, or reads
@@ -131,6 +138,12 @@ impl Builder {
         self
     }
 
+    /// Route the members' peer traffic through fault-injecting proxies (see [`PeerNet`]).
+    pub fn peer_faults(mut self) -> Self {
+        self.peer_faults = true;
+        self
+    }
+
     /// Put `front` between clients and the members instead of what `ETCD_FRONT` says.
     pub fn front(mut self, front: Front) -> Self {
         self.front = Some(front);
@@ -165,27 +178,43 @@ impl Builder {
                 name: format!("m{i}"),
                 client_port: free_port(),
                 peer_port: free_port(),
+                advertised_peer_port: 0,
                 args: Vec::new(),
                 child: None,
                 log: dir.path().join(format!("m{i}.log")),
             })
             .collect();
+        for m in &mut members {
+            m.advertised_peer_port = if self.peer_faults {
+                free_port()
+            } else {
+                m.peer_port
+            };
+        }
+        let net = if self.peer_faults {
+            let listen: Vec<u16> = members.iter().map(|m| m.advertised_peer_port).collect();
+            let forward: Vec<u16> = members.iter().map(|m| m.peer_port).collect();
+            Some(PeerNet::start(&listen, &forward).await)
+        } else {
+            None
+        };
         let initial_cluster = members
             .iter()
-            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
+            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.advertised_peer_port))
             .collect::<Vec<_>>()
             .join(",");
         let token = format!("cluster-{}", free_port());
         for m in &mut members {
             let client_url = format!("{scheme}://127.0.0.1:{}", m.client_port);
             let peer_url = format!("http://127.0.0.1:{}", m.peer_port);
+            let advertised_peer_url = format!("http://127.0.0.1:{}", m.advertised_peer_port);
             m.args = vec![
                 format!("--name={}", m.name),
                 format!("--data-dir={}", dir.path().join(&m.name).display()),
                 format!("--listen-client-urls={client_url}"),
                 format!("--advertise-client-urls={client_url}"),
                 format!("--listen-peer-urls={peer_url}"),
-                format!("--initial-advertise-peer-urls={peer_url}"),
+                format!("--initial-advertise-peer-urls={advertised_peer_url}"),
                 format!("--initial-cluster={initial_cluster}"),
                 format!("--initial-cluster-token={token}"),
                 "--initial-cluster-state=new".to_owned(),
@@ -214,6 +243,7 @@ impl Builder {
             members,
             tls,
             front: None,
+            net,
             dir,
         };
         for i in 0..etcd.members.len() {
@@ -221,6 +251,9 @@ impl Builder {
         }
         for i in 0..etcd.members.len() {
             etcd.wait_ready(i).await;
+        }
+        if let Some(net) = &etcd.net {
+            net.learn_ids(etcd.member_ids().await);
         }
         let ports: Vec<u16> = etcd.members.iter().map(|m| m.client_port).collect();
         etcd.front = FrontProcess::start(front, &ports, etcd.dir.path()).await;
@@ -365,6 +398,41 @@ impl Etcd {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Member index by etcd member id, from the member list (names are `m<index>`).
+    pub async fn member_ids(&self) -> std::collections::HashMap<u64, usize> {
+        let client = Client::connect(self.endpoints(), self.options())
+            .await
+            .expect("connect for the member list");
+        let members = client.cluster().member_list().await.expect("member list");
+        members
+            .members
+            .iter()
+            .filter_map(|m| Some((m.id, m.name.strip_prefix('m')?.parse().ok()?)))
+            .collect()
+    }
+
+    /// The index of the member that is leader now, as member `asked` sees it.
+    pub async fn leader(&self, asked: usize) -> Option<usize> {
+        let options = self
+            .options()
+            .dial_timeout(Duration::from_millis(300))
+            .request_timeout(Duration::from_secs(1));
+        let one = Client::connect([self.endpoint(asked)], options).await.ok()?;
+        let status = one.maintenance().status().await.ok()?;
+        (status.leader != 0).then_some(())?;
+        self.member_ids().await.get(&status.leader).copied()
+    }
+
+    /// Cuts member `i` off from its peers (both ways) while its clients still reach it.
+    pub fn isolate(&self, i: usize) {
+        self.net.as_ref().expect("built with peer_faults()").isolate(i);
+    }
+
+    /// Ends every cut between members.
+    pub fn heal(&self) {
+        self.net.as_ref().expect("built with peer_faults()").heal();
     }
 
     /// Which member (index into `members`) has etcd member ID `member_id`; members that are

@@ -1,0 +1,93 @@
+//! A member cut off from its peers but still answering its clients: the failure that would let a
+//! service serve an old config forever without an error. Its watches never fire again while the
+//! majority moves on; etcd cancels watches that asked to require a leader, and the client must
+//! move them to a member with a leader and resume without a gap. The cut is made by the
+//! harness's peer proxies (tests/support/netfault.rs), on loopback.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use etcd_config::{Client, EtcdConfig, Store};
+use futures_util::StreamExt;
+use support::Etcd;
+
+#[derive(EtcdConfig, Debug, Clone, PartialEq)]
+#[etcd(prefix = "/partition/app")]
+struct App {
+    #[etcd(default)]
+    counter: u64,
+}
+
+/// A client whose first endpoint is member `first`, so that its streams start there.
+async fn client_starting_at(etcd: &Etcd, first: usize) -> Client {
+    let mut endpoints = vec![etcd.endpoint(first)];
+    endpoints.extend(
+        (0..etcd.members.len())
+            .filter(|&i| i != first)
+            .map(|i| etcd.endpoint(i)),
+    );
+    let options = etcd
+        .options()
+        .dial_timeout(Duration::from_secs(1))
+        .request_timeout(Duration::from_secs(5));
+    // Lazily: a connecting client would start on whichever member answers first.
+    Client::connect_lazy(endpoints, options).unwrap()
+}
+
+/// `Store::watch` and `Live` on a client streaming from a member that gets cut off from its
+/// peers: every update written on the majority afterwards arrives, once, in order; `Live`
+/// converges to etcd's value; a linearizable read through the same client is answered by
+/// another member within the request timeout.
+#[tokio::test]
+async fn live_following_a_partitioned_member_gets_every_update() {
+    if support::skip_behind_front("live_following_a_partitioned_member_gets_every_update") {
+        return;
+    }
+    let etcd = Etcd::builder(3).peer_faults().start().await;
+    let leader = etcd.leader(0).await.expect("a leader");
+    let cut = (leader + 1) % 3;
+    let client = client_starting_at(&etcd, cut).await;
+    let writer = client_starting_at(&etcd, leader).await;
+    let store = Store::new(client.clone());
+    let writes = Store::new(writer.clone());
+    writes.save(&App { counter: 0 }).await.unwrap();
+
+    let mut watch = store.watch::<App>().await.unwrap();
+    let live = store.live::<App>().await.unwrap();
+    assert_eq!(etcd.member_in_use(&client).await, cut);
+
+    etcd.isolate(cut);
+    let mut written = Vec::new();
+    for counter in 1..=10 {
+        written.push(writes.save(&App { counter }).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // A linearizable read through the client does not hang on the leaderless member.
+    let started = Instant::now();
+    let got = client.kv().get("/partition/app/counter").await.unwrap();
+    assert_eq!(got.kvs[0].value, b"10");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+
+    let mut seen = Vec::new();
+    while seen.len() < written.len() {
+        let update = tokio::time::timeout(Duration::from_secs(30), watch.next())
+            .await
+            .expect("the watch stalled on the cut-off member")
+            .expect("the watch ended")
+            .expect("the watch failed");
+        seen.push((update.revision, update.config.counter));
+    }
+    let expected: Vec<(i64, u64)> = written.iter().copied().zip(1..).collect();
+    assert_eq!(seen, expected);
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while live.get().counter != 10 {
+        assert!(Instant::now() < deadline, "Live stalled at {:?}", live.get());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(live.revision(), *written.last().unwrap());
+    assert_ne!(etcd.member_in_use(&client).await, cut);
+    etcd.heal();
+}
