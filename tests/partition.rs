@@ -91,3 +91,34 @@ async fn live_following_a_partitioned_member_gets_every_update() {
     assert_ne!(etcd.member_in_use(&client).await, cut);
     etcd.heal();
 }
+
+/// A lease kept alive through a member that gets cut off from its peers stays alive: its
+/// renewals move to a member with a leader before the 3 s TTL runs out, and the leased key
+/// stays (read with a client of the majority).
+#[tokio::test]
+async fn keep_alive_through_a_partitioned_member_keeps_the_lease() {
+    if support::skip_behind_front("keep_alive_through_a_partitioned_member_keeps_the_lease") {
+        return;
+    }
+    let etcd = Etcd::builder(3).peer_faults().start().await;
+    let leader = etcd.leader(0).await.expect("a leader");
+    let cut = (leader + 1) % 3;
+    let client = client_starting_at(&etcd, cut).await;
+    let majority = client_starting_at(&etcd, leader).await;
+    let lease = majority.lease().grant(3).await.unwrap();
+    majority
+        .kv()
+        .put("/partition/leased", "v")
+        .lease(lease.id)
+        .await
+        .unwrap();
+    let keep = client.lease().keep_alive(lease.id).await.unwrap();
+    assert_eq!(etcd.member_in_use(&client).await, cut);
+
+    etcd.isolate(cut);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let got = majority.kv().get("/partition/leased").await.unwrap();
+    assert_eq!(got.count, 1, "the lease expired while its keep-alive was cut off");
+    assert_eq!(keep.ttl(), Some(3));
+    etcd.heal();
+}

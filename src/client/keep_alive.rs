@@ -216,6 +216,12 @@ impl Task {
             kept.due = now + interval(&kept.report.borrow());
         }
         let mut request = tonic::Request::new(UnboundedReceiverStream::new(outbound_rx));
+        // As for watches: a member that lost its leader closes the stream, and renewals move to
+        // a member that has one (Go's client asks the same of its keep-alive stream).
+        request.metadata_mut().insert(
+            "hasleader",
+            tonic::metadata::AsciiMetadataValue::from_static("true"),
+        );
         if let Some(credentials) = &transport.credentials {
             credentials.attach(&mut request);
         }
