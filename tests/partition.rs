@@ -68,7 +68,11 @@ async fn live_following_a_partitioned_member_gets_every_update() {
     let started = Instant::now();
     let got = client.kv().get("/partition/app/counter").await.unwrap();
     assert_eq!(got.kvs[0].value, b"10");
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
 
     let mut seen = Vec::new();
     while seen.len() < written.len() {
@@ -84,7 +88,11 @@ async fn live_following_a_partitioned_member_gets_every_update() {
 
     let deadline = Instant::now() + Duration::from_secs(30);
     while live.get().counter != 10 {
-        assert!(Instant::now() < deadline, "Live stalled at {:?}", live.get());
+        assert!(
+            Instant::now() < deadline,
+            "Live stalled at {:?}",
+            live.get()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(live.revision(), *written.last().unwrap());
@@ -118,7 +126,10 @@ async fn keep_alive_through_a_partitioned_member_keeps_the_lease() {
     etcd.isolate(cut);
     tokio::time::sleep(Duration::from_secs(10)).await;
     let got = majority.kv().get("/partition/leased").await.unwrap();
-    assert_eq!(got.count, 1, "the lease expired while its keep-alive was cut off");
+    assert_eq!(
+        got.count, 1,
+        "the lease expired while its keep-alive was cut off"
+    );
     assert_eq!(keep.ttl(), Some(3));
     etcd.heal();
 }

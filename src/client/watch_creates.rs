@@ -20,6 +20,10 @@ const FIRST_WATCH_ID: i64 = 1 << 40;
 /// The creates of one stream: sent and not yet answered.
 pub(super) struct Creates {
     next_watch_id: i64,
+    /// The next stream sends one create at a time whatever the server does with our ids: a
+    /// refusal answered with an id of the server's own (etcd 3.4 answers a create refused for
+    /// its token with -1) cannot be matched to one of several creates in flight.
+    one_at_a_time_next: bool,
     /// Whether the server at the other end gives watches the ids we ask for; `None` until it
     /// has answered a create it accepted.
     honoured: Option<bool>,
@@ -33,6 +37,7 @@ impl Creates {
     pub(super) fn new() -> Creates {
         Creates {
             next_watch_id: FIRST_WATCH_ID,
+            one_at_a_time_next: false,
             honoured: None,
             in_flight: HashMap::new(),
             order: VecDeque::new(),
@@ -41,7 +46,7 @@ impl Creates {
 
     /// Forgets everything: a new stream may end at a server that behaves differently.
     pub(super) fn reset(&mut self) {
-        self.honoured = None;
+        self.honoured = std::mem::take(&mut self.one_at_a_time_next).then_some(false);
         self.in_flight.clear();
         self.order.clear();
     }
@@ -71,6 +76,12 @@ impl Creates {
             self.honoured = Some(watch_id == requested);
         }
         self.in_flight.remove(&requested)
+    }
+
+    /// An answer matched no create: the stream is to be reopened, and its creates sent one at
+    /// a time so that each answer is known to be its create's.
+    pub(super) fn unmatched(&mut self) {
+        self.one_at_a_time_next = true;
     }
 
     /// When the oldest unanswered create was sent.
@@ -122,6 +133,26 @@ mod tests {
         assert!(!creates.can_send());
         assert_eq!(creates.answered(1, false), Some(8));
         assert!(creates.oldest().is_none());
+    }
+
+    /// An answer that matches nothing makes the next stream send one create at a time.
+    #[test]
+    fn unmatched_answer_makes_the_next_stream_serial() {
+        let mut creates = Creates::new();
+        let first = creates.sent(1);
+        creates.answered(first, false);
+        creates.sent(2);
+        creates.sent(3);
+        assert_eq!(creates.answered(-1, true), None);
+        creates.unmatched();
+        creates.reset();
+        creates.sent(2);
+        assert!(!creates.can_send());
+        assert_eq!(creates.answered(-1, true), Some(2));
+        creates.reset();
+        let again = creates.sent(3);
+        assert_eq!(creates.answered(again, false), Some(3));
+        assert!(creates.can_send(), "later streams pipeline again");
     }
 
     /// A refused create (etcd echoes our id; the proxy answers -1) decides nothing.

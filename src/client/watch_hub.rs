@@ -415,12 +415,21 @@ impl Hub {
         let header: ResponseHeader = response.header.into();
         if response.created {
             let Some(id) = self.creates.answered(response.watch_id, response.canceled) else {
-                // Left to the stuck-create timer if a create of ours goes unanswered.
+                // With several creates in flight, a refusal carrying an id of the server's own
+                // cannot be told apart: send them all again, one at a time, on a new stream
+                // (with a new token if the refusal was about the token).
                 tracing::debug!(
                     watch_id = response.watch_id,
-                    "an unknown watch create was answered"
+                    reason = %response.cancel_reason,
+                    "a watch create answer matched no create; reopening"
                 );
-                return;
+                self.creates.unmatched();
+                let kind = ServerErrorKind::from_message(&response.cancel_reason);
+                if kind.needs_new_token() || kind == ServerErrorKind::PermissionDenied {
+                    return self.renew_token().await;
+                }
+                self.stream = None; // same endpoint: nothing is wrong with it
+                return self.broken("a watch create answer matched no create".to_owned());
             };
             self.created(id, header, response).await;
             return self.pump();

@@ -419,7 +419,9 @@ impl Etcd {
             .options()
             .dial_timeout(Duration::from_millis(300))
             .request_timeout(Duration::from_secs(1));
-        let one = Client::connect([self.endpoint(asked)], options).await.ok()?;
+        let one = Client::connect([self.endpoint(asked)], options)
+            .await
+            .ok()?;
         let status = one.maintenance().status().await.ok()?;
         (status.leader != 0).then_some(())?;
         self.member_ids().await.get(&status.leader).copied()
@@ -427,7 +429,10 @@ impl Etcd {
 
     /// Cuts member `i` off from its peers (both ways) while its clients still reach it.
     pub fn isolate(&self, i: usize) {
-        self.net.as_ref().expect("built with peer_faults()").isolate(i);
+        self.net
+            .as_ref()
+            .expect("built with peer_faults()")
+            .isolate(i);
     }
 
     /// Ends every cut between members.
