@@ -150,8 +150,8 @@ async fn relay(
     let (mut out_read, mut out_write) = outbound.into_split();
     let delays = faults.clone();
     let delay = || delays.borrow().delay;
-    let forward = pump(&mut in_read, &mut out_write, delay.clone());
-    let backward = pump(&mut out_read, &mut in_write, delay.clone());
+    let forward = pump(&mut in_read, &mut out_write, delay);
+    let backward = pump(&mut out_read, &mut in_write, delay);
     let cut = async {
         loop {
             if faults.changed().await.is_err() {
