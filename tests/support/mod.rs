@@ -562,17 +562,27 @@ impl Etcd {
 
     /// Runs `etcdctl` (the one next to the etcd binary, else on PATH) against this cluster.
     pub fn etcdctl(&self, args: &[&str]) -> std::process::Output {
+        let command = self.etcdctl_command();
+        Command::new(&command[0])
+            .env("ETCDCTL_API", "3")
+            .args(&command[1..])
+            .args(args)
+            .output()
+            .expect("run etcdctl")
+    }
+
+    /// `etcdctl` (the one next to the etcd binary, else on PATH) and `--endpoints` of every
+    /// member, for a command to spawn.
+    pub fn etcdctl_command(&self) -> Vec<String> {
         let bin = Path::new(&etcd_bin())
             .parent()
             .map(|dir| dir.join("etcdctl"))
             .filter(|p| p.is_file())
             .unwrap_or_else(|| PathBuf::from("etcdctl"));
-        Command::new(bin)
-            .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={}", self.endpoints().join(",")))
-            .args(args)
-            .output()
-            .expect("run etcdctl")
+        vec![
+            bin.display().to_string(),
+            format!("--endpoints={}", self.endpoints().join(",")),
+        ]
     }
 
     pub fn dir(&self) -> &Path {
