@@ -134,6 +134,17 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// Every member asked answered a read from a store revision older than one this client
+    /// had already seen: they are behind (cut off from the leader, or lagging), and their
+    /// answer would take the client back in time. Try again later, or read linearizably.
+    Behind {
+        /// The read.
+        request: String,
+        /// The revision the answer was at.
+        revision: i64,
+        /// The revision this client had seen.
+        seen: i64,
+    },
     /// A background task (a live config's watch) stopped and will not deliver more.
     Stopped {
         /// What stopped.
@@ -303,6 +314,15 @@ impl fmt::Display for Error {
                 write!(f, "the snapshot from {endpoint} could not be saved: {reason}")
             }
             Error::Stopped { what, reason } => write!(f, "{what} stopped: {reason}"),
+            Error::Behind {
+                request,
+                revision,
+                seen,
+            } => write!(
+                f,
+                "every etcd member answered {request} from revision {revision}, behind revision \
+                 {seen} this client already saw"
+            ),
             Error::Grpc { endpoint, source } => write!(
                 f,
                 "etcd endpoint {endpoint} answered {:?}: {}",

@@ -127,6 +127,13 @@
 //!   closed when its last user is dropped.
 //! - [`Error::Server`] keeps etcd's message unchanged and adds the request it refused (its
 //!   first key), so an error from a `Store` names the config's keys.
+//! - A member cut off from its peers still answers its clients. Watch and keep-alive streams
+//!   ask etcd to require a leader (as Go's `WithRequireLeader`), so such a member closes them
+//!   and they resume on another member from their next revision; with several endpoints, one
+//!   attempt of a read gets at most its share of the request timeout before the next member is
+//!   asked. A client never goes back in time: a read answered from a store revision older than
+//!   one it already saw (a serializable read on a member that is behind) is asked again of the
+//!   next member, and fails with [`Error::Behind`] if every member is behind.
 //! - A request larger than [`ConnectOptions::max_send_message_size`] is refused before it is
 //!   sent ([`Error::RequestTooLarge`], naming the key), so it certainly was not applied.
 //! - Watches never depend on the order in which etcd answers creates (etcd's gRPC proxy answers

@@ -133,3 +133,63 @@ async fn keep_alive_through_a_partitioned_member_keeps_the_lease() {
     assert_eq!(keep.ttl(), Some(3));
     etcd.heal();
 }
+
+/// A client never goes back in time (Go's `ordering` concern): after it saw revision R, a
+/// serializable read that fails over to a member cut off from the leader (and so behind R) is
+/// not taken as current; the next member answers, at R or later.
+#[tokio::test]
+async fn reads_never_go_back_after_a_failover() {
+    if support::skip_behind_front("reads_never_go_back_after_a_failover") {
+        return;
+    }
+    let mut etcd = Etcd::builder(3).peer_faults().start().await;
+    let leader = etcd.leader(0).await.expect("a leader");
+    let (a, cut) = ((leader + 1) % 3, (leader + 2) % 3);
+    // Endpoints in the order a, cut, leader: after `a` dies, the next is the cut-off member.
+    let options = etcd
+        .options()
+        .dial_timeout(Duration::from_secs(1))
+        .request_timeout(Duration::from_secs(5));
+    let endpoints = [etcd.endpoint(a), etcd.endpoint(cut), etcd.endpoint(leader)];
+    let client = Client::connect_lazy(endpoints, options).unwrap();
+    let writer = client_starting_at(&etcd, leader).await;
+
+    writer.kv().put("/partition/key", "old").await.unwrap();
+    etcd.isolate(cut);
+    let mut seen = 0;
+    for value in ["v1", "v2", "new"] {
+        seen = writer
+            .kv()
+            .put("/partition/key", value)
+            .await
+            .unwrap()
+            .header
+            .revision;
+    }
+    let got = client
+        .kv()
+        .get("/partition/key")
+        .serializable()
+        .await
+        .unwrap();
+    assert_eq!(etcd.member_in_use(&client).await, a);
+    assert!(got.header.revision >= seen);
+
+    etcd.stop(a);
+    let got = client
+        .kv()
+        .get("/partition/key")
+        .serializable()
+        .await
+        .unwrap();
+    assert_eq!(
+        got.kvs[0].value, b"new",
+        "a read went back to the cut-off member's past"
+    );
+    assert!(
+        got.header.revision >= seen,
+        "{} < {seen}",
+        got.header.revision
+    );
+    etcd.heal();
+}

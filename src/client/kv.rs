@@ -23,7 +23,7 @@ use std::pin::Pin;
 
 use super::transport::Retry;
 use super::{Client, ResponseHeader};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::key_range::{Escaped, KeyRange};
 use crate::proto::{etcdserverpb as pb, mvccpb};
 
@@ -280,18 +280,42 @@ impl IntoFuture for Get<Kv> {
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
-            let response = self
-                .client
-                .client
-                .transport()
-                .unary(
-                    |r: &pb::RangeRequest| format!("Range {}", describe(&r.key, &r.range_end)),
-                    Retry::Idempotent,
-                    self.request,
-                    |conn, request| async move { conn.kv().range(request).await },
-                )
-                .await?;
-            Ok(response.into())
+            let transport = self.client.client.transport();
+            let operation =
+                |r: &pb::RangeRequest| format!("Range {}", describe(&r.key, &r.range_end));
+            // Never back in time (Go's `ordering` package): an answer from a store revision
+            // older than one this client saw comes from a member that is behind, typically a
+            // serializable read on a member cut off from the leader. Ask the next one.
+            let mut tries = 0;
+            loop {
+                let response = transport
+                    .unary(
+                        operation,
+                        Retry::Idempotent,
+                        self.request.clone(),
+                        |conn, request| async move { conn.kv().range(request).await },
+                    )
+                    .await?;
+                let revision = response.header.as_ref().map_or(0, |h| h.revision);
+                let seen = transport.saw_revision(revision);
+                if revision >= seen {
+                    return Ok(response.into());
+                }
+                tries += 1;
+                if tries >= transport.endpoint_count() {
+                    return Err(Error::Behind {
+                        request: operation(&self.request),
+                        revision,
+                        seen,
+                    });
+                }
+                tracing::debug!(
+                    revision,
+                    seen,
+                    "a member answered from behind; asking the next"
+                );
+                transport.skip_current();
+            }
         })
     }
 }
@@ -387,6 +411,8 @@ impl IntoFuture for Put<Kv> {
                     |conn, request| async move { conn.kv().put(request).await },
                 )
                 .await?;
+            let transport = self.client.client.transport();
+            transport.saw_revision(response.header.as_ref().map_or(0, |h| h.revision));
             Ok(response.into())
         })
     }
@@ -471,6 +497,10 @@ impl IntoFuture for Delete<Kv> {
                     |conn, request| async move { conn.kv().delete_range(request).await },
                 )
                 .await?;
+            self.client
+                .client
+                .transport()
+                .saw_revision(response.header.as_ref().map_or(0, |h| h.revision));
             Ok(response.into())
         })
     }

@@ -21,7 +21,7 @@
 
 use std::error::Error as _;
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -61,6 +61,9 @@ struct Slot {
 pub(crate) struct Transport {
     slots: Vec<Slot>,
     current: AtomicUsize,
+    /// The highest store revision any response to this client carried: a read answered at an
+    /// older one comes from a member that is behind (see `kv::Get`).
+    seen_revision: AtomicI64,
     pub(crate) options: ConnectOptions,
     pub(crate) credentials: Option<Credentials>,
 }
@@ -178,6 +181,7 @@ impl Transport {
         Ok(Transport {
             slots,
             current: AtomicUsize::new(0),
+            seen_revision: AtomicI64::new(0),
             options,
             credentials,
         })
@@ -331,6 +335,22 @@ impl Transport {
     }
 
     /// The name of endpoint `index`.
+    /// Notes that etcd answered at store revision `revision`; returns the highest revision
+    /// seen before this one.
+    pub(crate) fn saw_revision(&self, revision: i64) -> i64 {
+        self.seen_revision.fetch_max(revision, Ordering::AcqRel)
+    }
+
+    /// How many endpoints the client has.
+    pub(crate) fn endpoint_count(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Leaves the current endpoint for the next one: it answered from behind.
+    pub(crate) fn skip_current(&self) {
+        self.fail_over(self.current.load(Ordering::Acquire));
+    }
+
     pub(crate) fn endpoint_name(&self, index: usize) -> &str {
         &self.slots[index].name
     }

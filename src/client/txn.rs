@@ -340,6 +340,8 @@ impl IntoFuture for Txn<Kv> {
                         |conn, request| async move { conn.kv().txn(request).await },
                     )
                     .await?;
+            let revision = response.header.as_ref().map_or(0, |h| h.revision);
+            self.client.client().transport().saw_revision(revision);
             Ok(response.into())
         })
     }
