@@ -6,15 +6,16 @@
 #![allow(dead_code, unreachable_pub)]
 
 mod certs;
+mod freeze;
 mod front;
+mod metrics;
 mod netfault;
 
 pub use front::{Front, FrontProcess};
 pub use netfault::PeerNet;
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -487,77 +488,9 @@ impl Etcd {
         self.wait_ready(i).await;
     }
 
-    /// Freezes member `i` (SIGSTOP): its ports stay open but it answers nothing.
-    ///
-    /// Returns once every thread of etcd is stopped. The kernel stops a process's threads one
-    /// by one as they get scheduled, so on a busy machine etcd could otherwise still read and
-    /// apply a request sent just after the signal.
-    pub fn pause(&self, i: usize) {
-        self.signal(i, "-STOP");
-        let pid = self.members[i].child.as_ref().expect("member running").id();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !all_threads_stopped(pid) {
-            assert!(Instant::now() < deadline, "etcd member {i} did not stop");
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-
-    /// Thaws a paused member (SIGCONT).
-    pub fn resume(&self, i: usize) {
-        self.signal(i, "-CONT");
-    }
-
-    fn signal(&self, i: usize, signal: &str) {
-        let pid = self.members[i].child.as_ref().expect("member running").id();
-        let status = Command::new("kill")
-            .args([signal, &pid.to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success(), "kill {signal} {pid}");
-    }
-
     /// The member's log so far, for failure messages.
     pub fn log(&self, i: usize) -> String {
         fs::read_to_string(&self.members[i].log).unwrap_or_default()
-    }
-
-    /// etcd's Prometheus metrics from member `i` (plain HTTP clusters only).
-    pub fn metrics(&self, i: usize) -> String {
-        let mut stream =
-            TcpStream::connect(("127.0.0.1", self.members[i].client_port)).expect("metrics");
-        stream
-            .write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-            .expect("metrics request");
-        let mut body = String::new();
-        stream.read_to_string(&mut body).expect("metrics response");
-        body
-    }
-
-    /// How many calls of `method` member `i` answered with gRPC code `code` (e.g. `OK`).
-    pub fn grpc_handled(&self, i: usize, method: &str, code: &str) -> u64 {
-        self.grpc_counter(i, "grpc_server_handled_total", method, Some(code))
-    }
-
-    /// How many calls (streams, for a streaming method) of `method` member `i` has started.
-    pub fn grpc_started(&self, i: usize, method: &str) -> u64 {
-        self.grpc_counter(i, "grpc_server_started_total", method, None)
-    }
-
-    /// How many messages member `i` has received on calls of `method`.
-    pub fn grpc_received(&self, i: usize, method: &str) -> u64 {
-        self.grpc_counter(i, "grpc_server_msg_received_total", method, None)
-    }
-
-    fn grpc_counter(&self, i: usize, counter: &str, method: &str, code: Option<&str>) -> u64 {
-        let series = format!("{counter}{{");
-        let needle_method = format!("grpc_method=\"{method}\"");
-        let needle_code = code.map(|code| format!("grpc_code=\"{code}\""));
-        self.metrics(i)
-            .lines()
-            .filter(|l| l.starts_with(&series) && l.contains(&needle_method))
-            .filter(|l| needle_code.as_ref().is_none_or(|code| l.contains(code)))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>() as u64
     }
 
     /// Runs `etcdctl` (the one next to the etcd binary, else on PATH) against this cluster.
@@ -588,23 +521,6 @@ impl Etcd {
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
-}
-
-/// True when every thread of process `pid` is in the stopped state (`T` in
-/// `/proc/<pid>/task/<tid>/stat`).
-fn all_threads_stopped(pid: u32) -> bool {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return false;
-    };
-    tasks.flatten().all(|task| {
-        std::fs::read_to_string(task.path().join("stat"))
-            // The state follows the command name, which is in parentheses.
-            .map(|stat| {
-                stat.rsplit_once(") ")
-                    .is_some_and(|(_, rest)| rest.starts_with('T'))
-            })
-            .unwrap_or(true) // the thread exited meanwhile
-    })
 }
 
 impl Drop for Etcd {
