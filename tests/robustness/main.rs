@@ -13,7 +13,7 @@ mod checker;
 mod nemesis;
 mod recorder;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -105,8 +105,10 @@ async fn robustness() {
 
     // Readers: typed watches (every other one slow) and Live handles, on clients starting on
     // different members.
+    // The revision each reader has reached, to wait for them all at the end.
+    let progress: Vec<Arc<AtomicI64>> = (0..7).map(|_| Arc::new(AtomicI64::new(0))).collect();
     let mut watch_tasks = Vec::new();
-    for i in 0..4 {
+    for (i, reached) in progress[..4].iter().cloned().enumerate() {
         let store = Store::new(client(&etcd, i).await);
         let stop = stop.clone();
         watch_tasks.push(tokio::spawn(async move {
@@ -135,12 +137,15 @@ async fn robustness() {
                     () = wait_for(&stop) => return history,
                 };
                 match item {
-                    Some(Ok(update)) => history.updates.push(Seen {
-                        revision: update.revision,
-                        fields: update.config.fields(),
-                        previous: update.previous.fields(),
-                        changed: update.changed,
-                    }),
+                    Some(Ok(update)) => {
+                        reached.store(update.revision, Ordering::Release);
+                        history.updates.push(Seen {
+                            revision: update.revision,
+                            fields: update.config.fields(),
+                            previous: update.previous.fields(),
+                            changed: update.changed,
+                        });
+                    }
                     Some(Err(err)) => history.errors.push(err.to_string()),
                     None => {
                         history.errors.push("the watch ended".to_owned());
@@ -154,7 +159,7 @@ async fn robustness() {
         }));
     }
     let mut live_tasks = Vec::new();
-    for i in 0..3 {
+    for (i, reached) in progress[4..].iter().cloned().enumerate() {
         let store = Store::new(client(&etcd, i + 1).await);
         let stop = stop.clone();
         live_tasks.push(tokio::spawn(async move {
@@ -171,6 +176,7 @@ async fn robustness() {
             while !stop.load(Ordering::Acquire) {
                 // One consistent snapshot: value and revision together.
                 let (value, revision) = live.snapshot();
+                reached.store(revision, Ordering::Release);
                 history.samples.push((revision, value.fields()));
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
@@ -257,7 +263,17 @@ async fn robustness() {
         recorder.wait_for(final_revision, Duration::from_secs(30)),
         "the recorder did not reach revision {final_revision}"
     );
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // The slow readers fall far behind by design (compactions resync them); give every
+    // reader time to reach etcd's last write.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while progress
+        .iter()
+        .any(|p| p.load(Ordering::Acquire) < final_revision)
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Release);
     let mut watches = Vec::new();
     for task in watch_tasks {
