@@ -35,6 +35,13 @@ async fn client_starting_at(etcd: &Etcd, first: usize) -> Client {
     Client::connect_lazy(endpoints, options).unwrap()
 }
 
+/// Three members behind peer fault proxies; the leader, and a follower to cut off.
+async fn cluster_with_a_follower_to_cut() -> (Etcd, usize, usize) {
+    let etcd = Etcd::builder(3).peer_faults().start().await;
+    let leader = etcd.leader(0).await.expect("a leader");
+    (etcd, leader, (leader + 1) % 3)
+}
+
 /// `Store::watch` and `Live` on a client streaming from a member that gets cut off from its
 /// peers: every update written on the majority afterwards arrives, once, in order; `Live`
 /// converges to etcd's value; a linearizable read through the same client is answered by
@@ -44,9 +51,7 @@ async fn live_following_a_partitioned_member_gets_every_update() {
     if support::skip_behind_front("live_following_a_partitioned_member_gets_every_update") {
         return;
     }
-    let etcd = Etcd::builder(3).peer_faults().start().await;
-    let leader = etcd.leader(0).await.expect("a leader");
-    let cut = (leader + 1) % 3;
+    let (etcd, leader, cut) = cluster_with_a_follower_to_cut().await;
     let client = client_starting_at(&etcd, cut).await;
     let writer = client_starting_at(&etcd, leader).await;
     let store = Store::new(client.clone());
@@ -86,15 +91,14 @@ async fn live_following_a_partitioned_member_gets_every_update() {
     let expected: Vec<(i64, u64)> = written.iter().copied().zip(1..).collect();
     assert_eq!(seen, expected);
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while live.get().counter != 10 {
-        assert!(
-            Instant::now() < deadline,
-            "Live stalled at {:?}",
-            live.get()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let converged = |v: &std::sync::Arc<App>| v.counter == 10;
+    support::wait_until(
+        "Live stalled",
+        Duration::from_secs(30),
+        || live.get(),
+        converged,
+    )
+    .await;
     assert_eq!(live.revision(), *written.last().unwrap());
     assert_ne!(etcd.member_in_use(&client).await, cut);
     etcd.heal();
@@ -108,9 +112,7 @@ async fn keep_alive_through_a_partitioned_member_keeps_the_lease() {
     if support::skip_behind_front("keep_alive_through_a_partitioned_member_keeps_the_lease") {
         return;
     }
-    let etcd = Etcd::builder(3).peer_faults().start().await;
-    let leader = etcd.leader(0).await.expect("a leader");
-    let cut = (leader + 1) % 3;
+    let (etcd, leader, cut) = cluster_with_a_follower_to_cut().await;
     let client = client_starting_at(&etcd, cut).await;
     let majority = client_starting_at(&etcd, leader).await;
     let lease = majority.lease().grant(3).await.unwrap();

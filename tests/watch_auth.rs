@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use etcd_config::client::watch::WatchStream;
 use etcd_config::{Client, EtcdConfig, KeyRange, ServerErrorKind, Store};
@@ -110,15 +110,14 @@ async fn watches_outlive_expired_tokens_under_churn() {
         updates.push(update.revision);
     }
     assert_eq!(updates, written);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while live.get().counter != 25 {
-        assert!(
-            Instant::now() < deadline,
-            "Live stalled at {:?}",
-            live.get()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let converged = |v: &std::sync::Arc<App>| v.counter == 25;
+    support::wait_until(
+        "Live stalled",
+        Duration::from_secs(15),
+        || live.get(),
+        converged,
+    )
+    .await;
     assert_eq!(live.revision(), *written.last().unwrap());
 
     // A watch refused for real (no permission) still fails, once, with etcd's answer.

@@ -79,6 +79,24 @@ pub fn skip_behind_front(test: &str) -> bool {
     front != Front::Direct
 }
 
+/// Waits until `done` holds, for at most `within`; panics with `what` and the last value seen.
+pub async fn wait_until<T: std::fmt::Debug>(
+    what: &str,
+    within: Duration,
+    mut probe: impl FnMut() -> T,
+    done: impl Fn(&T) -> bool,
+) {
+    let deadline = Instant::now() + within;
+    loop {
+        let seen = probe();
+        if done(&seen) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: still {seen:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub fn etcd_bin() -> String {
     std::env::var("ETCD_BIN").unwrap_or_else(|_| "etcd".to_owned())
 }
