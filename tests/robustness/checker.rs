@@ -89,6 +89,9 @@ pub(crate) struct Violations {
     pub(crate) errors: u64,
     pub(crate) write_wrong: u64,
     pub(crate) write_twice: u64,
+    /// etcd's members hold different data at the same revision (set by the caller, from
+    /// their KV hashes).
+    pub(crate) etcd_diverged: u64,
     /// Not a violation: gaps a compaction explains (the reader loaded etcd's value again).
     pub(crate) resyncs: u64,
     /// What each was, for the failure message.
@@ -108,12 +111,13 @@ impl Violations {
             + self.errors
             + self.write_wrong
             + self.write_twice
+            + self.etcd_diverged
     }
 
     pub(crate) fn summary(&self) -> String {
         format!(
             "torn={} duplicate={} out-of-order={} gap={} wrong-value={} previous={} changed={} \
-             not-converged={} errors={} write-wrong={} write-twice={}",
+             not-converged={} errors={} write-wrong={} write-twice={} etcd-diverged={}",
             self.torn,
             self.duplicate,
             self.out_of_order,
@@ -124,7 +128,8 @@ impl Violations {
             self.not_converged,
             self.errors,
             self.write_wrong,
-            self.write_twice
+            self.write_twice,
+            self.etcd_diverged
         )
     }
 

@@ -243,7 +243,7 @@ async fn robustness() {
 
     // The nemesis, until the time is up.
     let started = Instant::now();
-    let mut faults = nemesis::Nemesis::new(&root);
+    let mut faults = nemesis::Nemesis::new(&root, &version);
     while started.elapsed() < Duration::from_secs(secs) {
         faults.next_fault(&mut etcd, &recorder).await;
     }
@@ -284,13 +284,21 @@ async fn robustness() {
         lives.push(task.await.unwrap());
     }
 
+    let diverged = members_diverged(&etcd, final_revision).await;
     let truth = Truth {
         writes: recorder.finish(),
         compactions: faults.compactions.clone(),
         last: (final_revision, final_value.a),
     };
     let writes = writes.lock().unwrap().clone();
-    let violations = checker::check(&truth, &watches, &lives, &writes);
+    let mut violations = checker::check(&truth, &watches, &lives, &writes);
+    if let Some(hashes) = diverged {
+        violations.etcd_diverged += 1;
+        violations.details.insert(
+            0,
+            format!("etcd's members disagree at {final_revision}: {hashes:?}"),
+        );
+    }
     let updates: usize = watches.iter().map(|w| w.updates.len()).sum();
     for watch in &watches {
         println!("{}: {} updates", watch.name, watch.updates.len());
@@ -299,7 +307,7 @@ async fn robustness() {
     println!(
         "robustness: etcd {version}, {} s: saves {} (crate {}, etcdctl {}, failed {}), \
          updates {updates} in {} watches, live samples {samples} in {} handles, \
-         resyncs after compaction {}, faults {}, violations {}: {}",
+         resyncs after compaction {}, faults {} ({}), violations {}: {}",
         started.elapsed().as_secs(),
         counts.crate_saves.load(Ordering::Relaxed) + counts.etcdctl_saves.load(Ordering::Relaxed),
         counts.crate_saves.load(Ordering::Relaxed),
@@ -309,6 +317,11 @@ async fn robustness() {
         lives.len(),
         violations.resyncs,
         faults.summary(),
+        if faults.hard_kill() {
+            "SIGKILL"
+        } else {
+            "SIGTERM"
+        },
         violations.total(),
         violations.summary(),
     );
@@ -318,6 +331,21 @@ async fn robustness() {
         "violations:\n{}",
         violations.details.join("\n")
     );
+}
+
+/// The KV hash of every member at `revision`, if they are not all the same: etcd's own data
+/// diverged, and no client can be right.
+async fn members_diverged(etcd: &Etcd, revision: i64) -> Option<Vec<u32>> {
+    let mut hashes = Vec::new();
+    for i in 0..etcd.members.len() {
+        let options = etcd
+            .options()
+            .request_timeout(Duration::from_secs(10))
+            .with_user("root", ROOT_PASSWORD);
+        let one = Client::connect([etcd.endpoint(i)], options).await.ok()?;
+        hashes.push(one.maintenance().hash_kv(revision).await.ok()?.0);
+    }
+    hashes.windows(2).any(|w| w[0] != w[1]).then_some(hashes)
 }
 
 /// Resolves once `stop` is set.

@@ -1,4 +1,5 @@
-//! Faults a test injects into a member's process: freezing and thawing it.
+//! Faults a test injects into a member's process: freezing and thawing it, stopping it
+//! gracefully.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -6,6 +7,24 @@ use std::time::{Duration, Instant};
 use super::Etcd;
 
 impl Etcd {
+    /// Stops member `i` with SIGTERM (etcd shuts down cleanly) and waits for it to exit.
+    pub fn stop_gracefully(&mut self, i: usize) {
+        if let Some(mut child) = self.members[i].child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while child.try_wait().ok().flatten().is_none() {
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = child.wait();
+        }
+    }
+
     /// Freezes member `i` (SIGSTOP): its ports stay open but it answers nothing.
     ///
     /// Returns once every thread of etcd is stopped. The kernel stops a process's threads one
