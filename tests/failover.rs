@@ -107,18 +107,29 @@ async fn lose_the_leader() {
     assert_ne!(new_leader, leader_id);
 }
 
-/// A frozen member (SIGSTOP) accepts connections but answers nothing: the call in flight ends
-/// at its deadline with a Timeout naming that endpoint, and the next call goes elsewhere.
+/// A frozen member (SIGSTOP) accepts connections but answers nothing. A write in flight there
+/// (never sent twice) ends at its deadline with a Timeout naming that endpoint, and the next
+/// call goes elsewhere; a read moves on to another member after its share of the request
+/// timeout and is answered.
 #[tokio::test]
 async fn frozen_member_times_out_then_fails_over() {
     let etcd = Etcd::cluster().await;
     let options = etcd.options().request_timeout(Duration::from_secs(1));
-    let client = Client::connect(etcd.endpoints(), options).await.unwrap();
-    let used = etcd.member_in_use(&client).await;
+    let probe = Client::connect(etcd.endpoints(), options.clone())
+        .await
+        .unwrap();
+    let used = etcd.member_in_use(&probe).await;
+    // Two clients whose current endpoint is the member about to freeze.
+    let mut endpoints = vec![etcd.endpoint(used)];
+    endpoints.extend((0..3).filter(|&i| i != used).map(|i| etcd.endpoint(i)));
+    let writer = Client::connect_lazy(endpoints.clone(), options.clone()).unwrap();
+    let reader = Client::connect_lazy(endpoints, options).unwrap();
+    writer.kv().get("/warm").serializable().await.unwrap();
+    reader.kv().get("/warm").serializable().await.unwrap();
     etcd.pause(used);
 
     let started = Instant::now();
-    let err = client.kv().get("/x").await.unwrap_err();
+    let err = writer.kv().put("/x", "v").await.unwrap_err();
     let waited = started.elapsed();
     match &err {
         Error::Timeout { endpoint, .. } => {
@@ -127,9 +138,17 @@ async fn frozen_member_times_out_then_fails_over() {
         other => panic!("expected a timeout, got {other}"),
     }
     assert!(waited < Duration::from_secs(3), "waited {waited:?}");
-
     // Serializable, so the answer does not wait for an election if the frozen one led.
-    let got = client.kv().get("/x").serializable().await.unwrap();
+    let got = writer.kv().get("/x").serializable().await.unwrap();
+    assert_ne!(etcd.member_index(got.header.member_id).await, used);
+
+    let started = Instant::now();
+    let got = reader.kv().get("/x").serializable().await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
     assert_ne!(etcd.member_index(got.header.member_id).await, used);
     etcd.resume(used);
 }
