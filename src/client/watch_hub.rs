@@ -481,11 +481,21 @@ impl Hub {
             let auth = kind.needs_new_token() || kind == ServerErrorKind::PermissionDenied;
             let transport = self.transport.upgrade();
             let with_credentials = transport.is_some_and(|t| t.credentials.is_some());
-            if auth && with_credentials && !watcher.auth_retried {
+            if auth && with_credentials {
                 // Maybe only the stream's token expired (etcd 3.5 calls that "permission
-                // denied"): once, renew it and create the watch again on a fresh stream.
+                // denied" too). The first time, renew it and create the watch again on a fresh
+                // stream. If that is refused as well (a short TTL on a busy server can expire
+                // the new token too), ask etcd with a plain read whether the user may read the
+                // range: only a refusal of that is final.
+                let first = !watcher.auth_retried;
                 watcher.auth_retried = true;
-                return self.renew_token().await;
+                let (key, range_end) = (
+                    watcher.request.key.clone(),
+                    watcher.request.range_end.clone(),
+                );
+                if first || kind.needs_new_token() || self.may_read(key, range_end).await {
+                    return self.renew_token().await;
+                }
             }
             return self.ended(id, &response).await;
         }
@@ -544,6 +554,31 @@ impl Hub {
                 let _ = watcher.events.try_send(Err(error));
             }
         }
+    }
+
+    /// Whether the client's user may read `[key, range_end)`, asked with a count-only Range
+    /// (which renews the token itself if etcd asks): what etcd checks for a watch create.
+    async fn may_read(&self, key: Vec<u8>, range_end: Vec<u8>) -> bool {
+        let Some(transport) = self.transport.upgrade() else {
+            return false;
+        };
+        let request = pb::RangeRequest {
+            key,
+            range_end,
+            limit: 1,
+            count_only: true,
+            serializable: true,
+            ..Default::default()
+        };
+        let read = transport
+            .unary(
+                |_: &pb::RangeRequest| "Range (watch permission)".to_owned(),
+                super::transport::Retry::Idempotent,
+                request,
+                |conn, request| async move { conn.kv().range(request).await },
+            )
+            .await;
+        !matches!(read, Err(err) if err.server_kind() == Some(ServerErrorKind::PermissionDenied))
     }
 
     /// The token the stream was opened with is no longer valid: renew it and reopen.

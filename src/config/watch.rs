@@ -332,8 +332,10 @@ async fn resync<T: EtcdConfig>(
                 tracked.revision = revision;
                 return Ok((tracked.evaluate(prefix), watch));
             }
-            Err(err @ Error::Server { .. })
-                if err.server_kind() != Some(ServerErrorKind::Compacted) =>
+            // A refusal ends the watch; a compaction (again) or a token that expired once more
+            // (a short TTL on a busy server) is retried.
+            Err(err @ Error::Server { kind, .. })
+                if kind != ServerErrorKind::Compacted && !kind.needs_new_token() =>
             {
                 return Err(err)
             }
