@@ -250,6 +250,9 @@ pub(super) struct Shared {
     pub(super) paused: AtomicBool,
     /// The compact revision, if the watch ended because its start revision was compacted.
     pub(super) compact_revision: AtomicI64,
+    /// The error the watch ended with, when the consumer's buffer was full at that moment: it
+    /// is handed out after the buffered responses, so a watch never ends without saying why.
+    pub(super) ended_with: std::sync::Mutex<Option<Error>>,
 }
 
 /// A registered watch: a [`Stream`] of [`WatchResponse`]s. Dropping it cancels the watch.
@@ -289,6 +292,10 @@ impl Stream for WatchStream {
                     let _ = this.commands.send(Command::Resume(this.id));
                 }
                 Poll::Pending
+            }
+            Poll::Ready(None) => {
+                let ended_with = this.shared.ended_with.lock().expect("lock").take();
+                Poll::Ready(ended_with.map(Err))
             }
             ready => ready,
         }

@@ -551,7 +551,12 @@ impl Hub {
                 let _ = created.send(Err(error));
             }
             None => {
-                let _ = watcher.events.try_send(Err(error));
+                if let Err(queue::TrySendError::Full(Err(error))) =
+                    watcher.events.try_send(Err(error))
+                {
+                    // Handed out once the consumer has read what is buffered.
+                    *watcher.shared.ended_with.lock().expect("lock") = Some(error);
+                }
             }
         }
     }
