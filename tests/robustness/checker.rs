@@ -71,6 +71,8 @@ pub(crate) struct LiveHistory {
 /// write failed and may or may not have been applied).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Write {
+    /// Which writer: `crate` or `etcdctl`.
+    pub(crate) by: &'static str,
     pub(crate) generation: u64,
     pub(crate) acknowledged: Option<i64>,
 }
@@ -173,7 +175,8 @@ pub(crate) fn check(
             if truth.writes.get(&revision).map(|f| f[0]) != Some(write.generation) {
                 v.write_wrong += 1;
                 v.note(format!(
-                    "write of generation {} acknowledged at {revision}, etcd holds {:?} there",
+                    "{} write of generation {} acknowledged at {revision}, etcd holds {:?} there",
+                    write.by,
                     write.generation,
                     truth.writes.get(&revision)
                 ));
@@ -342,6 +345,7 @@ mod self_test {
     #[test]
     fn clean_histories_pass() {
         let writes = [Write {
+            by: "crate",
             generation: 2,
             acknowledged: Some(12),
         }];
@@ -403,6 +407,7 @@ mod self_test {
         assert_eq!(check(&truth(), &[], &[l], &[]).torn, 1);
 
         let wrong = [Write {
+            by: "crate",
             generation: 3,
             acknowledged: Some(12),
         }];

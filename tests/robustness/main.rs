@@ -207,6 +207,7 @@ async fn robustness() {
                     Err(_) => counts.failed_saves.fetch_add(1, Ordering::Relaxed),
                 };
                 writes.lock().unwrap().push(Write {
+                    by: "crate",
                     generation,
                     acknowledged,
                 });
@@ -233,6 +234,7 @@ async fn robustness() {
                     None => counts.failed_saves.fetch_add(1, Ordering::Relaxed),
                 };
                 writes.lock().unwrap().push(Write {
+                    by: "etcdctl",
                     generation,
                     acknowledged,
                 });
