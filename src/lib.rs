@@ -144,7 +144,8 @@
 //! - With auth on, a watch stream carries a token that was valid when it was opened; before a
 //!   create goes out after the token was renewed, the stream is reopened with the new one, and a
 //!   create refused for its token (etcd 3.5 says "permission denied" for an expired token, 3.4
-//!   "invalid auth token") is retried once on a fresh stream with a fresh token.
+//!   "invalid auth token") is retried on a fresh stream with a fresh token; it is final only if
+//!   a count-only read of its range is refused too.
 
 pub mod client;
 pub mod config;

@@ -30,8 +30,10 @@
 //! - **Auth.** etcd checks a watch's permission with the token the stream was opened with, at
 //!   each create. Before a create goes out on a stream whose token has since been renewed, the
 //!   stream is reopened with the new one. A create refused for its token (etcd 3.4: "invalid auth
-//!   token"; etcd 3.5 says "permission denied" for an expired token too) is retried once with a
-//!   fresh token on a fresh stream before the refusal is final.
+//!   token"; etcd 3.5 says "permission denied" for an expired token too) is retried with a fresh
+//!   token on a fresh stream. If it is refused again (a short TTL on a busy server can expire
+//!   the new token too), a count-only read of its range decides: only if that is refused as
+//!   well is the refusal final.
 //! - **Resuming.** When the stream breaks (member stopped, connection reset, leader lost) the
 //!   task reopens it on the next endpoint, with a fresh token if etcd asks for one, and creates
 //!   every watch again from its next revision: the last event's revision + 1, or the last
