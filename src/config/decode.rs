@@ -4,6 +4,7 @@ use std::cell::{Cell, RefCell};
 use std::fmt;
 
 use super::EtcdConfig;
+use crate::key_range::Escaped;
 
 /// What is wrong with one key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,14 +149,6 @@ impl RawKeys {
     }
 }
 
-/// A key for people: UTF-8 as it is, other bytes escaped (`\xff`).
-pub(crate) fn escape_key(key: &[u8]) -> String {
-    match std::str::from_utf8(key) {
-        Ok(text) => text.to_owned(),
-        Err(_) => key.escape_ascii().to_string(),
-    }
-}
-
 /// The keys under one struct's prefix, as `(key relative to prefix/, value)`, sorted by key.
 pub(crate) struct Source<'a> {
     full_prefix: &'a str,
@@ -170,7 +163,7 @@ impl<'a> Source<'a> {
             .not_utf8
             .iter()
             .map(|key| Problem {
-                key: format!("{full_prefix}{}", escape_key(key)),
+                key: format!("{full_prefix}{}", Escaped(key)),
                 field: String::new(),
                 kind: ProblemKind::KeyNotUtf8,
             })
