@@ -284,7 +284,11 @@ async fn save_if_unchanged_detects_every_kind_of_change() {
     let other = etcd.client().await.kv();
     store.save(&Gateway::sample()).await.unwrap();
 
-    type Change = fn(&etcd_config::client::kv::Kv) -> etcd_config::client::kv::BoxFuture<()>;
+    type Change = fn(
+        &etcd_config::client::kv::Kv,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = etcd_config::Result<()>>>,
+    >;
     let changes: [(&str, Change); 3] = [
         ("put", |kv| {
             let kv = kv.clone();

@@ -22,9 +22,6 @@
 //! # Ok(()) }
 //! ```
 
-use std::future::Future;
-
-use super::transport::{Conn, Retry};
 use super::{Client, ResponseHeader};
 use crate::error::{Error, Result};
 use crate::key_range::KeyRange;
@@ -117,52 +114,17 @@ impl Auth {
         Auth { client }
     }
 
-    async fn call<Req, Resp, F, Fut>(
-        &self,
-        rpc: &str,
-        subject: &str,
-        retry: Retry,
-        message: Req,
-        f: F,
-    ) -> Result<Resp>
-    where
-        Req: Clone + prost::Message,
-        F: Fn(Conn, tonic::Request<Req>) -> Fut,
-        Fut: Future<Output = std::result::Result<tonic::Response<Resp>, tonic::Status>>,
-    {
-        self.client
-            .transport()
-            .unary(|_: &Req| format!("{rpc} {subject}"), retry, message, f)
-            .await
-    }
-
     /// Turns auth on. etcd requires a `root` user holding the `root` role first
     /// ([`ServerErrorKind::RootUserNotExist`](crate::ServerErrorKind::RootUserNotExist)).
     /// Clients without credentials are refused from then on.
     pub async fn auth_enable(&self) -> Result<ResponseHeader> {
-        let r = self
-            .call(
-                "AuthEnable",
-                "",
-                Retry::Idempotent,
-                pb::AuthEnableRequest {},
-                |c, r| async move { c.auth().auth_enable(r).await },
-            )
-            .await?;
+        let r = self.client.call(pb::AuthEnableRequest {}).await?;
         Ok(r.header.into())
     }
 
     /// Turns auth off (root only).
     pub async fn auth_disable(&self) -> Result<ResponseHeader> {
-        let r = self
-            .call(
-                "AuthDisable",
-                "",
-                Retry::Idempotent,
-                pb::AuthDisableRequest {},
-                |c, r| async move { c.auth().auth_disable(r).await },
-            )
-            .await?;
+        let r = self.client.call(pb::AuthDisableRequest {}).await?;
         Ok(r.header.into())
     }
 
@@ -170,13 +132,8 @@ impl Auth {
     /// [`crate::Error::Unsupported`].
     pub async fn auth_status(&self) -> Result<AuthStatus> {
         let r = self
-            .call(
-                "AuthStatus",
-                "",
-                Retry::Idempotent,
-                pb::AuthStatusRequest {},
-                |c, r| async move { c.auth().auth_status(r).await },
-            )
+            .client
+            .call(pb::AuthStatusRequest {})
             .await
             .map_err(|err| err.unsupported_as("AuthStatus (etcd 3.5 and later)"))?;
         Ok(AuthStatus {
@@ -190,39 +147,25 @@ impl Auth {
     /// checking credentials.
     pub async fn authenticate(&self, user: &str, password: &str) -> Result<String> {
         check_name("user", user)?;
-        let message = pb::AuthenticateRequest {
+        let request = pb::AuthenticateRequest {
             name: user.to_owned(),
             password: password.to_owned(),
         };
-        let r = self
-            .client
-            .transport()
-            .unary_without_token(
-                || format!("Authenticate {user}"),
-                message,
-                |c, r| async move { c.auth().authenticate(r).await },
-            )
-            .await?;
+        let r = self.client.transport().call_without_token(request).await?;
         Ok(r.token)
     }
 
     /// Adds a user with a password.
     pub async fn user_add(&self, user: &str, password: &str) -> Result<ResponseHeader> {
         check_name("user", user)?;
-        let message = pb::AuthUserAddRequest {
-            name: user.to_owned(),
-            password: password.to_owned(),
-            options: Some(authpb::UserAddOptions { no_password: false }),
-            hashed_password: String::new(),
-        };
         let r = self
-            .call(
-                "UserAdd",
-                user,
-                Retry::Mutation,
-                message,
-                |c, r| async move { c.auth().user_add(r).await },
-            )
+            .client
+            .call(pb::AuthUserAddRequest {
+                name: user.to_owned(),
+                password: password.to_owned(),
+                options: Some(authpb::UserAddOptions { no_password: false }),
+                hashed_password: String::new(),
+            })
             .await?;
         Ok(r.header.into())
     }
@@ -230,69 +173,35 @@ impl Auth {
     /// Deletes a user.
     pub async fn user_delete(&self, user: &str) -> Result<ResponseHeader> {
         check_name("user", user)?;
-        let message = pb::AuthUserDeleteRequest {
-            name: user.to_owned(),
-        };
-        let r = self
-            .call(
-                "UserDelete",
-                user,
-                Retry::Mutation,
-                message,
-                |c, r| async move { c.auth().user_delete(r).await },
-            )
-            .await?;
+        let name = user.to_owned();
+        let r = self.client.call(pb::AuthUserDeleteRequest { name }).await?;
         Ok(r.header.into())
     }
 
     /// The roles a user holds.
     pub async fn user_get(&self, user: &str) -> Result<Vec<String>> {
         check_name("user", user)?;
-        let message = pb::AuthUserGetRequest {
-            name: user.to_owned(),
-        };
-        let r = self
-            .call(
-                "UserGet",
-                user,
-                Retry::Idempotent,
-                message,
-                |c, r| async move { c.auth().user_get(r).await },
-            )
-            .await?;
+        let name = user.to_owned();
+        let r = self.client.call(pb::AuthUserGetRequest { name }).await?;
         Ok(r.roles)
     }
 
     /// Every user's name.
     pub async fn user_list(&self) -> Result<Vec<String>> {
-        let r = self
-            .call(
-                "UserList",
-                "",
-                Retry::Idempotent,
-                pb::AuthUserListRequest {},
-                |c, r| async move { c.auth().user_list(r).await },
-            )
-            .await?;
+        let r = self.client.call(pb::AuthUserListRequest {}).await?;
         Ok(r.users)
     }
 
     /// Sets a user's password.
     pub async fn user_change_password(&self, user: &str, password: &str) -> Result<ResponseHeader> {
         check_name("user", user)?;
-        let message = pb::AuthUserChangePasswordRequest {
-            name: user.to_owned(),
-            password: password.to_owned(),
-            hashed_password: String::new(),
-        };
         let r = self
-            .call(
-                "UserChangePassword",
-                user,
-                Retry::Mutation,
-                message,
-                |c, r| async move { c.auth().user_change_password(r).await },
-            )
+            .client
+            .call(pb::AuthUserChangePasswordRequest {
+                name: user.to_owned(),
+                password: password.to_owned(),
+                hashed_password: String::new(),
+            })
             .await?;
         Ok(r.header.into())
     }
@@ -301,18 +210,10 @@ impl Auth {
     pub async fn user_grant_role(&self, user: &str, role: &str) -> Result<ResponseHeader> {
         check_name("user", user)?;
         check_name("role", role)?;
-        let message = pb::AuthUserGrantRoleRequest {
-            user: user.to_owned(),
-            role: role.to_owned(),
-        };
+        let (user, role) = (user.to_owned(), role.to_owned());
         let r = self
-            .call(
-                "UserGrantRole",
-                user,
-                Retry::Mutation,
-                message,
-                |c, r| async move { c.auth().user_grant_role(r).await },
-            )
+            .client
+            .call(pb::AuthUserGrantRoleRequest { user, role })
             .await?;
         Ok(r.header.into())
     }
@@ -321,18 +222,10 @@ impl Auth {
     pub async fn user_revoke_role(&self, user: &str, role: &str) -> Result<ResponseHeader> {
         check_name("user", user)?;
         check_name("role", role)?;
-        let message = pb::AuthUserRevokeRoleRequest {
-            name: user.to_owned(),
-            role: role.to_owned(),
-        };
+        let (name, role) = (user.to_owned(), role.to_owned());
         let r = self
-            .call(
-                "UserRevokeRole",
-                user,
-                Retry::Mutation,
-                message,
-                |c, r| async move { c.auth().user_revoke_role(r).await },
-            )
+            .client
+            .call(pb::AuthUserRevokeRoleRequest { name, role })
             .await?;
         Ok(r.header.into())
     }
@@ -340,36 +233,16 @@ impl Auth {
     /// Adds a role with no permissions.
     pub async fn role_add(&self, role: &str) -> Result<ResponseHeader> {
         check_name("role", role)?;
-        let message = pb::AuthRoleAddRequest {
-            name: role.to_owned(),
-        };
-        let r = self
-            .call(
-                "RoleAdd",
-                role,
-                Retry::Mutation,
-                message,
-                |c, r| async move { c.auth().role_add(r).await },
-            )
-            .await?;
+        let name = role.to_owned();
+        let r = self.client.call(pb::AuthRoleAddRequest { name }).await?;
         Ok(r.header.into())
     }
 
     /// Deletes a role (and takes it from every user).
     pub async fn role_delete(&self, role: &str) -> Result<ResponseHeader> {
         check_name("role", role)?;
-        let message = pb::AuthRoleDeleteRequest {
-            role: role.to_owned(),
-        };
-        let r = self
-            .call(
-                "RoleDelete",
-                role,
-                Retry::Mutation,
-                message,
-                |c, r| async move { c.auth().role_delete(r).await },
-            )
-            .await?;
+        let role = role.to_owned();
+        let r = self.client.call(pb::AuthRoleDeleteRequest { role }).await?;
         Ok(r.header.into())
     }
 
@@ -377,32 +250,14 @@ impl Auth {
     /// from-key, all keys, or a plain range; see [`KeyRange::kind`]).
     pub async fn role_get(&self, role: &str) -> Result<Vec<Permission>> {
         check_name("role", role)?;
-        let message = pb::AuthRoleGetRequest {
-            role: role.to_owned(),
-        };
-        let r = self
-            .call(
-                "RoleGet",
-                role,
-                Retry::Idempotent,
-                message,
-                |c, r| async move { c.auth().role_get(r).await },
-            )
-            .await?;
+        let role = role.to_owned();
+        let r = self.client.call(pb::AuthRoleGetRequest { role }).await?;
         Ok(r.perm.into_iter().map(Permission::from).collect())
     }
 
     /// Every role's name.
     pub async fn role_list(&self) -> Result<Vec<String>> {
-        let r = self
-            .call(
-                "RoleList",
-                "",
-                Retry::Idempotent,
-                pb::AuthRoleListRequest {},
-                |c, r| async move { c.auth().role_list(r).await },
-            )
-            .await?;
+        let r = self.client.call(pb::AuthRoleListRequest {}).await?;
         Ok(r.roles)
     }
 
@@ -420,24 +275,17 @@ impl Auth {
             PermissionKind::Write => authpb::permission::Type::Write,
             PermissionKind::ReadWrite => authpb::permission::Type::Readwrite,
         };
-        let subject = format!("{role} {}", permission.range);
         let (key, range_end) = permission.range.into_parts();
-        let message = pb::AuthRoleGrantPermissionRequest {
-            name: role.to_owned(),
-            perm: Some(authpb::Permission {
-                perm_type: perm_type as i32,
-                key,
-                range_end,
-            }),
-        };
         let r = self
-            .call(
-                "RoleGrantPermission",
-                &subject,
-                Retry::Mutation,
-                message,
-                |c, r| async move { c.auth().role_grant_permission(r).await },
-            )
+            .client
+            .call(pb::AuthRoleGrantPermissionRequest {
+                name: role.to_owned(),
+                perm: Some(authpb::Permission {
+                    perm_type: perm_type as i32,
+                    key,
+                    range_end,
+                }),
+            })
             .await?;
         Ok(r.header.into())
     }
@@ -451,21 +299,14 @@ impl Auth {
         check_name("role", role)?;
         let range = range.into();
         check_range(&range)?;
-        let subject = format!("{role} {range}");
         let (key, range_end) = range.into_parts();
-        let message = pb::AuthRoleRevokePermissionRequest {
-            role: role.to_owned(),
-            key,
-            range_end,
-        };
         let r = self
-            .call(
-                "RoleRevokePermission",
-                &subject,
-                Retry::Mutation,
-                message,
-                |c, r| async move { c.auth().role_revoke_permission(r).await },
-            )
+            .client
+            .call(pb::AuthRoleRevokePermissionRequest {
+                role: role.to_owned(),
+                key,
+                range_end,
+            })
             .await?;
         Ok(r.header.into())
     }

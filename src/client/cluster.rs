@@ -1,6 +1,5 @@
 //! etcd's Cluster service: membership.
 
-use super::transport::Retry;
 use super::{Client, ResponseHeader};
 use crate::error::Result;
 use crate::proto::etcdserverpb as pb;
@@ -72,13 +71,7 @@ impl Cluster {
     pub async fn member_list(&self) -> Result<Members> {
         let r = self
             .client
-            .transport()
-            .unary(
-                |_: &pb::MemberListRequest| "MemberList".to_owned(),
-                Retry::Idempotent,
-                pb::MemberListRequest { linearizable: true },
-                |conn, request| async move { conn.cluster().member_list(request).await },
-            )
+            .call(pb::MemberListRequest { linearizable: true })
             .await?;
         Ok(members(r.header, None, r.members))
     }
@@ -87,32 +80,17 @@ impl Cluster {
     pub async fn member_add(&self, peer_urls: Vec<String>, is_learner: bool) -> Result<Members> {
         let r = self
             .client
-            .transport()
-            .unary(
-                |r: &pb::MemberAddRequest| format!("MemberAdd {:?}", r.peer_urls),
-                Retry::Mutation,
-                pb::MemberAddRequest {
-                    peer_urls,
-                    is_learner,
-                },
-                |conn, request| async move { conn.cluster().member_add(request).await },
-            )
+            .call(pb::MemberAddRequest {
+                peer_urls,
+                is_learner,
+            })
             .await?;
         Ok(members(r.header, r.member, r.members))
     }
 
     /// Removes a member.
     pub async fn member_remove(&self, id: u64) -> Result<Members> {
-        let r = self
-            .client
-            .transport()
-            .unary(
-                |r: &pb::MemberRemoveRequest| format!("MemberRemove {:x}", r.id),
-                Retry::Mutation,
-                pb::MemberRemoveRequest { id },
-                |conn, request| async move { conn.cluster().member_remove(request).await },
-            )
-            .await?;
+        let r = self.client.call(pb::MemberRemoveRequest { id }).await?;
         Ok(members(r.header, None, r.members))
     }
 
@@ -120,29 +98,14 @@ impl Cluster {
     pub async fn member_update(&self, id: u64, peer_urls: Vec<String>) -> Result<Members> {
         let r = self
             .client
-            .transport()
-            .unary(
-                |r: &pb::MemberUpdateRequest| format!("MemberUpdate {:x}", r.id),
-                Retry::Mutation,
-                pb::MemberUpdateRequest { id, peer_urls },
-                |conn, request| async move { conn.cluster().member_update(request).await },
-            )
+            .call(pb::MemberUpdateRequest { id, peer_urls })
             .await?;
         Ok(members(r.header, None, r.members))
     }
 
     /// Promotes a learner that has caught up to a voting member.
     pub async fn member_promote(&self, id: u64) -> Result<Members> {
-        let r = self
-            .client
-            .transport()
-            .unary(
-                |r: &pb::MemberPromoteRequest| format!("MemberPromote {:x}", r.id),
-                Retry::Mutation,
-                pb::MemberPromoteRequest { id },
-                |conn, request| async move { conn.cluster().member_promote(request).await },
-            )
-            .await?;
+        let r = self.client.call(pb::MemberPromoteRequest { id }).await?;
         Ok(members(r.header, None, r.members))
     }
 }

@@ -21,14 +21,15 @@
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 
-use super::transport::Retry;
+use super::rpc::Rpc;
 use super::{Client, ResponseHeader};
 use crate::error::{Error, Result};
-use crate::key_range::{Escaped, KeyRange};
+use crate::key_range::KeyRange;
 use crate::proto::{etcdserverpb as pb, mvccpb};
 
-/// A boxed future returned by awaiting a builder.
-pub type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'static>>;
+/// What awaiting a builder gives: one call to etcd, boxed so that the builder types stay
+/// nameable.
+pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'static>>;
 
 /// Handle to the KV service of a [`Client`]. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -66,16 +67,12 @@ impl Kv {
     /// revisions then fail with [`ServerErrorKind::Compacted`](crate::ServerErrorKind::Compacted).
     pub fn compact(&self, revision: i64) -> Compact {
         Compact {
-            kv: self.clone(),
+            client: self.clone(),
             request: pb::CompactionRequest {
                 revision,
                 physical: false,
             },
         }
-    }
-
-    pub(crate) fn client(&self) -> &Client {
-        &self.client
     }
 }
 
@@ -280,23 +277,15 @@ impl IntoFuture for Get<Kv> {
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
-            let transport = self.client.client.transport();
-            let operation =
-                |r: &pb::RangeRequest| format!("Range {}", describe(&r.key, &r.range_end));
+            let client = &self.client.client;
+            let transport = client.transport();
             // Never back in time (Go's `ordering` package): an answer from a store revision
             // older than one this client saw comes from a member that is behind, typically a
             // serializable read on a member cut off from the leader. Ask the next one.
             let mut tries = 0;
             loop {
-                let response = transport
-                    .unary(
-                        operation,
-                        Retry::Idempotent,
-                        self.request.clone(),
-                        |conn, request| async move { conn.kv().range(request).await },
-                    )
-                    .await?;
-                let revision = response.header.as_ref().map_or(0, |h| h.revision);
+                let response = client.call(self.request.clone()).await?;
+                let revision = response.revision();
                 let seen = transport.saw_revision(revision);
                 if revision >= seen {
                     return Ok(response.into());
@@ -304,7 +293,7 @@ impl IntoFuture for Get<Kv> {
                 tries += 1;
                 if tries >= transport.endpoint_count() {
                     return Err(Error::Behind {
-                        request: operation(&self.request),
+                        request: self.request.describe(),
                         revision,
                         seen,
                     });
@@ -319,6 +308,45 @@ impl IntoFuture for Get<Kv> {
         })
     }
 }
+
+/// Awaits a write (or compaction) on `kv`: one call, whose revision is noted so that no later
+/// read is accepted from before it.
+pub(super) fn write<R, T>(kv: Kv, request: R) -> BoxFuture<T>
+where
+    R: Rpc,
+    R::Response: Answer,
+    T: From<R::Response>,
+{
+    Box::pin(async move {
+        let response = kv.client.call(request).await?;
+        kv.client.transport().saw_revision(response.revision());
+        Ok(response.into())
+    })
+}
+
+/// A response of the KV service: it carries the store revision it was made at.
+pub(crate) trait Answer {
+    /// The store revision in the response's header.
+    fn revision(&self) -> i64;
+}
+
+macro_rules! answers {
+    ($($response:ident),*) => {
+        $(impl Answer for pb::$response {
+            fn revision(&self) -> i64 {
+                self.header.as_ref().map_or(0, |h| h.revision)
+            }
+        })*
+    };
+}
+
+answers!(
+    RangeResponse,
+    PutResponse,
+    DeleteRangeResponse,
+    CompactionResponse,
+    TxnResponse
+);
 
 /// A write of one key. Await it (`Put<Kv>`), or put it in a txn (`Put<()>`).
 #[derive(Debug, Clone)]
@@ -399,22 +427,7 @@ impl IntoFuture for Put<Kv> {
     type IntoFuture = BoxFuture<PutResponse>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move {
-            let response = self
-                .client
-                .client
-                .transport()
-                .unary(
-                    |r: &pb::PutRequest| format!("Put {}", Escaped(&r.key)),
-                    Retry::Mutation,
-                    self.request,
-                    |conn, request| async move { conn.kv().put(request).await },
-                )
-                .await?;
-            let transport = self.client.client.transport();
-            transport.saw_revision(response.header.as_ref().map_or(0, |h| h.revision));
-            Ok(response.into())
-        })
+        write(self.client, self.request)
     }
 }
 
@@ -483,26 +496,7 @@ impl IntoFuture for Delete<Kv> {
     type IntoFuture = BoxFuture<DeleteResponse>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move {
-            let response = self
-                .client
-                .client
-                .transport()
-                .unary(
-                    |r: &pb::DeleteRangeRequest| {
-                        format!("DeleteRange {}", describe(&r.key, &r.range_end))
-                    },
-                    Retry::Mutation,
-                    self.request,
-                    |conn, request| async move { conn.kv().delete_range(request).await },
-                )
-                .await?;
-            self.client
-                .client
-                .transport()
-                .saw_revision(response.header.as_ref().map_or(0, |h| h.revision));
-            Ok(response.into())
-        })
+        write(self.client, self.request)
     }
 }
 
@@ -510,7 +504,7 @@ impl IntoFuture for Delete<Kv> {
 #[derive(Debug, Clone)]
 #[must_use = "a Compact does nothing until awaited"]
 pub struct Compact {
-    kv: Kv,
+    client: Kv,
     request: pb::CompactionRequest,
 }
 
@@ -527,20 +521,13 @@ impl IntoFuture for Compact {
     type IntoFuture = BoxFuture<ResponseHeader>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move {
-            let response = self
-                .kv
-                .client
-                .transport()
-                .unary(
-                    |r: &pb::CompactionRequest| format!("Compact {}", r.revision),
-                    Retry::Mutation,
-                    self.request,
-                    |conn, request| async move { conn.kv().compact(request).await },
-                )
-                .await?;
-            Ok(response.header.into())
-        })
+        write(self.client, self.request)
+    }
+}
+
+impl From<pb::CompactionResponse> for ResponseHeader {
+    fn from(response: pb::CompactionResponse) -> Self {
+        response.header.into()
     }
 }
 

@@ -3,7 +3,6 @@
 use tokio::sync::watch;
 
 use super::keep_alive::Renewal;
-use super::transport::Retry;
 use super::{Client, ResponseHeader};
 use crate::error::{Error, Result};
 use crate::proto::etcdserverpb as pb;
@@ -42,16 +41,7 @@ impl Lease {
 
     /// Grants a lease of `ttl` seconds with the given ID (0 lets etcd choose).
     pub async fn grant_with_id(&self, ttl: i64, id: i64) -> Result<LeaseInfo> {
-        let response = self
-            .client
-            .transport()
-            .unary(
-                |r: &pb::LeaseGrantRequest| format!("LeaseGrant ttl={}", r.ttl),
-                Retry::Mutation,
-                pb::LeaseGrantRequest { ttl, id },
-                |conn, request| async move { conn.lease().lease_grant(request).await },
-            )
-            .await?;
+        let response = self.client.call(pb::LeaseGrantRequest { ttl, id }).await?;
         if !response.error.is_empty() {
             return Err(Error::Server {
                 kind: crate::ServerErrorKind::from_message(&response.error),
@@ -70,31 +60,14 @@ impl Lease {
 
     /// Revokes a lease, deleting every key attached to it (one LeaseRevoke round trip).
     pub async fn revoke(&self, id: i64) -> Result<ResponseHeader> {
-        let response = self
-            .client
-            .transport()
-            .unary(
-                |r: &pb::LeaseRevokeRequest| format!("LeaseRevoke {:x}", r.id),
-                Retry::Idempotent,
-                pb::LeaseRevokeRequest { id },
-                |conn, request| async move { conn.lease().lease_revoke(request).await },
-            )
-            .await?;
+        let response = self.client.call(pb::LeaseRevokeRequest { id }).await?;
         Ok(response.header.into())
     }
 
     /// Reports a lease's remaining TTL, and its keys if `keys` is set.
     pub async fn time_to_live(&self, id: i64, keys: bool) -> Result<LeaseInfo> {
-        let response = self
-            .client
-            .transport()
-            .unary(
-                |r: &pb::LeaseTimeToLiveRequest| format!("LeaseTimeToLive {:x}", r.id),
-                Retry::Idempotent,
-                pb::LeaseTimeToLiveRequest { id, keys },
-                |conn, request| async move { conn.lease().lease_time_to_live(request).await },
-            )
-            .await?;
+        let request = pb::LeaseTimeToLiveRequest { id, keys };
+        let response = self.client.call(request).await?;
         Ok(LeaseInfo {
             header: response.header.into(),
             id: response.id,
@@ -106,16 +79,7 @@ impl Lease {
 
     /// Lists the IDs of every live lease.
     pub async fn leases(&self) -> Result<Vec<i64>> {
-        let response = self
-            .client
-            .transport()
-            .unary(
-                |_: &pb::LeaseLeasesRequest| "LeaseLeases".to_owned(),
-                Retry::Idempotent,
-                pb::LeaseLeasesRequest {},
-                |conn, request| async move { conn.lease().lease_leases(request).await },
-            )
-            .await?;
+        let response = self.client.call(pb::LeaseLeasesRequest {}).await?;
         Ok(response.leases.into_iter().map(|l| l.id).collect())
     }
 
@@ -171,25 +135,7 @@ impl Lease {
     /// A lease that has expired or does not exist gives
     /// [`ServerErrorKind::LeaseNotFound`](crate::ServerErrorKind::LeaseNotFound).
     pub async fn keep_alive_once(&self, id: i64) -> Result<i64> {
-        let response = self
-            .client
-            .transport()
-            .unary(
-                |r: &pb::LeaseKeepAliveRequest| format!("LeaseKeepAlive {:x}", r.id),
-                Retry::Idempotent,
-                pb::LeaseKeepAliveRequest { id },
-                |conn, request| async move {
-                    let (metadata, extensions, message) = request.into_parts();
-                    let outbound = futures_util::stream::iter([message]);
-                    let request = tonic::Request::from_parts(metadata, extensions, outbound);
-                    let mut answers = conn.lease().lease_keep_alive(request).await?.into_inner();
-                    match answers.message().await? {
-                        Some(answer) => Ok(tonic::Response::new(answer)),
-                        None => Err(tonic::Status::unavailable("keep-alive stream closed")),
-                    }
-                },
-            )
-            .await?;
+        let response = self.client.call(pb::LeaseKeepAliveRequest { id }).await?;
         if response.ttl <= 0 {
             return Err(Error::Server {
                 kind: crate::ServerErrorKind::LeaseNotFound,

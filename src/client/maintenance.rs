@@ -6,7 +6,6 @@
 use ring::digest;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use super::transport::Retry;
 use super::{Client, ResponseHeader};
 use crate::error::{Error, Result};
 use crate::proto::etcdserverpb as pb;
@@ -73,16 +72,7 @@ impl Maintenance {
 
     /// The status of the member the client is talking to.
     pub async fn status(&self) -> Result<Status> {
-        let r = self
-            .client
-            .transport()
-            .unary(
-                |_: &pb::StatusRequest| "Status".to_owned(),
-                Retry::Idempotent,
-                pb::StatusRequest {},
-                |conn, request| async move { conn.maintenance().status(request).await },
-            )
-            .await?;
+        let r = self.client.call(pb::StatusRequest {}).await?;
         Ok(Status {
             header: r.header.into(),
             version: r.version,
@@ -120,17 +110,11 @@ impl Maintenance {
     ) -> Result<Vec<(u64, Alarm)>> {
         let r = self
             .client
-            .transport()
-            .unary(
-                |_: &pb::AlarmRequest| "Alarm".to_owned(),
-                Retry::Idempotent,
-                pb::AlarmRequest {
-                    action: action as i32,
-                    member_id,
-                    alarm: alarm as i32,
-                },
-                |conn, request| async move { conn.maintenance().alarm(request).await },
-            )
+            .call(pb::AlarmRequest {
+                action: action as i32,
+                member_id,
+                alarm: alarm as i32,
+            })
             .await?;
         Ok(r.alarms
             .into_iter()
@@ -145,32 +129,14 @@ impl Maintenance {
     /// Defragments the current member's database, returning freed space to the file system.
     /// Blocks that member while it runs; the request timeout applies.
     pub async fn defragment(&self) -> Result<ResponseHeader> {
-        let r = self
-            .client
-            .transport()
-            .unary(
-                |_: &pb::DefragmentRequest| "Defragment".to_owned(),
-                Retry::Idempotent,
-                pb::DefragmentRequest {},
-                |conn, request| async move { conn.maintenance().defragment(request).await },
-            )
-            .await?;
+        let r = self.client.call(pb::DefragmentRequest {}).await?;
         Ok(r.header.into())
     }
 
     /// A hash of the current member's whole backend database (every bucket, etcd's own
     /// included). Meant for testing; compare members with [`hash_kv`](Self::hash_kv).
     pub async fn hash(&self) -> Result<(ResponseHeader, u32)> {
-        let r = self
-            .client
-            .transport()
-            .unary(
-                |_: &pb::HashRequest| "Hash".to_owned(),
-                Retry::Idempotent,
-                pb::HashRequest {},
-                |conn, request| async move { conn.maintenance().hash(request).await },
-            )
-            .await?;
+        let r = self.client.call(pb::HashRequest {}).await?;
         Ok((r.header.into(), r.hash))
     }
 
@@ -192,18 +158,13 @@ impl Maintenance {
             Downgrade::Enable => DowngradeAction::Enable,
             Downgrade::Cancel => DowngradeAction::Cancel,
         };
+        let request = pb::DowngradeRequest {
+            action: action.into(),
+            version: version.to_owned(),
+        };
         let r = self
             .client
-            .transport()
-            .unary(
-                |r: &pb::DowngradeRequest| format!("Downgrade {:?} to {}", r.action(), r.version),
-                Retry::Mutation,
-                pb::DowngradeRequest {
-                    action: action.into(),
-                    version: version.to_owned(),
-                },
-                |conn, request| async move { conn.maintenance().downgrade(request).await },
-            )
+            .call(request)
             .await
             .map_err(|err| err.unsupported_as("Downgrade (etcd 3.5 and later)"))?;
         Ok(r.version)
@@ -212,16 +173,7 @@ impl Maintenance {
     /// A hash of the key-value store up to `revision` (0 = now), and the compact revision it
     /// starts from: equal hashes across members mean equal data.
     pub async fn hash_kv(&self, revision: i64) -> Result<(u32, i64)> {
-        let r = self
-            .client
-            .transport()
-            .unary(
-                |r: &pb::HashKvRequest| format!("HashKV {}", r.revision),
-                Retry::Idempotent,
-                pb::HashKvRequest { revision },
-                |conn, request| async move { conn.maintenance().hash_kv(request).await },
-            )
-            .await?;
+        let r = self.client.call(pb::HashKvRequest { revision }).await?;
         Ok((r.hash, r.compact_revision))
     }
 
@@ -229,13 +181,7 @@ impl Maintenance {
     pub async fn move_leader(&self, member: u64) -> Result<ResponseHeader> {
         let r = self
             .client
-            .transport()
-            .unary(
-                |r: &pb::MoveLeaderRequest| format!("MoveLeader {:x}", r.target_id),
-                Retry::Mutation,
-                pb::MoveLeaderRequest { target_id: member },
-                |conn, request| async move { conn.maintenance().move_leader(request).await },
-            )
+            .call(pb::MoveLeaderRequest { target_id: member })
             .await?;
         Ok(r.header.into())
     }

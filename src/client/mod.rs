@@ -11,6 +11,7 @@ pub mod kv;
 pub mod lease;
 pub mod maintenance;
 mod options;
+mod rpc;
 mod token;
 pub(crate) mod transport;
 pub mod txn;
@@ -142,6 +143,11 @@ impl Client {
 
     pub(crate) fn transport(&self) -> &Transport {
         &self.transport
+    }
+
+    /// Sends one unary call (see `rpc`): failover, retries, token and request timeout.
+    pub(crate) async fn call<R: rpc::Rpc>(&self, request: R) -> Result<R::Response> {
+        self.transport.call(request).await
     }
 }
 

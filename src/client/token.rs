@@ -81,13 +81,7 @@ impl Credentials {
             name: self.user.clone(),
             password: self.password.clone(),
         };
-        let response = transport
-            .unary_without_token(
-                || format!("Authenticate {}", self.user),
-                request,
-                |conn, request| async move { conn.auth().authenticate(request).await },
-            )
-            .await?;
+        let response = transport.call_without_token(request).await?;
         let token = AsciiMetadataValue::try_from(response.token.as_str()).map_err(|_| {
             Error::config(format!(
                 "etcd issued user {} a token that is not valid gRPC metadata",

@@ -29,6 +29,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use super::options::{ConnectOptions, TlsOptions};
+use super::rpc::Rpc;
 use super::token::Credentials;
 use crate::error::{Error, Result, ServerErrorKind};
 use crate::proto::etcdserverpb::{
@@ -387,11 +388,26 @@ impl Transport {
         self.fail_over(index);
     }
 
+    /// Sends one of etcd's unary calls (see [`Rpc`]) with failover, retries, the auth token and
+    /// the request timeout.
+    pub(crate) async fn call<R: Rpc>(&self, request: R) -> Result<R::Response> {
+        let retry = request.retry();
+        self.unary(R::describe, retry, request, R::send).await
+    }
+
+    /// Like [`call`](Self::call) but sends no token and never re-authenticates: for
+    /// `Authenticate` itself.
+    pub(crate) async fn call_without_token<R: Rpc>(&self, request: R) -> Result<R::Response> {
+        let operation = request.describe();
+        self.unary_without_token(|| operation, request, R::send)
+            .await
+    }
+
     /// Runs one unary call with failover, retries, the auth token and the request timeout.
     ///
     /// `call` receives a connection and a request carrying the token; it is invoked once per
     /// attempt. `operation` describes the request in a timeout error (e.g. `Range prefix /a/`).
-    pub(crate) async fn unary<Req, Resp, F, Fut>(
+    async fn unary<Req, Resp, F, Fut>(
         &self,
         operation: impl FnOnce(&Req) -> String,
         retry: Retry,
@@ -422,7 +438,7 @@ impl Transport {
 
     /// Like [`unary`](Self::unary) but sends no token and never re-authenticates: for
     /// `Authenticate` itself.
-    pub(crate) async fn unary_without_token<Req, Resp, F, Fut>(
+    async fn unary_without_token<Req, Resp, F, Fut>(
         &self,
         operation: impl FnOnce() -> String,
         message: Req,

@@ -19,10 +19,7 @@
 
 use std::future::IntoFuture;
 
-use super::kv::{
-    describe, BoxFuture, Delete, DeleteResponse, Get, GetResponse, Kv, Put, PutResponse,
-};
-use super::transport::Retry;
+use super::kv::{BoxFuture, Delete, DeleteResponse, Get, GetResponse, Kv, Put, PutResponse};
 use super::ResponseHeader;
 use crate::error::Result;
 use crate::key_range::KeyRange;
@@ -235,7 +232,7 @@ fn op(op: TxnOp) -> pb::RequestOp {
     }
 }
 
-fn count_ops(request: &pb::TxnRequest) -> usize {
+pub(super) fn count_ops(request: &pb::TxnRequest) -> usize {
     let branch = |ops: &[pb::RequestOp]| -> usize {
         ops.iter()
             .map(|op| match &op.request {
@@ -301,60 +298,6 @@ impl IntoFuture for Txn<Kv> {
     type IntoFuture = BoxFuture<TxnResponse>;
 
     fn into_future(self) -> Self::IntoFuture {
-        // A txn that only reads may be sent again after a broken connection; one that writes
-        // may not.
-        let retry = if writes(&self.request) {
-            Retry::Mutation
-        } else {
-            Retry::Idempotent
-        };
-        Box::pin(async move {
-            let response =
-                self.client
-                    .client()
-                    .transport()
-                    .unary(
-                        |r: &pb::TxnRequest| {
-                            let first = r.success.iter().chain(&r.failure).find_map(|op| match &op
-                                .request
-                            {
-                                Some(pb::request_op::Request::RequestRange(g)) => {
-                                    Some(describe(&g.key, &g.range_end))
-                                }
-                                Some(pb::request_op::Request::RequestPut(p)) => {
-                                    Some(describe(&p.key, &[]))
-                                }
-                                Some(pb::request_op::Request::RequestDeleteRange(d)) => {
-                                    Some(describe(&d.key, &d.range_end))
-                                }
-                                _ => None,
-                            });
-                            format!(
-                                "Txn of {} ops starting at {}",
-                                count_ops(r),
-                                first.unwrap_or_default()
-                            )
-                        },
-                        retry,
-                        self.request,
-                        |conn, request| async move { conn.kv().txn(request).await },
-                    )
-                    .await?;
-            let revision = response.header.as_ref().map_or(0, |h| h.revision);
-            self.client.client().transport().saw_revision(revision);
-            Ok(response.into())
-        })
+        super::kv::write(self.client, self.request)
     }
-}
-
-fn writes(request: &pb::TxnRequest) -> bool {
-    request
-        .success
-        .iter()
-        .chain(&request.failure)
-        .any(|op| match &op.request {
-            Some(pb::request_op::Request::RequestRange(_)) | None => false,
-            Some(pb::request_op::Request::RequestTxn(inner)) => writes(inner),
-            Some(_) => true,
-        })
 }

@@ -575,14 +575,7 @@ impl Hub {
             serializable: true,
             ..Default::default()
         };
-        let read = transport
-            .unary(
-                |_: &pb::RangeRequest| "Range (watch permission)".to_owned(),
-                super::transport::Retry::Idempotent,
-                request,
-                |conn, request| async move { conn.kv().range(request).await },
-            )
-            .await;
+        let read = transport.call(request).await;
         !matches!(read, Err(err) if err.server_kind() == Some(ServerErrorKind::PermissionDenied))
     }
 
