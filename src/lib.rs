@@ -102,7 +102,7 @@
 //! non-finite float) is refused with [`Error::Encode`] before anything is sent.
 //!
 //! A key under the prefix that is not UTF-8 text belongs to no field: a load or watch reports
-//! it as a [`config::ProblemKind::KeyNotUtf8`] problem (its bytes escaped, `\xff`), never merged
+//! it as a [`ProblemKind::KeyNotUtf8`] problem (its bytes escaped, `\xff`), never merged
 //! with another key; a `save` deletes such keys under an `each` map, as it deletes removed
 //! entries.
 //!
@@ -154,7 +154,7 @@ mod key_range;
 pub mod proto;
 
 pub use client::{Client, ConnectOptions, ResponseHeader, TlsOptions};
-pub use error::{Error, Result, ServerErrorKind};
+pub use error::{Error, GrpcStatus, Problem, ProblemKind, Result, ServerErrorKind};
 pub use key_range::{KeyRange, RangeKind};
 
 pub use config::{codec, Access, EtcdConfig, Live, LiveOptions, Schema, Store, Update, Versioned};

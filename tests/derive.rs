@@ -4,7 +4,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use etcd_config::config::{from_key_values, to_key_values, ProblemKind};
+use etcd_config::config::{from_key_values, to_key_values};
+use etcd_config::ProblemKind;
 use etcd_config::{Error, EtcdConfig};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};

@@ -9,7 +9,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use etcd_config::config::ProblemKind;
+use etcd_config::ProblemKind;
 use etcd_config::{Client, Error, EtcdConfig, KeyRange, Store};
 use futures_util::StreamExt;
 use support::Etcd;

@@ -7,7 +7,7 @@ mod support;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use etcd_config::config::ProblemKind;
+use etcd_config::ProblemKind;
 use etcd_config::{Error, EtcdConfig, KeyRange, Store};
 use serde::{Deserialize, Serialize};
 use support::{Etcd, Front};

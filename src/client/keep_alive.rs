@@ -278,8 +278,7 @@ impl Task {
         self.leases.retain(|_, kept| {
             let pending = matches!(*kept.report.borrow(), Renewal::Pending);
             if pending {
-                kept.report
-                    .send_replace(Renewal::Failed(err.duplicate("lease keep-alive")));
+                kept.report.send_replace(Renewal::Failed(err.clone()));
             }
             !pending
         });

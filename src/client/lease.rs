@@ -115,7 +115,7 @@ impl Lease {
                 }),
                 Ok(Err(_closed)) => Some(renewals_ended(id)),
                 Ok(Ok(renewal)) => match &*renewal {
-                    Renewal::Failed(err) => Some(err.duplicate("lease keep-alive")),
+                    Renewal::Failed(err) => Some(err.clone()),
                     Renewal::Pending | Renewal::Alive(_) => None,
                 },
             }
@@ -178,7 +178,7 @@ impl KeepAlive {
             .await
         {
             Ok(renewal) => match &*renewal {
-                Renewal::Failed(err) => err.duplicate("lease keep-alive"),
+                Renewal::Failed(err) => err.clone(),
                 Renewal::Pending | Renewal::Alive(_) => renewals_ended(self.id),
             },
             Err(_closed) => renewals_ended(self.id),

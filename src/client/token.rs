@@ -82,12 +82,13 @@ impl Credentials {
             password: self.password.clone(),
         };
         let response = transport.call_without_token(request).await?;
-        let token = AsciiMetadataValue::try_from(response.token.as_str()).map_err(|_| {
-            Error::config(format!(
-                "etcd issued user {} a token that is not valid gRPC metadata",
-                self.user
-            ))
-        })?;
+        let token =
+            AsciiMetadataValue::try_from(response.token.as_str()).map_err(|_| Error::Protocol {
+                reason: format!(
+                    "etcd issued user {} a token that is not valid gRPC metadata",
+                    self.user
+                ),
+            })?;
         let count = self.authentications.fetch_add(1, Ordering::Relaxed) + 1;
         tracing::debug!(user = %self.user, count, "authenticated with etcd");
         let mut guard = self.token.write().expect("token lock");

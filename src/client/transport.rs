@@ -31,7 +31,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 use super::options::{ConnectOptions, TlsOptions};
 use super::rpc::Rpc;
 use super::token::Credentials;
-use crate::error::{Error, Result, ServerErrorKind};
+use crate::error::{Error, GrpcStatus, Result, ServerErrorKind};
 use crate::proto::etcdserverpb::{
     auth_client::AuthClient, cluster_client::ClusterClient, kv_client::KvClient,
     lease_client::LeaseClient, maintenance_client::MaintenanceClient, watch_client::WatchClient,
@@ -590,7 +590,7 @@ impl Transport {
                     if retry == Retry::Mutation {
                         return Err(Error::Transport {
                             endpoint,
-                            source: status,
+                            source: GrpcStatus::new(status),
                         });
                     }
                     tracing::debug!(%endpoint, error = %status.message(), "connection broke; retrying read");
@@ -600,7 +600,7 @@ impl Transport {
                 Failure::Other(status) => {
                     return Err(Error::Grpc {
                         endpoint,
-                        source: status,
+                        source: GrpcStatus::new(status),
                     })
                 }
             }
@@ -688,13 +688,13 @@ pub(crate) fn status_error(endpoint: &str, request: &str, status: tonic::Status)
             message,
             request: request.to_owned(),
         },
-        Failure::NotSent(source) | Failure::Broken(source) => Error::Transport {
+        Failure::NotSent(status) | Failure::Broken(status) => Error::Transport {
             endpoint: endpoint.to_owned(),
-            source,
+            source: GrpcStatus::new(status),
         },
-        Failure::Other(source) => Error::Grpc {
+        Failure::Other(status) => Error::Grpc {
             endpoint: endpoint.to_owned(),
-            source,
+            source: GrpcStatus::new(status),
         },
     }
 }

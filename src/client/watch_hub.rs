@@ -206,7 +206,7 @@ impl Hub {
         for id in &unconfirmed {
             if let Some(mut watcher) = self.watchers.remove(id) {
                 if let Some(created) = watcher.created.take() {
-                    let _ = created.send(Err(err.duplicate("watch")));
+                    let _ = created.send(Err(err.clone()));
                 }
             }
         }

@@ -1,16 +1,15 @@
 //! [`Live`]: a config that keeps itself up to date, for services that hot-reload.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
-use super::decode::RawKeys;
-use super::store::decode_entries;
+use super::cache_file::{read_cache, write_cache_logged};
 use super::watch::Started;
-use super::{to_key_values, EtcdConfig, Store, Update};
+use super::{EtcdConfig, Store, Update};
 use crate::error::{Error, Result};
 
 /// Options for [`Store::live_with`].
@@ -283,55 +282,4 @@ async fn reconnect<T: EtcdConfig>(
         }
         delay = (delay * 2).min(Duration::from_secs(5));
     }
-}
-
-fn write_cache_logged<T: EtcdConfig>(prefix: &str, path: &Path, value: &T, revision: i64) {
-    if let Err(err) = write_cache(prefix, path, value, revision) {
-        tracing::warn!(cache = %path.display(), error = %err, "cannot write the config cache");
-    }
-}
-
-/// The cache file: `{"prefix": ..., "revision": ..., "keys": {relative key: value}}`.
-fn write_cache<T: EtcdConfig>(prefix: &str, path: &Path, value: &T, revision: i64) -> Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-
-    let strip = format!("{}/", T::PREFIX);
-    let keys: serde_json::Map<String, serde_json::Value> = to_key_values(value)?
-        .into_iter()
-        .map(|(k, v)| (k.strip_prefix(&strip).unwrap_or(&k).to_owned(), v.into()))
-        .collect();
-    let body = serde_json::json!({ "prefix": prefix, "revision": revision, "keys": keys });
-    let io = |e: std::io::Error| Error::config(format!("config cache {}: {e}", path.display()));
-    let temporary = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temporary)
-        .map_err(io)?;
-    file.write_all(body.to_string().as_bytes()).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    std::fs::rename(&temporary, path).map_err(io)
-}
-
-fn read_cache<T: EtcdConfig>(prefix: &str, path: &Path) -> Result<(T, i64)> {
-    let bad = |why: String| Error::config(format!("config cache {}: {why}", path.display()));
-    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-    let body: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
-    if body["prefix"] != prefix {
-        return Err(bad(format!("it holds {} instead", body["prefix"])));
-    }
-    let revision = body["revision"].as_i64().unwrap_or(0);
-    let entries = body["keys"]
-        .as_object()
-        .ok_or_else(|| bad("no keys".to_owned()))?
-        .iter()
-        .map(|(k, v)| {
-            let value = v.as_str().unwrap_or_default().as_bytes().to_vec();
-            (format!("{prefix}{k}").into_bytes(), value)
-        });
-    let keys = RawKeys::from_kvs(prefix, entries);
-    Ok((decode_entries::<T>(prefix, revision, &keys)?, revision))
 }

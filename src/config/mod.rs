@@ -5,6 +5,7 @@
 //! field. Loading is one Range over that prefix, at one revision; saving is one Txn.
 
 mod access;
+mod cache_file;
 pub mod codec;
 mod decode;
 mod encode;
@@ -14,7 +15,6 @@ mod store;
 mod watch;
 
 pub use access::Access;
-pub use decode::{Problem, ProblemKind};
 pub use live::{Live, LiveOptions};
 pub use schema::{Schema, SchemaField};
 pub use store::{Store, Versioned};

@@ -4,15 +4,30 @@
 //! message etcd sends (the strings of etcd's `rpctypes` package); everything that goes wrong on
 //! the way to a server (connecting, timing out, a broken transport, bad input caught before
 //! sending) has a variant of its own.
+//!
+//! The error sits below the client and the config layers: it knows etcd's messages
+//! ([`server`]), what decoding a config can find wrong ([`problem`]), and wraps the gRPC layer's
+//! status ([`status`]), so that neither tonic nor a higher layer of this crate is part of its
+//! shape. It is cheap to clone: a failure of a shared stream reaches every waiter whole.
+
+mod problem;
+mod server;
+mod status;
 
 use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+pub use problem::{Problem, ProblemKind};
+pub use server::ServerErrorKind;
+pub use status::GrpcStatus;
 
 /// `Result` with this crate's [`Error`] as the default error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong talking to etcd.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Error {
     /// etcd received the request and refused it.
@@ -41,7 +56,7 @@ pub enum Error {
         /// The endpoint that failed.
         endpoint: String,
         /// The gRPC status reported by the transport.
-        source: tonic::Status,
+        source: GrpcStatus,
     },
     /// A request did not complete within its deadline.
     Timeout {
@@ -62,6 +77,21 @@ pub enum Error {
         /// What is wrong, naming the endpoint or file.
         reason: String,
     },
+    /// A live config's cache file could not be read, written or understood.
+    CacheFile {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+        /// The I/O error, if that is what it was.
+        source: Option<Arc<std::io::Error>>,
+    },
+    /// etcd answered with something this client cannot use (e.g. an auth token that is not
+    /// valid gRPC metadata).
+    Protocol {
+        /// What was wrong with the answer, and which request it answered.
+        reason: String,
+    },
     /// The server does not have this call (an older etcd).
     Unsupported {
         /// The call, and the etcd version that introduced it.
@@ -76,7 +106,7 @@ pub enum Error {
         /// The revision that was read.
         revision: i64,
         /// Every missing, unparsable or unknown key.
-        problems: Vec<crate::config::Problem>,
+        problems: Vec<Problem>,
     },
     /// A field's value could not be encoded.
     Encode {
@@ -157,7 +187,7 @@ pub enum Error {
         /// The endpoint that answered.
         endpoint: String,
         /// The status it answered with.
-        source: tonic::Status,
+        source: GrpcStatus,
     },
 }
 
@@ -170,31 +200,6 @@ impl Error {
         }
     }
 
-    /// A copy for a second receiver of the same failure. Errors are not `Clone` (they may hold
-    /// a gRPC status); server and connect errors are copied whole, anything else becomes
-    /// [`Error::Stopped`] of `what` with the error's text.
-    pub(crate) fn duplicate(&self, what: &str) -> Error {
-        match self {
-            Error::Server {
-                kind,
-                message,
-                request,
-            } => Error::Server {
-                kind: *kind,
-                message: message.clone(),
-                request: request.clone(),
-            },
-            Error::Connect { endpoints, reason } => Error::Connect {
-                endpoints: endpoints.clone(),
-                reason: reason.clone(),
-            },
-            other => Error::Stopped {
-                what: what.to_owned(),
-                reason: other.to_string(),
-            },
-        }
-    }
-
     pub(crate) fn invalid(reason: impl Into<String>) -> Self {
         Error::InvalidArgument {
             reason: reason.into(),
@@ -204,12 +209,10 @@ impl Error {
     /// Turns "this server has no such method" into [`Error::Unsupported`].
     pub(crate) fn unsupported_as(self, operation: &str) -> Self {
         match self {
-            Error::Grpc { endpoint, source } if source.code() == tonic::Code::Unimplemented => {
-                Error::Unsupported {
-                    operation: operation.to_owned(),
-                    endpoint,
-                }
-            }
+            Error::Grpc { endpoint, source } if source.is_unimplemented() => Error::Unsupported {
+                operation: operation.to_owned(),
+                endpoint,
+            },
             other => other,
         }
     }
@@ -253,6 +256,10 @@ impl fmt::Display for Error {
             }
             Error::InvalidArgument { reason } => write!(f, "invalid argument: {reason}"),
             Error::Config { reason } => write!(f, "invalid client configuration: {reason}"),
+            Error::CacheFile { path, reason, .. } => {
+                write!(f, "config cache file {}: {reason}", path.display())
+            }
+            Error::Protocol { reason } => write!(f, "unexpected answer from etcd: {reason}"),
             Error::Decode {
                 prefix,
                 revision,
@@ -325,7 +332,7 @@ impl fmt::Display for Error {
             ),
             Error::Grpc { endpoint, source } => write!(
                 f,
-                "etcd endpoint {endpoint} answered {:?}: {}",
+                "etcd endpoint {endpoint} answered {}: {}",
                 source.code(),
                 source.message()
             ),
@@ -337,228 +344,37 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Transport { source, .. } | Error::Grpc { source, .. } => Some(source),
+            Error::CacheFile {
+                source: Some(source),
+                ..
+            } => Some(source.as_ref()),
             _ => None,
         }
     }
 }
 
-/// Declares [`ServerErrorKind`] and its table of etcd's messages in one place, so a kind can
-/// never be added without the text that identifies it.
-macro_rules! server_error_kinds {
-    ($( $(#[$doc:meta])* $kind:ident => $($message:literal)|+ ,)*) => {
-        /// Which of etcd's errors a server refusal is.
-        ///
-        /// Decoded from the message etcd sends; the mapping covers every error string of etcd's
-        /// Go client (`rpctypes`). A message this crate does not know is [`ServerErrorKind::Other`],
-        /// and the full text stays in [`Error::Server::message`](Error::Server).
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        #[non_exhaustive]
-        pub enum ServerErrorKind {
-            $( $(#[$doc])* $kind, )*
-            /// A message this crate does not recognise.
-            Other,
-        }
-
-        impl ServerErrorKind {
-            /// Decodes a message sent by etcd, with or without its `etcdserver: ` prefix, and
-            /// also in the Go form etcd puts in a watch's cancel reason
-            /// (`rpc error: code = PermissionDenied desc = etcdserver: permission denied`).
-            /// The `auth: ` prefix counts too: etcd returns its auth store's own errors
-            /// unconverted in a few places (`auth: user name is empty` for a snapshot taken
-            /// without a token).
-            pub fn from_message(message: &str) -> Self {
-                let text = match message.split_once(" desc = ") {
-                    Some((head, desc)) if head.starts_with("rpc error: code = ") => desc,
-                    _ => message,
-                };
-                let text = text
-                    .strip_prefix("etcdserver: ")
-                    .or_else(|| text.strip_prefix("auth: "))
-                    .unwrap_or(text);
-                match text {
-                    $( $($message)|+ => ServerErrorKind::$kind, )*
-                    _ => ServerErrorKind::Other,
-                }
-            }
-        }
-    };
-}
-
-server_error_kinds! {
-    /// The request named no key.
-    EmptyKey => "key is not provided",
-    /// `ignore_value`/`ignore_lease` on a key that does not exist.
-    KeyNotFound => "key not found",
-    /// A value was given together with `ignore_value`.
-    ValueProvided => "value is provided",
-    /// A lease was given together with `ignore_lease`.
-    LeaseProvided => "lease is provided",
-    /// A lease TTL of zero.
-    TtlZero => "ttl is 0",
-    /// A txn has more operations than the server's `--max-txn-ops`.
-    TooManyOps => "too many operations in txn request",
-    /// A txn writes the same key twice.
-    DuplicateKey => "duplicate key given in txn request",
-    /// The sort options of a range are invalid.
-    InvalidSortOption => "invalid sort option",
-    /// The requested revision has been compacted away.
-    Compacted => "mvcc: required revision has been compacted",
-    /// The requested revision is newer than the store.
-    FutureRevision => "mvcc: required revision is a future revision",
-    /// The database reached its space quota.
-    NoSpace => "mvcc: database space exceeded",
-    /// The lease does not exist (or has expired).
-    LeaseNotFound => "requested lease not found",
-    /// A lease with that ID already exists.
-    LeaseExist => "lease already exists",
-    /// The lease TTL is above the server's maximum.
-    LeaseTtlTooLarge => "too large lease TTL",
-    /// The server cancelled a watch.
-    WatchCanceled => "watch canceled",
-    /// A member with that ID already exists.
-    MemberExist => "member ID already exist",
-    /// A member already uses those peer URLs.
-    PeerUrlExist => "Peer URLs already exists",
-    /// Too few members are started to reconfigure safely.
-    MemberNotEnoughStarted => "re-configuration failed due to not enough started members",
-    /// Member URLs could not be parsed.
-    MemberBadUrls => "given member URLs are invalid",
-    /// No member with that ID.
-    MemberNotFound => "member not found",
-    /// Only learners can be promoted.
-    MemberNotLearner => "can only promote a learner member",
-    /// The learner has not caught up with the leader yet.
-    LearnerNotReady => "can only promote a learner member which is in sync with leader",
-    /// The cluster already has its maximum of learners.
-    TooManyLearners => "too many learner members in cluster",
-    /// The request came from a member of another cluster.
-    ClusterIdMismatch => "cluster ID mismatch",
-    /// The request is larger than the server accepts (`--max-request-bytes`).
-    RequestTooLarge => "request is too large",
-    /// The server is overloaded.
-    TooManyRequests => "too many requests",
-    /// Auth cannot be enabled: there is no `root` user.
-    RootUserNotExist => "root user does not exist",
-    /// Auth cannot be enabled: `root` lacks the `root` role.
-    RootRoleNotExist => "root user does not have root role",
-    /// A user with that name already exists.
-    UserAlreadyExist => "user name already exists",
-    /// The user name is empty.
-    UserEmpty => "user name is empty",
-    /// No user with that name.
-    UserNotFound => "user name not found",
-    /// A role with that name already exists.
-    RoleAlreadyExist => "role name already exists",
-    /// No role with that name.
-    RoleNotFound => "role name not found",
-    /// The role name is empty.
-    RoleEmpty => "role name is empty",
-    /// Wrong user name or password.
-    AuthFailed => "authentication failed, invalid user ID or password",
-    /// The permission to grant was not given.
-    PermissionNotGiven => "permission not given",
-    /// The user's roles do not allow this request on these keys.
-    PermissionDenied => "permission denied",
-    /// The user does not have that role.
-    RoleNotGranted => "role is not granted to the user",
-    /// The role does not have that permission.
-    PermissionNotGranted => "permission is not granted to the role",
-    /// Auth is not enabled on the server.
-    AuthNotEnabled => "authentication is not enabled",
-    /// The token is unknown or expired. The client re-authenticates once by itself.
-    InvalidAuthToken => "invalid auth token",
-    /// An auth management request that cannot be done (e.g. revoking root's role).
-    InvalidAuthManagement => "invalid auth management",
-    /// The token predates a change to users or roles. The client re-authenticates once by itself.
-    AuthOldRevision => "revision of auth store is old",
-    /// The cluster has no leader (election in progress, or quorum lost).
-    NoLeader => "no leader",
-    /// The member is not the leader.
-    NotLeader => "not leader",
-    /// The leader changed while the request was in flight.
-    LeaderChanged => "leader changed",
-    /// The cluster does not support this request yet.
-    NotCapable => "not capable",
-    /// The member is shutting down.
-    Stopped => "server stopped",
-    /// The request timed out inside the server.
-    ServerTimeout => "request timed out"
-        | "request timed out, possibly due to previous leader failure"
-        | "request timed out, possibly due to connection lost"
-        | "request timed out, waiting for the applied index took too long",
-    /// The cluster is unhealthy.
-    Unhealthy => "unhealthy cluster",
-    /// The cluster detected data corruption.
-    Corrupt => "corrupt cluster",
-    /// A learner member does not serve this request.
-    NotSupportedForLearner => "rpc not supported for learner",
-    /// The target of a leader move cannot lead.
-    BadLeaderTransferee => "bad leader transferee",
-    /// Downgrade: the cluster version is unknown.
-    ClusterVersionUnavailable => "cluster version not found during downgrade",
-    /// Downgrade: the target version is malformed.
-    WrongDowngradeVersionFormat => "wrong downgrade target version format",
-    /// Downgrade: the target version is not allowed.
-    InvalidDowngradeTargetVersion => "invalid downgrade target version",
-    /// Downgrade: one is already running.
-    DowngradeInProcess => "cluster has a downgrade job in progress",
-    /// Downgrade: none is running.
-    NoInflightDowngrade => "no inflight downgrade job",
-    /// The server cancelled the request.
-    Canceled => "request canceled",
-    /// The request's deadline passed inside the server.
-    DeadlineExceeded => "context deadline exceeded",
-}
-
-impl ServerErrorKind {
-    /// True for the two answers after which a fresh token makes the same request succeed.
-    pub(crate) fn needs_new_token(self) -> bool {
-        matches!(
-            self,
-            ServerErrorKind::InvalidAuthToken | ServerErrorKind::AuthOldRevision
-        )
-    }
-}
-
-impl fmt::Display for ServerErrorKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self, f)
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::ServerErrorKind;
+    use super::Error;
+    use std::error::Error as _;
 
     #[test]
-    fn decodes_messages_with_and_without_prefix() {
-        assert_eq!(
-            ServerErrorKind::from_message("etcdserver: permission denied"),
-            ServerErrorKind::PermissionDenied
-        );
-        assert_eq!(
-            ServerErrorKind::from_message("mvcc: required revision has been compacted"),
-            ServerErrorKind::Compacted
-        );
-        assert_eq!(
-            ServerErrorKind::from_message(
-                "etcdserver: request timed out, possibly due to previous leader failure"
-            ),
-            ServerErrorKind::ServerTimeout
-        );
-        assert_eq!(
-            ServerErrorKind::from_message(
-                "rpc error: code = PermissionDenied desc = etcdserver: permission denied"
-            ),
-            ServerErrorKind::PermissionDenied
-        );
-        assert_eq!(
-            ServerErrorKind::from_message("auth: user name is empty"),
-            ServerErrorKind::UserEmpty
-        );
-        assert_eq!(
-            ServerErrorKind::from_message("etcdserver: something new"),
-            ServerErrorKind::Other
-        );
+    fn errors_are_shareable_values() {
+        fn assert_traits<T: Clone + Send + Sync + 'static>() {}
+        assert_traits::<Error>();
+    }
+
+    #[test]
+    fn a_cache_file_error_keeps_its_io_cause() {
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
+        let err = Error::CacheFile {
+            path: "/var/cache/gw.json".into(),
+            reason: io.to_string(),
+            source: Some(std::sync::Arc::new(io)),
+        };
+        let copy = err.clone();
+        assert_eq!(copy.to_string(), "config cache file /var/cache/gw.json: denied");
+        let cause = copy.source().expect("the I/O error is the source");
+        assert_eq!(cause.to_string(), "denied");
     }
 }
