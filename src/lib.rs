@@ -147,6 +147,7 @@
 //!   "invalid auth token") is retried on a fresh stream with a fresh token; it is final only if
 //!   a count-only read of its range is refused too.
 
+mod backoff;
 pub mod client;
 pub mod config;
 mod error;

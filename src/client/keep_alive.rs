@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
-use tokio_stream::wrappers::UnboundedReceiverStream;
 
+use super::stream::Supervised;
 use super::transport::Transport;
 use crate::error::{Error, Result, ServerErrorKind};
 use crate::proto::etcdserverpb as pb;
@@ -43,11 +43,9 @@ impl Keeper {
         let (leases, added) = mpsc::unbounded_channel();
         tokio::spawn(
             Task {
-                transport,
                 added,
                 leases: HashMap::new(),
-                stream: None,
-                backoff: MIN_BACKOFF,
+                stream: Supervised::new(transport, "LeaseKeepAlive"),
             }
             .run(),
         );
@@ -62,8 +60,8 @@ impl Keeper {
     }
 }
 
-const MIN_BACKOFF: Duration = Duration::from_millis(50);
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// How long to wait for a lease's turn when none is due (nothing to renew soon).
+const IDLE: Duration = Duration::from_secs(2);
 
 struct Kept {
     report: watch::Sender<Renewal>,
@@ -73,19 +71,10 @@ struct Kept {
     awaiting: bool,
 }
 
-struct Open {
-    endpoint: usize,
-    outbound: mpsc::UnboundedSender<pb::LeaseKeepAliveRequest>,
-    inbound: tonic::Streaming<pb::LeaseKeepAliveResponse>,
-    token_generation: u64,
-}
-
 struct Task {
-    transport: Weak<Transport>,
     added: mpsc::UnboundedReceiver<(i64, watch::Sender<Renewal>)>,
     leases: HashMap<i64, Kept>,
-    stream: Option<Open>,
-    backoff: Duration,
+    stream: Supervised<pb::LeaseKeepAliveRequest, pb::LeaseKeepAliveResponse>,
 }
 
 impl Task {
@@ -93,14 +82,14 @@ impl Task {
         loop {
             self.leases.retain(|_, kept| !kept.report.is_closed());
             if self.leases.is_empty() {
-                self.stream = None; // nothing to renew: close the gRPC stream
+                self.stream.close(); // nothing to renew: close the gRPC stream
                 match self.added.recv().await {
                     Some((id, report)) => self.add(id, report),
                     None => return,
                 }
                 continue;
             }
-            if self.stream.is_none() {
+            if !self.stream.is_open() {
                 if let Err(err) = self.open().await {
                     tracing::debug!(error = %err, "lease keep-alive stream could not be opened");
                     // A member that timed out is left behind and the next one tried.
@@ -108,25 +97,18 @@ impl Task {
                         self.fail_pending(&err);
                     }
                     tokio::select! {
-                        () = tokio::time::sleep(self.backoff) => {}
+                        () = tokio::time::sleep(self.stream.next_delay()) => {}
                         added = self.added.recv() => match added {
                             Some((id, report)) => self.add(id, report),
                             None if self.leases.is_empty() => return,
                             None => {}
                         },
                     }
-                    self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
                     continue;
                 }
             }
             let due = self.leases.values().map(|kept| kept.due).min();
-            let due = due.unwrap_or_else(|| Instant::now() + MAX_BACKOFF);
-            let answer = async {
-                match &mut self.stream {
-                    Some(open) => open.inbound.message().await,
-                    None => std::future::pending().await,
-                }
-            };
+            let due = due.unwrap_or_else(|| Instant::now() + IDLE);
             tokio::select! {
                 added = self.added.recv() => match added {
                     Some((id, report)) => self.add(id, report),
@@ -135,11 +117,8 @@ impl Task {
                     None if self.leases.is_empty() => return,
                     None => {}
                 },
-                answer = answer => match answer {
-                    Ok(Some(response)) => {
-                        self.backoff = MIN_BACKOFF;
-                        self.answered(&response);
-                    }
+                answer = self.stream.message() => match answer {
+                    Ok(Some(response)) => self.answered(&response),
                     Ok(None) => self.broken("the server closed the keep-alive stream"),
                     Err(status) => self.failed(status).await,
                 },
@@ -169,10 +148,12 @@ impl Task {
             self.broken("a renewal went unanswered for a whole interval");
             return;
         }
-        let Some(open) = &self.stream else { return };
+        if !self.stream.is_open() {
+            return;
+        }
         for (&id, kept) in &mut self.leases {
             if kept.due <= now {
-                let _ = open.outbound.send(pb::LeaseKeepAliveRequest { id });
+                self.stream.send(pb::LeaseKeepAliveRequest { id });
                 kept.awaiting = true;
                 kept.due = now + interval(&kept.report.borrow());
             }
@@ -200,73 +181,43 @@ impl Task {
     }
 
     async fn open(&mut self) -> Result<()> {
-        let transport = self.transport.upgrade().ok_or_else(|| Error::Stopped {
-            what: "lease keep-alive".to_owned(),
-            reason: "the client was dropped".to_owned(),
-        })?;
-        let (endpoint, conn) = transport.current_conn().await?;
-        let token_generation = transport.authenticated().await?;
-        // Queue every renewal before opening: etcd sends the stream's headers only with its
-        // first answer, and the call below waits for those headers.
-        let (outbound, outbound_rx) = mpsc::unbounded_channel();
+        // Every lease is renewed at once on the new stream.
         let now = Instant::now();
-        for (&id, kept) in &mut self.leases {
-            let _ = outbound.send(pb::LeaseKeepAliveRequest { id });
-            kept.awaiting = true;
-            kept.due = now + interval(&kept.report.borrow());
-        }
-        let mut request = tonic::Request::new(UnboundedReceiverStream::new(outbound_rx));
-        // As for watches: a member that lost its leader closes the stream, and renewals move to
-        // a member that has one (Go's client asks the same of its keep-alive stream).
-        request.metadata_mut().insert(
-            "hasleader",
-            tonic::metadata::AsciiMetadataValue::from_static("true"),
-        );
-        if let Some(credentials) = &transport.credentials {
-            credentials.attach(&mut request);
-        }
-        let inbound = transport
-            .open_stream(
-                endpoint,
-                "LeaseKeepAlive",
-                conn.lease().lease_keep_alive(request),
-            )
-            .await?;
-        self.stream = Some(Open {
-            endpoint,
-            outbound,
-            inbound,
-            token_generation,
-        });
-        Ok(())
+        let leases = &mut self.leases;
+        let queue = |outbound: &mpsc::UnboundedSender<pb::LeaseKeepAliveRequest>| {
+            for (&id, kept) in leases.iter_mut() {
+                let _ = outbound.send(pb::LeaseKeepAliveRequest { id });
+                kept.awaiting = true;
+                kept.due = now + interval(&kept.report.borrow());
+            }
+        };
+        self.stream
+            .open(queue, |conn, request| async move {
+                conn.lease().lease_keep_alive(request).await
+            })
+            .await
     }
 
-    /// The stream ended with an error: renew the token if etcd asks for it, then reopen.
+    /// The stream ended with an error: renew the token if etcd asks for it (and reopen on the
+    /// same endpoint), else move on to the next endpoint.
     async fn failed(&mut self, status: tonic::Status) {
-        let kind = ServerErrorKind::from_message(status.message());
-        if let (true, Some(open), Some(transport)) = (
-            kind.needs_new_token(),
-            self.stream.as_ref(),
-            self.transport.upgrade(),
-        ) {
-            if let Some(credentials) = &transport.credentials {
-                if let Err(err) = credentials.refresh(&transport, open.token_generation).await {
-                    tracing::warn!(error = %err, "could not renew the auth token for leases");
-                }
-            }
+        if ServerErrorKind::from_message(status.message()).needs_new_token() {
+            self.stream.renew_token().await;
+            self.restart();
+        } else {
+            self.broken(status.message());
         }
-        self.broken(status.message());
     }
 
     /// Drops the stream; the next turn of the loop reopens it (on another endpoint) and sends
     /// every lease's renewal at once.
     fn broken(&mut self, why: &str) {
-        if let Some(open) = self.stream.take() {
-            tracing::debug!(error = %why, "lease keep-alive stream broke; reopening");
-            if let Some(transport) = self.transport.upgrade() {
-                transport.report_broken(open.endpoint);
-            }
-        }
+        self.stream.broken(why);
+        self.restart();
+    }
+
+    /// No renewal is awaited on a stream that is gone.
+    fn restart(&mut self) {
         for kept in self.leases.values_mut() {
             kept.awaiting = false;
         }

@@ -12,6 +12,7 @@ pub mod lease;
 pub mod maintenance;
 mod options;
 mod rpc;
+mod stream;
 mod token;
 pub(crate) mod transport;
 pub mod txn;

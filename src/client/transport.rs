@@ -31,6 +31,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 use super::options::{ConnectOptions, TlsOptions};
 use super::rpc::Rpc;
 use super::token::Credentials;
+use crate::backoff::Backoff;
 use crate::error::{Error, GrpcStatus, Result, ServerErrorKind};
 use crate::proto::etcdserverpb::{
     auth_client::AuthClient, cluster_client::ClusterClient, kv_client::KvClient,
@@ -507,7 +508,7 @@ impl Transport {
         }
         let mut reauthenticated = false;
         let mut unreachable_in_a_row = 0;
-        let mut backoff = Duration::from_millis(20);
+        let mut backoff = Backoff::new(Duration::from_millis(20), Duration::from_millis(500));
         loop {
             let index = self.current.load(Ordering::Acquire);
             let conn = match self.conn(index).await {
@@ -564,8 +565,7 @@ impl Transport {
                     if retry == Retry::Idempotent && transient(kind) {
                         tracing::debug!(%endpoint, %message, "transient etcd error; retrying");
                         self.fail_over(index);
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_millis(500));
+                        backoff.wait().await;
                         continue;
                     }
                     return Err(Error::Server {
@@ -594,8 +594,7 @@ impl Transport {
                         });
                     }
                     tracing::debug!(%endpoint, error = %status.message(), "connection broke; retrying read");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                    backoff.wait().await;
                 }
                 Failure::Other(status) => {
                     return Err(Error::Grpc {

@@ -6,13 +6,12 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
-use tokio_stream::wrappers::UnboundedReceiverStream;
 
+use super::stream::Supervised;
 use super::transport::Transport;
-use super::watch::{hub_gone, Event, Shared, WatchResponse};
+use super::watch::{Event, Shared, WatchResponse};
 use super::watch_creates::Creates;
 use super::watch_queue as queue;
 use super::ResponseHeader;
@@ -92,16 +91,7 @@ pub(super) fn describe(request: &pb::WatchCreateRequest) -> String {
     )
 }
 
-struct Open {
-    endpoint: usize,
-    outbound: mpsc::UnboundedSender<pb::WatchRequest>,
-    inbound: tonic::Streaming<pb::WatchResponse>,
-    /// The token generation the stream was opened with.
-    token_generation: u64,
-}
-
 struct Hub {
-    transport: Weak<Transport>,
     commands: mpsc::UnboundedReceiver<Command>,
     watchers: HashMap<u64, Watcher>,
     by_watch_id: HashMap<i64, u64>,
@@ -109,30 +99,24 @@ struct Hub {
     queue: VecDeque<u64>,
     /// The creates sent on the open stream and not answered yet.
     creates: Creates,
-    stream: Option<Open>,
-    backoff: Duration,
+    stream: Supervised<pb::WatchRequest, pb::WatchResponse>,
 }
-
-const MIN_BACKOFF: Duration = Duration::from_millis(50);
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 impl Hub {
     fn new(transport: Weak<Transport>, commands: mpsc::UnboundedReceiver<Command>) -> Hub {
         Hub {
-            transport,
             commands,
             watchers: HashMap::new(),
             by_watch_id: HashMap::new(),
             queue: VecDeque::new(),
             creates: Creates::new(),
-            stream: None,
-            backoff: MIN_BACKOFF,
+            stream: Supervised::new(transport, "Watch"),
         }
     }
 
     async fn run(mut self) {
         loop {
-            if self.stream.is_none() && self.watchers.values().any(|w| w.state != State::Paused) {
+            if !self.stream.is_open() && self.watchers.values().any(|w| w.state != State::Paused) {
                 if let Err(err) = self.open().await {
                     tracing::debug!(error = %err, "watch stream could not be opened; retrying");
                     // Unreachable etcd fails new watches at once; a member that timed out is
@@ -144,30 +128,20 @@ impl Hub {
                         continue;
                     }
                     tokio::select! {
-                        () = tokio::time::sleep(self.backoff) => {}
+                        () = tokio::time::sleep(self.stream.next_delay()) => {}
                         command = self.commands.recv() => match command {
                             Some(command) => self.command(command),
                             None => return,
                         },
                     }
-                    self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
                     continue;
                 }
             }
-            let message = async {
-                match &mut self.stream {
-                    Some(open) => open.inbound.message().await,
-                    None => std::future::pending().await,
-                }
-            };
             let oldest_create = self.creates.oldest();
+            let request_timeout = self.stream.transport().map(|t| t.options.request_timeout);
             let stuck = async {
-                match (oldest_create, self.transport.upgrade()) {
-                    (Some(sent), Some(transport)) => {
-                        let deadline = sent + transport.options.request_timeout;
-                        drop(transport);
-                        tokio::time::sleep_until(deadline).await;
-                    }
+                match (oldest_create, request_timeout) {
+                    (Some(sent), Some(timeout)) => tokio::time::sleep_until(sent + timeout).await,
                     _ => std::future::pending().await,
                 }
             };
@@ -178,18 +152,15 @@ impl Hub {
                 },
                 // The member stopped answering creates (frozen, partitioned, overloaded): every
                 // watch behind this one would wait forever.
-                () = stuck => self.broken("a watch create went unanswered".to_owned()),
-                message = message => match message {
-                    Ok(Some(response)) => {
-                        self.backoff = MIN_BACKOFF;
-                        self.response(response).await;
-                    }
-                    Ok(None) => self.broken("the server closed the watch stream".to_owned()),
-                    Err(status) => self.broken(status.message().to_owned()),
+                () = stuck => self.broken("a watch create went unanswered"),
+                message = self.stream.message() => match message {
+                    Ok(Some(response)) => self.response(response).await,
+                    Ok(None) => self.broken("the server closed the watch stream"),
+                    Err(status) => self.broken(status.message()),
                 },
             }
-            if self.watchers.is_empty() && self.stream.is_some() {
-                self.stream = None; // the last watch is gone: close the gRPC stream
+            if self.watchers.is_empty() && self.stream.is_open() {
+                self.stream.close(); // the last watch is gone: close the gRPC stream
             }
         }
     }
@@ -213,10 +184,6 @@ impl Hub {
     }
 
     async fn open(&mut self) -> Result<()> {
-        let transport = self.transport.upgrade().ok_or_else(hub_gone)?;
-        let (endpoint, conn) = transport.current_conn().await?;
-        transport.authenticated().await?;
-
         // Every watch not paused is created again, oldest first.
         self.queue.clear();
         self.creates.reset();
@@ -229,46 +196,36 @@ impl Hub {
             .collect();
         ids.sort_unstable();
         for id in ids {
-            self.watchers.get_mut(&id).expect("listed").state = State::Creating;
+            if let Some(watcher) = self.watchers.get_mut(&id) {
+                watcher.state = State::Creating;
+            }
             self.queue.push_back(id);
         }
-
-        let (outbound, outbound_rx) = mpsc::unbounded_channel();
-        let mut request = tonic::Request::new(UnboundedReceiverStream::new(outbound_rx));
-        // Make a member that lost its leader cancel our watches, so we move to one that has one.
-        request.metadata_mut().insert(
-            "hasleader",
-            tonic::metadata::AsciiMetadataValue::from_static("true"),
-        );
-        let token_generation = match &transport.credentials {
-            Some(credentials) => credentials.attach(&mut request),
-            None => 0,
+        // The first creates go out with the stream (see `Supervised::open`).
+        let (watchers, queue, creates) = (&self.watchers, &mut self.queue, &mut self.creates);
+        let first = |outbound: &mpsc::UnboundedSender<pb::WatchRequest>| {
+            send_creates(watchers, queue, creates, |request| {
+                let _ = outbound.send(request);
+            });
         };
-        // Send the first create before opening: etcd sends the stream's headers only with its
-        // first message, and the call below waits for those headers.
-        self.send_creates(&outbound);
-        let inbound = transport
-            .open_stream(endpoint, "Watch", conn.watch().watch(request))
-            .await?;
-        self.stream = Some(Open {
-            endpoint,
-            outbound,
-            inbound,
-            token_generation,
-        });
-        Ok(())
+        self.stream
+            .open(first, |conn, request| async move {
+                conn.watch().watch(request).await
+            })
+            .await
     }
 
-    /// The stream broke: drop it; the next turn of the loop reopens it elsewhere.
-    fn broken(&mut self, why: String) {
+    /// The stream broke: drop it and move on to another endpoint; the next turn of the loop
+    /// reopens it there.
+    fn broken(&mut self, why: &str) {
+        self.stream.broken(why);
+        self.restart();
+    }
+
+    /// The stream is gone: every watch not paused waits to be created again.
+    fn restart(&mut self) {
         self.queue.clear();
         self.creates.reset();
-        if let Some(open) = self.stream.take() {
-            tracing::debug!(error = %why, "watch stream broke; resuming on another endpoint");
-            if let Some(transport) = self.transport.upgrade() {
-                transport.report_broken(open.endpoint);
-            }
-        }
         for watcher in self.watchers.values_mut() {
             if watcher.state != State::Paused {
                 watcher.state = State::Waiting;
@@ -278,11 +235,9 @@ impl Hub {
     }
 
     fn send(&mut self, request: pb::watch_request::RequestUnion) {
-        if let Some(open) = &self.stream {
-            let _ = open.outbound.send(pb::WatchRequest {
-                request_union: Some(request),
-            });
-        }
+        self.stream.send(pb::WatchRequest {
+            request_union: Some(request),
+        });
     }
 
     /// Queues the create of watch `id` on the open stream (if none is open, the watch is
@@ -292,7 +247,7 @@ impl Hub {
             return;
         };
         watcher.state = State::Creating;
-        if self.stream.is_some() {
+        if self.stream.is_open() {
             self.queue.push_back(id);
             self.pump();
         }
@@ -300,51 +255,25 @@ impl Hub {
 
     /// Sends queued creates, as many as may be in flight.
     fn pump(&mut self) {
-        if !self.creates.can_send() || self.queue.is_empty() {
+        if !self.creates.can_send() || self.queue.is_empty() || !self.stream.is_open() {
             return;
         }
-        let Some(open) = &self.stream else {
-            return;
-        };
         // etcd checks the create with the token the stream was opened with: after a renewal
-        // that token may be expired, so move to a stream that carries the new one.
-        let renewed = self
-            .transport
-            .upgrade()
-            .and_then(|t| t.credentials.as_ref().map(|c| c.generation()))
-            .is_some_and(|current| current != open.token_generation);
-        if renewed {
-            // Same endpoint, new token: no failover.
-            self.stream = None;
-            return self.broken("the auth token was renewed".to_owned());
+        // that token may be expired, so move to a stream that carries the new one (same
+        // endpoint: nothing is wrong with it).
+        if self.stream.token_renewed() {
+            self.stream.close();
+            return self.restart();
         }
-        let outbound = open.outbound.clone();
-        self.send_creates(&outbound);
-    }
-
-    /// Sends queued creates that still have a watch waiting for them, while more may be in
-    /// flight.
-    fn send_creates(&mut self, outbound: &mpsc::UnboundedSender<pb::WatchRequest>) {
-        while self.creates.can_send() {
-            let Some(id) = self.queue.pop_front() else {
-                return;
-            };
-            let Some(watcher) = self
-                .watchers
-                .get(&id)
-                .filter(|w| w.state == State::Creating)
-            else {
-                continue; // dropped or paused while queued
-            };
-            let mut request = watcher.request.clone();
-            if watcher.next_revision > 0 {
-                request.start_revision = watcher.next_revision;
-            }
-            request.watch_id = self.creates.sent(id);
-            let _ = outbound.send(pb::WatchRequest {
-                request_union: Some(pb::watch_request::RequestUnion::CreateRequest(request)),
-            });
-        }
+        let stream = &self.stream;
+        send_creates(
+            &self.watchers,
+            &mut self.queue,
+            &mut self.creates,
+            |request| {
+                stream.send(request);
+            },
+        );
     }
 
     fn cancel_on_server(&mut self, watch_id: i64) {
@@ -428,8 +357,8 @@ impl Hub {
                 if kind.needs_new_token() || kind == ServerErrorKind::PermissionDenied {
                     return self.renew_token().await;
                 }
-                self.stream = None; // same endpoint: nothing is wrong with it
-                return self.broken("a watch create answer matched no create".to_owned());
+                self.stream.close(); // same endpoint: nothing is wrong with it
+                return self.restart();
             };
             self.created(id, header, response).await;
             return self.pump();
@@ -479,7 +408,7 @@ impl Hub {
         if response.canceled {
             let kind = ServerErrorKind::from_message(&response.cancel_reason);
             let auth = kind.needs_new_token() || kind == ServerErrorKind::PermissionDenied;
-            let transport = self.transport.upgrade();
+            let transport = self.stream.transport();
             let with_credentials = transport.is_some_and(|t| t.credentials.is_some());
             if auth && with_credentials {
                 // Maybe only the stream's token expired (etcd 3.5 calls that "permission
@@ -516,7 +445,7 @@ impl Hub {
         let reason = &response.cancel_reason;
         let kind = ServerErrorKind::from_message(reason);
         if kind == ServerErrorKind::NoLeader {
-            return self.broken(reason.clone());
+            return self.broken(reason);
         }
         // A watch we paused never gets here: it left `by_watch_id` before its cancel was sent.
         let Some(mut watcher) = self.watchers.remove(&id) else {
@@ -564,7 +493,7 @@ impl Hub {
     /// Whether the client's user may read `[key, range_end)`, asked with a count-only Range
     /// (which renews the token itself if etcd asks): what etcd checks for a watch create.
     async fn may_read(&self, key: Vec<u8>, range_end: Vec<u8>) -> bool {
-        let Some(transport) = self.transport.upgrade() else {
+        let Some(transport) = self.stream.transport() else {
             return false;
         };
         let request = pb::RangeRequest {
@@ -579,20 +508,11 @@ impl Hub {
         !matches!(read, Err(err) if err.server_kind() == Some(ServerErrorKind::PermissionDenied))
     }
 
-    /// The token the stream was opened with is no longer valid: renew it and reopen.
+    /// The token the stream was opened with is no longer valid: renew it and reopen on the
+    /// same endpoint.
     async fn renew_token(&mut self) {
-        let Some(transport) = self.transport.upgrade() else {
-            return;
-        };
-        let Some(open) = self.stream.take() else {
-            return;
-        };
-        if let Some(credentials) = &transport.credentials {
-            if let Err(err) = credentials.refresh(&transport, open.token_generation).await {
-                tracing::warn!(error = %err, "could not renew the auth token for watches");
-            }
-        }
-        self.broken("auth token renewed".to_owned());
+        self.stream.renew_token().await;
+        self.restart();
     }
 
     fn deliver(&mut self, id: u64, header: ResponseHeader, events: Vec<Event>) {
@@ -630,5 +550,30 @@ impl Hub {
                 }
             }
         }
+    }
+}
+
+/// Sends queued creates that still have a watch waiting for them, while more may be in flight.
+fn send_creates(
+    watchers: &HashMap<u64, Watcher>,
+    queue: &mut VecDeque<u64>,
+    creates: &mut Creates,
+    send: impl Fn(pb::WatchRequest),
+) {
+    while creates.can_send() {
+        let Some(id) = queue.pop_front() else {
+            return;
+        };
+        let Some(watcher) = watchers.get(&id).filter(|w| w.state == State::Creating) else {
+            continue; // dropped or paused while queued
+        };
+        let mut request = watcher.request.clone();
+        if watcher.next_revision > 0 {
+            request.start_revision = watcher.next_revision;
+        }
+        request.watch_id = creates.sent(id);
+        send(pb::WatchRequest {
+            request_union: Some(pb::watch_request::RequestUnion::CreateRequest(request)),
+        });
     }
 }

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use super::cache_file::{read_cache, write_cache_logged};
 use super::watch::Started;
 use super::{EtcdConfig, Store, Update};
+use crate::backoff::Backoff;
 use crate::error::{Error, Result};
 
 /// Options for [`Store::live_with`].
@@ -270,16 +271,15 @@ async fn reconnect<T: EtcdConfig>(
     store: &Store,
     notify: &watch::Sender<i64>,
 ) -> Option<Started<T>> {
-    let mut delay = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
         tokio::select! {
-            () = tokio::time::sleep(delay) => {}
+            () = backoff.wait() => {}
             () = notify.closed() => return None,
         }
         match Started::<T>::start(store).await {
             Ok(started) => return Some(started),
             Err(err) => tracing::debug!(error = %err, "etcd still unreachable"),
         }
-        delay = (delay * 2).min(Duration::from_secs(5));
     }
 }

@@ -15,6 +15,7 @@ use super::decode::RawKeys;
 use super::encode::Encoded;
 use super::store::decode_entries;
 use super::{EtcdConfig, Store};
+use crate::backoff::Backoff;
 use crate::client::watch::{EventKind, WatchResponse};
 use crate::error::{Error, Result, ServerErrorKind};
 
@@ -314,7 +315,7 @@ async fn resync<T: EtcdConfig>(
     prefix: &str,
     tracked: &mut Tracked<T>,
 ) -> Result<(Option<Result<Update<T>>>, crate::client::watch::WatchStream)> {
-    let mut delay = Duration::from_millis(50);
+    let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
     loop {
         let attempt = async {
             let (revision, entries) = store.load_raw::<T>().await?;
@@ -341,8 +342,7 @@ async fn resync<T: EtcdConfig>(
             }
             Err(err) => {
                 tracing::debug!(error = %err, "reloading after compaction failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
+                backoff.wait().await;
             }
         }
     }

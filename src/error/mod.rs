@@ -373,7 +373,10 @@ mod tests {
             source: Some(std::sync::Arc::new(io)),
         };
         let copy = err.clone();
-        assert_eq!(copy.to_string(), "config cache file /var/cache/gw.json: denied");
+        assert_eq!(
+            copy.to_string(),
+            "config cache file /var/cache/gw.json: denied"
+        );
         let cause = copy.source().expect("the I/O error is the source");
         assert_eq!(cause.to_string(), "denied");
     }

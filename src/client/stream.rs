@@ -1,0 +1,188 @@
+//! The supervisor of a client's long-lived bidirectional streams (Watch, LeaseKeepAlive): the one
+//! place that opens such a stream with the auth token, asks etcd to require a leader, notices
+//! a broken or silent endpoint, renews the token, and backs off between attempts.
+//!
+//! The task that owns a stream (the watch hub, the keep-alive task) decides *when*: it opens
+//! the stream when it has something to send, reads answers with [`Supervised::message`], and
+//! calls [`Supervised::broken`] when the endpoint failed (the next open goes to another one) or
+//! [`Supervised::close`] when only the stream must go (the next open reuses the endpoint).
+
+use std::future::Future;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+
+use super::transport::{Conn, Transport};
+use crate::backoff::Backoff;
+use crate::error::{Error, Result};
+
+/// Between failed attempts to open a stream.
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// What a stream's first request carries: the messages queued before it was opened.
+pub(crate) type Outbound<Req> = tonic::Request<UnboundedReceiverStream<Req>>;
+
+/// One open stream.
+struct Open<Req, Resp> {
+    endpoint: usize,
+    outbound: mpsc::UnboundedSender<Req>,
+    inbound: tonic::Streaming<Resp>,
+    /// The generation of the token the stream was opened with (0 without credentials).
+    token_generation: u64,
+}
+
+/// A long-lived stream of `Req` out and `Resp` in, reopened on demand.
+pub(crate) struct Supervised<Req, Resp> {
+    transport: Weak<Transport>,
+    /// etcd's name of the stream, for errors and logs: `Watch`, `LeaseKeepAlive`.
+    what: &'static str,
+    open: Option<Open<Req, Resp>>,
+    backoff: Backoff,
+}
+
+impl<Req, Resp> Supervised<Req, Resp> {
+    /// A supervisor holding the transport weakly: the client (and every handle that keeps a
+    /// stream in use) holds it strongly, so the task ends with them.
+    pub(crate) fn new(transport: Weak<Transport>, what: &'static str) -> Self {
+        Supervised {
+            transport,
+            what,
+            open: None,
+            backoff: Backoff::new(MIN_BACKOFF, MAX_BACKOFF),
+        }
+    }
+
+    /// The transport, unless the client is gone.
+    pub(crate) fn transport(&self) -> Option<Arc<Transport>> {
+        self.transport.upgrade()
+    }
+
+    pub(crate) fn is_open(&self) -> bool {
+        self.open.is_some()
+    }
+
+    /// The error for a stream whose client was dropped.
+    fn client_gone(&self) -> Error {
+        Error::Stopped {
+            what: self.what.to_owned(),
+            reason: "the client was dropped".to_owned(),
+        }
+    }
+
+    /// Opens the stream on the client's current endpoint, authenticating first if needed.
+    ///
+    /// `queue` sends the first messages before the call is made: etcd sends a stream's headers
+    /// only with its first answer, and opening waits for those headers (at most the dial
+    /// timeout, since a frozen member accepts the connection and says nothing). The stream asks
+    /// etcd to require a leader (Go's `WithRequireLeader`): a member cut off from its peers
+    /// closes it, and the owner moves on. On failure the endpoint is reported broken.
+    pub(crate) async fn open<F, Fut>(
+        &mut self,
+        queue: impl FnOnce(&mpsc::UnboundedSender<Req>),
+        call: F,
+    ) -> Result<()>
+    where
+        F: FnOnce(Conn, Outbound<Req>) -> Fut,
+        Fut: Future<
+            Output = std::result::Result<tonic::Response<tonic::Streaming<Resp>>, tonic::Status>,
+        >,
+    {
+        let transport = self.transport().ok_or_else(|| self.client_gone())?;
+        let (endpoint, conn) = transport.current_conn().await?;
+        transport.authenticated().await?;
+        let (outbound, outbound_rx) = mpsc::unbounded_channel();
+        let mut request = tonic::Request::new(UnboundedReceiverStream::new(outbound_rx));
+        request.metadata_mut().insert(
+            "hasleader",
+            tonic::metadata::AsciiMetadataValue::from_static("true"),
+        );
+        let token_generation = match &transport.credentials {
+            Some(credentials) => credentials.attach(&mut request),
+            None => 0,
+        };
+        queue(&outbound);
+        let inbound = transport
+            .open_stream(endpoint, self.what, call(conn, request))
+            .await?;
+        self.open = Some(Open {
+            endpoint,
+            outbound,
+            inbound,
+            token_generation,
+        });
+        Ok(())
+    }
+
+    /// Waits before the next attempt to open, doubling the wait each time.
+    pub(crate) fn next_delay(&mut self) -> Duration {
+        self.backoff.next_delay()
+    }
+
+    /// Sends one message on the open stream; false if none is open.
+    pub(crate) fn send(&self, message: Req) -> bool {
+        match &self.open {
+            Some(open) => open.outbound.send(message).is_ok(),
+            None => false,
+        }
+    }
+
+    /// The next answer on the open stream; never resolves while none is open. An answer
+    /// resets the backoff: the endpoint works.
+    pub(crate) async fn message(&mut self) -> std::result::Result<Option<Resp>, tonic::Status> {
+        let answer = match &mut self.open {
+            Some(open) => open.inbound.message().await,
+            None => std::future::pending().await,
+        };
+        if matches!(answer, Ok(Some(_))) {
+            self.backoff.reset();
+        }
+        answer
+    }
+
+    /// Whether the client's token was renewed since the stream was opened: etcd checks new
+    /// requests on a stream against the token it was opened with, which may have expired.
+    pub(crate) fn token_renewed(&self) -> bool {
+        let Some(open) = &self.open else {
+            return false;
+        };
+        self.transport()
+            .and_then(|t| t.credentials.as_ref().map(|c| c.generation()))
+            .is_some_and(|current| current != open.token_generation)
+    }
+
+    /// The endpoint failed (the stream broke, closed, or stopped answering): drops the stream
+    /// and moves the client to the next endpoint.
+    pub(crate) fn broken(&mut self, why: &str) {
+        if let Some(open) = self.open.take() {
+            tracing::debug!(stream = self.what, error = %why, "stream broke; reopening on another endpoint");
+            if let Some(transport) = self.transport() {
+                transport.report_broken(open.endpoint);
+            }
+        }
+    }
+
+    /// Drops the stream without blaming its endpoint (no watch left, a new token, a create
+    /// answer that matched nothing): the next open uses the same endpoint.
+    pub(crate) fn close(&mut self) {
+        self.open = None;
+    }
+
+    /// etcd refused the stream's token: renews it (once for every caller that saw the same
+    /// token) and closes the stream, to be reopened with the new one on the same endpoint.
+    pub(crate) async fn renew_token(&mut self) {
+        let Some(open) = self.open.take() else {
+            return;
+        };
+        let Some(transport) = self.transport() else {
+            return;
+        };
+        if let Some(credentials) = &transport.credentials {
+            if let Err(err) = credentials.refresh(&transport, open.token_generation).await {
+                tracing::warn!(stream = self.what, error = %err, "could not renew the auth token");
+            }
+        }
+    }
+}
