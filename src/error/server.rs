@@ -11,7 +11,7 @@ macro_rules! server_error_kinds {
         ///
         /// Decoded from the message etcd sends; the mapping covers every error string of etcd's
         /// Go client (`rpctypes`). A message this crate does not know is [`ServerErrorKind::Other`],
-        /// and the full text stays in [`Error::Server::message`](Error::Server).
+        /// and the full text stays in [`Error::Server::message`](super::Error::Server).
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         #[non_exhaustive]
         pub enum ServerErrorKind {

@@ -1,0 +1,307 @@
+//! One unary call: the retry loop, re-authentication, the per-endpoint share of the request
+//! timeout for reads, and what each kind of failure means for it (see the module docs of
+//! [`transport`](super)).
+
+use std::error::Error as _;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use super::endpoint::source_chain;
+use super::{Conn, Retry, Transport, NONE};
+use crate::backoff::Backoff;
+use crate::client::rpc::Rpc;
+use crate::error::{Error, GrpcStatus, Result, ServerErrorKind};
+
+/// What a failed gRPC call means for the retry loop.
+pub(super) enum Failure {
+    /// The connection could not be opened: the request never left this process.
+    NotSent(tonic::Status),
+    /// The connection broke while the request was in flight.
+    Broken(tonic::Status),
+    /// etcd answered with one of its errors.
+    Server(ServerErrorKind, String),
+    /// Some other gRPC status (e.g. `Unimplemented` from an older server).
+    Other(tonic::Status),
+}
+
+impl Failure {
+    pub(super) fn classify(status: tonic::Status) -> Failure {
+        let kind = ServerErrorKind::from_message(status.message());
+        let from_etcd = ["etcdserver:", "auth:"]
+            .iter()
+            .any(|prefix| status.message().starts_with(prefix));
+        if kind != ServerErrorKind::Other || from_etcd {
+            let message = status.message().to_owned();
+            return Failure::Server(kind, message);
+        }
+        let mut source = status.source();
+        while let Some(err) = source {
+            if err.is::<tonic::ConnectError>() {
+                return Failure::NotSent(status);
+            }
+            source = err.source();
+        }
+        match status.code() {
+            tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => {
+                Failure::Broken(status)
+            }
+            _ => Failure::Other(status),
+        }
+    }
+}
+
+/// True for server answers that mean "this member cannot serve right now; another may".
+fn transient(kind: ServerErrorKind) -> bool {
+    use ServerErrorKind::*;
+    matches!(
+        kind,
+        NoLeader
+            | LeaderChanged
+            | NotCapable
+            | Stopped
+            | ServerTimeout
+            | Unhealthy
+            | NotSupportedForLearner
+            | TooManyRequests
+    )
+}
+
+impl Transport {
+    /// Sends one of etcd's unary calls (see [`Rpc`]) with failover, retries, the auth token and
+    /// the request timeout.
+    pub(crate) async fn call<R: Rpc>(&self, request: R) -> Result<R::Response> {
+        let retry = request.retry();
+        self.unary(R::describe, retry, request, R::send).await
+    }
+
+    /// Like [`call`](Self::call) but sends no token and never re-authenticates: for
+    /// `Authenticate` itself.
+    pub(crate) async fn call_without_token<R: Rpc>(&self, request: R) -> Result<R::Response> {
+        let operation = request.describe();
+        self.unary_without_token(|| operation, request, R::send)
+            .await
+    }
+
+    /// Runs one unary call with failover, retries, the auth token and the request timeout.
+    ///
+    /// `call` receives a connection and a request carrying the token; it is invoked once per
+    /// attempt. `operation` describes the request in a timeout error (e.g. `Range prefix /a/`).
+    async fn unary<Req, Resp, F, Fut>(
+        &self,
+        operation: impl FnOnce(&Req) -> String,
+        retry: Retry,
+        message: Req,
+        call: F,
+    ) -> Result<Resp>
+    where
+        Req: Clone + prost::Message,
+        F: Fn(Conn, tonic::Request<Req>) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<Resp>, tonic::Status>>,
+    {
+        // tonic would refuse it too, but only once the call is under way, as a failure that
+        // cannot tell whether the request was applied.
+        let size = message.encoded_len();
+        let limit = self.options.max_send_message_size;
+        if size > limit {
+            return Err(Error::RequestTooLarge {
+                request: operation(&message),
+                size,
+                limit,
+            });
+        }
+        let in_flight = AtomicUsize::new(NONE);
+        let attempts = self.attempts(retry, true, &message, &in_flight, call);
+        self.within_request_timeout(|| operation(&message), &in_flight, attempts)
+            .await
+    }
+
+    /// Like [`unary`](Self::unary) but sends no token and never re-authenticates: for
+    /// `Authenticate` itself.
+    async fn unary_without_token<Req, Resp, F, Fut>(
+        &self,
+        operation: impl FnOnce() -> String,
+        message: Req,
+        call: F,
+    ) -> Result<Resp>
+    where
+        Req: Clone,
+        F: Fn(Conn, tonic::Request<Req>) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<Resp>, tonic::Status>>,
+    {
+        let in_flight = AtomicUsize::new(NONE);
+        let attempts = self.attempts(Retry::Idempotent, false, &message, &in_flight, call);
+        self.within_request_timeout(operation, &in_flight, attempts)
+            .await
+    }
+
+    /// Bounds `work` by the request timeout. On timeout, the endpoint the request was waiting
+    /// on (recorded in `in_flight`) is left for the next one: a member that accepts connections
+    /// but answers nothing (frozen, overloaded) must not hold every later call too.
+    async fn within_request_timeout<T>(
+        &self,
+        operation: impl FnOnce() -> String,
+        in_flight: &AtomicUsize,
+        work: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let after = self.options.request_timeout;
+        match tokio::time::timeout(after, work).await {
+            // `attempts` does not know how to describe the request; name it here.
+            Ok(Err(Error::Server { kind, message, .. })) => Err(Error::Server {
+                kind,
+                message,
+                request: operation(),
+            }),
+            Ok(result) => result,
+            Err(_) => {
+                let index = in_flight.load(Ordering::Acquire);
+                let endpoint = (index != NONE).then(|| {
+                    self.fail_over(index);
+                    self.slots[index].name.clone()
+                });
+                Err(Error::Timeout {
+                    operation: operation(),
+                    after,
+                    endpoint,
+                })
+            }
+        }
+    }
+
+    async fn attempts<Req, Resp, F, Fut>(
+        &self,
+        retry: Retry,
+        with_token: bool,
+        message: &Req,
+        in_flight: &AtomicUsize,
+        call: F,
+    ) -> Result<Resp>
+    where
+        Req: Clone,
+        F: Fn(Conn, tonic::Request<Req>) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<Resp>, tonic::Status>>,
+    {
+        let credentials = self.credentials.as_ref().filter(|_| with_token);
+        if credentials.is_some() {
+            self.authenticated().await?;
+        }
+        let mut reauthenticated = false;
+        let mut unreachable_in_a_row = 0;
+        let mut backoff = Backoff::new(Duration::from_millis(20), Duration::from_millis(500));
+        loop {
+            let index = self.current.load(Ordering::Acquire);
+            let conn = match self.conn(index).await {
+                Ok(conn) => conn,
+                Err(why) => {
+                    self.fail_over(index);
+                    unreachable_in_a_row += 1;
+                    if unreachable_in_a_row >= self.slots.len() {
+                        return Err(Error::Connect {
+                            endpoints: self.endpoint_names().map(str::to_owned).collect(),
+                            reason: why,
+                        });
+                    }
+                    continue;
+                }
+            };
+            unreachable_in_a_row = 0;
+            in_flight.store(index, Ordering::Release);
+
+            let mut request = tonic::Request::new(message.clone());
+            let generation = match credentials {
+                Some(credentials) => credentials.attach(&mut request),
+                None => 0,
+            };
+            let reply = match (retry, self.slots.len()) {
+                (Retry::Idempotent, endpoints) if endpoints > 1 => {
+                    let budget = self.options.request_timeout / endpoints as u32;
+                    match tokio::time::timeout(budget, call(conn, request)).await {
+                        Ok(reply) => reply,
+                        Err(_elapsed) => {
+                            let endpoint = &self.slots[index].name;
+                            tracing::debug!(%endpoint, ?budget, "read unanswered; trying the next endpoint");
+                            self.fail_over(index);
+                            continue;
+                        }
+                    }
+                }
+                _ => call(conn, request).await,
+            };
+            let status = match reply {
+                Ok(response) => return Ok(response.into_inner()),
+                Err(status) => status,
+            };
+            let endpoint = self.slots[index].name.clone();
+            match Failure::classify(status) {
+                Failure::Server(kind, message) => {
+                    if let (Some(credentials), true, false) =
+                        (credentials, kind.needs_new_token(), reauthenticated)
+                    {
+                        reauthenticated = true;
+                        credentials.refresh(self, generation).await?;
+                        continue;
+                    }
+                    if retry == Retry::Idempotent && transient(kind) {
+                        tracing::debug!(%endpoint, %message, "transient etcd error; retrying");
+                        self.fail_over(index);
+                        backoff.wait().await;
+                        continue;
+                    }
+                    return Err(Error::Server {
+                        kind,
+                        message,
+                        request: String::new(),
+                    });
+                }
+                Failure::NotSent(status) => {
+                    tracing::debug!(%endpoint, error = %status.message(), "request not sent; failing over");
+                    self.fail_over(index);
+                    unreachable_in_a_row += 1;
+                    if unreachable_in_a_row >= self.slots.len() {
+                        return Err(Error::Connect {
+                            endpoints: self.endpoint_names().map(str::to_owned).collect(),
+                            reason: format!("{endpoint}: {}", source_chain(&status)),
+                        });
+                    }
+                }
+                Failure::Broken(status) => {
+                    self.fail_over(index);
+                    if retry == Retry::Mutation {
+                        return Err(Error::Transport {
+                            endpoint,
+                            source: GrpcStatus::new(status),
+                        });
+                    }
+                    tracing::debug!(%endpoint, error = %status.message(), "connection broke; retrying read");
+                    backoff.wait().await;
+                }
+                Failure::Other(status) => {
+                    return Err(Error::Grpc {
+                        endpoint,
+                        source: GrpcStatus::new(status),
+                    })
+                }
+            }
+        }
+    }
+}
+
+/// Turns a status from a stream (which does its own retrying) into the crate's error;
+/// `request` names the stream, e.g. `Watch /services/`.
+pub(crate) fn status_error(endpoint: &str, request: &str, status: tonic::Status) -> Error {
+    match Failure::classify(status) {
+        Failure::Server(kind, message) => Error::Server {
+            kind,
+            message,
+            request: request.to_owned(),
+        },
+        Failure::NotSent(status) | Failure::Broken(status) => Error::Transport {
+            endpoint: endpoint.to_owned(),
+            source: GrpcStatus::new(status),
+        },
+        Failure::Other(status) => Error::Grpc {
+            endpoint: endpoint.to_owned(),
+            source: GrpcStatus::new(status),
+        },
+    }
+}

@@ -1,0 +1,226 @@
+//! What the watch task does with etcd's answers on the Watch stream: confirmed or refused
+//! creates, events (routed to their watch, whole revisions only), progress notifications, and
+//! watches that etcd ended (compaction, no leader, an expired token, a refusal).
+
+use std::sync::atomic::Ordering;
+
+use super::super::watch::{Event, WatchResponse};
+use super::super::watch_queue as queue;
+use super::super::ResponseHeader;
+use super::{describe, Hub, State};
+use crate::error::{Error, ServerErrorKind};
+use crate::proto::etcdserverpb as pb;
+
+impl Hub {
+    pub(super) async fn response(&mut self, response: pb::WatchResponse) {
+        let header: ResponseHeader = response.header.into();
+        if response.created {
+            let Some(id) = self.creates.answered(response.watch_id, response.canceled) else {
+                // With several creates in flight, a refusal carrying an id of the server's own
+                // cannot be told apart: send them all again, one at a time, on a new stream
+                // (with a new token if the refusal was about the token).
+                tracing::debug!(
+                    watch_id = response.watch_id,
+                    reason = %response.cancel_reason,
+                    "a watch create answer matched no create; reopening"
+                );
+                self.creates.unmatched();
+                let kind = ServerErrorKind::from_message(&response.cancel_reason);
+                if kind.needs_new_token() || kind == ServerErrorKind::PermissionDenied {
+                    return self.renew_token().await;
+                }
+                self.stream.close(); // same endpoint: nothing is wrong with it
+                return self.restart();
+            };
+            self.created(id, header, response).await;
+            return self.pump();
+        }
+        if response.canceled {
+            if let Some(id) = self.by_watch_id.remove(&response.watch_id) {
+                if ServerErrorKind::from_message(&response.cancel_reason).needs_new_token() {
+                    // An established watch cancelled for its token: renew and resume.
+                    return self.renew_token().await;
+                }
+                self.ended(id, &response).await;
+            }
+            return;
+        }
+        if response.watch_id == -1 && response.events.is_empty() {
+            // A progress answer for the whole stream.
+            let ids: Vec<u64> = self.by_watch_id.values().copied().collect();
+            for id in ids {
+                self.deliver(id, header, Vec::new());
+            }
+            return;
+        }
+        let Some(&id) = self.by_watch_id.get(&response.watch_id) else {
+            return; // a watch we cancelled or paused; its late events are not wanted
+        };
+        let Some(watcher) = self.watchers.get_mut(&id) else {
+            return;
+        };
+        watcher
+            .fragments
+            .extend(response.events.into_iter().map(Event::from));
+        if response.fragment {
+            return; // more of the same revision follows
+        }
+        let events = std::mem::take(&mut watcher.fragments);
+        self.deliver(id, header, events);
+    }
+
+    async fn created(&mut self, id: u64, header: ResponseHeader, response: pb::WatchResponse) {
+        let Some(watcher) = self.watchers.get_mut(&id) else {
+            // Dropped while its create was in flight.
+            if !response.canceled {
+                self.cancel_on_server(response.watch_id);
+            }
+            return;
+        };
+        if response.canceled {
+            let kind = ServerErrorKind::from_message(&response.cancel_reason);
+            let auth = kind.needs_new_token() || kind == ServerErrorKind::PermissionDenied;
+            let transport = self.stream.transport();
+            let with_credentials = transport.is_some_and(|t| t.credentials.is_some());
+            if auth && with_credentials {
+                // Maybe only the stream's token expired (etcd 3.5 calls that "permission
+                // denied" too). The first time, renew it and create the watch again on a fresh
+                // stream. If that is refused as well (a short TTL on a busy server can expire
+                // the new token too), ask etcd with a plain read whether the user may read the
+                // range: only a refusal of that is final.
+                let first = !watcher.auth_retried;
+                watcher.auth_retried = true;
+                let (key, range_end) = (
+                    watcher.request.key.clone(),
+                    watcher.request.range_end.clone(),
+                );
+                if first || kind.needs_new_token() || self.may_read(key, range_end).await {
+                    return self.renew_token().await;
+                }
+            }
+            return self.ended(id, &response).await;
+        }
+        watcher.auth_retried = false;
+        watcher.state = State::Active(response.watch_id);
+        if watcher.next_revision == 0 {
+            // "From now": pin "now" so a resume elsewhere starts exactly here.
+            watcher.next_revision = header.revision + 1;
+        }
+        if let Some(created) = watcher.created.take() {
+            let _ = created.send(Ok(()));
+        }
+        self.by_watch_id.insert(response.watch_id, id);
+    }
+
+    /// etcd ended watch `id`: compaction, or a refusal that is final.
+    async fn ended(&mut self, id: u64, response: &pb::WatchResponse) {
+        let reason = &response.cancel_reason;
+        let kind = ServerErrorKind::from_message(reason);
+        if kind == ServerErrorKind::NoLeader {
+            return self.broken(reason);
+        }
+        // A watch we paused never gets here: it left `by_watch_id` before its cancel was sent.
+        let Some(mut watcher) = self.watchers.remove(&id) else {
+            return;
+        };
+        let error = if response.compact_revision > 0 {
+            watcher
+                .shared
+                .compact_revision
+                .store(response.compact_revision, Ordering::Release);
+            Error::Server {
+                kind: ServerErrorKind::Compacted,
+                message: format!(
+                    "etcdserver: mvcc: required revision has been compacted (watch from {}, compacted at {})",
+                    watcher.next_revision, response.compact_revision
+                ),
+                request: describe(&watcher.request),
+            }
+        } else {
+            Error::Server {
+                kind,
+                message: if reason.is_empty() {
+                    "etcdserver: watch canceled".to_owned()
+                } else {
+                    reason.clone()
+                },
+                request: describe(&watcher.request),
+            }
+        };
+        match watcher.created.take() {
+            Some(created) => {
+                let _ = created.send(Err(error));
+            }
+            None => {
+                if let Err(queue::TrySendError::Full(Err(error))) =
+                    watcher.events.try_send(Err(error))
+                {
+                    // Handed out once the consumer has read what is buffered.
+                    *watcher.shared.ended_with.lock().expect("lock") = Some(error);
+                }
+            }
+        }
+    }
+
+    /// Whether the client's user may read `[key, range_end)`, asked with a count-only Range
+    /// (which renews the token itself if etcd asks): what etcd checks for a watch create.
+    async fn may_read(&self, key: Vec<u8>, range_end: Vec<u8>) -> bool {
+        let Some(transport) = self.stream.transport() else {
+            return false;
+        };
+        let request = pb::RangeRequest {
+            key,
+            range_end,
+            limit: 1,
+            count_only: true,
+            serializable: true,
+            ..Default::default()
+        };
+        let read = transport.call(request).await;
+        !matches!(read, Err(err) if err.server_kind() == Some(ServerErrorKind::PermissionDenied))
+    }
+
+    /// The token the stream was opened with is no longer valid: renew it and reopen on the
+    /// same endpoint.
+    async fn renew_token(&mut self) {
+        self.stream.renew_token().await;
+        self.restart();
+    }
+
+    fn deliver(&mut self, id: u64, header: ResponseHeader, events: Vec<Event>) {
+        let Some(watcher) = self.watchers.get_mut(&id) else {
+            return;
+        };
+        let first = events.first().map(|e| e.kv.mod_revision);
+        let next = match events.last() {
+            Some(last) => last.kv.mod_revision + 1,
+            None => header.revision + 1,
+        };
+        match watcher
+            .events
+            .try_send(Ok(WatchResponse { header, events }))
+        {
+            Ok(()) => watcher.next_revision = watcher.next_revision.max(next),
+            // A progress notification for a full buffer carries nothing to lose.
+            Err(queue::TrySendError::Full(_)) if first.is_none() => {}
+            Err(queue::TrySendError::Full(_)) => {
+                // Pause: cancel on the server and come back for this revision once drained.
+                if let Some(first) = first {
+                    watcher.next_revision = first;
+                }
+                let state = std::mem::replace(&mut watcher.state, State::Paused);
+                watcher.shared.paused.store(true, Ordering::Release);
+                if let State::Active(watch_id) = state {
+                    self.cancel_on_server(watch_id);
+                }
+            }
+            Err(queue::TrySendError::Closed(_)) => {
+                let state = watcher.state;
+                self.watchers.remove(&id);
+                if let State::Active(watch_id) = state {
+                    self.cancel_on_server(watch_id);
+                }
+            }
+        }
+    }
+}
