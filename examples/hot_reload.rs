@@ -64,8 +64,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tokio::select! {
             changed = live.changed() => {
                 changed?;
-                let (settings, revision) = live.snapshot();
-                println!("[service] reloaded at revision {revision}: {settings:?}");
+                let now = live.snapshot();
+                println!("[service] reloaded at revision {}: {:?}", now.revision, now.value);
             }
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate.recv() => break,

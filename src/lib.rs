@@ -58,16 +58,35 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: the [`EtcdConfig`] trait and its derive, the value [`codec`], the [`Store`],
-//!   and the [`Schema`].
+//! - At the root: what a service holds. The [`EtcdConfig`] trait and its derive, the value
+//!   [`codec`], the [`Store`] that loads and saves, [`ConfigWatch`] and [`Live`] that follow
+//!   changes, the [`Schema`], and [`Access`] for least-privilege roles.
 //! - [`client`]: the etcd v3 client. [`Client`] is a cheap `Clone` handle over several
-//!   endpoints with failover, timeouts, TLS and an auth token; one module per etcd service
-//!   ([`client::kv`], [`client::txn`], [`client::lease`], [`client::auth`],
-//!   [`client::cluster`], [`client::maintenance`]).
+//!   endpoints with failover, timeouts, TLS and an auth token; each etcd service has a handle
+//!   ([`client::Kv`], [`client::Lease`], [`client::Auth`], [`client::Cluster`],
+//!   [`client::Maintenance`]) and every request and response type sits beside it in
+//!   `client::`.
 //! - [`KeyRange`]: the one place that knows etcd's `(key, range_end)` encoding.
 //! - [`Error`]: the one error type; etcd's own refusals are [`Error::Server`] with a
 //!   [`ServerErrorKind`].
 //! - [`proto`]: the generated wire types, as an escape hatch.
+//!
+//! # API conventions
+//!
+//! - A request is a builder you `.await` (`kv.get(range).limit(10).await`,
+//!   `lease.time_to_live(id).keys().await`, `cluster.member_add(urls).learner().await`);
+//!   options are methods, never positional booleans, and answers are named types
+//!   ([`client::GetResponse`], [`client::HashKv`], [`client::AlarmMember`]).
+//! - A value read together with its revision is a [`Versioned`]
+//!   ([`Store::load_versioned`], [`Live::snapshot`], [`ConfigWatch::initial`]).
+//! - Option types ([`ConnectOptions`], [`LiveOptions`], [`client::TlsOptions`]) are consuming
+//!   builders: a setting is set by a method of its name (`request_timeout`, `cache_file`);
+//!   credentials and key material are attached with `with_*` (`with_user`, `with_tls`).
+//! - Handles ([`Client`], [`Store`], [`Live`]) are cheap clones taken by `&self`; a derived
+//!   handle is a new value and leaves the original as it was ([`Store::namespace`],
+//!   [`Store::with_max_txn_ops`]).
+//! - One [`Error`] type, `Clone`, every variant documented; etcd's own refusals are
+//!   [`Error::Server`] with a [`ServerErrorKind`].
 //!
 //! # The derive's attributes
 //!
@@ -158,7 +177,11 @@ pub use client::{Client, ConnectOptions, ResponseHeader, TlsOptions};
 pub use error::{Error, GrpcStatus, Problem, ProblemKind, Result, ServerErrorKind};
 pub use key_range::{KeyRange, RangeKind};
 
-pub use config::{codec, Access, EtcdConfig, Live, LiveOptions, Schema, Store, Update, Versioned};
+pub use client::KeyValue;
+pub use config::{
+    codec, from_key_values, to_key_values, Access, ConfigWatch, EtcdConfig, Live, LiveOptions,
+    Schema, SchemaField, Store, Update, Versioned,
+};
 /// `#[derive(EtcdConfig)]`: see [`EtcdConfig`] and the crate docs for its attributes.
 pub use etcd_derive::EtcdConfig;
 

@@ -6,8 +6,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use etcd_config::config::{from_key_values, to_key_values};
 use etcd_config::EtcdConfig;
+use etcd_config::{from_key_values, to_key_values};
 
 struct Counting;
 

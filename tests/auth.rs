@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use etcd_config::client::auth::{Permission, PermissionKind};
+use etcd_config::client::{Permission, PermissionKind};
 use etcd_config::{Access, Client, Error, EtcdConfig, KeyRange, RangeKind, ServerErrorKind, Store};
 use futures_util::StreamExt;
 use support::{Etcd, ROOT_PASSWORD};

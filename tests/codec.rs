@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use etcd_config::config::{codec, from_key_values, to_key_values};
+use etcd_config::{codec, from_key_values, to_key_values};
 use etcd_config::{Error, EtcdConfig};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};

@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use etcd_config::config::{from_key_values, to_key_values};
 use etcd_config::ProblemKind;
+use etcd_config::{from_key_values, to_key_values};
 use etcd_config::{Error, EtcdConfig};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -246,8 +246,7 @@ mod hygiene {
     #[test]
     fn compiles_and_works_with_shadowed_prelude() {
         let s: Shadowed =
-            etcd_config::config::from_key_values([("/hygiene/a", "1"), ("/hygiene/e/x", "2")])
-                .unwrap();
+            etcd_config::from_key_values([("/hygiene/a", "1"), ("/hygiene/e/x", "2")]).unwrap();
         assert_eq!((s.a, s.e.x, s.f.as_str()), (1, 2, "x"));
     }
 }

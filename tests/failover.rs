@@ -184,7 +184,7 @@ async fn keep_alive_survives_member_loss() {
         .await
         .unwrap();
     assert_eq!(check.kv().get("/kept").await.unwrap().count, 1);
-    let info = check.lease().time_to_live(lease.id, false).await.unwrap();
+    let info = check.lease().time_to_live(lease.id).await.unwrap();
     assert!(info.ttl > 0, "{info:?}");
     assert_eq!(keep.ttl(), Some(5));
 }

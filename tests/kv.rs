@@ -4,12 +4,12 @@
 
 mod support;
 
-use etcd_config::client::kv::{Delete, Get, Put, SortOrder, SortTarget};
-use etcd_config::client::txn::{Compare, CompareOp, Txn, TxnOp, TxnOpResponse};
+use etcd_config::client::{Compare, CompareOp, Txn, TxnOp, TxnOpResponse};
+use etcd_config::client::{Delete, Get, Put, SortOrder, SortTarget};
 use etcd_config::{KeyRange, ServerErrorKind};
 use support::Etcd;
 
-fn keys(kvs: &[etcd_config::client::kv::KeyValue]) -> Vec<&str> {
+fn keys(kvs: &[etcd_config::client::KeyValue]) -> Vec<&str> {
     kvs.iter().map(|kv| kv.key_str().unwrap()).collect()
 }
 
@@ -147,7 +147,7 @@ async fn put_options() {
     assert_eq!(got.kvs[0].lease, lease.id);
     assert_eq!(got.kvs[0].value, b"w");
 
-    let ttl = client.lease().time_to_live(lease.id, true).await.unwrap();
+    let ttl = client.lease().time_to_live(lease.id).keys().await.unwrap();
     assert_eq!(ttl.keys, vec![b"/leased".to_vec()]);
     assert!(ttl.ttl > 0 && ttl.granted_ttl == 60);
     assert!(client.lease().leases().await.unwrap().contains(&lease.id));
@@ -437,7 +437,7 @@ async fn leases_share_one_keep_alive_stream() {
     assert!(etcd.grpc_received(0, "LeaseKeepAlive") >= 20 * 4);
     let check = etcd.client().await.lease();
     for keep in &kept {
-        let info = check.time_to_live(keep.id(), false).await.unwrap();
+        let info = check.time_to_live(keep.id()).await.unwrap();
         assert!(
             info.ttl > 0,
             "lease {:x} expired while kept alive",

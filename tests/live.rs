@@ -6,9 +6,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use etcd_config::client::txn::TxnOp;
-use etcd_config::config::{ConfigWatch, Update};
+use etcd_config::client::TxnOp;
 use etcd_config::{Client, Error, EtcdConfig, LiveOptions, Store};
+use etcd_config::{ConfigWatch, Update};
 use futures_util::StreamExt;
 use support::{Etcd, Front, ROOT_PASSWORD};
 

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use etcd_config::client::maintenance::{Alarm, Downgrade};
+use etcd_config::client::{Alarm, Downgrade};
 use etcd_config::{Client, Error, EtcdConfig, KeyRange, ServerErrorKind, Store};
 use support::Etcd;
 
@@ -64,7 +64,7 @@ async fn hash_kv_agrees_across_members() {
             assert!(Instant::now() < deadline);
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        hashes.push(one.maintenance().hash_kv(revision).await.unwrap().0);
+        hashes.push(one.maintenance().hash_kv(revision).await.unwrap().hash);
     }
     assert!(hashes.windows(2).all(|w| w[0] == w[1]), "{hashes:?}");
 }
@@ -201,8 +201,8 @@ async fn request_too_large_and_no_space() {
     let maintenance = client.maintenance();
     let alarms = maintenance.alarms().await.unwrap();
     assert_eq!(alarms.len(), 1, "{alarms:?}");
-    let (member, alarm) = alarms[0];
-    assert_eq!(alarm, Alarm::NoSpace);
+    let member = alarms[0].member_id;
+    assert_eq!(alarms[0].alarm, Alarm::NoSpace);
 
     let before = kv.get(KeyRange::all()).await.unwrap();
     assert_eq!(before.count, filled);
@@ -242,11 +242,11 @@ async fn backend_hash() {
     let client = etcd.client().await;
     client.kv().put("/h", "1").await.unwrap();
     let maintenance = client.maintenance();
-    let (_, first) = maintenance.hash().await.unwrap();
-    let (_, again) = maintenance.hash().await.unwrap();
+    let first = maintenance.hash().await.unwrap().hash;
+    let again = maintenance.hash().await.unwrap().hash;
     assert_eq!(first, again);
     client.kv().put("/h", "2").await.unwrap();
-    let (_, after) = maintenance.hash().await.unwrap();
+    let after = maintenance.hash().await.unwrap().hash;
     assert_ne!(first, after);
 }
 
@@ -349,7 +349,7 @@ async fn add_and_remove_a_learner() {
     // for its health interval (5 s) after start.
     let deadline = Instant::now() + Duration::from_secs(20);
     let added = loop {
-        match client.cluster().member_add(vec![peer.clone()], true).await {
+        match client.cluster().member_add([peer.clone()]).learner().await {
             Ok(added) => break added,
             Err(err)
                 if err.server_kind() == Some(ServerErrorKind::Unhealthy)

@@ -285,7 +285,7 @@ async fn save_if_unchanged_detects_every_kind_of_change() {
     store.save(&Gateway::sample()).await.unwrap();
 
     type Change = fn(
-        &etcd_config::client::kv::Kv,
+        &etcd_config::client::Kv,
     ) -> std::pin::Pin<
         Box<dyn std::future::Future<Output = etcd_config::Result<()>>>,
     >;

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use etcd_config::client::watch::{EventKind, WatchResponse, WatchStream};
+use etcd_config::client::{EventKind, WatchResponse, WatchStream};
 use etcd_config::{Client, Error, KeyRange, ServerErrorKind};
 use futures_util::StreamExt;
 use support::{Etcd, Front};
@@ -88,9 +88,9 @@ async fn events_options_and_txns() {
     let txn = kv
         .txn()
         .and_then([
-            etcd_config::client::txn::TxnOp::put("/w/x", "1"),
-            etcd_config::client::txn::TxnOp::put("/w/y", "1"),
-            etcd_config::client::txn::TxnOp::put("/w/z", "1"),
+            etcd_config::client::TxnOp::put("/w/x", "1"),
+            etcd_config::client::TxnOp::put("/w/y", "1"),
+            etcd_config::client::TxnOp::put("/w/z", "1"),
         ])
         .await
         .unwrap();

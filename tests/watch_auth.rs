@@ -8,7 +8,7 @@ mod support;
 
 use std::time::Duration;
 
-use etcd_config::client::watch::WatchStream;
+use etcd_config::client::WatchStream;
 use etcd_config::{Client, EtcdConfig, KeyRange, ServerErrorKind, Store};
 use futures_util::StreamExt;
 use support::{Etcd, ROOT_PASSWORD};

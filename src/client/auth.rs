@@ -1,26 +1,4 @@
 //! etcd's Auth service: enabling auth, users, roles, and permissions over key ranges.
-//!
-//! A role is granted [`Read`](PermissionKind::Read), [`Write`](PermissionKind::Write) or
-//! [`ReadWrite`](PermissionKind::ReadWrite) on a [`KeyRange`]; a user holds roles. etcd checks
-//! a request against the union of the ranges of every role the user holds, so grants of
-//! `[k1, k3)` and `[k2, k4)` together allow a read of `[k1, k4)`.
-//!
-//! ```no_run
-//! # async fn demo(root: etcd_config::Client) -> etcd_config::Result<()> {
-//! use etcd_config::client::auth::{Permission, PermissionKind};
-//! use etcd_config::KeyRange;
-//!
-//! let auth = root.auth();
-//! auth.role_add("gateway-reader").await?;
-//! auth.role_grant_permission(
-//!     "gateway-reader",
-//!     Permission::new(PermissionKind::Read, KeyRange::prefix("/services/gateway/")),
-//! )
-//! .await?;
-//! auth.user_add("gateway", "s3cret").await?;
-//! auth.user_grant_role("gateway", "gateway-reader").await?;
-//! # Ok(()) }
-//! ```
 
 use super::{Client, ResponseHeader};
 use crate::error::{Error, Result};
@@ -28,6 +6,28 @@ use crate::key_range::KeyRange;
 use crate::proto::{authpb, etcdserverpb as pb};
 
 /// Handle to the Auth service of a [`Client`].
+///
+/// A role is granted [`Read`](PermissionKind::Read), [`Write`](PermissionKind::Write) or
+/// [`ReadWrite`](PermissionKind::ReadWrite) on a [`KeyRange`]; a user holds roles. etcd checks
+/// a request against the union of the ranges of every role the user holds, so grants of
+/// `[k1, k3)` and `[k2, k4)` together allow a read of `[k1, k4)`.
+///
+/// ```no_run
+/// # async fn demo(root: etcd_config::Client) -> etcd_config::Result<()> {
+/// use etcd_config::client::{Permission, PermissionKind};
+/// use etcd_config::KeyRange;
+///
+/// let auth = root.auth();
+/// auth.role_add("gateway-reader").await?;
+/// auth.role_grant_permission(
+///     "gateway-reader",
+///     Permission::new(PermissionKind::Read, KeyRange::prefix("/services/gateway/")),
+/// )
+/// .await?;
+/// auth.user_add("gateway", "s3cret").await?;
+/// auth.user_grant_role("gateway", "gateway-reader").await?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug)]
 pub struct Auth {
     client: Client,

@@ -1,5 +1,8 @@
 //! etcd's Cluster service: membership.
 
+use std::future::IntoFuture;
+
+use super::kv::BoxFuture;
 use super::{Client, ResponseHeader};
 use crate::error::Result;
 use crate::proto::etcdserverpb as pb;
@@ -76,16 +79,16 @@ impl Cluster {
         Ok(members(r.header, None, r.members))
     }
 
-    /// Adds a member (or a learner) that will join on `peer_urls`.
-    pub async fn member_add(&self, peer_urls: Vec<String>, is_learner: bool) -> Result<Members> {
-        let r = self
-            .client
-            .call(pb::MemberAddRequest {
-                peer_urls,
-                is_learner,
-            })
-            .await?;
-        Ok(members(r.header, r.member, r.members))
+    /// Adds a voting member that will join on `peer_urls` (one MemberAdd round trip); add
+    /// `.learner()` for a non-voting one. Then `.await`.
+    pub fn member_add(&self, peer_urls: impl IntoIterator<Item = impl Into<String>>) -> MemberAdd {
+        MemberAdd {
+            client: self.client.clone(),
+            request: pb::MemberAddRequest {
+                peer_urls: peer_urls.into_iter().map(Into::into).collect(),
+                is_learner: false,
+            },
+        }
     }
 
     /// Removes a member.
@@ -107,5 +110,34 @@ impl Cluster {
     pub async fn member_promote(&self, id: u64) -> Result<Members> {
         let r = self.client.call(pb::MemberPromoteRequest { id }).await?;
         Ok(members(r.header, None, r.members))
+    }
+}
+
+/// A member to add. Await it.
+#[derive(Debug, Clone)]
+#[must_use = "a MemberAdd does nothing until awaited"]
+pub struct MemberAdd {
+    client: Client,
+    request: pb::MemberAddRequest,
+}
+
+impl MemberAdd {
+    /// Add the member as a learner: it receives the log but does not vote until promoted
+    /// ([`Cluster::member_promote`]).
+    pub fn learner(mut self) -> Self {
+        self.request.is_learner = true;
+        self
+    }
+}
+
+impl IntoFuture for MemberAdd {
+    type Output = Result<Members>;
+    type IntoFuture = BoxFuture<Members>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let r = self.client.call(self.request).await?;
+            Ok(members(r.header, r.member, r.members))
+        })
     }
 }

@@ -1,22 +1,4 @@
 //! etcd's KV service: Range, Put, DeleteRange and Compact, as builders you `.await`.
-//!
-//! ```no_run
-//! # async fn demo(client: etcd_config::Client) -> etcd_config::Result<()> {
-//! use etcd_config::KeyRange;
-//!
-//! let kv = client.kv();
-//! kv.put("/a/1", "one").await?;
-//! let page = kv.get(KeyRange::prefix("/a/")).limit(10).await?;
-//! for item in &page.kvs {
-//!     let key = String::from_utf8_lossy(&item.key);
-//!     println!("{key} = {}", String::from_utf8_lossy(&item.value));
-//! }
-//! # Ok(()) }
-//! ```
-//!
-//! The builders are generic over their client so the same type serves both as a call of its
-//! own (`Get<Kv>`, awaited) and as an operation inside a [`Txn`](super::txn::Txn) (`Get<()>`,
-//! made with [`Get::new`] and turned into a [`TxnOp`](super::txn::TxnOp)).
 
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
@@ -32,6 +14,24 @@ use crate::proto::{etcdserverpb as pb, mvccpb};
 pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'static>>;
 
 /// Handle to the KV service of a [`Client`]. Cheap to clone.
+///
+/// ```no_run
+/// # async fn demo(client: etcd_config::Client) -> etcd_config::Result<()> {
+/// use etcd_config::KeyRange;
+///
+/// let kv = client.kv();
+/// kv.put("/a/1", "one").await?;
+/// let page = kv.get(KeyRange::prefix("/a/")).limit(10).await?;
+/// for item in &page.kvs {
+///     let key = String::from_utf8_lossy(&item.key);
+///     println!("{key} = {}", String::from_utf8_lossy(&item.value));
+/// }
+/// # Ok(()) }
+/// ```
+///
+/// The builders are generic over their client so the same type serves both as a call of its
+/// own (`Get<Kv>`, awaited) and as an operation inside a [`Txn`](super::txn::Txn) (`Get<()>`,
+/// made with [`Get::new`] and turned into a [`TxnOp`](super::txn::TxnOp)).
 #[derive(Clone, Debug)]
 pub struct Kv {
     client: Client,

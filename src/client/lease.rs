@@ -1,8 +1,11 @@
 //! etcd's Lease service: time-limited ownership of keys.
 
+use std::future::IntoFuture;
+
 use tokio::sync::watch;
 
 use super::keep_alive::Renewal;
+use super::kv::BoxFuture;
 use super::{Client, ResponseHeader};
 use crate::error::{Error, Result};
 use crate::proto::etcdserverpb as pb;
@@ -64,17 +67,13 @@ impl Lease {
         Ok(response.header.into())
     }
 
-    /// Reports a lease's remaining TTL, and its keys if `keys` is set.
-    pub async fn time_to_live(&self, id: i64, keys: bool) -> Result<LeaseInfo> {
-        let request = pb::LeaseTimeToLiveRequest { id, keys };
-        let response = self.client.call(request).await?;
-        Ok(LeaseInfo {
-            header: response.header.into(),
-            id: response.id,
-            ttl: response.ttl,
-            granted_ttl: response.granted_ttl,
-            keys: response.keys,
-        })
+    /// Reports a lease's remaining TTL (one LeaseTimeToLive round trip); add `.keys()` to
+    /// list the keys attached to it too. Then `.await`.
+    pub fn time_to_live(&self, id: i64) -> TimeToLive {
+        TimeToLive {
+            client: self.client.clone(),
+            request: pb::LeaseTimeToLiveRequest { id, keys: false },
+        }
     }
 
     /// Lists the IDs of every live lease.
@@ -190,5 +189,39 @@ fn renewals_ended(id: i64) -> Error {
     Error::Stopped {
         what: format!("keep-alive of lease {id:x}"),
         reason: "the renewal task ended".to_owned(),
+    }
+}
+
+/// A question about one lease. Await it.
+#[derive(Debug, Clone)]
+#[must_use = "a TimeToLive does nothing until awaited"]
+pub struct TimeToLive {
+    client: Client,
+    request: pb::LeaseTimeToLiveRequest,
+}
+
+impl TimeToLive {
+    /// Also list the keys attached to the lease.
+    pub fn keys(mut self) -> Self {
+        self.request.keys = true;
+        self
+    }
+}
+
+impl IntoFuture for TimeToLive {
+    type Output = Result<LeaseInfo>;
+    type IntoFuture = BoxFuture<LeaseInfo>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let response = self.client.call(self.request).await?;
+            Ok(LeaseInfo {
+                header: response.header.into(),
+                id: response.id,
+                ttl: response.ttl,
+                granted_ttl: response.granted_ttl,
+                keys: response.keys,
+            })
+        })
     }
 }

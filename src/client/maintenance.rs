@@ -1,7 +1,4 @@
 //! etcd's Maintenance service: status, alarms, defragmentation, hashes, snapshots, leader moves.
-//!
-//! These calls go to the client's current endpoint; to ask a particular member, connect a
-//! client to that member alone.
 
 use ring::digest;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -25,6 +22,9 @@ pub enum Downgrade {
 }
 
 /// Handle to the Maintenance service of a [`Client`].
+///
+/// These calls go to the client's current endpoint; to ask a particular member, connect a
+/// client to that member alone.
 #[derive(Clone, Debug)]
 pub struct Maintenance {
     client: Client,
@@ -52,6 +52,38 @@ pub struct Status {
     pub errors: Vec<String>,
     /// True if the member is a learner.
     pub is_learner: bool,
+}
+
+/// A hash of a member's whole backend database, from [`Maintenance::hash`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Hash {
+    /// Who answered (the member hashed).
+    pub header: ResponseHeader,
+    /// The CRC-32 of the database.
+    pub hash: u32,
+}
+
+/// A hash of a member's key-value store, from [`Maintenance::hash_kv`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HashKv {
+    /// Who answered (the member hashed).
+    pub header: ResponseHeader,
+    /// The CRC-32 of every key's revisions, from `compact_revision` up to the requested one.
+    pub hash: u32,
+    /// The compaction the hash starts from: compare hashes of members at the same one.
+    pub compact_revision: i64,
+}
+
+/// An alarm and the member it is raised on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AlarmMember {
+    /// The member with the alarm.
+    pub member_id: u64,
+    /// The alarm.
+    pub alarm: Alarm,
 }
 
 /// An alarm raised on a member.
@@ -87,13 +119,13 @@ impl Maintenance {
     }
 
     /// The alarms raised in the cluster, with the member each is raised on.
-    pub async fn alarms(&self) -> Result<Vec<(u64, Alarm)>> {
+    pub async fn alarms(&self) -> Result<Vec<AlarmMember>> {
         self.alarm(pb::alarm_request::AlarmAction::Get, 0, pb::AlarmType::None)
             .await
     }
 
     /// Disarms `alarm` on `member` (after freeing space, for [`Alarm::NoSpace`]).
-    pub async fn disarm(&self, member: u64, alarm: Alarm) -> Result<Vec<(u64, Alarm)>> {
+    pub async fn disarm(&self, member: u64, alarm: Alarm) -> Result<Vec<AlarmMember>> {
         let alarm = match alarm {
             Alarm::NoSpace => pb::AlarmType::Nospace,
             Alarm::Corrupt => pb::AlarmType::Corrupt,
@@ -107,7 +139,7 @@ impl Maintenance {
         action: pb::alarm_request::AlarmAction,
         member_id: u64,
         alarm: pb::AlarmType,
-    ) -> Result<Vec<(u64, Alarm)>> {
+    ) -> Result<Vec<AlarmMember>> {
         let r = self
             .client
             .call(pb::AlarmRequest {
@@ -118,10 +150,14 @@ impl Maintenance {
             .await?;
         Ok(r.alarms
             .into_iter()
-            .filter_map(|a| match pb::AlarmType::try_from(a.alarm) {
-                Ok(pb::AlarmType::Nospace) => Some((a.member_id, Alarm::NoSpace)),
-                Ok(pb::AlarmType::Corrupt) => Some((a.member_id, Alarm::Corrupt)),
-                _ => None,
+            .filter_map(|a| {
+                let alarm = match pb::AlarmType::try_from(a.alarm) {
+                    Ok(pb::AlarmType::Nospace) => Alarm::NoSpace,
+                    Ok(pb::AlarmType::Corrupt) => Alarm::Corrupt,
+                    _ => return None,
+                };
+                let member_id = a.member_id;
+                Some(AlarmMember { member_id, alarm })
             })
             .collect())
     }
@@ -135,9 +171,12 @@ impl Maintenance {
 
     /// A hash of the current member's whole backend database (every bucket, etcd's own
     /// included). Meant for testing; compare members with [`hash_kv`](Self::hash_kv).
-    pub async fn hash(&self) -> Result<(ResponseHeader, u32)> {
+    pub async fn hash(&self) -> Result<Hash> {
         let r = self.client.call(pb::HashRequest {}).await?;
-        Ok((r.header.into(), r.hash))
+        Ok(Hash {
+            header: r.header.into(),
+            hash: r.hash,
+        })
     }
 
     /// Validates, starts or cancels a downgrade of the cluster to `version` (e.g. `3.4.0`: one
@@ -172,9 +211,13 @@ impl Maintenance {
 
     /// A hash of the key-value store up to `revision` (0 = now), and the compact revision it
     /// starts from: equal hashes across members mean equal data.
-    pub async fn hash_kv(&self, revision: i64) -> Result<(u32, i64)> {
+    pub async fn hash_kv(&self, revision: i64) -> Result<HashKv> {
         let r = self.client.call(pb::HashKvRequest { revision }).await?;
-        Ok((r.hash, r.compact_revision))
+        Ok(HashKv {
+            header: r.header.into(),
+            hash: r.hash,
+            compact_revision: r.compact_revision,
+        })
     }
 
     /// Asks the current member, which must be the leader, to hand leadership to `member`.

@@ -1,22 +1,27 @@
 //! The etcd v3 client: a cheap `Clone` handle over one set of endpoints.
 //!
-//! One file per etcd service: [`kv`] (Range, Put, DeleteRange, Compact), [`txn`] (Txn),
-//! [`lease`], [`auth`], [`cluster`] and [`maintenance`]; `transport` holds the endpoints,
-//! the failover and retry policy, and `token` the auth token.
+//! Each etcd service has a handle reached from the [`Client`]: [`Kv`] (Range, Put,
+//! DeleteRange, Compact, and [`Txn`]), watches ([`Client::watch`], [`WatchStream`]), [`Lease`],
+//! [`Auth`], [`Cluster`] and [`Maintenance`]. Requests are builders you `.await`; every request,
+//! response and option type sits here beside its handle.
+//!
+//! Inside, one file per service; `transport` holds the endpoints, the failover and retry
+//! policy, `rpc` describes each unary call once, `stream` supervises the long-lived Watch and
+//! LeaseKeepAlive streams, and `token` keeps the auth token.
 
-pub mod auth;
-pub mod cluster;
+mod auth;
+mod cluster;
 mod keep_alive;
-pub mod kv;
-pub mod lease;
-pub mod maintenance;
+pub(crate) mod kv;
+mod lease;
+mod maintenance;
 mod options;
-mod rpc;
+pub(crate) mod rpc;
 mod stream;
 mod token;
 pub(crate) mod transport;
-pub mod txn;
-pub mod watch;
+mod txn;
+pub(crate) mod watch;
 mod watch_creates;
 mod watch_hub;
 mod watch_queue;
@@ -24,9 +29,19 @@ mod watch_queue;
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
+pub use auth::{Auth, AuthStatus, Permission, PermissionKind};
+pub use cluster::{Cluster, Member, MemberAdd, Members};
+pub use kv::{
+    Compact, Delete, DeleteResponse, Get, GetResponse, KeyValue, Kv, Put, PutResponse, SortOrder,
+    SortTarget,
+};
+pub use lease::{KeepAlive, Lease, LeaseInfo, TimeToLive};
+pub use maintenance::{Alarm, AlarmMember, Downgrade, Hash, HashKv, Maintenance, Status};
 pub use options::{ConnectOptions, TlsOptions};
 use token::Credentials;
 use transport::Transport;
+pub use txn::{Compare, CompareOp, Txn, TxnOp, TxnOpResponse, TxnResponse};
+pub use watch::{Event, EventKind, WatchBuilder, WatchResponse, WatchStream};
 
 use crate::error::Result;
 use crate::proto::etcdserverpb as pb;
@@ -75,7 +90,7 @@ impl Client {
 
     /// Makes a client without dialing: every endpoint is connected on first use, and with
     /// credentials the first call authenticates. For services that must start while etcd is
-    /// unreachable (see [`LiveOptions::cache_file`](crate::config::LiveOptions::cache_file));
+    /// unreachable (see [`LiveOptions::cache_file`](crate::LiveOptions::cache_file));
     /// calls fail with [`Error::Connect`](crate::Error::Connect) until an endpoint answers.
     ///
     /// # Errors
@@ -108,28 +123,28 @@ impl Client {
     }
 
     /// Key-value operations: get, put, delete, txn, compact.
-    pub fn kv(&self) -> kv::Kv {
-        kv::Kv::new(self.clone())
+    pub fn kv(&self) -> Kv {
+        Kv::new(self.clone())
     }
 
     /// Leases: grant, revoke, keep-alive, time-to-live, list.
-    pub fn lease(&self) -> lease::Lease {
-        lease::Lease::new(self.clone())
+    pub fn lease(&self) -> Lease {
+        Lease::new(self.clone())
     }
 
     /// Users, roles and permissions over key ranges.
-    pub fn auth(&self) -> auth::Auth {
-        auth::Auth::new(self.clone())
+    pub fn auth(&self) -> Auth {
+        Auth::new(self.clone())
     }
 
     /// Cluster membership.
-    pub fn cluster(&self) -> cluster::Cluster {
-        cluster::Cluster::new(self.clone())
+    pub fn cluster(&self) -> Cluster {
+        Cluster::new(self.clone())
     }
 
     /// Status, alarms, defragmentation, hashes, snapshots, leader moves.
-    pub fn maintenance(&self) -> maintenance::Maintenance {
-        maintenance::Maintenance::new(self.clone())
+    pub fn maintenance(&self) -> Maintenance {
+        Maintenance::new(self.clone())
     }
 
     /// The endpoints this client was given, in order.

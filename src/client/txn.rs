@@ -1,21 +1,4 @@
 //! etcd's Txn: compares, then one list of operations or another, applied atomically.
-//!
-//! ```no_run
-//! # async fn demo(client: etcd_config::Client) -> etcd_config::Result<()> {
-//! use etcd_config::client::txn::{Compare, CompareOp, TxnOp};
-//! use etcd_config::KeyRange;
-//!
-//! // Create /lock only if it does not exist yet.
-//! let response = client
-//!     .kv()
-//!     .txn()
-//!     .when([Compare::create_revision("/lock", CompareOp::Equal, 0)])
-//!     .and_then([TxnOp::put("/lock", "me")])
-//!     .or_else([TxnOp::get(KeyRange::key("/lock"))])
-//!     .await?;
-//! println!("took the lock: {}", response.succeeded);
-//! # Ok(()) }
-//! ```
 
 use std::future::IntoFuture;
 
@@ -168,6 +151,23 @@ impl From<Txn<()>> for TxnOp {
 }
 
 /// A transaction. Await it (`Txn<Kv>`), or nest it in another (`Txn<()>`).
+///
+/// ```no_run
+/// # async fn demo(client: etcd_config::Client) -> etcd_config::Result<()> {
+/// use etcd_config::client::{Compare, CompareOp, TxnOp};
+/// use etcd_config::KeyRange;
+///
+/// // Create /lock only if it does not exist yet.
+/// let response = client
+///     .kv()
+///     .txn()
+///     .when([Compare::create_revision("/lock", CompareOp::Equal, 0)])
+///     .and_then([TxnOp::put("/lock", "me")])
+///     .or_else([TxnOp::get(KeyRange::key("/lock"))])
+///     .await?;
+/// println!("took the lock: {}", response.succeeded);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 #[must_use = "a Txn does nothing until awaited"]
 pub struct Txn<C = Kv> {

@@ -1,58 +1,4 @@
 //! etcd's Watch service: many watches over one gRPC stream per client.
-//!
-//! ```no_run
-//! # async fn demo(client: etcd_config::Client) -> etcd_config::Result<()> {
-//! use futures_util::StreamExt;
-//! use etcd_config::KeyRange;
-//!
-//! let mut watch = client.watch(KeyRange::prefix("/services/")).prev_kv().await?;
-//! while let Some(response) = watch.next().await {
-//!     for event in response?.events {
-//!         println!("{:?} {}", event.kind, String::from_utf8_lossy(&event.kv.key));
-//!     }
-//! }
-//! # Ok(()) }
-//! ```
-//!
-//! # How the watches of a client share a stream
-//!
-//! The first watch starts a task that owns one bidirectional Watch stream; every watch of the
-//! client is a watch id on it, as in etcd's Go client.
-//!
-//! - **Creating.** A create answer names only a watch id, and nothing in etcd's API promises
-//!   that creates are answered in the order they were sent: etcd's gRPC proxy answers a create
-//!   that joins a range it already watches at once, ahead of earlier creates still waiting on
-//!   etcd. So a watch's identity never depends on answer order: each create asks for a watch id
-//!   of ours, which etcd (3.4 and later) gives the watch; until the stream has shown that it
-//!   honours our ids, and always behind a proxy that hands out its own, one create at a time is
-//!   in flight, as in Go's client. A create that stays unanswered for the request timeout means
-//!   the stream is stuck: it is reopened elsewhere.
-//! - **Auth.** etcd checks a watch's permission with the token the stream was opened with, at
-//!   each create. Before a create goes out on a stream whose token has since been renewed, the
-//!   stream is reopened with the new one. A create refused for its token (etcd 3.4: "invalid auth
-//!   token"; etcd 3.5 says "permission denied" for an expired token too) is retried with a fresh
-//!   token on a fresh stream. If it is refused again (a short TTL on a busy server can expire
-//!   the new token too), a count-only read of its range decides: only if that is refused as
-//!   well is the refusal final.
-//! - **Resuming.** When the stream breaks (member stopped, connection reset, leader lost) the
-//!   task reopens it on the next endpoint, with a fresh token if etcd asks for one, and creates
-//!   every watch again from its next revision: the last event's revision + 1, or the last
-//!   progress revision + 1. Nothing is skipped and nothing delivered twice. Attempts back off
-//!   from 50 ms to 2 s.
-//! - **Frozen members.** Opening the stream waits at most the dial timeout; a member that does
-//!   not answer is left for the next. Awaiting a watch waits at most the request timeout for
-//!   etcd to confirm it, then fails with [`Error::Timeout`]; if the stream heard nothing at all
-//!   in that time, it is taken to be stuck on a member that stopped answering, and moves (with
-//!   every other watch) to the next endpoint.
-//! - **Slow consumers.** Each watch has a bounded buffer. When it is full, the task cancels that
-//!   one watch on the server instead of waiting, and creates it again from the first revision
-//!   not delivered once the consumer has drained its buffer. Other watches never wait for a slow
-//!   one, and memory stays bounded.
-//! - **Ending.** A watch whose start revision was compacted ends with
-//!   [`Error::Server`] of kind `Compacted`, and
-//!   [`WatchStream::compact_revision`] tells which revision to start from; a watch etcd refuses
-//!   (e.g. permission denied) ends with etcd's error. Dropping a [`WatchStream`] cancels its
-//!   watch on the server; when no watch is left, the gRPC stream is closed.
 
 use std::future::IntoFuture;
 use std::pin::Pin;
@@ -258,6 +204,60 @@ pub(super) struct Shared {
 }
 
 /// A registered watch: a [`Stream`] of [`WatchResponse`]s. Dropping it cancels the watch.
+///
+/// ```no_run
+/// # async fn demo(client: etcd_config::Client) -> etcd_config::Result<()> {
+/// use futures_util::StreamExt;
+/// use etcd_config::KeyRange;
+///
+/// let mut watch = client.watch(KeyRange::prefix("/services/")).prev_kv().await?;
+/// while let Some(response) = watch.next().await {
+///     for event in response?.events {
+///         println!("{:?} {}", event.kind, String::from_utf8_lossy(&event.kv.key));
+///     }
+/// }
+/// # Ok(()) }
+/// ```
+///
+/// # How the watches of a client share a stream
+///
+/// The first watch starts a task that owns one bidirectional Watch stream; every watch of the
+/// client is a watch id on it, as in etcd's Go client.
+///
+/// - **Creating.** A create answer names only a watch id, and nothing in etcd's API promises
+///   that creates are answered in the order they were sent: etcd's gRPC proxy answers a create
+///   that joins a range it already watches at once, ahead of earlier creates still waiting on
+///   etcd. So a watch's identity never depends on answer order: each create asks for a watch id
+///   of ours, which etcd (3.4 and later) gives the watch; until the stream has shown that it
+///   honours our ids, and always behind a proxy that hands out its own, one create at a time is
+///   in flight, as in Go's client. A create that stays unanswered for the request timeout means
+///   the stream is stuck: it is reopened elsewhere.
+/// - **Auth.** etcd checks a watch's permission with the token the stream was opened with, at
+///   each create. Before a create goes out on a stream whose token has since been renewed, the
+///   stream is reopened with the new one. A create refused for its token (etcd 3.4: "invalid auth
+///   token"; etcd 3.5 says "permission denied" for an expired token too) is retried with a fresh
+///   token on a fresh stream. If it is refused again (a short TTL on a busy server can expire
+///   the new token too), a count-only read of its range decides: only if that is refused as
+///   well is the refusal final.
+/// - **Resuming.** When the stream breaks (member stopped, connection reset, leader lost) the
+///   task reopens it on the next endpoint, with a fresh token if etcd asks for one, and creates
+///   every watch again from its next revision: the last event's revision + 1, or the last
+///   progress revision + 1. Nothing is skipped and nothing delivered twice. Attempts back off
+///   from 50 ms to 2 s.
+/// - **Frozen members.** Opening the stream waits at most the dial timeout; a member that does
+///   not answer is left for the next. Awaiting a watch waits at most the request timeout for
+///   etcd to confirm it, then fails with [`Error::Timeout`]; if the stream heard nothing at all
+///   in that time, it is taken to be stuck on a member that stopped answering, and moves (with
+///   every other watch) to the next endpoint.
+/// - **Slow consumers.** Each watch has a bounded buffer. When it is full, the task cancels that
+///   one watch on the server instead of waiting, and creates it again from the first revision
+///   not delivered once the consumer has drained its buffer. Other watches never wait for a slow
+///   one, and memory stays bounded.
+/// - **Ending.** A watch whose start revision was compacted ends with
+///   [`Error::Server`] of kind `Compacted`, and
+///   [`WatchStream::compact_revision`] tells which revision to start from; a watch etcd refuses
+///   (e.g. permission denied) ends with etcd's error. Dropping a [`WatchStream`] cancels its
+///   watch on the server; when no watch is left, the gRPC stream is closed.
 pub struct WatchStream {
     id: u64,
     receiver: queue::Receiver<Result<WatchResponse>>,

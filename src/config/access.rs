@@ -1,8 +1,8 @@
 //! Least privilege for configs: grant a role exactly the keys one config struct owns.
 
 use super::{EtcdConfig, Store};
-use crate::client::auth::{Permission, PermissionKind};
 use crate::client::ResponseHeader;
+use crate::client::{Permission, PermissionKind};
 use crate::error::Result;
 
 /// What a role may do with a config.

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 
 use super::cache_file::{read_cache, write_cache_logged};
 use super::watch::Started;
-use super::{EtcdConfig, Store, Update};
+use super::{EtcdConfig, Store, Update, Versioned};
 use crate::backoff::Backoff;
 use crate::error::{Error, Result};
 
@@ -95,9 +95,12 @@ impl<T: EtcdConfig> Live<T> {
     }
 
     /// The current value with its revision, read together.
-    pub fn snapshot(&self) -> (Arc<T>, i64) {
+    pub fn snapshot(&self) -> Versioned<Arc<T>> {
         let snapshot = self.shared.current.load();
-        (snapshot.value.clone(), snapshot.revision)
+        Versioned {
+            value: snapshot.value.clone(),
+            revision: snapshot.revision,
+        }
     }
 
     /// True while the value comes from the cache file because etcd has not answered yet.

@@ -4,7 +4,7 @@ use super::decode::{RawKeys, Source};
 use super::encode::Encoded;
 use super::EtcdConfig;
 use crate::client::kv::KeyValue;
-use crate::client::txn::{Compare, CompareOp, TxnOp};
+use crate::client::{Compare, CompareOp, TxnOp};
 use crate::error::{Error, Result};
 use crate::{Client, KeyRange};
 
@@ -75,9 +75,11 @@ impl Store {
     /// The server's `--max-txn-ops`, if not etcd's default 128: `save` refuses a struct
     /// needing more operations before sending anything.
     #[must_use]
-    pub fn with_max_txn_ops(mut self, limit: usize) -> Self {
-        self.max_txn_ops = limit;
-        self
+    pub fn with_max_txn_ops(&self, limit: usize) -> Store {
+        Store {
+            max_txn_ops: limit,
+            ..self.clone()
+        }
     }
 
     /// The client this store uses.

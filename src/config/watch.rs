@@ -14,7 +14,7 @@ use sync_wrapper::SyncWrapper;
 use super::decode::RawKeys;
 use super::encode::Encoded;
 use super::store::decode_entries;
-use super::{EtcdConfig, Store};
+use super::{EtcdConfig, Store, Versioned};
 use crate::backoff::Backoff;
 use crate::client::watch::{EventKind, WatchResponse};
 use crate::error::{Error, Result, ServerErrorKind};
@@ -61,8 +61,11 @@ type Updates<T> = Pin<Box<dyn Stream<Item = Result<Update<T>>> + Send>>;
 
 impl<T> ConfigWatch<T> {
     /// The value loaded when the watch started, and its revision; updates follow from there.
-    pub fn initial(&self) -> (Arc<T>, i64) {
-        (self.initial.clone(), self.revision)
+    pub fn initial(&self) -> Versioned<Arc<T>> {
+        Versioned {
+            value: self.initial.clone(),
+            revision: self.revision,
+        }
     }
 }
 

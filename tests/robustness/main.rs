@@ -129,8 +129,8 @@ async fn robustness() {
                     }
                 }
             };
-            let (initial, revision) = watch.initial();
-            history.initial = (revision, initial.fields());
+            let initial = watch.initial();
+            history.initial = (initial.revision, initial.value.fields());
             loop {
                 let item = tokio::select! {
                     item = watch.next() => item,
@@ -175,13 +175,13 @@ async fn robustness() {
             };
             while !stop.load(Ordering::Acquire) {
                 // One consistent snapshot: value and revision together.
-                let (value, revision) = live.snapshot();
-                reached.store(revision, Ordering::Release);
-                history.samples.push((revision, value.fields()));
+                let now = live.snapshot();
+                reached.store(now.revision, Ordering::Release);
+                history.samples.push((now.revision, now.value.fields()));
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            let (value, revision) = live.snapshot();
-            history.samples.push((revision, value.fields()));
+            let last = live.snapshot();
+            history.samples.push((last.revision, last.value.fields()));
             history
         }));
     }
@@ -345,7 +345,7 @@ async fn members_diverged(etcd: &Etcd, revision: i64) -> Option<Vec<u32>> {
             .request_timeout(Duration::from_secs(10))
             .with_user("root", ROOT_PASSWORD);
         let one = Client::connect([etcd.endpoint(i)], options).await.ok()?;
-        hashes.push(one.maintenance().hash_kv(revision).await.ok()?.0);
+        hashes.push(one.maintenance().hash_kv(revision).await.ok()?.hash);
     }
     hashes.windows(2).any(|w| w[0] != w[1]).then_some(hashes)
 }

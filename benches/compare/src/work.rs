@@ -204,10 +204,7 @@ pub(crate) async fn raw(
                 let kv = kv.clone();
                 async move {
                     let ops = (0..20).map(|k| {
-                        etcd_config::client::txn::TxnOp::put(
-                            format!("/bench/txn/{k}"),
-                            i.to_string(),
-                        )
+                        etcd_config::client::TxnOp::put(format!("/bench/txn/{k}"), i.to_string())
                     });
                     kv.txn().and_then(ops).await.unwrap();
                 }
