@@ -172,6 +172,7 @@ pub mod config;
 mod error;
 mod key_range;
 pub mod proto;
+mod sync;
 
 pub use client::{Client, ConnectOptions, ResponseHeader, TlsOptions};
 pub use error::{Error, GrpcStatus, Problem, ProblemKind, Result, ServerErrorKind};

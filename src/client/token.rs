@@ -48,7 +48,7 @@ impl Credentials {
 
     /// Adds the current token to `request`; returns the token's generation.
     pub(crate) fn attach<T>(&self, request: &mut tonic::Request<T>) -> u64 {
-        let guard = self.token.read().expect("token lock");
+        let guard = crate::sync::read(&self.token);
         if let Some(token) = &guard.1 {
             request.metadata_mut().insert(TOKEN_KEY, token.clone());
         }
@@ -57,7 +57,7 @@ impl Credentials {
 
     /// The generation of the current token; 0 before the first authentication.
     pub(crate) fn generation(&self) -> u64 {
-        self.token.read().expect("token lock").0
+        crate::sync::read(&self.token).0
     }
 
     /// Gets a new token unless one newer than generation `seen` is already in place.
@@ -74,7 +74,7 @@ impl Credentials {
 
     async fn renew(&self, transport: &Transport, seen: u64) -> Result<()> {
         let _renewing = self.renewing.lock().await;
-        if self.token.read().expect("token lock").0 != seen {
+        if crate::sync::read(&self.token).0 != seen {
             return Ok(()); // another call renewed it while this one waited
         }
         let request = AuthenticateRequest {
@@ -91,7 +91,7 @@ impl Credentials {
             })?;
         let count = self.authentications.fetch_add(1, Ordering::Relaxed) + 1;
         tracing::debug!(user = %self.user, count, "authenticated with etcd");
-        let mut guard = self.token.write().expect("token lock");
+        let mut guard = crate::sync::write(&self.token);
         *guard = (seen + 1, Some(token));
         Ok(())
     }

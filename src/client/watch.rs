@@ -296,7 +296,7 @@ impl Stream for WatchStream {
                 Poll::Pending
             }
             Poll::Ready(None) => {
-                let ended_with = this.shared.ended_with.lock().expect("lock").take();
+                let ended_with = crate::sync::lock(&this.shared.ended_with).take();
                 Poll::Ready(ended_with.map(Err))
             }
             ready => ready,

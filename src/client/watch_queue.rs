@@ -48,7 +48,7 @@ pub(crate) fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
 impl<T> Sender<T> {
     /// Queues `item` unless the queue holds `capacity` items or the receiver is gone.
     pub(crate) fn try_send(&self, item: T) -> Result<(), TrySendError<T>> {
-        let mut state = self.shared.lock().expect("watch queue lock");
+        let mut state = crate::sync::lock(&self.shared);
         if state.receiver_gone {
             return Err(TrySendError::Closed(item));
         }
@@ -65,7 +65,7 @@ impl<T> Sender<T> {
 
 impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
-        let mut state = self.shared.lock().expect("watch queue lock");
+        let mut state = crate::sync::lock(&self.shared);
         state.sender_gone = true;
         if let Some(waker) = state.waker.take() {
             waker.wake();
@@ -76,7 +76,7 @@ impl<T> Drop for Sender<T> {
 impl<T> Receiver<T> {
     /// The next item; `Ready(None)` once the sender is gone and the queue is empty.
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
-        let mut state = self.shared.lock().expect("watch queue lock");
+        let mut state = crate::sync::lock(&self.shared);
         if let Some(item) = state.items.pop_front() {
             if state.items.is_empty() {
                 state.items.shrink_to(2); // give back what a burst took
@@ -93,7 +93,7 @@ impl<T> Receiver<T> {
 
 impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
-        let mut state = self.shared.lock().expect("watch queue lock");
+        let mut state = crate::sync::lock(&self.shared);
         state.receiver_gone = true;
         state.items.clear();
     }

@@ -116,11 +116,7 @@ impl<T: EtcdConfig> Live<T> {
     pub async fn changed(&mut self) -> Result<()> {
         self.changes.changed().await.map_err(|_| Error::Stopped {
             what: format!("live config {}", self.shared.prefix),
-            reason: self
-                .shared
-                .stopped
-                .lock()
-                .expect("stopped lock")
+            reason: crate::sync::lock(&self.shared.stopped)
                 .clone()
                 .unwrap_or_else(|| "its watch ended".to_owned()),
         })
@@ -151,8 +147,10 @@ impl Store {
                 };
                 (snapshot, Some(started))
             }
-            Err(err) if unreachable(&err) && options.cache_file.is_some() => {
-                let path = options.cache_file.as_deref().expect("checked");
+            Err(err) if unreachable(&err) => {
+                let Some(path) = options.cache_file.as_deref() else {
+                    return Err(err);
+                };
                 match read_cache::<T>(&prefix, path) {
                     Ok((value, revision)) => {
                         tracing::warn!(%prefix, cache = %path.display(), error = %err,
@@ -235,7 +233,7 @@ impl<T: EtcdConfig> LiveSink<T> {
             }
             Err(err) => {
                 tracing::warn!(prefix = %self.shared.prefix, error = %err, "config watch ended");
-                *self.shared.stopped.lock().expect("stopped lock") = Some(err.to_string());
+                *crate::sync::lock(&self.shared.stopped) = Some(err.to_string());
             }
         }
     }

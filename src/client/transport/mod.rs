@@ -207,7 +207,7 @@ impl Transport {
     /// The connection to endpoint `index`, opened now if there is none.
     async fn conn(&self, index: usize) -> std::result::Result<Conn, String> {
         let slot = &self.slots[index];
-        let cached = slot.channel.lock().expect("channel lock").clone();
+        let cached = crate::sync::lock(&slot.channel).clone();
         let channel = match cached {
             Some(channel) => channel,
             None => {
@@ -222,7 +222,7 @@ impl Transport {
                         ))
                     }
                 };
-                *slot.channel.lock().expect("channel lock") = Some(channel.clone());
+                *crate::sync::lock(&slot.channel) = Some(channel.clone());
                 channel
             }
         };
@@ -234,7 +234,7 @@ impl Transport {
     }
 
     fn drop_conn(&self, index: usize) {
-        *self.slots[index].channel.lock().expect("channel lock") = None;
+        *crate::sync::lock(&self.slots[index].channel) = None;
     }
 
     /// Moves on from endpoint `failed` to the next one, unless another call already did.

@@ -156,7 +156,7 @@ impl Hub {
                     watcher.events.try_send(Err(error))
                 {
                     // Handed out once the consumer has read what is buffered.
-                    *watcher.shared.ended_with.lock().expect("lock") = Some(error);
+                    *crate::sync::lock(&watcher.shared.ended_with) = Some(error);
                 }
             }
         }

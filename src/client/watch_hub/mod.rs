@@ -326,13 +326,11 @@ impl Hub {
                 }
             }
             Command::Resume(id) => {
-                if self
-                    .watchers
-                    .get(&id)
-                    .is_some_and(|w| w.state == State::Paused)
-                {
-                    self.watchers.get_mut(&id).expect("present").state = State::Waiting;
-                    self.create(id);
+                if let Some(watcher) = self.watchers.get_mut(&id) {
+                    if watcher.state == State::Paused {
+                        watcher.state = State::Waiting;
+                        self.create(id);
+                    }
                 }
             }
             Command::Progress => self.send(pb::watch_request::RequestUnion::ProgressRequest(
