@@ -20,6 +20,26 @@ pub(crate) struct Field<'a> {
     pub(crate) shape: Shape<'a>,
 }
 
+/// How a field is stored: decided once from its attributes and shape, and matched on by the
+/// schema, encode and decode generators alike. (Conflicting attributes are reported by
+/// `valid`; this takes them in the order below.)
+pub(crate) enum Storage<'a> {
+    /// `#[etcd(skip)]`: not stored; `Default::default()` on load.
+    Skipped,
+    /// `#[etcd(each, nested)]`: a map of structs, each under `key/<name>/`.
+    EachNested { entry: &'a Type },
+    /// `#[etcd(nested)]`: a struct under `key/`.
+    Nested,
+    /// `#[etcd(each)]`: a map, one key per entry.
+    Each { entry: &'a Type },
+    /// `Option<T>`: absent key = `None`.
+    Optional,
+    /// `#[etcd(default)]` or `#[etcd(default = expr)]`: absent key = the default.
+    Defaulted(&'a attr::Default),
+    /// Anything else: a missing key is an error.
+    Required,
+}
+
 /// What a field's type looks like, as far as syntax tells.
 pub(crate) enum Shape<'a> {
     /// `Option<T>`: optional, stored as `T`.
@@ -91,6 +111,30 @@ impl Field<'_> {
     pub(crate) fn name(&self) -> String {
         let name = self.ident.to_string();
         name.strip_prefix("r#").unwrap_or(&name).to_owned()
+    }
+
+    /// How the field is stored.
+    pub(crate) fn storage(&self) -> Storage<'_> {
+        let a = &self.attrs;
+        if a.skip.is_set() {
+            Storage::Skipped
+        } else if a.each.is_set() && a.nested.is_set() {
+            Storage::EachNested {
+                entry: self.value_type(),
+            }
+        } else if a.nested.is_set() {
+            Storage::Nested
+        } else if a.each.is_set() {
+            Storage::Each {
+                entry: self.value_type(),
+            }
+        } else if let Shape::Option(_) = self.shape {
+            Storage::Optional
+        } else if let Some(default) = a.default.get() {
+            Storage::Defaulted(default)
+        } else {
+            Storage::Required
+        }
     }
 
     /// The type whose values the codec handles: `T` of `Option<T>`, `V` of a map, else the type.

@@ -4,7 +4,7 @@
 use proc_macro2::TokenStream;
 use quote::{quote, ToTokens};
 
-use crate::ast::{self, Field, Input, Shape};
+use crate::ast::{self, Field, Input, Storage};
 use crate::attr;
 use crate::ctxt::Ctxt;
 
@@ -16,57 +16,61 @@ pub(crate) fn derive(input: &syn::DeriveInput) -> TokenStream {
     }
     match (cx.check(), parsed) {
         (Ok(()), Some(parsed)) => impl_struct(&parsed),
-        (Err(errors), _) => fallback(input, errors),
+        (Err(errors), _) => crate::fallback::stub(input, errors),
         (Ok(()), None) => unreachable!("no struct was read, yet no error was recorded"),
     }
 }
 
-/// The errors, plus an impl with empty bodies so the user sees only what they got wrong.
-fn fallback(input: &syn::DeriveInput, errors: Vec<syn::Error>) -> TokenStream {
-    let errors = errors.iter().map(syn::Error::to_compile_error);
-    if !input.generics.params.is_empty() {
-        // A stub for a generic struct would need bounds of its own and fail on them.
-        return quote!(#(#errors)*);
-    }
-    let ident = &input.ident;
-    quote! {
-        #(#errors)*
-        const _: () = {
-            #[automatically_derived]
-            impl ::etcd_config::__private::EtcdConfig for #ident {
-                const PREFIX: &'static str = "";
-                fn __describe(_: &mut ::etcd_config::__private::Describe<'_>) {}
-                fn __encode(&self, _: &mut ::etcd_config::__private::Encoder<'_>) {}
-                fn __decode(_: &mut ::etcd_config::__private::Decoder<'_>) -> ::core::option::Option<Self> {
-                    ::core::option::Option::None
-                }
-            }
-        };
+/// What the three generators need to know about one field, worked out once.
+struct Plan<'a> {
+    field: &'a Field<'a>,
+    /// The key relative to the struct's prefix.
+    key: String,
+    /// The Rust field name, as paths like `tls.cert_path` show it.
+    name: String,
+    secret: bool,
+    storage: Storage<'a>,
+}
+
+impl<'a> Plan<'a> {
+    fn of(input: &Input<'_>, field: &'a Field<'a>) -> Plan<'a> {
+        Plan {
+            field,
+            key: field.key(input),
+            name: field.name(),
+            secret: field.attrs.secret.is_set(),
+            storage: field.storage(),
+        }
     }
 }
 
 fn impl_struct(input: &Input<'_>) -> TokenStream {
     let ident = &input.original.ident;
-    let prefix = input.attrs.prefix.get().expect("validated").value();
+    // Present: `valid` reports a missing prefix, and then this is not called.
+    let prefix = input
+        .attrs
+        .prefix
+        .get()
+        .map(syn::LitStr::value)
+        .unwrap_or_default();
     let deny_unknown = input.attrs.deny_unknown_keys.is_set();
-    let fields: Vec<&Field<'_>> = input.fields.iter().collect();
+    let plans: Vec<Plan<'_>> = input.fields.iter().map(|f| Plan::of(input, f)).collect();
 
-    let describe = fields.iter().filter_map(|f| describe_field(input, f));
-    let encode = fields.iter().filter_map(|f| encode_field(input, f));
-    let locals: Vec<syn::Ident> = fields
+    let describe = plans.iter().filter_map(describe_field);
+    let encode = plans.iter().filter_map(encode_field);
+    let locals: Vec<syn::Ident> = plans
         .iter()
-        .map(|f| quote::format_ident!("__field_{}", f.name()))
+        .map(|p| quote::format_ident!("__field_{}", p.name))
         .collect();
-    let decode = fields.iter().zip(&locals).map(|(f, local)| {
-        let value = decode_field(input, f);
+    let decode = plans.iter().zip(&locals).map(|(plan, local)| {
+        let value = decode_field(plan);
         quote! { let #local = #value; }
     });
-    let assign = fields.iter().zip(&locals).map(|(f, local)| {
-        let name = f.ident;
-        if f.attrs.skip.is_set() {
-            quote! { #name: #local }
-        } else {
-            quote! { #name: #local? }
+    let assign = plans.iter().zip(&locals).map(|(plan, local)| {
+        let name = plan.field.ident;
+        match plan.storage {
+            Storage::Skipped => quote! { #name: #local },
+            _ => quote! { #name: #local? },
         }
     });
     let validate = input.attrs.validate.get().map(|path| {
@@ -78,6 +82,7 @@ fn impl_struct(input: &Input<'_>) -> TokenStream {
     });
 
     quote! {
+        #[allow(non_upper_case_globals, unused_attributes, unused_qualifications)]
         const _: () = {
             #[automatically_derived]
             impl ::etcd_config::__private::EtcdConfig for #ident {
@@ -150,104 +155,98 @@ fn default_expr(default: &attr::Default) -> TokenStream {
     }
 }
 
-fn describe_field(input: &Input<'_>, field: &Field<'_>) -> Option<TokenStream> {
-    let a = &field.attrs;
-    if a.skip.is_set() {
-        return None;
-    }
-    let key = field.key(input);
-    let name = field.name();
+fn describe_field(plan: &Plan<'_>) -> Option<TokenStream> {
+    let Plan {
+        field, key, name, ..
+    } = plan;
     let ty = field.ty;
-    let value_ty = field.value_type();
-    if a.each.is_set() && a.nested.is_set() {
-        return Some(quote!(__out.each_nested::<#value_ty>(#key, #name);));
-    }
-    if a.nested.is_set() {
-        return Some(quote!(__out.nested::<#ty>(#key, #name);));
-    }
-    let type_text = type_name(value_ty);
-    let doc = &field.doc;
-    let secret = a.secret.is_set();
-    let required = matches!(field.shape, Shape::Plain) && !a.default.is_set();
-    let info = quote! {
-        ::etcd_config::__private::FieldInfo {
-            key: #key, field: #name, type_name: #type_text, doc: #doc,
-            required: #required, secret: #secret,
-        }
-    };
-    if a.each.is_set() {
-        return Some(quote!(__out.each(#info);));
-    }
-    let (encode, _) = codec(field);
-    let default = match a.default.get() {
-        Some(default) => {
-            let expr = default_expr(default);
-            quote! {
-                ::core::option::Option::Some({
-                    let __default: #ty = #expr;
-                    (#encode)(&__default)
-                })
+    let info = || {
+        let type_text = type_name(field.value_type());
+        let doc = &field.doc;
+        let secret = plan.secret;
+        let required = matches!(plan.storage, Storage::Required);
+        quote! {
+            ::etcd_config::__private::FieldInfo {
+                key: #key, field: #name, type_name: #type_text, doc: #doc,
+                required: #required, secret: #secret,
             }
         }
-        None => quote!(::core::option::Option::None),
     };
-    Some(quote!(__out.value(#info, #default);))
-}
-
-fn encode_field(input: &Input<'_>, field: &Field<'_>) -> Option<TokenStream> {
-    let a = &field.attrs;
-    if a.skip.is_set() {
-        return None;
-    }
-    let key = field.key(input);
-    let name = field.name();
-    let member = field.ident;
-    let secret = a.secret.is_set();
-    if a.each.is_set() && a.nested.is_set() {
-        return Some(quote!(__out.each_nested(#key, #name, &self.#member);));
-    }
-    if a.nested.is_set() {
-        return Some(quote!(__out.nested(#key, #name, &self.#member);));
-    }
-    let (encode, _) = codec(field);
-    Some(if a.each.is_set() {
-        quote!(__out.each(#key, #name, #secret, &self.#member, #encode);)
-    } else if let Shape::Option(_) = field.shape {
-        quote!(__out.optional(#key, #name, #secret, &self.#member, #encode);)
-    } else {
-        quote!(__out.value(#key, #name, #secret, &self.#member, #encode);)
+    Some(match &plan.storage {
+        Storage::Skipped => return None,
+        Storage::EachNested { entry } => quote!(__out.each_nested::<#entry>(#key, #name);),
+        Storage::Nested => quote!(__out.nested::<#ty>(#key, #name);),
+        Storage::Each { .. } => {
+            let info = info();
+            quote!(__out.each(#info);)
+        }
+        Storage::Optional | Storage::Required => {
+            let info = info();
+            quote!(__out.value(#info, ::core::option::Option::None);)
+        }
+        Storage::Defaulted(default) => {
+            let info = info();
+            let (encode, _) = codec(field);
+            let expr = default_expr(default);
+            quote! {
+                __out.value(#info, ::core::option::Option::Some({
+                    let __default: #ty = #expr;
+                    (#encode)(&__default)
+                }));
+            }
+        }
     })
 }
 
-fn decode_field(input: &Input<'_>, field: &Field<'_>) -> TokenStream {
-    let a = &field.attrs;
-    if a.skip.is_set() {
-        return quote!(::core::default::Default::default());
-    }
-    let key = field.key(input);
-    let name = field.name();
+fn encode_field(plan: &Plan<'_>) -> Option<TokenStream> {
+    let Plan {
+        field,
+        key,
+        name,
+        secret,
+        ..
+    } = plan;
+    let member = field.ident;
+    let (encode, _) = codec(field);
+    Some(match plan.storage {
+        Storage::Skipped => return None,
+        Storage::EachNested { .. } => quote!(__out.each_nested(#key, #name, &self.#member);),
+        Storage::Nested => quote!(__out.nested(#key, #name, &self.#member);),
+        Storage::Each { .. } => quote!(__out.each(#key, #name, #secret, &self.#member, #encode);),
+        Storage::Optional => {
+            quote!(__out.optional(#key, #name, #secret, &self.#member, #encode);)
+        }
+        Storage::Defaulted(_) | Storage::Required => {
+            quote!(__out.value(#key, #name, #secret, &self.#member, #encode);)
+        }
+    })
+}
+
+fn decode_field(plan: &Plan<'_>) -> TokenStream {
+    let Plan {
+        field,
+        key,
+        name,
+        secret,
+        ..
+    } = plan;
     let ty = field.ty;
-    let value_ty = field.value_type();
-    let secret = a.secret.is_set();
-    let expected = type_name(value_ty);
-    if a.each.is_set() && a.nested.is_set() {
-        return quote!(__input.each_nested::<#ty, #value_ty>(#key, #name));
-    }
-    if a.nested.is_set() {
-        return quote!(__input.nested::<#ty>(#key, #name));
-    }
+    let expected = type_name(field.value_type());
     let (_, decode) = codec(field);
-    if a.each.is_set() {
-        return quote!(__input.each::<#ty, #value_ty>(#key, #name, #secret, #expected, #decode));
-    }
-    if let Shape::Option(_) = field.shape {
-        return quote!(__input.optional(#key, #name, #secret, #expected, #decode));
-    }
-    match a.default.get() {
-        Some(default) => {
+    match &plan.storage {
+        Storage::Skipped => quote!(::core::default::Default::default()),
+        Storage::EachNested { entry } => {
+            quote!(__input.each_nested::<#ty, #entry>(#key, #name))
+        }
+        Storage::Nested => quote!(__input.nested::<#ty>(#key, #name)),
+        Storage::Each { entry } => {
+            quote!(__input.each::<#ty, #entry>(#key, #name, #secret, #expected, #decode))
+        }
+        Storage::Optional => quote!(__input.optional(#key, #name, #secret, #expected, #decode)),
+        Storage::Defaulted(default) => {
             let expr = default_expr(default);
             quote!(__input.defaulted(#key, #name, #secret, #expected, #decode, || -> #ty { #expr }))
         }
-        None => quote!(__input.required(#key, #name, #secret, #expected, #decode)),
+        Storage::Required => quote!(__input.required(#key, #name, #secret, #expected, #decode)),
     }
 }

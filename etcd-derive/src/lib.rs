@@ -4,13 +4,14 @@
 //! The pipeline: [`ast`] reads the struct (keeping syn's nodes for spans), [`attr`] parses each
 //! `#[etcd(...)]`, [`valid`] checks what involves several attributes or fields, and [`expand`]
 //! writes the impl. Every error is collected in a [`ctxt::Ctxt`] and reported at once, followed
-//! by a stub impl so no follow-on errors pile up.
+//! by a stub impl ([`fallback`]) so no follow-on errors pile up.
 
 mod ast;
 mod attr;
 mod case;
 mod ctxt;
 mod expand;
+mod fallback;
 mod valid;
 
 use proc_macro::TokenStream;

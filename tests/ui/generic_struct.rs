@@ -6,4 +6,11 @@ struct Settings<T> {
     value: T,
 }
 
-fn main() {}
+// The stub impl keeps uses of the type free of follow-on errors.
+fn prefix_of<T: EtcdConfig>() -> &'static str {
+    T::PREFIX
+}
+
+fn main() {
+    let _ = prefix_of::<Settings<u16>>();
+}
