@@ -8,16 +8,18 @@
 mod certs;
 mod freeze;
 mod front;
+mod members;
 mod metrics;
 mod netfault;
+mod ports;
+mod process;
 
 pub use front::{Front, FrontProcess};
 pub use netfault::PeerNet;
+pub use ports::free_port;
 
-use std::fs;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use etcd_config::{Client, ConnectOptions, TlsOptions};
@@ -99,55 +101,6 @@ pub async fn wait_until<T: std::fmt::Debug>(
 
 pub fn etcd_bin() -> String {
     std::env::var("ETCD_BIN").unwrap_or_else(|_| "etcd".to_owned())
-}
-
-/// A loopback port nobody listens on now, and that no other test in this process is given.
-///
-/// Asking the kernel for port 0 is not enough: the port comes from the ephemeral range, so
-/// between our probe and etcd's `bind`, any outgoing connection (etcd's own peers included) can
-/// take it, and a stopped member's port can be taken before it restarts. Ports here come from
-/// below (or above) the kernel's ephemeral range instead, handed out once per process from an
-/// offset that depends on the process id, and probed before use.
-pub fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-
-    let (low, high) = outside_ephemeral_range();
-    let span = u32::from(high - low);
-    let offset = std::process::id().wrapping_mul(7919) % span;
-    for _ in 0..span {
-        let step = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = low + ((offset + step) % span) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free loopback port in {low}..{high}");
-}
-
-/// The widest port range outside `net.ipv4.ip_local_port_range` (Linux default 32768-60999),
-/// never below 10000.
-fn outside_ephemeral_range() -> (u16, u16) {
-    let (first, last) = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|text| {
-            let mut parts = text.split_whitespace().map(str::parse::<u16>);
-            Some((parts.next()?.ok()?, parts.next()?.ok()?))
-        })
-        .unwrap_or((32768, 60999));
-    let below = (10000, first.max(10000));
-    let above = (last.saturating_add(1).max(10000), u16::MAX);
-    let best = if below.1 - below.0 >= above.1 - above.0 {
-        below
-    } else {
-        above
-    };
-    // With an ephemeral range covering nearly everything, probing is all that is left.
-    if best.1 - best.0 < 1000 {
-        (20000, 30000)
-    } else {
-        best
-    }
 }
 
 impl Builder {
@@ -366,194 +319,7 @@ impl Etcd {
         self.client_as("root", ROOT_PASSWORD).await
     }
 
-    fn spawn(&mut self, i: usize) {
-        let m = &mut self.members[i];
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&m.log)
-            .expect("etcd log file");
-        let child = Command::new(etcd_bin())
-            .args(&m.args)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log handle"))
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start `{}` (set ETCD_BIN): {e}", etcd_bin()));
-        m.child = Some(child);
-    }
-
-    /// Waits until member `i` answers with a leader known, or panics with its log.
-    async fn wait_ready(&mut self, i: usize) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let endpoint = self.endpoint(i);
-        let options = self.options().dial_timeout(Duration::from_millis(500));
-        loop {
-            if let Some(status) = self.members[i]
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!(
-                    "etcd {} exited with {status}:\n{}",
-                    self.members[i].name,
-                    self.log(i)
-                );
-            }
-            if let Ok(client) = Client::connect([&endpoint], options.clone()).await {
-                match client.maintenance().status().await {
-                    Ok(status) if status.leader != 0 => return,
-                    // A member with auth on may refuse an anonymous status: it is up.
-                    Err(etcd_config::Error::Server { .. }) => return,
-                    _ => {}
-                }
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "etcd {} did not become ready:\n{}",
-                    self.members[i].name,
-                    self.log(i)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Member index by etcd member id, from the member list (names are `m<index>`).
-    pub async fn member_ids(&self) -> std::collections::HashMap<u64, usize> {
-        let client = Client::connect(self.endpoints(), self.options())
-            .await
-            .expect("connect for the member list");
-        let members = client.cluster().member_list().await.expect("member list");
-        members
-            .members
-            .iter()
-            .filter_map(|m| Some((m.id, m.name.strip_prefix('m')?.parse().ok()?)))
-            .collect()
-    }
-
-    /// The index of the member that is leader now, as member `asked` sees it.
-    pub async fn leader(&self, asked: usize) -> Option<usize> {
-        let options = self
-            .options()
-            .dial_timeout(Duration::from_millis(300))
-            .request_timeout(Duration::from_secs(1));
-        let one = Client::connect([self.endpoint(asked)], options)
-            .await
-            .ok()?;
-        let status = one.maintenance().status().await.ok()?;
-        (status.leader != 0).then_some(())?;
-        self.member_ids().await.get(&status.leader).copied()
-    }
-
-    /// Cuts member `i` off from its peers (both ways) while its clients still reach it.
-    pub fn isolate(&self, i: usize) {
-        self.net
-            .as_ref()
-            .expect("built with peer_faults()")
-            .isolate(i);
-    }
-
-    /// Ends every cut between members.
-    pub fn heal(&self) {
-        self.net.as_ref().expect("built with peer_faults()").heal();
-    }
-
-    /// Which member (index into `members`) has etcd member ID `member_id`; members that are
-    /// stopped or frozen are skipped.
-    pub async fn member_index(&self, member_id: u64) -> usize {
-        let options = self
-            .options()
-            .dial_timeout(Duration::from_millis(300))
-            .request_timeout(Duration::from_secs(1));
-        for i in 0..self.members.len() {
-            let Ok(one) = Client::connect([self.endpoint(i)], options.clone()).await else {
-                continue;
-            };
-            if let Ok(status) = one.maintenance().status().await {
-                if status.header.member_id == member_id {
-                    return i;
-                }
-            }
-        }
-        panic!("no running member has id {member_id:x}");
-    }
-
-    /// The member `client` is talking to now, from the header of a read.
-    pub async fn member_in_use(&self, client: &Client) -> usize {
-        let header = client
-            .kv()
-            .get("/probe")
-            .serializable()
-            .await
-            .unwrap()
-            .header;
-        self.member_index(header.member_id).await
-    }
-
-    /// Kills member `i` (SIGKILL: no goodbye to its peers) and waits for it to exit.
-    pub fn stop(&mut self, i: usize) {
-        if let Some(mut child) = self.members[i].child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Starts member `i` again on its data and ports, and waits until it answers.
-    pub async fn restart(&mut self, i: usize) {
-        self.stop(i);
-        self.spawn(i);
-        self.wait_ready(i).await;
-    }
-
-    /// The member's log so far, for failure messages.
-    pub fn log(&self, i: usize) -> String {
-        fs::read_to_string(&self.members[i].log).unwrap_or_default()
-    }
-
-    /// Runs `etcdctl` (the one next to the etcd binary, else on PATH) against this cluster.
-    pub fn etcdctl(&self, args: &[&str]) -> std::process::Output {
-        let command = self.etcdctl_command();
-        Command::new(&command[0])
-            .env("ETCDCTL_API", "3")
-            .args(&command[1..])
-            .args(args)
-            .output()
-            .expect("run etcdctl")
-    }
-
-    /// `etcdctl` (the one next to the etcd binary, else on PATH) and `--endpoints` of every
-    /// member, for a command to spawn.
-    pub fn etcdctl_command(&self) -> Vec<String> {
-        let bin = Path::new(&etcd_bin())
-            .parent()
-            .map(|dir| dir.join("etcdctl"))
-            .filter(|p| p.is_file())
-            .unwrap_or_else(|| PathBuf::from("etcdctl"));
-        vec![
-            bin.display().to_string(),
-            format!("--endpoints={}", self.endpoints().join(",")),
-        ]
-    }
-
     pub fn dir(&self) -> &Path {
         self.dir.path()
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        for i in 0..self.members.len() {
-            // A paused member ignores SIGKILL until thawed on some kernels; thaw it first.
-            if self.members[i].child.is_some() {
-                let _ = Command::new("kill")
-                    .args([
-                        "-CONT",
-                        &self.members[i].child.as_ref().unwrap().id().to_string(),
-                    ])
-                    .status();
-            }
-            self.stop(i);
-        }
     }
 }
