@@ -38,6 +38,7 @@ pub use kv::{
 pub use lease::{KeepAlive, Lease, LeaseInfo, TimeToLive};
 pub use maintenance::{Alarm, AlarmMember, Downgrade, Hash, HashKv, Maintenance, Status};
 pub use options::{ConnectOptions, TlsOptions};
+pub(crate) use stream::StreamHealth;
 use token::Credentials;
 use transport::Transport;
 pub use txn::{Compare, CompareOp, Txn, TxnOp, TxnOpResponse, TxnResponse};

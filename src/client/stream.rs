@@ -8,8 +8,8 @@
 //! [`Supervised::close`] when only the stream must go (the next open reuses the endpoint).
 
 use std::future::Future;
-use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
@@ -41,6 +41,41 @@ pub(crate) struct Supervised<Req, Resp> {
     what: &'static str,
     open: Option<Open<Req, Resp>>,
     backoff: Backoff,
+    health: StreamHealth,
+}
+
+/// Whether a supervised stream is working, for whoever reports on it (a live config's status):
+/// down from the moment its endpoint failed until the stream on the next one answers.
+#[derive(Clone, Default)]
+pub(crate) struct StreamHealth(Arc<Mutex<Option<Outage>>>);
+
+/// Since when a stream has been down, and why.
+#[derive(Clone, Debug)]
+pub(crate) struct Outage {
+    pub(crate) since: Instant,
+    pub(crate) reason: String,
+}
+
+impl StreamHealth {
+    /// The current outage, if the stream is down.
+    pub(crate) fn outage(&self) -> Option<Outage> {
+        crate::sync::lock(&self.0).clone()
+    }
+
+    /// Notes a failure; an outage already under way keeps its start and first reason.
+    fn down(&self, reason: &str) {
+        let mut outage = crate::sync::lock(&self.0);
+        if outage.is_none() {
+            *outage = Some(Outage {
+                since: Instant::now(),
+                reason: reason.to_owned(),
+            });
+        }
+    }
+
+    fn up(&self) {
+        *crate::sync::lock(&self.0) = None;
+    }
 }
 
 impl<Req, Resp> Supervised<Req, Resp> {
@@ -52,7 +87,13 @@ impl<Req, Resp> Supervised<Req, Resp> {
             what,
             open: None,
             backoff: Backoff::new(MIN_BACKOFF, MAX_BACKOFF),
+            health: StreamHealth::default(),
         }
+    }
+
+    /// The stream's health, to share with whoever reports on it.
+    pub(crate) fn health(&self) -> StreamHealth {
+        self.health.clone()
     }
 
     /// The transport, unless the client is gone.
@@ -91,8 +132,9 @@ impl<Req, Resp> Supervised<Req, Resp> {
         >,
     {
         let transport = self.transport().ok_or_else(|| self.client_gone())?;
-        let (endpoint, conn) = transport.current_conn().await?;
-        transport.authenticated().await?;
+        let down = |err: &Error| self.health.down(&err.to_string());
+        let (endpoint, conn) = transport.current_conn().await.inspect_err(down)?;
+        transport.authenticated().await.inspect_err(down)?;
         let (outbound, outbound_rx) = mpsc::unbounded_channel();
         let mut request = tonic::Request::new(UnboundedReceiverStream::new(outbound_rx));
         request.metadata_mut().insert(
@@ -106,7 +148,8 @@ impl<Req, Resp> Supervised<Req, Resp> {
         queue(&outbound);
         let inbound = transport
             .open_stream(endpoint, self.what, call(conn, request))
-            .await?;
+            .await
+            .inspect_err(|err| self.health.down(&err.to_string()))?;
         self.open = Some(Open {
             endpoint,
             outbound,
@@ -138,6 +181,7 @@ impl<Req, Resp> Supervised<Req, Resp> {
         };
         if matches!(answer, Ok(Some(_))) {
             self.backoff.reset();
+            self.health.up();
         }
         answer
     }
@@ -156,6 +200,7 @@ impl<Req, Resp> Supervised<Req, Resp> {
     /// The endpoint failed (the stream broke, closed, or stopped answering): drops the stream
     /// and moves the client to the next endpoint.
     pub(crate) fn broken(&mut self, why: &str) {
+        self.health.down(why);
         if let Some(open) = self.open.take() {
             tracing::debug!(stream = self.what, error = %why, "stream broke; reopening on another endpoint");
             if let Some(transport) = self.transport() {

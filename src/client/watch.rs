@@ -241,9 +241,10 @@ pub(super) struct Shared {
 ///   well is the refusal final.
 /// - **Resuming.** When the stream breaks (member stopped, connection reset, leader lost) the
 ///   task reopens it on the next endpoint, with a fresh token if etcd asks for one, and creates
-///   every watch again from its next revision: the last event's revision + 1, or the last
-///   progress revision + 1. Nothing is skipped and nothing delivered twice. Attempts back off
-///   from 50 ms to 2 s.
+///   every watch again from its next revision: the last event's revision + 1 (before any
+///   event, the revision the watch started at). Nothing is skipped and nothing delivered twice.
+///   A progress notification does not move a watch on: before etcd 3.4.24 and 3.5.8 one can
+///   overtake the events it covers (etcd-io/etcd#15220). Attempts back off from 50 ms to 2 s.
 /// - **Frozen members.** Opening the stream waits at most the dial timeout; a member that does
 ///   not answer is left for the next. Awaiting a watch waits at most the request timeout for
 ///   etcd to confirm it, then fails with [`Error::Timeout`]; if the stream heard nothing at all

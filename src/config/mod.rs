@@ -15,7 +15,10 @@ mod store;
 mod watch;
 
 pub use access::Access;
-pub use live::{Live, LiveOptions};
+pub use live::{
+    FollowerState, Live, LiveEvent, LiveEvents, LiveOptions, LiveSender, LiveStatus, Rejection,
+    Selected,
+};
 pub use schema::{Schema, SchemaField};
 pub use store::{Store, Versioned};
 pub use watch::{ConfigWatch, Update};

@@ -132,7 +132,7 @@ impl<T: EtcdConfig> Tracked<T> {
 }
 
 /// A value as it is stored: `key -> (field path, value)`.
-fn stored<T: EtcdConfig>(value: &T) -> BTreeMap<String, (String, Option<String>)> {
+pub(super) fn stored<T: EtcdConfig>(value: &T) -> BTreeMap<String, (String, Option<String>)> {
     Encoded::of(value)
         .entries
         .into_iter()
@@ -141,7 +141,7 @@ fn stored<T: EtcdConfig>(value: &T) -> BTreeMap<String, (String, Option<String>)
 }
 
 /// The field paths whose stored form differs between two values.
-fn changed_fields(
+pub(super) fn changed_fields(
     old: &BTreeMap<String, (String, Option<String>)>,
     new: &BTreeMap<String, (String, Option<String>)>,
 ) -> Vec<String> {
@@ -180,8 +180,14 @@ impl Store {
         let (initial, revision) = started.initial();
         let follower = started.into_follower(self.clone());
         let updates = futures_util::stream::unfold(follower, |mut follower| async move {
-            let item = follower.next().await?;
-            Some((item, follower))
+            loop {
+                let item = match follower.next().await? {
+                    Followed::Updated(update) => Ok(update),
+                    Followed::Rejected(err) | Followed::Ended(err) => Err(err),
+                    Followed::Confirmed(_) | Followed::Resynced(_) => continue,
+                };
+                return Some((item, follower));
+            }
         });
         Ok(ConfigWatch {
             initial,
@@ -239,14 +245,40 @@ pub(crate) struct Follower<T> {
     watch: crate::client::watch::WatchStream,
     store: Store,
     /// Results of a response not handed out yet (a response may hold several revisions).
-    ready: VecDeque<Result<Update<T>>>,
+    ready: VecDeque<Followed<T>>,
     ended: bool,
 }
 
+/// What following a config's watch produced.
+pub(crate) enum Followed<T> {
+    /// A revision gave a new valid value.
+    Updated(Update<T>),
+    /// A revision does not decode or `validate` refuses it ([`Error::Decode`] or
+    /// [`Error::Rejected`]); the last good value stands.
+    Rejected(Error),
+    /// etcd confirmed (a progress notification) that nothing under the prefix changed up to
+    /// this store revision.
+    Confirmed(i64),
+    /// The revisions after the last one seen were compacted: the config was loaded again at
+    /// this revision (an `Updated` follows if the value differs).
+    Resynced(i64),
+    /// The watch cannot go on; nothing follows.
+    Ended(Error),
+}
+
+impl<T> From<Result<Update<T>>> for Followed<T> {
+    fn from(result: Result<Update<T>>) -> Self {
+        match result {
+            Ok(update) => Followed::Updated(update),
+            Err(err) => Followed::Rejected(err),
+        }
+    }
+}
+
 impl<T: EtcdConfig> Follower<T> {
-    /// The next update or rejected revision; `None` once the watch cannot go on (after an
-    /// error item saying why).
-    pub(crate) async fn next(&mut self) -> Option<Result<Update<T>>> {
+    /// What the next response brought; `None` once the watch cannot go on (after
+    /// [`Followed::Ended`] saying why).
+    pub(crate) async fn next(&mut self) -> Option<Followed<T>> {
         loop {
             if let Some(item) = self.ready.pop_front() {
                 return Some(item);
@@ -255,9 +287,13 @@ impl<T: EtcdConfig> Follower<T> {
                 return None;
             }
             match self.watch.next().await? {
+                Ok(response) if response.events.is_empty() => {
+                    let revision = response.header.revision.max(self.tracked.revision);
+                    self.ready.push_back(Followed::Confirmed(revision));
+                }
                 Ok(response) => {
                     let results = apply(&self.prefix, &mut self.tracked, response);
-                    self.ready.extend(results);
+                    self.ready.extend(results.into_iter().map(Followed::from));
                 }
                 Err(err) if err.server_kind() == Some(ServerErrorKind::Compacted) => {
                     // The revisions we missed are gone: start over from a fresh load. Boxed:
@@ -266,17 +302,19 @@ impl<T: EtcdConfig> Follower<T> {
                     match reloaded.await {
                         Ok((update, next)) => {
                             self.watch = next;
-                            self.ready.extend(update);
+                            self.ready
+                                .push_back(Followed::Resynced(self.tracked.revision));
+                            self.ready.extend(update.map(Followed::from));
                         }
                         Err(err) => {
                             self.ended = true;
-                            return Some(Err(err));
+                            return Some(Followed::Ended(err));
                         }
                     }
                 }
                 Err(err) => {
                     self.ended = true;
-                    return Some(Err(err));
+                    return Some(Followed::Ended(err));
                 }
             }
         }

@@ -192,10 +192,10 @@ impl Hub {
             return;
         };
         let first = events.first().map(|e| e.kv.mod_revision);
-        let next = match events.last() {
-            Some(last) => last.kv.mod_revision + 1,
-            None => header.revision + 1,
-        };
+        // Only events move a watch on. A progress notification does not: before etcd 3.4.24
+        // and 3.5.8 one can overtake events it covers (etcd-io/etcd#15220), and a watch
+        // resumed from its revision after a failover would skip them.
+        let next = events.last().map_or(0, |last| last.kv.mod_revision + 1);
         match watcher
             .events
             .try_send(Ok(WatchResponse { header, events }))

@@ -6,12 +6,13 @@
 mod answers;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::stream::Supervised;
+use super::stream::{StreamHealth, Supervised};
 use super::transport::Transport;
 use super::watch::{Event, Shared, WatchResponse};
 use super::watch_creates::Creates;
@@ -39,17 +40,31 @@ pub(super) enum Command {
 pub(crate) struct WatchHub {
     pub(super) commands: mpsc::UnboundedSender<Command>,
     pub(super) next_id: AtomicU64,
+    /// Whether the Watch stream is up (for live configs' status).
+    pub(crate) health: StreamHealth,
+    /// How many followers want their watches confirmed current: while any do, the task asks
+    /// etcd for progress every [`PROGRESS_EVERY`].
+    pub(crate) confirming: Arc<AtomicUsize>,
 }
+
+/// How often the watch task asks etcd to confirm that its watches are current, while a live
+/// config wants to know (one WatchProgressRequest per stream, answered for every watch).
+pub(crate) const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
 impl WatchHub {
     /// Starts the task. It holds the transport weakly (streams and clients hold it strongly) and
     /// ends when every sender of commands is gone.
     pub(crate) fn start(transport: Weak<Transport>) -> WatchHub {
         let (commands, receiver) = mpsc::unbounded_channel();
-        tokio::spawn(Hub::new(transport, receiver).run());
+        let confirming = Arc::new(AtomicUsize::new(0));
+        let hub = Hub::new(transport, receiver, confirming.clone());
+        let health = hub.stream.health();
+        tokio::spawn(hub.run());
         WatchHub {
             commands,
             next_id: AtomicU64::new(1),
+            health,
+            confirming,
         }
     }
 
@@ -101,10 +116,15 @@ struct Hub {
     /// The creates sent on the open stream and not answered yet.
     creates: Creates,
     stream: Supervised<pb::WatchRequest, pb::WatchResponse>,
+    confirming: Arc<AtomicUsize>,
 }
 
 impl Hub {
-    fn new(transport: Weak<Transport>, commands: mpsc::UnboundedReceiver<Command>) -> Hub {
+    fn new(
+        transport: Weak<Transport>,
+        commands: mpsc::UnboundedReceiver<Command>,
+        confirming: Arc<AtomicUsize>,
+    ) -> Hub {
         Hub {
             commands,
             watchers: HashMap::new(),
@@ -112,10 +132,13 @@ impl Hub {
             queue: VecDeque::new(),
             creates: Creates::new(),
             stream: Supervised::new(transport, "Watch"),
+            confirming,
         }
     }
 
     async fn run(mut self) {
+        let mut progress = tokio::time::interval(PROGRESS_EVERY);
+        progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if !self.stream.is_open() && self.watchers.values().any(|w| w.state != State::Paused) {
                 if let Err(err) = self.open().await {
@@ -154,6 +177,17 @@ impl Hub {
                 // The member stopped answering creates (frozen, partitioned, overloaded): every
                 // watch behind this one would wait forever.
                 () = stuck => self.broken("a watch create went unanswered"),
+                // Live configs want etcd to confirm, now and then, that they are current: one
+                // request answers for every watch on the stream.
+                // (The count is read at each tick: a precondition would be read only when the
+                // wait starts, and a quiet stream never wakes the loop to read it again.)
+                _ = progress.tick() => {
+                    if self.confirming.load(Ordering::Relaxed) > 0 {
+                        self.send(pb::watch_request::RequestUnion::ProgressRequest(
+                            pb::WatchProgressRequest {},
+                        ));
+                    }
+                }
                 message = self.stream.message() => match message {
                     Ok(Some(response)) => self.response(response).await,
                     Ok(None) => self.broken("the server closed the watch stream"),

@@ -1,0 +1,276 @@
+//! [`Live`]: a config that keeps itself up to date, for services that hot-reload.
+//!
+//! `mod.rs` holds the handle; [`follow`] the background task that applies etcd's changes,
+//! [`status`] what a live config reports, [`options`] how it starts, [`select`] handles on a
+//! part of the config, [`double`] the test doubles, and [`metrics`] the optional metrics.
+
+mod double;
+mod follow;
+mod metrics;
+mod options;
+mod select;
+mod status;
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use tokio::sync::{broadcast, watch};
+
+pub use double::LiveSender;
+pub use options::LiveOptions;
+pub use select::Selected;
+pub use status::{FollowerState, LiveEvent, LiveEvents, LiveStatus, Rejection};
+
+use super::cache_file::{read_cache, write_cache_logged};
+use super::watch::Started;
+use super::{EtcdConfig, Store, Versioned};
+use crate::client::StreamHealth;
+use crate::error::{Error, Result};
+use follow::{follow, Publisher};
+
+/// One value of the config and where it came from.
+pub(super) struct Snapshot<T> {
+    value: Arc<T>,
+    revision: i64,
+    stale: bool,
+    applied_at: Instant,
+}
+
+/// What the handles of one live config share with its follower.
+pub(super) struct Shared<T> {
+    current: ArcSwap<Snapshot<T>>,
+    tracking: Mutex<Tracking>,
+    events: broadcast::Sender<LiveEvent>,
+    prefix: String,
+    /// The client's Watch stream, to tell following from reconnecting (none for a double).
+    stream: Option<StreamHealth>,
+}
+
+/// What the follower notes besides the value.
+#[derive(Default)]
+struct Tracking {
+    /// When etcd last confirmed the value current, and at which store revision.
+    confirmed: Option<(Instant, i64)>,
+    /// Why the follower ended, once it has.
+    stopped: Option<String>,
+    /// Since when and why the follower cannot reach etcd (before its first load).
+    unreachable: Option<(Instant, String)>,
+    last_rejected: Option<Rejection>,
+    /// A revision waiting for the settle window.
+    pending: Option<i64>,
+}
+
+impl<T> Shared<T> {
+    fn new(initial: Snapshot<T>, prefix: String, stream: Option<StreamHealth>) -> Self {
+        let tracking = Tracking {
+            confirmed: (!initial.stale).then_some((initial.applied_at, initial.revision)),
+            ..Tracking::default()
+        };
+        Shared {
+            current: ArcSwap::from_pointee(initial),
+            tracking: Mutex::new(tracking),
+            events: broadcast::channel(status::EVENT_BUFFER).0,
+            prefix,
+            stream,
+        }
+    }
+}
+
+/// A config kept up to date by a background watch. Cheap to clone; `get` never blocks.
+///
+/// A rejected update (one that does not decode, or that `validate` refuses) changes nothing:
+/// `get` keeps returning the last good value, [`status`](Self::status) names the revision and
+/// the reason, an [`LiveEvent::Rejected`] goes out, and a warning is logged with `tracing`. The
+/// background task ends when the last handle is dropped.
+///
+/// For a service's own unit tests, [`Live::fixed`] and [`Live::channel`] make one without etcd.
+pub struct Live<T> {
+    shared: Arc<Shared<T>>,
+    changes: watch::Receiver<i64>,
+    /// For [`Live::fixed`]: the change signal's sender, kept open by the handles.
+    fixed: Option<Arc<watch::Sender<i64>>>,
+}
+
+impl<T> Clone for Live<T> {
+    fn clone(&self) -> Self {
+        Live {
+            shared: self.shared.clone(),
+            changes: self.changes.clone(),
+            fixed: self.fixed.clone(),
+        }
+    }
+}
+
+impl<T: EtcdConfig> std::fmt::Debug for Live<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Live")
+            .field("prefix", &self.shared.prefix)
+            .field("revision", &self.revision())
+            .field("stale", &self.is_stale())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: EtcdConfig> Live<T> {
+    /// The current value. Lock-free: one atomic load and a reference count.
+    pub fn get(&self) -> Arc<T> {
+        self.shared.current.load().value.clone()
+    }
+
+    /// The revision of the value `get` returns now (for a stale value, the revision it was
+    /// cached at).
+    pub fn revision(&self) -> i64 {
+        self.shared.current.load().revision
+    }
+
+    /// The current value with its revision, read together.
+    pub fn snapshot(&self) -> Versioned<Arc<T>> {
+        let snapshot = self.shared.current.load();
+        Versioned {
+            value: snapshot.value.clone(),
+            revision: snapshot.revision,
+        }
+    }
+
+    /// True while the value comes from the cache file because etcd has not answered yet.
+    pub fn is_stale(&self) -> bool {
+        self.shared.current.load().stale
+    }
+
+    /// How this live config stands: its revision and since when, whether etcd confirmed it
+    /// current and when, whether the follower is following, reconnecting or stopped, the last
+    /// rejected revision, and whether a change waits for the settle window. Never blocks on
+    /// etcd.
+    pub fn status(&self) -> LiveStatus {
+        let snapshot = self.shared.current.load();
+        let tracking = crate::sync::lock(&self.shared.tracking);
+        let outage = self.shared.stream.as_ref().and_then(StreamHealth::outage);
+        let state = match (&tracking.stopped, &tracking.unreachable, outage) {
+            (Some(reason), _, _) => FollowerState::Stopped {
+                reason: reason.clone(),
+            },
+            (None, Some((since, reason)), _) => FollowerState::Reconnecting {
+                since: *since,
+                reason: reason.clone(),
+            },
+            (None, None, Some(outage)) => FollowerState::Reconnecting {
+                since: outage.since,
+                reason: outage.reason,
+            },
+            (None, None, None) => FollowerState::Following,
+        };
+        LiveStatus {
+            revision: snapshot.revision,
+            applied_at: snapshot.applied_at,
+            confirmed_current_at: tracking.confirmed.map(|(at, _)| at),
+            confirmed_revision: tracking.confirmed.map_or(0, |(_, revision)| revision),
+            state,
+            last_rejected: tracking.last_rejected.clone(),
+            stale: snapshot.stale,
+            pending: tracking.pending,
+        }
+    }
+
+    /// The events of this live config from now on: applied and rejected revisions,
+    /// reconnections, resyncs after a compaction, and the end. A consumer that falls more
+    /// than 256 events behind misses the oldest ones and gets [`LiveEvent::Lagged`] saying
+    /// how many; the follower never waits for it.
+    pub fn events(&self) -> LiveEvents {
+        LiveEvents::new(self.shared.events.subscribe())
+    }
+
+    /// Resolves when a new valid value is in place (since this handle last saw one).
+    ///
+    /// # Errors
+    ///
+    /// If the background watch ended (e.g. the user lost permission to read the prefix).
+    pub async fn changed(&mut self) -> Result<()> {
+        self.changes.changed().await.map_err(|_| Error::Stopped {
+            what: format!("live config {}", self.shared.prefix),
+            reason: crate::sync::lock(&self.shared.tracking)
+                .stopped
+                .clone()
+                .unwrap_or_else(|| "its watch ended".to_owned()),
+        })
+    }
+}
+
+impl Store {
+    /// A [`Live`] handle on `T`: loads it, then keeps it current from a watch.
+    pub async fn live<T: EtcdConfig>(&self) -> Result<Live<T>> {
+        self.live_with(LiveOptions::default()).await
+    }
+
+    /// [`live`](Self::live) with options, such as a cache file to start from when etcd is down.
+    ///
+    /// # Errors
+    ///
+    /// The first load's error; with a cache file, only if etcd is unreachable *and* the cache
+    /// cannot be read.
+    pub async fn live_with<T: EtcdConfig>(&self, options: LiveOptions) -> Result<Live<T>> {
+        let prefix = self.prefix_of::<T>();
+        // Why etcd could not be reached, for a start from the cache file.
+        let mut unreachable_because = None;
+        let (initial, started) = match Started::<T>::start(self).await {
+            Ok(started) => {
+                let (value, revision) = started.initial();
+                let snapshot = Snapshot {
+                    value,
+                    revision,
+                    stale: false,
+                    applied_at: Instant::now(),
+                };
+                (snapshot, Some(started))
+            }
+            Err(err) if unreachable(&err) => {
+                let Some(path) = options.cache_file.as_deref() else {
+                    return Err(err);
+                };
+                match read_cache::<T>(&prefix, path) {
+                    Ok((value, revision)) => {
+                        tracing::warn!(%prefix, cache = %path.display(), error = %err,
+                            "etcd unreachable; starting from the cached config");
+                        let snapshot = Snapshot {
+                            value: Arc::new(value),
+                            revision,
+                            stale: true,
+                            applied_at: Instant::now(),
+                        };
+                        unreachable_because = Some(err.to_string());
+                        (snapshot, None)
+                    }
+                    Err(cache_err) => {
+                        tracing::warn!(cache = %path.display(), error = %cache_err, "cannot use the config cache");
+                        return Err(err);
+                    }
+                }
+            }
+            Err(err) => return Err(err),
+        };
+        if let (Some(path), false) = (&options.cache_file, initial.stale) {
+            write_cache_logged(&prefix, path, &*initial.value, initial.revision);
+        }
+        let stream = Some(self.client().watch_hub().health.clone());
+        let shared = Arc::new(Shared::new(initial, prefix, stream));
+        if let Some(reason) = unreachable_because {
+            crate::sync::lock(&shared.tracking).unreachable = Some((Instant::now(), reason));
+        }
+        let (notify, changes) = watch::channel(shared.current.load().revision);
+        let publisher = Publisher::new(shared.clone(), notify, options.cache_file);
+        tokio::spawn(follow(self.clone(), started, publisher, options.settle));
+        Ok(Live {
+            shared,
+            changes,
+            fixed: None,
+        })
+    }
+}
+
+/// True for errors that mean "no etcd answered", as opposed to "etcd said no".
+fn unreachable(err: &Error) -> bool {
+    matches!(
+        err,
+        Error::Connect { .. } | Error::Transport { .. } | Error::Timeout { .. }
+    )
+}

@@ -1,0 +1,70 @@
+//! [`LiveOptions`]: how a live config starts and applies changes.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Options for [`Store::live_with`](crate::Store::live_with).
+#[derive(Debug, Clone, Default)]
+pub struct LiveOptions {
+    pub(super) cache_file: Option<PathBuf>,
+    pub(super) settle: Option<Settle>,
+}
+
+/// The settle window: wait for hand edits to finish before applying them.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Settle {
+    /// Apply once no newer revision touched the prefix for this long.
+    pub(super) quiet: Duration,
+    /// ... but never later than this after the first waiting revision.
+    pub(super) at_most: Duration,
+}
+
+impl LiveOptions {
+    /// No cache file, changes applied as they come.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Keep a copy of the config in `path`, and start from it when etcd cannot be reached at
+    /// start-up.
+    ///
+    /// The file is rewritten after every applied update, atomically (a temporary file renamed
+    /// over it) and readable by its owner only (mode 0600 on Unix): it holds secret fields
+    /// too. It is only read when the first load fails because no endpoint answers; the `Live`
+    /// then reports [`is_stale`](super::Live::is_stale) until etcd answers and the fresh value
+    /// replaces it.
+    #[must_use]
+    pub fn cache_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.cache_file = Some(path.into());
+        self
+    }
+
+    /// Coalesce edits made one key at a time: apply a change only once no newer revision has
+    /// touched the config's prefix for `quiet`, and at the latest 10 × `quiet` after the first
+    /// waiting revision (see [`settle_at_most`](Self::settle_at_most)).
+    ///
+    /// Each `etcdctl put` is a revision of its own, so a hand edit of three keys would
+    /// otherwise show two intermediate configs. While a change waits,
+    /// [`LiveStatus::pending`](super::LiveStatus::pending) names its revision. A waiting change
+    /// followed by a revision that is rejected is dropped: the last applied value stays (an
+    /// edit that ends invalid is not applied halfway). Changes saved in one transaction (as
+    /// [`Store::save`](crate::Store::save) does) need no window; it only adds delay to them.
+    #[must_use]
+    pub fn settle(mut self, quiet: Duration) -> Self {
+        self.settle = Some(Settle {
+            quiet,
+            at_most: quiet * 10,
+        });
+        self
+    }
+
+    /// The longest a change may wait in the settle window, however often the prefix keeps
+    /// changing (default 10 × the window). Without [`settle`](Self::settle) this does nothing.
+    #[must_use]
+    pub fn settle_at_most(mut self, at_most: Duration) -> Self {
+        if let Some(settle) = &mut self.settle {
+            settle.at_most = at_most.max(settle.quiet);
+        }
+        self
+    }
+}
