@@ -8,10 +8,10 @@
 //! [`Supervised::close`] when only the stream must go (the next open reuses the endpoint).
 
 use std::future::Future;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use super::transport::{Conn, Transport};
@@ -46,8 +46,15 @@ pub(crate) struct Supervised<Req, Resp> {
 
 /// Whether a supervised stream is working, for whoever reports on it (a live config's status):
 /// down from the moment its endpoint failed until the stream on the next one answers.
-#[derive(Clone, Default)]
-pub(crate) struct StreamHealth(Arc<Mutex<Option<Outage>>>);
+/// Subscribers are woken at each change, so nobody has to poll.
+#[derive(Clone)]
+pub(crate) struct StreamHealth(Arc<watch::Sender<Option<Outage>>>);
+
+impl Default for StreamHealth {
+    fn default() -> Self {
+        StreamHealth(Arc::new(watch::channel(None).0))
+    }
+}
 
 /// Since when a stream has been down, and why.
 #[derive(Clone, Debug)]
@@ -59,22 +66,30 @@ pub(crate) struct Outage {
 impl StreamHealth {
     /// The current outage, if the stream is down.
     pub(crate) fn outage(&self) -> Option<Outage> {
-        crate::sync::lock(&self.0).clone()
+        self.0.borrow().clone()
+    }
+
+    /// Woken at each change of the stream's health.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<Option<Outage>> {
+        self.0.subscribe()
     }
 
     /// Notes a failure; an outage already under way keeps its start and first reason.
     fn down(&self, reason: &str) {
-        let mut outage = crate::sync::lock(&self.0);
-        if outage.is_none() {
-            *outage = Some(Outage {
-                since: Instant::now(),
-                reason: reason.to_owned(),
-            });
-        }
+        self.0.send_if_modified(|outage| {
+            let starts = outage.is_none();
+            if starts {
+                *outage = Some(Outage {
+                    since: Instant::now(),
+                    reason: reason.to_owned(),
+                });
+            }
+            starts
+        });
     }
 
     fn up(&self) {
-        *crate::sync::lock(&self.0) = None;
+        self.0.send_if_modified(|outage| outage.take().is_some());
     }
 }
 

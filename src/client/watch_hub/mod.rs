@@ -49,7 +49,7 @@ pub(crate) struct WatchHub {
 
 /// How often the watch task asks etcd to confirm that its watches are current, while a live
 /// config wants to know (one WatchProgressRequest per stream, answered for every watch).
-pub(crate) const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+pub(crate) const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 impl WatchHub {
     /// Starts the task. It holds the transport weakly (streams and clients hold it strongly) and

@@ -105,7 +105,9 @@ impl<T: EtcdConfig> Publisher<T> {
 
     pub(super) fn event(&self, event: LiveEvent) {
         // No subscriber is fine; a slow one loses its oldest events, never delays us.
-        let _ = self.shared.events.send(event);
+        if let Some(events) = self.shared.events.get() {
+            let _ = events.send(event);
+        }
     }
 
     /// True once every handle is gone.
@@ -157,7 +159,7 @@ impl<T> Waiting<T> {
     }
 }
 
-/// How often the follower looks at the Watch stream's health and updates its metrics.
+/// How often the follower refreshes its metrics (with the `metrics` feature).
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// The background task. One per live config.
@@ -185,9 +187,16 @@ pub(super) async fn follow<T: EtcdConfig>(
     let _confirming = Confirming::start(&store);
     let mut follower = started.into_follower(store);
     let mut waiting: Option<Waiting<T>> = None;
+    // Metrics want the confirmation's age refreshed now and then; nothing else polls.
     let mut check = tokio::time::interval(CHECK_EVERY);
-    let mut reported_outage: Option<Instant> = None;
+    let mut health = publisher.shared.stream.as_ref().map(|s| s.subscribe());
     loop {
+        let health_changed = async {
+            match &mut health {
+                Some(health) => health.changed().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
         let due = match (&waiting, settle) {
             (Some(waiting), Some(settle)) => Some(waiting.due(settle)),
             _ => None,
@@ -228,16 +237,18 @@ pub(super) async fn follow<T: EtcdConfig>(
                     publisher.apply(update.config, update.revision, update.changed);
                 }
             }
-            _ = check.tick() => {
-                let outage = publisher.shared.stream.as_ref().and_then(|s| s.outage());
-                match outage {
-                    Some(outage) if reported_outage != Some(outage.since) => {
-                        reported_outage = Some(outage.since);
+            open = health_changed => {
+                let outage = health.as_mut().and_then(|h| h.borrow_and_update().clone());
+                match (open, outage) {
+                    (true, Some(outage)) => {
                         metrics::reconnect(publisher.prefix());
                         publisher.event(LiveEvent::Reconnecting { reason: outage.reason });
                     }
-                    _ => {}
+                    (true, None) => {}
+                    (false, _) => health = None, // the client's watch task is gone
                 }
+            }
+            _ = check.tick(), if cfg!(feature = "metrics") => {
                 let confirmed = crate::sync::lock(&publisher.shared.tracking).confirmed;
                 metrics::confirmed(publisher.prefix(), confirmed.map(|(at, _)| at));
             }

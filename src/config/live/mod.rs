@@ -11,7 +11,7 @@ mod options;
 mod select;
 mod status;
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
@@ -41,7 +41,9 @@ pub(super) struct Snapshot<T> {
 pub(super) struct Shared<T> {
     current: ArcSwap<Snapshot<T>>,
     tracking: Mutex<Tracking>,
-    events: broadcast::Sender<LiveEvent>,
+    /// Made by the first [`Live::events`]: most live configs never have a subscriber, and
+    /// the channel's buffer would cost each of them kilobytes.
+    events: OnceLock<broadcast::Sender<LiveEvent>>,
     prefix: String,
     /// The client's Watch stream, to tell following from reconnecting (none for a double).
     stream: Option<StreamHealth>,
@@ -70,7 +72,7 @@ impl<T> Shared<T> {
         Shared {
             current: ArcSwap::from_pointee(initial),
             tracking: Mutex::new(tracking),
-            events: broadcast::channel(status::EVENT_BUFFER).0,
+            events: OnceLock::new(),
             prefix,
             stream,
         }
@@ -177,7 +179,11 @@ impl<T: EtcdConfig> Live<T> {
     /// than 256 events behind misses the oldest ones and gets [`LiveEvent::Lagged`] saying
     /// how many; the follower never waits for it.
     pub fn events(&self) -> LiveEvents {
-        LiveEvents::new(self.shared.events.subscribe())
+        let events = self
+            .shared
+            .events
+            .get_or_init(|| broadcast::channel(status::EVENT_BUFFER).0);
+        LiveEvents::new(events.subscribe())
     }
 
     /// Resolves when a new valid value is in place (since this handle last saw one).

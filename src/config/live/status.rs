@@ -24,7 +24,7 @@ pub struct LiveStatus {
     pub applied_at: Instant,
     /// When etcd last confirmed that nothing under the prefix is newer than the value: the
     /// first load, then each progress notification the watch receives (the client asks for
-    /// one every two seconds while a live config runs). `None` while the value comes from the
+    /// one every five seconds while a live config runs). `None` while the value comes from the
     /// cache file.
     ///
     /// etcd's gRPC proxy does not answer progress requests: behind it, only loads confirm, and

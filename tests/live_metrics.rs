@@ -1,0 +1,117 @@
+//! Live configs' metrics (cargo feature `metrics`) against a real etcd: a recorder installed
+//! as the global one sees the applied and rejected counts and the revision, per prefix.
+#![cfg(feature = "metrics")]
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use etcd_config::{EtcdConfig, Store};
+use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
+use support::{wait_until, Etcd};
+
+#[derive(EtcdConfig, Debug, Clone, PartialEq)]
+#[etcd(prefix = "/metered", validate = "Metered::check")]
+struct Metered {
+    #[etcd(default = 1)]
+    size: u32,
+}
+
+impl Metered {
+    fn check(&self) -> Result<(), String> {
+        (self.size > 0)
+            .then_some(())
+            .ok_or_else(|| "size must be positive".to_owned())
+    }
+}
+
+/// Every counter's and gauge's last value by `name{prefix}`.
+#[derive(Default, Clone)]
+struct Seen(Arc<Mutex<HashMap<String, Arc<AtomicU64>>>>);
+
+impl Seen {
+    fn handle(&self, key: &Key) -> Arc<AtomicU64> {
+        let labels: Vec<String> = key
+            .labels()
+            .map(|l| format!("{}={}", l.key(), l.value()))
+            .collect();
+        let name = format!("{}{{{}}}", key.name(), labels.join(","));
+        self.0.lock().unwrap().entry(name).or_default().clone()
+    }
+
+    fn get(&self, name: &str) -> u64 {
+        let name = format!("{name}{{prefix=/metered/}}");
+        self.0
+            .lock()
+            .unwrap()
+            .get(&name)
+            .map_or(0, |v| v.load(Ordering::Relaxed))
+    }
+}
+
+struct Cell(Arc<AtomicU64>);
+
+impl metrics::CounterFn for Cell {
+    fn increment(&self, value: u64) {
+        self.0.fetch_add(value, Ordering::Relaxed);
+    }
+    fn absolute(&self, value: u64) {
+        self.0.store(value, Ordering::Relaxed);
+    }
+}
+
+impl metrics::GaugeFn for Cell {
+    fn increment(&self, _: f64) {}
+    fn decrement(&self, _: f64) {}
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    fn set(&self, value: f64) {
+        self.0.store(value as u64, Ordering::Relaxed);
+    }
+}
+
+impl Recorder for Seen {
+    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+        Counter::from_arc(Arc::new(Cell(self.handle(key))))
+    }
+    fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+        Gauge::from_arc(Arc::new(Cell(self.handle(key))))
+    }
+    fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+        Histogram::noop()
+    }
+}
+
+/// Applied and rejected revisions are counted, and the revision gauge follows the value.
+#[tokio::test]
+async fn applied_and_rejected_are_counted_per_prefix() {
+    let seen = Seen::default();
+    metrics::set_global_recorder(seen.clone()).expect("the only recorder in this test binary");
+    let etcd = Etcd::single().await;
+    let store = Store::new(etcd.client().await);
+    let live = store.live::<Metered>().await.unwrap();
+    let kv = etcd.client().await.kv();
+    let good = kv.put("/metered/size", "3").await.unwrap().header.revision;
+    kv.put("/metered/size", "0").await.unwrap();
+    wait_until(
+        "an applied and a rejected revision counted",
+        Duration::from_secs(10),
+        || {
+            (
+                seen.get("etcd_config_live_applied_total"),
+                seen.get("etcd_config_live_rejected_total"),
+                seen.get("etcd_config_live_revision"),
+            )
+        },
+        |&(applied, rejected, revision)| {
+            applied == 1 && rejected == 1 && revision == u64::try_from(good).unwrap()
+        },
+    )
+    .await;
+    assert_eq!(live.get().size, 3);
+}
