@@ -180,9 +180,9 @@ pub use key_range::{KeyRange, RangeKind};
 
 pub use client::KeyValue;
 pub use config::{
-    codec, from_key_values, to_key_values, Access, ConfigWatch, EtcdConfig, FollowerState, Live,
-    LiveEvent, LiveEvents, LiveOptions, LiveSender, LiveStatus, Rejection, Schema, SchemaField,
-    Selected, Store, Update, Versioned,
+    codec, from_key_values, to_key_values, Access, ConfigWatch, EtcdConfig, FleetRecord,
+    FollowerState, Live, LiveEvent, LiveEvents, LiveOptions, LiveSender, LiveStatus, Rejection,
+    Schema, SchemaField, Selected, Store, Update, Versioned,
 };
 /// `#[derive(EtcdConfig)]`: see [`EtcdConfig`] and the crate docs for its attributes.
 pub use etcd_derive::EtcdConfig;

@@ -280,13 +280,16 @@ impl IntoFuture for Get<Kv> {
             let client = &self.client.client;
             let transport = client.transport();
             // Never back in time (Go's `ordering` package): an answer from a store revision
-            // older than one this client saw comes from a member that is behind, typically a
-            // serializable read on a member cut off from the leader. Ask the next one.
+            // older than one this client had seen before sending the read comes from a member
+            // that is behind, typically a serializable read on a member cut off from the
+            // leader. Ask the next one. (Only what was seen *before*: a write answered while
+            // this read was in flight may be newer than the read, and rightly so.)
+            let seen = transport.seen_revision();
             let mut tries = 0;
             loop {
                 let response = client.call(self.request.clone()).await?;
                 let revision = response.revision();
-                let seen = transport.saw_revision(revision);
+                transport.saw_revision(revision);
                 if revision >= seen {
                     return Ok(response.into());
                 }

@@ -3,13 +3,18 @@
 use super::{EtcdConfig, Store};
 use crate::client::ResponseHeader;
 use crate::client::{Permission, PermissionKind};
-use crate::error::Result;
+use crate::error::{Result, ServerErrorKind};
+use crate::key_range::KeyRange;
 
 /// What a role may do with a config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Access {
     /// Load, watch and `live`: what a service needs.
     Read,
+    /// Read, and write the fleet records under `T::PREFIX + ".fleet/"`: what a service that
+    /// reports ([`LiveOptions::report_as`](crate::LiveOptions::report_as)) needs. It still
+    /// cannot change the config.
+    ReadAndReport,
     /// Also save and delete: what the tool that edits the config needs.
     ReadWrite,
 }
@@ -22,21 +27,33 @@ impl Store {
     /// With [`Access::Read`] a user holding the role can `load`, `watch` and `live` the config,
     /// and its `save` fails with `PermissionDenied` and writes nothing.
     pub async fn grant<T: EtcdConfig>(&self, role: &str, access: Access) -> Result<ResponseHeader> {
+        let auth = self.client().auth();
         let kind = match access {
             Access::Read => PermissionKind::Read,
+            Access::ReadAndReport => {
+                let fleet = KeyRange::prefix(self.fleet_prefix_of::<T>());
+                let records = Permission::new(PermissionKind::ReadWrite, fleet);
+                auth.role_grant_permission(role, records).await?;
+                PermissionKind::Read
+            }
             Access::ReadWrite => PermissionKind::ReadWrite,
         };
-        self.client()
-            .auth()
-            .role_grant_permission(role, Permission::new(kind, self.range_of::<T>()))
+        auth.role_grant_permission(role, Permission::new(kind, self.range_of::<T>()))
             .await
     }
 
-    /// Takes back what [`grant`](Self::grant) gave `role` on `T` (whichever access it was).
+    /// Takes back what [`grant`](Self::grant) gave `role` on `T` (whichever access it was,
+    /// the fleet records included).
     pub async fn revoke<T: EtcdConfig>(&self, role: &str) -> Result<ResponseHeader> {
-        self.client()
-            .auth()
-            .role_revoke_permission(role, self.range_of::<T>())
+        let auth = self.client().auth();
+        let fleet = KeyRange::prefix(self.fleet_prefix_of::<T>());
+        match auth.role_revoke_permission(role, fleet).await {
+            Err(err) if err.server_kind() != Some(ServerErrorKind::PermissionNotGranted) => {
+                return Err(err)
+            }
+            _ => {}
+        }
+        auth.role_revoke_permission(role, self.range_of::<T>())
             .await
     }
 }

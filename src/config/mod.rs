@@ -9,12 +9,14 @@ mod cache_file;
 pub mod codec;
 mod decode;
 mod encode;
+mod fleet;
 mod live;
 mod schema;
 mod store;
 mod watch;
 
 pub use access::Access;
+pub use fleet::FleetRecord;
 pub use live::{
     FollowerState, Live, LiveEvent, LiveEvents, LiveOptions, LiveSender, LiveStatus, Rejection,
     Selected,

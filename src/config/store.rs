@@ -92,6 +92,11 @@ impl Store {
         format!("{}{}/", self.namespace, T::PREFIX)
     }
 
+    /// This store's namespace (empty for none).
+    pub(crate) fn namespace_str(&self) -> &str {
+        &self.namespace
+    }
+
     /// The range of keys `T` owns in this store: everything under [`prefix_of`](Self::prefix_of).
     pub fn range_of<T: EtcdConfig>(&self) -> KeyRange {
         KeyRange::prefix(self.prefix_of::<T>())

@@ -292,6 +292,11 @@ impl Transport {
         self.seen_revision.fetch_max(revision, Ordering::AcqRel)
     }
 
+    /// The highest store revision any response to this client carried so far.
+    pub(crate) fn seen_revision(&self) -> i64 {
+        self.seen_revision.load(Ordering::Acquire)
+    }
+
     /// How many endpoints the client has.
     pub(crate) fn endpoint_count(&self) -> usize {
         self.slots.len()

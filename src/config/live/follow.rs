@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::watch;
 
@@ -14,6 +14,7 @@ use super::status::{LiveEvent, Rejection};
 use super::{metrics, Shared, Snapshot};
 use crate::backoff::Backoff;
 use crate::config::cache_file::write_cache_logged;
+use crate::config::fleet::{unix_ms, Record};
 use crate::config::watch::{changed_fields, stored, Followed, Started};
 use crate::config::{EtcdConfig, Store, Update};
 use crate::error::Error;
@@ -24,6 +25,10 @@ pub(super) struct Publisher<T> {
     pub(super) shared: Arc<Shared<T>>,
     notify: watch::Sender<i64>,
     cache: Option<PathBuf>,
+    /// This instance's fleet record, when it reports ([`LiveOptions::report_as`]).
+    ///
+    /// [`LiveOptions::report_as`]: super::LiveOptions::report_as
+    report: Option<watch::Sender<Record>>,
 }
 
 impl<T: EtcdConfig> Publisher<T> {
@@ -36,6 +41,20 @@ impl<T: EtcdConfig> Publisher<T> {
             shared,
             notify,
             cache,
+            report: None,
+        }
+    }
+
+    /// Reports to the fleet through `report` from now on.
+    pub(super) fn reporting(mut self, report: Option<watch::Sender<Record>>) -> Self {
+        self.report = report;
+        self
+    }
+
+    /// Changes this instance's fleet record, if it reports.
+    fn report(&self, change: impl FnOnce(&mut Record)) {
+        if let Some(report) = &self.report {
+            report.send_modify(change);
         }
     }
 
@@ -67,6 +86,15 @@ impl<T: EtcdConfig> Publisher<T> {
             tracking.unreachable = None;
         }
         self.notify.send_replace(revision);
+        self.report(|record| {
+            let now = unix_ms(SystemTime::now());
+            record.revision = revision;
+            record.applied_at_ms = now;
+            if record.state != "following" {
+                record.state = "following".to_owned();
+                record.since_ms = now;
+            }
+        });
         metrics::applied(self.prefix(), revision);
         self.event(LiveEvent::Applied { revision, changed });
     }
@@ -85,6 +113,7 @@ impl<T: EtcdConfig> Publisher<T> {
             });
         }
         metrics::rejected(self.prefix());
+        self.report(|record| record.last_rejected = Some((revision, reason.clone())));
         self.event(LiveEvent::Rejected { revision, reason });
     }
 
@@ -100,6 +129,10 @@ impl<T: EtcdConfig> Publisher<T> {
     pub(super) fn stop(&self, reason: String) {
         tracing::warn!(prefix = %self.prefix(), error = %reason, "config watch ended");
         crate::sync::lock(&self.shared.tracking).stopped = Some(reason.clone());
+        self.report(|record| {
+            record.state = "stopped".to_owned();
+            record.since_ms = unix_ms(SystemTime::now());
+        });
         self.event(LiveEvent::Stopped { reason });
     }
 

@@ -12,7 +12,7 @@ mod select;
 mod status;
 
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use tokio::sync::{broadcast, watch};
@@ -23,6 +23,7 @@ pub use select::Selected;
 pub use status::{FollowerState, LiveEvent, LiveEvents, LiveStatus, Rejection};
 
 use super::cache_file::{read_cache, write_cache_logged};
+use super::fleet::{start_reporter, unix_ms, Record};
 use super::watch::Started;
 use super::{EtcdConfig, Store, Versioned};
 use crate::client::StreamHealth;
@@ -263,7 +264,21 @@ impl Store {
             crate::sync::lock(&shared.tracking).unreachable = Some((Instant::now(), reason));
         }
         let (notify, changes) = watch::channel(shared.current.load().revision);
-        let publisher = Publisher::new(shared.clone(), notify, options.cache_file);
+        let report = options.report_as.as_ref().map(|instance| {
+            let snapshot = shared.current.load();
+            let now = unix_ms(SystemTime::now());
+            let record = Record {
+                revision: snapshot.revision,
+                applied_at_ms: now,
+                state: if snapshot.stale { "stale" } else { "following" }.to_owned(),
+                since_ms: now,
+                last_rejected: None,
+            };
+            let key = format!("{}{instance}", self.fleet_prefix_of::<T>());
+            start_reporter(self.clone(), key, record)
+        });
+        let publisher =
+            Publisher::new(shared.clone(), notify, options.cache_file).reporting(report);
         tokio::spawn(follow(self.clone(), started, publisher, options.settle));
         Ok(Live {
             shared,

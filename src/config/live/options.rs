@@ -8,6 +8,7 @@ use std::time::Duration;
 pub struct LiveOptions {
     pub(super) cache_file: Option<PathBuf>,
     pub(super) settle: Option<Settle>,
+    pub(super) report_as: Option<String>,
 }
 
 /// The settle window: wait for hand edits to finish before applying them.
@@ -55,6 +56,18 @@ impl LiveOptions {
             quiet,
             at_most: quiet * 10,
         });
+        self
+    }
+
+    /// Keep a record of this instance in etcd under `instance`: the revision it serves and
+    /// since when, its state, and the last revision it rejected with the reason. The record
+    /// is bound to a lease (10 s TTL, kept alive), so it goes away when the process does;
+    /// [`Store::fleet`](crate::Store::fleet) reads every instance's record, and
+    /// [`Access::ReadAndReport`](crate::Access::ReadAndReport) grants a service what it needs
+    /// to write it. Records are written in the background and never delay an update.
+    #[must_use]
+    pub fn report_as(mut self, instance: impl Into<String>) -> Self {
+        self.report_as = Some(instance.into());
         self
     }
 

@@ -1,0 +1,160 @@
+//! Fleet reports: each live config started with
+//! [`LiveOptions::report_as`](super::LiveOptions::report_as) keeps a record of what it applied
+//! in etcd, bound to a lease so that it goes when the process does; [`Store::fleet`] reads them
+//! all. The admin tool shows them and waits on them.
+//!
+//! The records of config `T` live under `namespace + T::PREFIX + ".fleet/"`, one key per
+//! instance: outside the keys `T` owns, so a load, a watch or a save of `T` never sees them.
+//! Each is JSON that `etcdctl get` shows as it is:
+//! `{"revision":42,"applied_at_ms":…,"state":"following","since_ms":…,"last_rejected":null}`.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::{EtcdConfig, Store};
+use crate::backoff::Backoff;
+use crate::client::KeepAlive;
+use crate::error::{Result, ServerErrorKind};
+use crate::key_range::KeyRange;
+
+/// How long a record outlives its process: the TTL of its lease, in seconds.
+const RECORD_TTL: i64 = 10;
+
+/// One instance's report, from [`Store::fleet`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FleetRecord {
+    /// The name the instance reports as ([`LiveOptions::report_as`](super::LiveOptions::report_as)).
+    pub instance: String,
+    /// The revision of the value it serves.
+    pub revision: i64,
+    /// When it put that value in place.
+    pub applied_at: SystemTime,
+    /// `following`, `stale` (serving the cache file), or `stopped`.
+    pub state: String,
+    /// Since when it has been in that state.
+    pub since: SystemTime,
+    /// The last revision it did not apply, and why (no secret values).
+    pub last_rejected: Option<(i64, String)>,
+}
+
+/// A record as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Record {
+    pub(crate) revision: i64,
+    pub(crate) applied_at_ms: u64,
+    pub(crate) state: String,
+    pub(crate) since_ms: u64,
+    pub(crate) last_rejected: Option<(i64, String)>,
+}
+
+/// Milliseconds since the Unix epoch, for records.
+pub(crate) fn unix_ms(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn from_unix_ms(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+impl Store {
+    /// Where the fleet records of `T` live: `namespace + T::PREFIX + ".fleet/"`.
+    pub fn fleet_prefix_of<T: EtcdConfig>(&self) -> String {
+        format!("{}{}.fleet/", self.namespace_str(), T::PREFIX)
+    }
+
+    /// Every instance's record for `T` (one Range), sorted by instance name. Records that are
+    /// not this crate's JSON are skipped.
+    pub async fn fleet<T: EtcdConfig>(&self) -> Result<Vec<FleetRecord>> {
+        let prefix = self.fleet_prefix_of::<T>();
+        let page = self
+            .client()
+            .kv()
+            .get(KeyRange::prefix(prefix.clone()))
+            .await?;
+        Ok(page
+            .kvs
+            .iter()
+            .filter_map(|kv| {
+                let instance = kv.key_str().ok()?.strip_prefix(&prefix)?.to_owned();
+                let record: Record = serde_json::from_slice(&kv.value).ok()?;
+                Some(FleetRecord {
+                    instance,
+                    revision: record.revision,
+                    applied_at: from_unix_ms(record.applied_at_ms),
+                    state: record.state,
+                    since: from_unix_ms(record.since_ms),
+                    last_rejected: record.last_rejected,
+                })
+            })
+            .collect())
+    }
+}
+
+/// Starts the task that keeps one instance's record current; it writes the latest record it
+/// is given (never blocking the follower: records in between are skipped), and revokes its
+/// lease once the sender is dropped.
+pub(crate) fn start_reporter(store: Store, key: String, first: Record) -> watch::Sender<Record> {
+    let (sender, records) = watch::channel(first);
+    tokio::spawn(report(store, key, records));
+    sender
+}
+
+async fn report(store: Store, key: String, mut records: watch::Receiver<Record>) {
+    let mut lease: Option<KeepAlive> = None;
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+    loop {
+        let record = records.borrow_and_update().clone();
+        match write(&store, &key, &record, &mut lease).await {
+            Ok(()) => backoff.reset(),
+            Err(err) => {
+                tracing::debug!(%key, error = %err, "cannot write the fleet record; retrying");
+                tokio::select! {
+                    () = backoff.wait() => continue,
+                    gone = records.changed() => if gone.is_err() { break },
+                }
+                continue;
+            }
+        }
+        if records.changed().await.is_err() {
+            break; // the live config is gone
+        }
+    }
+    if let Some(lease) = lease {
+        let _ = store.client().lease().revoke(lease.id()).await;
+    }
+}
+
+/// Puts the record under a kept-alive lease, granting a new lease if there is none or it was
+/// lost.
+async fn write(
+    store: &Store,
+    key: &str,
+    record: &Record,
+    lease: &mut Option<KeepAlive>,
+) -> Result<()> {
+    if lease.as_ref().is_some_and(|l| l.ttl().is_none()) {
+        *lease = None;
+    }
+    let id = match lease {
+        Some(kept) => kept.id(),
+        None => {
+            let granted = store.client().lease().grant(RECORD_TTL).await?;
+            let kept = store.client().lease().keep_alive(granted.id).await?;
+            let id = kept.id();
+            *lease = Some(kept);
+            id
+        }
+    };
+    let value = serde_json::to_string(record).unwrap_or_default();
+    match store.client().kv().put(key, value).lease(id).await {
+        Err(err) if err.server_kind() == Some(ServerErrorKind::LeaseNotFound) => {
+            *lease = None;
+            Err(err)
+        }
+        other => other.map(drop),
+    }
+}

@@ -1,0 +1,181 @@
+//! Fleet reports against a real etcd: a live config started with `report_as` keeps a record
+//! that `Store::fleet` and `etcdctl` read, with the revision it serves and its last rejection;
+//! the record goes when the live config is dropped, and when its process dies without a word
+//! (its lease expires). A role granted `ReadAndReport` can report but not change the config.
+
+mod support;
+
+use std::time::Duration;
+
+use etcd_config::{Access, EtcdConfig, LiveOptions, ServerErrorKind, Store};
+use support::Etcd;
+
+#[derive(EtcdConfig, Debug, Clone, PartialEq)]
+#[etcd(prefix = "/fleet/app", validate = "App::check")]
+struct App {
+    #[etcd(default = 1)]
+    workers: u32,
+}
+
+impl App {
+    fn check(&self) -> Result<(), String> {
+        (self.workers > 0)
+            .then_some(())
+            .ok_or_else(|| "workers must be positive".to_owned())
+    }
+}
+
+async fn records(store: &Store) -> Vec<(String, i64, Option<i64>)> {
+    store
+        .fleet::<App>()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.instance, r.revision, r.last_rejected.map(|(rev, _)| rev)))
+        .collect()
+}
+
+/// Records appear with what each instance serves and rejected, and go with the instance.
+#[tokio::test]
+async fn records_follow_what_instances_apply() {
+    let etcd = Etcd::single().await;
+    let store = Store::new(etcd.client().await);
+    let a = store
+        .live_with::<App>(LiveOptions::new().report_as("a"))
+        .await
+        .unwrap();
+    let b = store
+        .live_with::<App>(LiveOptions::new().report_as("b"))
+        .await
+        .unwrap();
+    let kv = etcd.client().await.kv();
+    let good = kv
+        .put("/fleet/app/workers", "4")
+        .await
+        .unwrap()
+        .header
+        .revision;
+    let bad = kv
+        .put("/fleet/app/workers", "0")
+        .await
+        .unwrap()
+        .header
+        .revision;
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        seen = records(&store).await;
+        if seen == [("a".into(), good, Some(bad)), ("b".into(), good, Some(bad))] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        seen,
+        [("a".into(), good, Some(bad)), ("b".into(), good, Some(bad))]
+    );
+    // etcdctl sees the same record, outside the config's own keys.
+    let out = etcd.etcdctl(&["get", "/fleet/app.fleet/a", "--print-value-only"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("\"revision\":{good}")), "{text}");
+    assert!(text.contains("workers must be positive"), "{text}");
+
+    drop(a);
+    for _ in 0..100 {
+        if records(&store).await.len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(records(&store).await.len(), 1, "a's record outlived it");
+    drop(b);
+}
+
+/// A process that dies leaves no goodbye: its record goes when its lease expires (10 s).
+#[tokio::test]
+async fn a_dead_instance_record_expires_with_its_lease() {
+    let etcd = Etcd::single().await;
+    let endpoints = etcd.endpoints();
+    // The "process": a runtime of its own, dropped without letting its tasks finish.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let options = etcd.options();
+    let live = runtime
+        .spawn(async move {
+            let client = etcd_config::Client::connect(endpoints, options)
+                .await
+                .unwrap();
+            Store::new(client)
+                .live_with::<App>(LiveOptions::new().report_as("doomed"))
+                .await
+                .unwrap()
+        })
+        .await
+        .unwrap();
+    let store = Store::new(etcd.client().await);
+    for _ in 0..50 {
+        if !records(&store).await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(records(&store).await.len(), 1);
+    std::thread::spawn(move || drop(runtime)).join().unwrap();
+    std::mem::forget(live); // its runtime is gone: nothing may run its drop
+    let mut gone = false;
+    for _ in 0..300 {
+        if records(&store).await.is_empty() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        gone,
+        "the record outlived its process by more than its lease"
+    );
+}
+
+/// `ReadAndReport` lets a service report but not change the config.
+#[tokio::test]
+async fn a_reporting_role_may_report_but_not_write() {
+    if support::skip_behind_front("a_reporting_role_may_report_but_not_write") {
+        return;
+    }
+    let etcd = Etcd::single().await;
+    let root = etcd.enable_auth().await;
+    let admin = Store::new(root.clone());
+    root.auth().role_add("app-service").await.unwrap();
+    admin
+        .grant::<App>("app-service", Access::ReadAndReport)
+        .await
+        .unwrap();
+    root.auth().user_add("svc", "pw").await.unwrap();
+    root.auth()
+        .user_grant_role("svc", "app-service")
+        .await
+        .unwrap();
+    let service = Store::new(etcd.client_as("svc", "pw").await);
+    let _live = service
+        .live_with::<App>(LiveOptions::new().report_as("svc-1"))
+        .await
+        .unwrap();
+    for _ in 0..50 {
+        if !records(&admin).await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(records(&admin).await.len(), 1);
+    let err = service.save(&App { workers: 2 }).await.unwrap_err();
+    assert_eq!(err.server_kind(), Some(ServerErrorKind::PermissionDenied));
+    admin.revoke::<App>("app-service").await.unwrap();
+    assert!(root
+        .auth()
+        .role_get("app-service")
+        .await
+        .unwrap()
+        .is_empty());
+}
