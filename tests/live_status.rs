@@ -281,3 +281,91 @@ async fn test_doubles_behave_like_live_configs() {
     let err = live.changed().await.unwrap_err();
     assert!(err.to_string().contains("LiveSender was dropped"), "{err}");
 }
+
+/// A new instance meets an invalid value in etcd: by default it fails to start; with
+/// `WhenInvalid::LastValid` it starts from the newest valid revision in etcd's history,
+/// reports the invalid one as rejected and itself as stale, and takes the first valid revision
+/// that comes; with `WhenInvalid::CacheFile` it starts from the cache file.
+#[tokio::test]
+async fn a_new_instance_starts_despite_an_invalid_value() {
+    let etcd = Etcd::single().await;
+    let store = Store::new(etcd.client().await);
+    let kv = etcd.client().await.kv();
+    let good = kv.put("/ops/pool-size", "6").await.unwrap().header.revision;
+    let cache = tempfile::tempdir().unwrap();
+    let cache_file = cache.path().join("ops.json");
+    // A running instance writes the cache.
+    let running = store
+        .live_with::<Ops>(LiveOptions::new().cache_file(&cache_file))
+        .await
+        .unwrap();
+    kv.put("/ops/log-level", "info").await.unwrap();
+    let bad = kv.put("/ops/pool-size", "0").await.unwrap().header.revision;
+
+    let err = store.live::<Ops>().await.unwrap_err();
+    assert!(err.to_string().contains("at least 1"), "{err}");
+
+    let live = store
+        .live_with::<Ops>(LiveOptions::new().when_invalid(etcd_config::WhenInvalid::LastValid))
+        .await
+        .unwrap();
+    let status = live.status();
+    assert!(status.stale, "{status:?}");
+    assert_eq!(status.last_rejected.as_ref().map(|r| r.revision), Some(bad));
+    assert_eq!(live.get().pool_size, 6);
+    assert_eq!(live.get().log_level, "info");
+    assert_eq!(live.revision(), bad - 1);
+
+    let cached = store
+        .live_with::<Ops>(
+            LiveOptions::new()
+                .cache_file(&cache_file)
+                .when_invalid(etcd_config::WhenInvalid::CacheFile),
+        )
+        .await
+        .unwrap();
+    assert_eq!(cached.get().pool_size, 6);
+    assert!(cached.status().stale);
+    assert!(good < bad);
+    drop(running);
+
+    let fixed = kv.put("/ops/pool-size", "9").await.unwrap().header.revision;
+    for handle in [&live, &cached] {
+        wait_until(
+            "the first valid revision applied",
+            Duration::from_secs(10),
+            || (handle.revision(), handle.status().stale),
+            |&(revision, stale)| revision == fixed && !stale,
+        )
+        .await;
+        assert_eq!(handle.get().pool_size, 9);
+    }
+}
+
+/// `WhenInvalid::LastValid` looks back no further than the last compaction: the value at the
+/// compaction point counts, older ones are gone; with nothing valid since, it fails.
+#[tokio::test]
+async fn the_last_valid_value_is_found_after_a_compaction() {
+    let etcd = Etcd::single().await;
+    let store = Store::new(etcd.client().await);
+    let kv = etcd.client().await.kv();
+    kv.put("/ops/pool-size", "2").await.unwrap();
+    kv.put("/ops/log-level", "warn").await.unwrap();
+    let compacted = kv.put("/other", "x").await.unwrap().header.revision;
+    kv.compact(compacted).await.unwrap();
+    kv.put("/ops/pool-size", "0").await.unwrap();
+    let options = || LiveOptions::new().when_invalid(etcd_config::WhenInvalid::LastValid);
+    let live = store.live_with::<Ops>(options()).await.unwrap();
+    assert_eq!(
+        (live.get().pool_size, live.get().log_level.as_str()),
+        (2, "warn")
+    );
+    assert_eq!(live.revision(), compacted);
+
+    // Invalid at the compaction point and ever since: nothing to start from.
+    kv.put("/ops/log-level", "error").await.unwrap();
+    let head = kv.put("/other", "y").await.unwrap().header.revision;
+    kv.compact(head).await.unwrap();
+    let err = store.live_with::<Ops>(options()).await.unwrap_err();
+    assert!(err.to_string().contains("at least 1"), "{err}");
+}

@@ -10,7 +10,7 @@ use crate::key_range::Escaped;
 ///
 /// Keys that are UTF-8 text are what fields read; the others are kept apart, byte for byte, so
 /// that two of them can never merge into one name, and each is reported when decoding.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct RawKeys {
     /// `(relative key, value)`, sorted by key, each key once.
     entries: Vec<(String, Vec<u8>)>,

@@ -10,6 +10,7 @@ pub mod codec;
 mod decode;
 mod encode;
 mod fleet;
+mod history;
 mod live;
 mod schema;
 mod store;
@@ -19,7 +20,7 @@ pub use access::Access;
 pub use fleet::FleetRecord;
 pub use live::{
     FollowerState, Live, LiveEvent, LiveEvents, LiveOptions, LiveSender, LiveStatus, Rejection,
-    Selected,
+    Selected, WhenInvalid,
 };
 pub use schema::{Schema, SchemaField};
 pub use store::{Store, Versioned};

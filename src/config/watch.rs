@@ -219,6 +219,30 @@ impl<T: EtcdConfig> Started<T> {
         Ok(Started { tracked, stream })
     }
 
+    /// Like [`start`](Self::start), but when the value etcd holds is invalid, starts
+    /// following anyway with `fallback` as the last good value (later revisions are decoded
+    /// against everything etcd then holds). Returns the invalid value's error too, if it was.
+    pub(crate) async fn start_with_fallback(
+        store: &Store,
+        fallback: Arc<T>,
+    ) -> Result<(Started<T>, Option<Error>)> {
+        let prefix = store.prefix_of::<T>();
+        let (revision, entries) = store.load_raw::<T>().await?;
+        let (good, invalid) = match decode_entries::<T>(&prefix, revision, &entries) {
+            Ok(value) => (Arc::new(value), None),
+            Err(err @ (Error::Decode { .. } | Error::Rejected { .. })) => (fallback, Some(err)),
+            Err(err) => return Err(err),
+        };
+        let stream = store
+            .client()
+            .watch(store.range_of::<T>())
+            .start_revision(revision + 1)
+            .buffer(8)
+            .await?;
+        let tracked = Tracked::new(entries, revision, good);
+        Ok((Started { tracked, stream }, invalid))
+    }
+
     /// The value loaded and its revision.
     pub(crate) fn initial(&self) -> (Arc<T>, i64) {
         (self.tracked.good.clone(), self.tracked.revision)

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 
 use super::options::Settle;
+use super::start::rejected_revision;
 use super::status::{LiveEvent, Rejection};
 use super::{metrics, Shared, Snapshot};
 use crate::backoff::Backoff;
@@ -17,7 +18,6 @@ use crate::config::cache_file::write_cache_logged;
 use crate::config::fleet::{unix_ms, Record};
 use crate::config::watch::{changed_fields, stored, Followed, Started};
 use crate::config::{EtcdConfig, Store, Update};
-use crate::error::Error;
 
 /// Where a live config's news goes: the shared value and status, the change signal, the event
 /// stream, the cache file and the metrics.
@@ -149,18 +149,6 @@ impl<T: EtcdConfig> Publisher<T> {
     }
 }
 
-/// The revision an error item of the watch names.
-fn rejected_revision(err: &Error) -> i64 {
-    match err {
-        Error::Decode { revision, .. } => *revision,
-        Error::Rejected {
-            revision: Some(revision),
-            ..
-        } => *revision,
-        _ => 0,
-    }
-}
-
 /// Keeps the client's watch task asking etcd for progress while this follower runs.
 struct Confirming(Arc<AtomicUsize>);
 
@@ -252,7 +240,7 @@ pub(super) async fn follow<T: EtcdConfig>(
                 Some(Followed::Rejected(err)) => {
                     // An edit that ends invalid is not applied halfway.
                     waiting = None;
-                    publisher.reject(rejected_revision(&err), err.to_string());
+                    publisher.reject(rejected_revision(&err).unwrap_or(0), err.to_string());
                 }
                 Some(Followed::Confirmed(revision)) => publisher.confirm(revision),
                 Some(Followed::Resynced(revision)) => {

@@ -9,6 +9,7 @@ mod follow;
 mod metrics;
 mod options;
 mod select;
+mod start;
 mod status;
 
 use std::sync::{Arc, Mutex, OnceLock};
@@ -18,17 +19,17 @@ use arc_swap::ArcSwap;
 use tokio::sync::{broadcast, watch};
 
 pub use double::LiveSender;
-pub use options::LiveOptions;
+pub use options::{LiveOptions, WhenInvalid};
 pub use select::Selected;
 pub use status::{FollowerState, LiveEvent, LiveEvents, LiveStatus, Rejection};
 
-use super::cache_file::{read_cache, write_cache_logged};
+use super::cache_file::write_cache_logged;
 use super::fleet::{start_reporter, unix_ms, Record};
-use super::watch::Started;
 use super::{EtcdConfig, Store, Versioned};
 use crate::client::StreamHealth;
 use crate::error::{Error, Result};
 use follow::{follow, Publisher};
+use start::Start;
 
 /// One value of the config and where it came from.
 pub(super) struct Snapshot<T> {
@@ -217,51 +218,23 @@ impl Store {
     /// cannot be read.
     pub async fn live_with<T: EtcdConfig>(&self, options: LiveOptions) -> Result<Live<T>> {
         let prefix = self.prefix_of::<T>();
-        // Why etcd could not be reached, for a start from the cache file.
-        let mut unreachable_because = None;
-        let (initial, started) = match Started::<T>::start(self).await {
-            Ok(started) => {
-                let (value, revision) = started.initial();
-                let snapshot = Snapshot {
-                    value,
-                    revision,
-                    stale: false,
-                    applied_at: Instant::now(),
-                };
-                (snapshot, Some(started))
-            }
-            Err(err) if unreachable(&err) => {
-                let Some(path) = options.cache_file.as_deref() else {
-                    return Err(err);
-                };
-                match read_cache::<T>(&prefix, path) {
-                    Ok((value, revision)) => {
-                        tracing::warn!(%prefix, cache = %path.display(), error = %err,
-                            "etcd unreachable; starting from the cached config");
-                        let snapshot = Snapshot {
-                            value: Arc::new(value),
-                            revision,
-                            stale: true,
-                            applied_at: Instant::now(),
-                        };
-                        unreachable_because = Some(err.to_string());
-                        (snapshot, None)
-                    }
-                    Err(cache_err) => {
-                        tracing::warn!(cache = %path.display(), error = %cache_err, "cannot use the config cache");
-                        return Err(err);
-                    }
-                }
-            }
-            Err(err) => return Err(err),
-        };
+        let Start {
+            initial,
+            started,
+            unreachable_because,
+            rejected,
+        } = start::first_value::<T>(self, &options).await?;
         if let (Some(path), false) = (&options.cache_file, initial.stale) {
             write_cache_logged(&prefix, path, &*initial.value, initial.revision);
         }
         let stream = Some(self.client().watch_hub().health.clone());
         let shared = Arc::new(Shared::new(initial, prefix, stream));
-        if let Some(reason) = unreachable_because {
-            crate::sync::lock(&shared.tracking).unreachable = Some((Instant::now(), reason));
+        {
+            let mut tracking = crate::sync::lock(&shared.tracking);
+            if let Some(reason) = unreachable_because {
+                tracking.unreachable = Some((Instant::now(), reason));
+            }
+            tracking.last_rejected = rejected;
         }
         let (notify, changes) = watch::channel(shared.current.load().revision);
         let report = options.report_as.as_ref().map(|instance| {
@@ -286,12 +259,4 @@ impl Store {
             fixed: None,
         })
     }
-}
-
-/// True for errors that mean "no etcd answered", as opposed to "etcd said no".
-fn unreachable(err: &Error) -> bool {
-    matches!(
-        err,
-        Error::Connect { .. } | Error::Transport { .. } | Error::Timeout { .. }
-    )
 }

@@ -9,6 +9,23 @@ pub struct LiveOptions {
     pub(super) cache_file: Option<PathBuf>,
     pub(super) settle: Option<Settle>,
     pub(super) report_as: Option<String>,
+    pub(super) when_invalid: WhenInvalid,
+}
+
+/// What a new live config does when the value in etcd is invalid at start-up (keys that do not
+/// decode, or a value `validate` refuses), from
+/// [`LiveOptions::when_invalid`](LiveOptions::when_invalid).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WhenInvalid {
+    /// Fail: [`Store::live_with`](crate::Store::live_with) returns the error. The default.
+    #[default]
+    Fail,
+    /// Start from the cache file ([`LiveOptions::cache_file`]) if it can be read; else fail.
+    CacheFile,
+    /// Start from the newest revision in etcd's history that was valid (back to the last
+    /// compaction); else fail.
+    LastValid,
 }
 
 /// The settle window: wait for hand edits to finish before applying them.
@@ -68,6 +85,18 @@ impl LiveOptions {
     #[must_use]
     pub fn report_as(mut self, instance: impl Into<String>) -> Self {
         self.report_as = Some(instance.into());
+        self
+    }
+
+    /// What to do when the value in etcd is invalid at start-up. By default a new instance
+    /// fails to start ([`WhenInvalid::Fail`]), while instances already running keep their last
+    /// good value. With [`WhenInvalid::CacheFile`] or [`WhenInvalid::LastValid`] it starts
+    /// from that value instead, reports it as [`stale`](super::LiveStatus::stale) with the
+    /// invalid revision in [`last_rejected`](super::LiveStatus::last_rejected), and follows
+    /// etcd from there: the first valid revision replaces it.
+    #[must_use]
+    pub fn when_invalid(mut self, when_invalid: WhenInvalid) -> Self {
+        self.when_invalid = when_invalid;
         self
     }
 

@@ -1,0 +1,110 @@
+//! A config's past values, from etcd's own history: what a live config falls back to when the
+//! value in etcd is invalid at start-up ([`LiveOptions::when_invalid`](super::LiveOptions::when_invalid)).
+
+use futures_util::StreamExt;
+
+use super::decode::RawKeys;
+use super::store::decode_entries;
+use super::{EtcdConfig, Store};
+use crate::client::EventKind;
+use crate::error::{Result, ServerErrorKind};
+
+impl Store {
+    /// The newest revision before `before` at which `T`'s keys made a valid value, back to the
+    /// last compaction, with that value; `None` if there is none in the history etcd keeps.
+    ///
+    /// One Range at the compaction point and one watch replaying the prefix's history from
+    /// there to `before`; each revision that touched the prefix is decoded once.
+    pub(crate) async fn last_valid_before<T: EtcdConfig>(
+        &self,
+        before: i64,
+    ) -> Result<Option<(T, i64)>> {
+        let prefix = self.prefix_of::<T>();
+        // Where the history starts: the oldest revision etcd can still read, found by
+        // bisection with count-only reads (a compacted one is refused as `Compacted`).
+        let start = self.oldest_readable::<T>(before).await?;
+        let read_at = |revision: i64| {
+            self.client()
+                .kv()
+                .get(self.range_of::<T>())
+                .revision(revision)
+        };
+        // The state to replay up to, and its newest put: after that put only deletes can
+        // follow, so the replay has reached `before` once it holds exactly these keys.
+        let last = read_at(before).await?;
+        let newest_put = last.kvs.iter().map(|kv| kv.mod_revision).max().unwrap_or(0);
+        let target = RawKeys::from_kvs(&prefix, last.kvs.into_iter().map(|kv| (kv.key, kv.value)));
+
+        let base = read_at(start).await?;
+        let mut keys =
+            RawKeys::from_kvs(&prefix, base.kvs.into_iter().map(|kv| (kv.key, kv.value)));
+        let mut newest = decode_entries::<T>(&prefix, start, &keys)
+            .ok()
+            .map(|value| (value, start));
+        let mut at = start;
+        let reached = |at: i64, keys: &RawKeys| at >= newest_put && *keys == target;
+        if reached(at, &keys) {
+            return Ok(newest);
+        }
+        let mut watch = self
+            .client()
+            .watch(self.range_of::<T>())
+            .start_revision(start + 1)
+            .await?;
+        while let Some(response) = watch.next().await {
+            let mut events = response?.events.into_iter().peekable();
+            while let Some(first) = events.next() {
+                let revision = first.kv.mod_revision;
+                if revision > before {
+                    return Ok(newest); // past the point asked about (cannot happen)
+                }
+                let mut batch = vec![first];
+                while let Some(event) = events.next_if(|e| e.kv.mod_revision == revision) {
+                    batch.push(event);
+                }
+                for event in batch {
+                    let Some(relative) = event.kv.key.strip_prefix(prefix.as_bytes()) else {
+                        continue;
+                    };
+                    match event.kind {
+                        EventKind::Put => keys.put(relative, event.kv.value),
+                        EventKind::Delete => keys.delete(relative),
+                    }
+                }
+                at = revision;
+                if reached(at, &keys) {
+                    return Ok(newest);
+                }
+                if let Ok(value) = decode_entries::<T>(&prefix, revision, &keys) {
+                    newest = Some((value, revision));
+                }
+            }
+        }
+        Ok(newest)
+    }
+}
+
+impl Store {
+    /// The oldest revision in `1..=newest` at which `T`'s range can still be read.
+    async fn oldest_readable<T: EtcdConfig>(&self, newest: i64) -> Result<i64> {
+        let (mut low, mut high) = (1, newest.max(1));
+        while low < high {
+            let middle = low + (high - low) / 2;
+            let read = self
+                .client()
+                .kv()
+                .get(self.range_of::<T>())
+                .revision(middle)
+                .count_only()
+                .await;
+            match read {
+                Ok(_) => high = middle,
+                Err(err) if err.server_kind() == Some(ServerErrorKind::Compacted) => {
+                    low = middle + 1;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(low)
+    }
+}
