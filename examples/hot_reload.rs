@@ -1,8 +1,10 @@
 //! A small service that hot-reloads its settings from etcd.
 //!
-//! It loads `/services/demo`, then prints its settings whenever they change. A value that does
-//! not parse, or that the settings' `validate` refuses, is logged and ignored: the service keeps
-//! running on the last good settings. Stop it with Ctrl-C (or SIGTERM).
+//! It loads `/services/demo`, then prints its settings whenever they change, and the live
+//! config's events and status. A value that does not parse, or that the settings' `validate`
+//! refuses, is reported and ignored: the service keeps running on the last good settings. It
+//! reports itself to the fleet as `demo-1` (`etcdctl get /services/demo.fleet/demo-1`). Stop it
+//! with Ctrl-C (or SIGTERM).
 //!
 //! ```sh
 //! ETCD_ENDPOINTS=127.0.0.1:2379 cargo run --example hot_reload
@@ -12,7 +14,8 @@
 
 use std::time::Duration;
 
-use etcd_config::{Client, ConnectOptions, EtcdConfig, Store};
+use etcd_config::{Client, ConnectOptions, EtcdConfig, LiveEvent, LiveOptions, Store};
+use futures_util::StreamExt;
 
 #[derive(EtcdConfig, Debug, Clone, PartialEq)]
 #[etcd(
@@ -52,7 +55,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let endpoints = std::env::var("ETCD_ENDPOINTS").unwrap_or_else(|_| "127.0.0.1:2379".into());
     let client = Client::connect(endpoints.split(','), ConnectOptions::default()).await?;
-    let mut live = Store::new(client).live::<Settings>().await?;
+    let options = LiveOptions::new().report_as("demo-1");
+    let mut live = Store::new(client).live_with::<Settings>(options).await?;
+    // What operators and health checks see: every applied or rejected revision, as it happens.
+    let mut events = live.events();
     println!(
         "[service] started with {:?} (revision {})",
         live.get(),
@@ -67,6 +73,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let now = live.snapshot();
                 println!("[service] reloaded at revision {}: {:?}", now.revision, now.value);
             }
+            Some(event) = events.next() => match event {
+                LiveEvent::Applied { revision, changed } => {
+                    println!("[events] applied revision {revision}, changed {changed:?}");
+                }
+                LiveEvent::Rejected { revision, reason } => {
+                    println!("[events] rejected revision {revision}: {reason}");
+                    let status = live.status();
+                    println!(
+                        "[status] serving revision {}, {:?}, confirmed current {:?} ago",
+                        status.revision,
+                        status.state,
+                        status.confirmed_current_at.map(|at| at.elapsed()),
+                    );
+                }
+                other => println!("[events] {other:?}"),
+            },
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate.recv() => break,
         }

@@ -71,6 +71,28 @@
 //!   [`ServerErrorKind`].
 //! - [`proto`]: the generated wire types, as an escape hatch.
 //!
+//! # Operating a live config
+//!
+//! [`Live::status`] tells how a live config stands ([`LiveStatus`]): the revision it serves
+//! and since when, when etcd last confirmed it current, whether its follower is following,
+//! reconnecting or stopped, the last rejected revision and why, and whether a change waits
+//! for the settle window. A readiness check:
+//!
+//! ```no_run
+//! # use etcd_config::{EtcdConfig, Live};
+//! # #[derive(EtcdConfig, Debug)] #[etcd(prefix = "/a")] struct Gateway { port: u16 }
+//! fn ready(live: &Live<Gateway>) -> bool {
+//!     live.status().confirmed_within(std::time::Duration::from_secs(60))
+//! }
+//! ```
+//!
+//! [`Live::events`] streams what happens ([`LiveEvent`]); [`Live::select`] wakes only for one
+//! part of the config; [`LiveOptions`] opts in to a settle window for hand edits, a start
+//! despite an invalid value ([`WhenInvalid`]), a cache file, and a lease-bound fleet record
+//! ([`Store::fleet`]). [`Live::fixed`] and [`Live::channel`] are test doubles that need no
+//! etcd. With the cargo feature `metrics`, live configs export counters and gauges through
+//! the `metrics` facade (names and labels: see the README).
+//!
 //! # API conventions
 //!
 //! - A request is a builder you `.await` (`kv.get(range).limit(10).await`,

@@ -81,7 +81,8 @@ impl LiveOptions {
     /// is bound to a lease (10 s TTL, kept alive), so it goes away when the process does;
     /// [`Store::fleet`](crate::Store::fleet) reads every instance's record, and
     /// [`Access::ReadAndReport`](crate::Access::ReadAndReport) grants a service what it needs
-    /// to write it. Records are written in the background and never delay an update.
+    /// to write it. Records are written in the background and never delay an update; each
+    /// applied or rejected revision costs one Put per reporting instance.
     #[must_use]
     pub fn report_as(mut self, instance: impl Into<String>) -> Self {
         self.report_as = Some(instance.into());
