@@ -1,12 +1,14 @@
 //! A config's past values, from etcd's own history: what a live config falls back to when the
 //! value in etcd is invalid at start-up ([`LiveOptions::when_invalid`](super::LiveOptions::when_invalid)).
 
+use std::ops::ControlFlow;
+
 use futures_util::StreamExt;
 
 use super::decode::RawKeys;
 use super::store::decode_entries;
+use super::watch::replay;
 use super::{EtcdConfig, Store};
-use crate::client::EventKind;
 use crate::error::{Result, ServerErrorKind};
 
 impl Store {
@@ -41,9 +43,8 @@ impl Store {
         let mut newest = decode_entries::<T>(&prefix, start, &keys)
             .ok()
             .map(|value| (value, start));
-        let mut at = start;
         let reached = |at: i64, keys: &RawKeys| at >= newest_put && *keys == target;
-        if reached(at, &keys) {
+        if reached(start, &keys) {
             return Ok(newest);
         }
         let mut watch = self
@@ -52,32 +53,17 @@ impl Store {
             .start_revision(start + 1)
             .await?;
         while let Some(response) = watch.next().await {
-            let mut events = response?.events.into_iter().peekable();
-            while let Some(first) = events.next() {
-                let revision = first.kv.mod_revision;
-                if revision > before {
-                    return Ok(newest); // past the point asked about (cannot happen)
+            let flow = replay(&prefix, &mut keys, response?.events, |revision, keys| {
+                if revision > before || reached(revision, keys) {
+                    return ControlFlow::Break(()); // (past `before` cannot happen)
                 }
-                let mut batch = vec![first];
-                while let Some(event) = events.next_if(|e| e.kv.mod_revision == revision) {
-                    batch.push(event);
-                }
-                for event in batch {
-                    let Some(relative) = event.kv.key.strip_prefix(prefix.as_bytes()) else {
-                        continue;
-                    };
-                    match event.kind {
-                        EventKind::Put => keys.put(relative, event.kv.value),
-                        EventKind::Delete => keys.delete(relative),
-                    }
-                }
-                at = revision;
-                if reached(at, &keys) {
-                    return Ok(newest);
-                }
-                if let Ok(value) = decode_entries::<T>(&prefix, revision, &keys) {
+                if let Ok(value) = decode_entries::<T>(&prefix, revision, keys) {
                     newest = Some((value, revision));
                 }
+                ControlFlow::Continue(())
+            });
+            if flow.is_break() {
+                break;
             }
         }
         Ok(newest)

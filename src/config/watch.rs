@@ -2,6 +2,7 @@
 //! values, one [`Update`] per etcd revision.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::ops::ControlFlow;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -16,7 +17,7 @@ use super::encode::Encoded;
 use super::store::decode_entries;
 use super::{EtcdConfig, Store, Versioned};
 use crate::backoff::Backoff;
-use crate::client::watch::{EventKind, WatchResponse};
+use crate::client::watch::{Event, EventKind, WatchResponse};
 use crate::error::{Error, Result, ServerErrorKind};
 
 /// A new value of a config, from one etcd revision.
@@ -110,7 +111,21 @@ impl<T: EtcdConfig> Tracked<T> {
 
     /// Decodes the keys as they are now; `None` if nothing the struct stores changed.
     fn evaluate(&mut self, prefix: &str) -> Option<Result<Update<T>>> {
-        let value = match decode_entries::<T>(prefix, self.revision, &self.keys) {
+        let keys = std::mem::take(&mut self.keys);
+        let result = self.evaluate_at(prefix, self.revision, &keys);
+        self.keys = keys;
+        result
+    }
+
+    /// Decodes `keys`, as etcd holds them at `revision`, against the last good value.
+    fn evaluate_at(
+        &mut self,
+        prefix: &str,
+        revision: i64,
+        keys: &RawKeys,
+    ) -> Option<Result<Update<T>>> {
+        self.revision = revision;
+        let value = match decode_entries::<T>(prefix, revision, keys) {
             Ok(value) => value,
             Err(err) => return Some(Err(err)),
         };
@@ -209,6 +224,12 @@ impl<T: EtcdConfig> Started<T> {
         let prefix = store.prefix_of::<T>();
         let (revision, entries) = store.load_raw::<T>().await?;
         let good = Arc::new(decode_entries::<T>(&prefix, revision, &entries)?);
+        Started::after(store, entries, revision, good).await
+    }
+
+    /// Starts watching right after the load of `entries` at `revision`, `good` being the
+    /// last good value.
+    async fn after(store: &Store, entries: RawKeys, revision: i64, good: Arc<T>) -> Result<Self> {
         let stream = store
             .client()
             .watch(store.range_of::<T>())
@@ -233,14 +254,10 @@ impl<T: EtcdConfig> Started<T> {
             Err(err @ (Error::Decode { .. } | Error::Rejected { .. })) => (fallback, Some(err)),
             Err(err) => return Err(err),
         };
-        let stream = store
-            .client()
-            .watch(store.range_of::<T>())
-            .start_revision(revision + 1)
-            .buffer(8)
-            .await?;
-        let tracked = Tracked::new(entries, revision, good);
-        Ok((Started { tracked, stream }, invalid))
+        Ok((
+            Started::after(store, entries, revision, good).await?,
+            invalid,
+        ))
     }
 
     /// The value loaded and its revision.
@@ -352,26 +369,41 @@ fn apply<T: EtcdConfig>(
     response: WatchResponse,
 ) -> Vec<Result<Update<T>>> {
     let mut results = Vec::new();
-    let mut events = response.events.into_iter().peekable();
+    let mut keys = std::mem::take(&mut tracked.keys);
+    let _ = replay(prefix, &mut keys, response.events, |revision, keys| {
+        results.extend(tracked.evaluate_at(prefix, revision, keys));
+        ControlFlow::Continue(())
+    });
+    tracked.keys = keys;
+    results
+}
+
+/// Applies watch events under `prefix` to `keys` one revision at a time (a txn's events
+/// together), calling `after` once each revision is in; stops where `after` says so.
+pub(super) fn replay(
+    prefix: &str,
+    keys: &mut RawKeys,
+    events: Vec<Event>,
+    mut after: impl FnMut(i64, &mut RawKeys) -> ControlFlow<()>,
+) -> ControlFlow<()> {
+    let mut events = events.into_iter().peekable();
     while let Some(first) = events.next() {
         let revision = first.kv.mod_revision;
-        let mut batch = vec![first];
-        while let Some(event) = events.next_if(|e| e.kv.mod_revision == revision) {
-            batch.push(event);
-        }
+        let batch = std::iter::once(first).chain(std::iter::from_fn(|| {
+            events.next_if(|e| e.kv.mod_revision == revision)
+        }));
         for event in batch {
             let Some(relative) = event.kv.key.strip_prefix(prefix.as_bytes()) else {
                 continue;
             };
             match event.kind {
-                EventKind::Put => tracked.keys.put(relative, event.kv.value),
-                EventKind::Delete => tracked.keys.delete(relative),
+                EventKind::Put => keys.put(relative, event.kv.value),
+                EventKind::Delete => keys.delete(relative),
             }
         }
-        tracked.revision = revision;
-        results.extend(tracked.evaluate(prefix));
+        after(revision, keys)?;
     }
-    results
+    ControlFlow::Continue(())
 }
 
 /// Loads again after a compaction and restarts the watch after that load.
