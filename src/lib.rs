@@ -202,9 +202,10 @@ pub use key_range::{KeyRange, RangeKind};
 
 pub use client::KeyValue;
 pub use config::{
-    codec, from_key_values, to_key_values, Access, ConfigWatch, EtcdConfig, FleetRecord,
-    FollowerState, Live, LiveEvent, LiveEvents, LiveOptions, LiveSender, LiveStatus, Rejection,
-    Schema, SchemaField, Selected, Store, Update, Versioned, WhenInvalid,
+    codec, diff, from_key_values, to_key_values, Access, Change, ChangeNote, ConfigWatch,
+    EtcdConfig, FieldDiff, FleetRecord, FollowerState, Live, LiveEvent, LiveEvents, LiveOptions,
+    LiveSender, LiveStatus, Rejection, Schema, SchemaField, Selected, Store, Update, Versioned,
+    WhenInvalid,
 };
 /// `#[derive(EtcdConfig)]`: see [`EtcdConfig`] and the crate docs for its attributes.
 pub use etcd_derive::EtcdConfig;

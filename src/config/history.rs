@@ -12,19 +12,36 @@ use super::{EtcdConfig, Store};
 use crate::error::{Result, ServerErrorKind};
 
 impl Store {
-    /// The newest revision before `before` at which `T`'s keys made a valid value, back to the
+    /// The newest revision up to `before` at which `T`'s keys made a valid value, back to the
     /// last compaction, with that value; `None` if there is none in the history etcd keeps.
-    ///
-    /// One Range at the compaction point and one watch replaying the prefix's history from
-    /// there to `before`; each revision that touched the prefix is decoded once.
     pub(crate) async fn last_valid_before<T: EtcdConfig>(
         &self,
         before: i64,
     ) -> Result<Option<(T, i64)>> {
         let prefix = self.prefix_of::<T>();
-        // Where the history starts: the oldest revision etcd can still read, found by
-        // bisection with count-only reads (a compacted one is refused as `Compacted`).
-        let start = self.oldest_readable::<T>(before).await?;
+        let mut newest = None;
+        self.walk_history::<T>(before, |revision, keys| {
+            if let Ok(value) = decode_entries::<T>(&prefix, revision, keys) {
+                newest = Some((value, revision));
+            }
+        })
+        .await?;
+        Ok(newest)
+    }
+
+    /// Walks `T`'s history as etcd keeps it: calls `each` with the oldest revision it can
+    /// still read (the last compaction) and the keys then, and after that with every revision
+    /// up to `until` that touched the prefix and the keys after it, in order.
+    ///
+    /// One bisection of count-only reads for the oldest readable revision, a Range there and at
+    /// `until`, and one watch replaying the prefix's history in between.
+    pub(crate) async fn walk_history<T: EtcdConfig>(
+        &self,
+        until: i64,
+        mut each: impl FnMut(i64, &RawKeys),
+    ) -> Result<()> {
+        let prefix = self.prefix_of::<T>();
+        let start = self.oldest_readable::<T>(until).await?;
         let read_at = |revision: i64| {
             self.client()
                 .kv()
@@ -32,20 +49,18 @@ impl Store {
                 .revision(revision)
         };
         // The state to replay up to, and its newest put: after that put only deletes can
-        // follow, so the replay has reached `before` once it holds exactly these keys.
-        let last = read_at(before).await?;
+        // follow, so the replay has reached `until` once it holds exactly these keys.
+        let last = read_at(until).await?;
         let newest_put = last.kvs.iter().map(|kv| kv.mod_revision).max().unwrap_or(0);
         let target = RawKeys::from_kvs(&prefix, last.kvs.into_iter().map(|kv| (kv.key, kv.value)));
+        let reached = |at: i64, keys: &RawKeys| at >= newest_put && *keys == target;
 
         let base = read_at(start).await?;
         let mut keys =
             RawKeys::from_kvs(&prefix, base.kvs.into_iter().map(|kv| (kv.key, kv.value)));
-        let mut newest = decode_entries::<T>(&prefix, start, &keys)
-            .ok()
-            .map(|value| (value, start));
-        let reached = |at: i64, keys: &RawKeys| at >= newest_put && *keys == target;
+        each(start, &keys);
         if reached(start, &keys) {
-            return Ok(newest);
+            return Ok(());
         }
         let mut watch = self
             .client()
@@ -54,11 +69,12 @@ impl Store {
             .await?;
         while let Some(response) = watch.next().await {
             let flow = replay(&prefix, &mut keys, response?.events, |revision, keys| {
-                if revision > before || reached(revision, keys) {
-                    return ControlFlow::Break(()); // (past `before` cannot happen)
+                if revision > until {
+                    return ControlFlow::Break(()); // cannot happen: `until` is reached first
                 }
-                if let Ok(value) = decode_entries::<T>(&prefix, revision, keys) {
-                    newest = Some((value, revision));
+                each(revision, keys);
+                if reached(revision, keys) {
+                    return ControlFlow::Break(());
                 }
                 ControlFlow::Continue(())
             });
@@ -66,7 +82,7 @@ impl Store {
                 break;
             }
         }
-        Ok(newest)
+        Ok(())
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod access;
 mod cache_file;
+mod change;
 pub mod codec;
 mod decode;
 mod encode;
@@ -17,6 +18,7 @@ mod store;
 mod watch;
 
 pub use access::Access;
+pub use change::{diff, Change, ChangeNote, FieldDiff, KEPT_NOTES};
 pub use fleet::FleetRecord;
 pub use live::{
     FollowerState, Live, LiveEvent, LiveEvents, LiveOptions, LiveSender, LiveStatus, Rejection,

@@ -147,7 +147,7 @@ impl Store {
     /// Txn would exceed the txn limit, both before anything is written; [`Error::Conflict`] if
     /// other writers kept changing the prefix through every attempt.
     pub async fn save<T: EtcdConfig>(&self, value: &T) -> Result<i64> {
-        self.write(value, None).await
+        self.write(value, None, &[]).await
     }
 
     /// Saves `value` only if no key under `T`'s prefix was created, modified or deleted after
@@ -160,7 +160,7 @@ impl Store {
     /// [`save`](Self::save) otherwise. A `revision` older than the last compaction cannot be
     /// checked and gives the server's `Compacted` error.
     pub async fn save_if_unchanged<T: EtcdConfig>(&self, value: &T, revision: i64) -> Result<i64> {
-        self.write(value, Some(revision)).await
+        self.write(value, Some(revision), &[]).await
     }
 
     /// Deletes every key `T` owns: one DeleteRange over its prefix. Returns the revision.
@@ -169,7 +169,14 @@ impl Store {
         Ok(response.header.revision)
     }
 
-    async fn write<T: EtcdConfig>(&self, value: &T, expected: Option<i64>) -> Result<i64> {
+    /// Saves `value` (only if unchanged since `expected`, when given), with `extra` operations
+    /// in the same Txn (a change note); returns the revision.
+    pub(super) async fn write<T: EtcdConfig>(
+        &self,
+        value: &T,
+        expected: Option<i64>,
+        extra: &[TxnOp],
+    ) -> Result<i64> {
         let prefix = self.prefix_of::<T>();
         value.validate().map_err(|reason| Error::Rejected {
             prefix: prefix.clone(),
@@ -209,11 +216,12 @@ impl Store {
                 .filter(|e| e.value.is_none())
                 .map(|e| format!("{prefix}{}", e.key))
                 .collect();
-            self.check_size(&prefix, puts.len() + absent.len())?;
+            self.check_size(&prefix, puts.len() + absent.len() + extra.len())?;
             let ops = puts
                 .iter()
                 .map(|(key, value)| TxnOp::put(key.as_str(), value.as_str()))
-                .chain(absent.iter().map(|key| TxnOp::delete(key.as_str())));
+                .chain(absent.iter().map(|key| TxnOp::delete(key.as_str())))
+                .chain(extra.iter().cloned());
             let response = self.client.kv().txn().and_then(ops).await?;
             return Ok(response.header.revision);
         }
@@ -228,7 +236,7 @@ impl Store {
             }
             let existing = read.await?;
             let deletes = removed_keys(&prefix, &encoded.entries, &encoded.maps, &existing.kvs);
-            self.check_size(&prefix, puts.len() + deletes.len())?;
+            self.check_size(&prefix, puts.len() + deletes.len() + extra.len())?;
 
             let since = expected.unwrap_or(existing.header.revision);
             let mut compares = vec![Compare::mod_revision(
@@ -255,7 +263,8 @@ impl Store {
                     deletes
                         .into_iter()
                         .map(|key| TxnOp::delete(KeyRange::key(key))),
-                );
+                )
+                .chain(extra.iter().cloned());
             let response = self.client.kv().txn().when(compares).and_then(ops).await?;
             if response.succeeded {
                 return Ok(response.header.revision);

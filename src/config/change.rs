@@ -1,0 +1,337 @@
+//! Changing a config safely: typed edits with compare-and-swap, change notes written in the
+//! same transaction, the history of changes from etcd's own, loads at a past revision,
+//! rollback, diffs by field path, and waiting for the fleet to take a change.
+//!
+//! A note is stored at `namespace + T::PREFIX + ".notes/<time>-<nonce>"`, outside the keys `T`
+//! owns: JSON with the author, the reason and the time, readable with `etcdctl`. It is written
+//! by the same Txn as the change, so its create revision *is* the change's revision; the last
+//! [`KEPT_NOTES`] notes are kept, so they outlive a compaction of the config's history.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use super::fleet::unix_ms;
+use super::store::decode_entries;
+use super::watch::{changed_fields, stored};
+use super::{EtcdConfig, Store};
+use crate::client::TxnOp;
+use crate::error::{Error, Result};
+use crate::key_range::KeyRange;
+
+/// How many change notes are kept per config (the oldest are deleted by later changes).
+pub const KEPT_NOTES: usize = 100;
+
+/// How often [`Store::edit`] loads and tries again when someone else changed the config.
+const EDIT_ATTEMPTS: usize = 5;
+
+/// Who changes a config, and why: written with the change, in the same transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ChangeNote {
+    /// Who made the change.
+    pub author: String,
+    /// Why (may be empty).
+    pub reason: String,
+}
+
+impl ChangeNote {
+    /// A change by `author`.
+    pub fn by(author: impl Into<String>) -> ChangeNote {
+        ChangeNote {
+            author: author.into(),
+            reason: String::new(),
+        }
+    }
+
+    /// Says why.
+    #[must_use]
+    pub fn reason(mut self, reason: impl Into<String>) -> ChangeNote {
+        self.reason = reason.into();
+        self
+    }
+}
+
+/// One change in a config's history, from [`Store::history`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Change {
+    /// The revision of the change.
+    pub revision: i64,
+    /// The field paths it changed. Known back to the last compaction; empty for older changes,
+    /// which are known from their notes alone.
+    pub changed: Vec<String>,
+    /// Whether the value after it was valid (decoded and passed `validate`).
+    pub valid: bool,
+    /// Who made it and why, if it was made with a note.
+    pub note: Option<ChangeNote>,
+}
+
+/// One field that differs between two values, from [`diff`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FieldDiff {
+    /// The field path, e.g. `tls.cert_path`.
+    pub field: String,
+    /// The value before as stored (`None`: absent), or `None` for a secret field.
+    pub before: Option<String>,
+    /// The value after as stored (`None`: absent), or `None` for a secret field.
+    pub after: Option<String>,
+    /// True for a secret field: only *that* it changed is shown.
+    pub secret: bool,
+}
+
+/// The fields whose stored form differs between `before` and `after`, by field path; secret
+/// fields are shown as changed only, never with their values.
+pub fn diff<T: EtcdConfig>(before: &T, after: &T) -> Vec<FieldDiff> {
+    let old = stored(before);
+    let new = stored(after);
+    let secret: std::collections::HashSet<String> = T::schema()
+        .fields
+        .iter()
+        .filter(|f| f.secret)
+        .map(|f| f.field.clone())
+        .collect();
+    let value_at = |map: &BTreeMap<String, (String, Option<String>)>, field: &str| {
+        map.values()
+            .find(|(f, _)| f == field)
+            .and_then(|(_, v)| v.clone())
+    };
+    changed_fields(&old, &new)
+        .into_iter()
+        .map(|field| {
+            let is_secret = secret.contains(&field)
+                || secret.iter().any(|s| field.starts_with(&format!("{s}.")));
+            FieldDiff {
+                before: (!is_secret).then(|| value_at(&old, &field)).flatten(),
+                after: (!is_secret).then(|| value_at(&new, &field)).flatten(),
+                secret: is_secret,
+                field,
+            }
+        })
+        .collect()
+}
+
+/// A note as stored.
+#[derive(Serialize, Deserialize)]
+struct StoredNote {
+    author: String,
+    reason: String,
+    at_ms: u64,
+}
+
+impl Store {
+    /// Where `T`'s change notes live: `namespace + T::PREFIX + ".notes/"`.
+    pub fn notes_prefix_of<T: EtcdConfig>(&self) -> String {
+        format!("{}{}.notes/", self.namespace_str(), T::PREFIX)
+    }
+
+    /// The Txn operations that write `note` and drop the notes beyond [`KEPT_NOTES`].
+    async fn note_ops<T: EtcdConfig>(&self, note: &ChangeNote) -> Result<Vec<TxnOp>> {
+        static NONCE: AtomicU64 = AtomicU64::new(0);
+        let prefix = self.notes_prefix_of::<T>();
+        let old = self
+            .client()
+            .kv()
+            .get(KeyRange::prefix(prefix.clone()))
+            .keys_only()
+            .await?;
+        let now = unix_ms(SystemTime::now());
+        let nonce = NONCE.fetch_add(1, Ordering::Relaxed);
+        let key = format!("{prefix}{now:013}-{}-{nonce}", std::process::id());
+        let value = serde_json::to_string(&StoredNote {
+            author: note.author.clone(),
+            reason: note.reason.clone(),
+            at_ms: now,
+        })
+        .unwrap_or_default();
+        let mut ops = vec![TxnOp::put(key, value)];
+        let excess = (old.kvs.len() + 1).saturating_sub(KEPT_NOTES);
+        ops.extend(
+            old.kvs
+                .iter()
+                .take(excess)
+                .map(|kv| TxnOp::delete(KeyRange::key(kv.key.clone()))),
+        );
+        Ok(ops)
+    }
+
+    /// Loads `T`, lets `change` edit it, validates the result and saves it if no key of `T`
+    /// changed since the load, with `note` in the same Txn; on a conflict loads and tries
+    /// again (five attempts). Returns the revision of the change.
+    ///
+    /// # Errors
+    ///
+    /// What `change` returns (as [`Error::Rejected`]); what `save` refuses before sending;
+    /// [`Error::Conflict`] if others kept changing the config through every attempt.
+    pub async fn edit<T: EtcdConfig>(
+        &self,
+        mut change: impl FnMut(&mut T) -> std::result::Result<(), String>,
+        note: &ChangeNote,
+    ) -> Result<i64> {
+        let mut last_conflict = None;
+        for _ in 0..EDIT_ATTEMPTS {
+            let loaded = self.load_versioned::<T>().await?;
+            let mut value = loaded.value;
+            change(&mut value).map_err(|reason| Error::Rejected {
+                prefix: self.prefix_of::<T>(),
+                revision: None,
+                reason,
+            })?;
+            let extra = self.note_ops::<T>(note).await?;
+            match self.write(&value, Some(loaded.revision), &extra).await {
+                Err(err @ Error::Conflict { .. }) => last_conflict = Some(err),
+                other => return other,
+            }
+        }
+        Err(last_conflict.unwrap_or_else(|| Error::invalid("no attempt made")))
+    }
+
+    /// Loads `T` as it was at `revision`: one Range at that revision.
+    ///
+    /// # Errors
+    ///
+    /// `Compacted` for a revision older than the last compaction; decode and validation errors
+    /// as [`load`](Self::load) (by today's rules).
+    pub async fn load_at<T: EtcdConfig>(&self, revision: i64) -> Result<T> {
+        let prefix = self.prefix_of::<T>();
+        let page = self
+            .client()
+            .kv()
+            .get(self.range_of::<T>())
+            .revision(revision)
+            .await?;
+        let kvs = page.kvs.into_iter().map(|kv| (kv.key, kv.value));
+        let keys = super::decode::RawKeys::from_kvs(&prefix, kvs);
+        decode_entries::<T>(&prefix, revision, &keys)
+    }
+
+    /// Saves `T` as it was at `revision` again, validated by today's rules, if nothing changed
+    /// since the current value was read; the note says it is a rollback. Returns the revision.
+    ///
+    /// # Errors
+    ///
+    /// As [`load_at`](Self::load_at) and [`save_if_unchanged`](Self::save_if_unchanged).
+    pub async fn rollback<T: EtcdConfig>(&self, revision: i64, note: &ChangeNote) -> Result<i64> {
+        let old = self.load_at::<T>(revision).await?;
+        let current = self.load_versioned::<T>().await?;
+        let reason = match note.reason.as_str() {
+            "" => format!("rollback to revision {revision}"),
+            why => format!("rollback to revision {revision}: {why}"),
+        };
+        let note = ChangeNote::by(note.author.clone()).reason(reason);
+        let extra = self.note_ops::<T>(&note).await?;
+        self.write(&old, Some(current.revision), &extra).await
+    }
+
+    /// Every change of `T` that etcd's history still holds (back to the last compaction, with
+    /// the field paths each changed), and older changes known from their notes, oldest first.
+    pub async fn history<T: EtcdConfig>(&self) -> Result<Vec<Change>> {
+        let prefix = self.prefix_of::<T>();
+        let notes_prefix = self.notes_prefix_of::<T>();
+        let notes = self
+            .client()
+            .kv()
+            .get(KeyRange::prefix(notes_prefix))
+            .await?;
+        let mut by_revision: BTreeMap<i64, ChangeNote> = notes
+            .kvs
+            .iter()
+            .filter_map(|kv| {
+                let note: StoredNote = serde_json::from_slice(&kv.value).ok()?;
+                let note = ChangeNote::by(note.author).reason(note.reason);
+                Some((kv.create_revision, note))
+            })
+            .collect();
+        let head = notes.header.revision;
+        let mut changes = Vec::new();
+        let mut previous: Option<BTreeMap<String, (String, Option<String>)>> = None;
+        let mut first = true;
+        self.walk_history::<T>(head, |revision, keys| {
+            let decoded = decode_entries::<T>(&prefix, revision, keys);
+            let now = decoded.as_ref().ok().map(stored);
+            if first {
+                // The compaction point: where the replay starts, not a change.
+                first = false;
+                previous = now;
+                return;
+            }
+            let changed = match (&previous, &now) {
+                (Some(before), Some(after)) => changed_fields(before, after),
+                _ => Vec::new(),
+            };
+            if now.is_some() && changed.is_empty() && previous.is_some() {
+                return; // touched keys no field reads
+            }
+            changes.push(Change {
+                revision,
+                changed,
+                valid: decoded.is_ok(),
+                note: by_revision.remove(&revision),
+            });
+            if now.is_some() {
+                previous = now;
+            }
+        })
+        .await?;
+        // Notes of changes older than the replay.
+        let replayed_from = changes.first().map_or(head + 1, |c| c.revision);
+        let mut older: Vec<Change> = by_revision
+            .into_iter()
+            .filter(|(revision, _)| *revision < replayed_from)
+            .map(|(revision, note)| Change {
+                revision,
+                changed: Vec::new(),
+                valid: true,
+                note: Some(note),
+            })
+            .collect();
+        older.extend(changes);
+        Ok(older)
+    }
+
+    /// Waits until every instance reporting on `T` ([`Store::fleet`]) serves `revision` or a
+    /// later one. Polls the records (one Range every 200 ms).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Rejected`] naming the first instance that rejected `revision` (or a later one)
+    /// and its reason; [`Error::Timeout`] naming the instances still behind after `within`.
+    pub async fn wait_rollout<T: EtcdConfig>(&self, revision: i64, within: Duration) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let fleet = self.fleet::<T>().await?;
+            if let Some((instance, (rejected, reason))) = fleet.iter().find_map(|r| {
+                let rejected = r.last_rejected.as_ref()?;
+                (rejected.0 >= revision).then_some((&r.instance, rejected))
+            }) {
+                return Err(Error::Rejected {
+                    prefix: self.prefix_of::<T>(),
+                    revision: Some(*rejected),
+                    reason: format!("instance {instance} rejected it: {reason}"),
+                });
+            }
+            let behind: Vec<&str> = fleet
+                .iter()
+                .filter(|r| r.revision < revision)
+                .map(|r| r.instance.as_str())
+                .collect();
+            if behind.is_empty() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Timeout {
+                    operation: format!(
+                        "rollout of revision {revision} (instances behind: {})",
+                        behind.join(", ")
+                    ),
+                    after: within,
+                    endpoint: None,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
