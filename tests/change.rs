@@ -241,3 +241,73 @@ async fn wait_rollout_sees_the_fleet_take_or_reject_a_change() {
         "{text}"
     );
 }
+
+#[derive(EtcdConfig, Debug, Clone, PartialEq)]
+#[etcd(prefix = "/svc/gw", rename_all = "kebab-case")]
+struct Gw {
+    #[etcd(nested)]
+    tls: Tls,
+    #[etcd(each)]
+    weights: std::collections::BTreeMap<String, u32>,
+    timeout: Option<Duration>,
+}
+
+#[derive(EtcdConfig, Debug, Clone, PartialEq, Default)]
+#[etcd(prefix = "/unused", rename_all = "kebab-case")]
+struct Tls {
+    #[etcd(default)]
+    cert_path: String,
+}
+
+/// `set` and `unset` take field paths and text values, in one Txn after validation; a path
+/// that names no field, or a value that does not parse, changes nothing and says which.
+#[tokio::test]
+async fn set_and_unset_by_field_path() {
+    let etcd = Etcd::single().await;
+    let store = Store::new(etcd.client().await);
+    let note = ChangeNote::by("ops");
+    let revision = store
+        .set::<Gw>(
+            &[
+                ("tls.cert_path", "/etc/new.pem"),
+                ("weights.blue", "3"),
+                ("timeout", "1m30s"),
+            ],
+            &note,
+        )
+        .await
+        .unwrap();
+    let gw = store.load::<Gw>().await.unwrap();
+    assert_eq!(gw.tls.cert_path, "/etc/new.pem");
+    assert_eq!(gw.weights.get("blue"), Some(&3));
+    assert_eq!(gw.timeout, Some(Duration::from_secs(90)));
+    let kv = etcd.client().await.kv();
+    let keys = kv
+        .get(etcd_config::KeyRange::prefix("/svc/gw/"))
+        .await
+        .unwrap();
+    assert!(keys.kvs.iter().all(|kv| kv.mod_revision == revision));
+
+    let err = store
+        .set::<Gw>(&[("tls.nope", "x")], &note)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no field `tls.nope`"), "{err}");
+    let err = store
+        .set::<Gw>(&[("weights.red", "heavy")], &note)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("/svc/gw/weights/red"), "{err}");
+    let unchanged = kv
+        .get(etcd_config::KeyRange::prefix("/svc/"))
+        .await
+        .unwrap();
+    assert_eq!(unchanged.header.revision, revision);
+
+    store
+        .unset::<Gw>(&["timeout", "weights.blue"], &note)
+        .await
+        .unwrap();
+    let gw = store.load::<Gw>().await.unwrap();
+    assert_eq!((gw.timeout, gw.weights.len()), (None, 0));
+}

@@ -189,6 +189,55 @@ impl Store {
         Err(last_conflict.unwrap_or_else(|| Error::invalid("no attempt made")))
     }
 
+    /// Sets fields from text by field path (`tls.cert_path=/x`, `routes.blue.weight=3`), each
+    /// value in the form etcd stores it (what `etcdctl get` shows), and saves the result with
+    /// `note`: validated first, all in one Txn, only if nothing changed since the load.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] naming a path `T` has no field for; the decode problems of
+    /// a value that does not parse (naming the key, never a secret's value); what `validate`
+    /// says; [`Error::Conflict`] if the config changed meanwhile. Nothing is written then.
+    pub async fn set<T: EtcdConfig>(
+        &self,
+        assignments: &[(&str, &str)],
+        note: &ChangeNote,
+    ) -> Result<i64> {
+        let edits = assignments
+            .iter()
+            .map(|(path, value)| (*path, Some(*value)));
+        self.edit_keys::<T>(edits.collect(), note).await
+    }
+
+    /// Removes fields by path (an optional field becomes `None`, a map entry goes, a field
+    /// with a default falls back to it), as [`set`](Self::set) does.
+    pub async fn unset<T: EtcdConfig>(&self, paths: &[&str], note: &ChangeNote) -> Result<i64> {
+        let edits = paths.iter().map(|path| (*path, None));
+        self.edit_keys::<T>(edits.collect(), note).await
+    }
+
+    async fn edit_keys<T: EtcdConfig>(
+        &self,
+        edits: Vec<(&str, Option<&str>)>,
+        note: &ChangeNote,
+    ) -> Result<i64> {
+        let prefix = self.prefix_of::<T>();
+        let schema = T::schema();
+        let relative = edits
+            .iter()
+            .map(|(path, _)| key_of(&schema, path))
+            .collect::<Result<Vec<String>>>()?;
+        let (revision, mut keys) = self.load_raw::<T>().await?;
+        for ((_, value), key) in edits.iter().zip(&relative) {
+            match value {
+                Some(value) => keys.put(key.as_bytes(), value.as_bytes().to_vec()),
+                None => keys.delete(key.as_bytes()),
+            }
+        }
+        let value = decode_entries::<T>(&prefix, revision, &keys)?;
+        let extra = self.note_ops::<T>(note).await?;
+        self.write(&value, Some(revision), &extra).await
+    }
     /// Loads `T` as it was at `revision`: one Range at that revision.
     ///
     /// # Errors
@@ -334,4 +383,46 @@ impl Store {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+}
+
+/// The key, relative to the prefix, of field path `path` (`tls.cert_path`,
+/// `routes.blue.weight`): the schema's field whose path matches, `<name>` standing for one map
+/// entry's name.
+fn key_of(schema: &super::Schema, path: &str) -> Result<String> {
+    let strip = format!("{}/", schema.prefix);
+    let wanted: Vec<&str> = path.split('.').collect();
+    for field in &schema.fields {
+        let pattern: Vec<&str> = field.field.split('.').collect();
+        if pattern.len() != wanted.len() {
+            continue;
+        }
+        let mut names = Vec::new();
+        let matches = pattern.iter().zip(&wanted).all(|(p, w)| {
+            if *p == "<name>" {
+                names.push(*w);
+                !w.is_empty()
+            } else {
+                p == w
+            }
+        });
+        if !matches {
+            continue;
+        }
+        let template = field.key.strip_prefix(&strip).unwrap_or(&field.key);
+        let mut key = String::new();
+        let mut names = names.into_iter();
+        for (i, part) in template.split("<name>").enumerate() {
+            if i > 0 {
+                key.push_str(names.next().unwrap_or_default());
+            }
+            key.push_str(part);
+        }
+        return Ok(key);
+    }
+    let known: Vec<&str> = schema.fields.iter().map(|f| f.field.as_str()).collect();
+    Err(Error::invalid(format!(
+        "{} has no field `{path}` (its fields: {})",
+        schema.prefix,
+        known.join(", ")
+    )))
 }
