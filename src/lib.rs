@@ -196,6 +196,9 @@ mod key_range;
 pub mod proto;
 mod sync;
 
+#[cfg(feature = "cli")]
+pub mod cli;
+
 pub use client::{Client, ConnectOptions, ResponseHeader, TlsOptions};
 pub use error::{Error, GrpcStatus, Problem, ProblemKind, Result, ServerErrorKind};
 pub use key_range::{KeyRange, RangeKind};
@@ -204,8 +207,8 @@ pub use client::KeyValue;
 pub use config::{
     codec, diff, from_key_values, to_key_values, Access, Change, ChangeNote, ConfigWatch,
     EtcdConfig, FieldDiff, FleetRecord, FollowerState, Live, LiveEvent, LiveEvents, LiveOptions,
-    LiveSender, LiveStatus, Rejection, Schema, SchemaField, Selected, Store, Update, Versioned,
-    WhenInvalid,
+    LiveSender, LiveStatus, PlannedEdit, Rejection, Schema, SchemaField, Selected, Store, Update,
+    Versioned, WhenInvalid, KEPT_NOTES,
 };
 /// `#[derive(EtcdConfig)]`: see [`EtcdConfig`] and the crate docs for its attributes.
 pub use etcd_derive::EtcdConfig;

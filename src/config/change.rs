@@ -114,6 +114,18 @@ pub fn diff<T: EtcdConfig>(before: &T, after: &T) -> Vec<FieldDiff> {
         .collect()
 }
 
+/// An edit worked out but not written, from [`Store::plan_edit`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PlannedEdit<T> {
+    /// The revision the plan was made at; the write would be refused if anything changed since.
+    pub revision: i64,
+    /// The value now, if it is valid.
+    pub before: Option<T>,
+    /// The value the edit would save, validated.
+    pub after: T,
+}
+
 /// A note as stored.
 #[derive(Serialize, Deserialize)]
 struct StoredNote {
@@ -221,6 +233,18 @@ impl Store {
         edits: Vec<(&str, Option<&str>)>,
         note: &ChangeNote,
     ) -> Result<i64> {
+        let planned = self.plan_edit::<T>(&edits).await?;
+        let extra = self.note_ops::<T>(note).await?;
+        self.write(&planned.after, Some(planned.revision), &extra)
+            .await
+    }
+
+    /// What [`set`](Self::set) (`Some` values) and [`unset`](Self::unset) (`None`) would do,
+    /// without writing: the value now (if it is valid) and the value after, validated.
+    pub async fn plan_edit<T: EtcdConfig>(
+        &self,
+        edits: &[(&str, Option<&str>)],
+    ) -> Result<PlannedEdit<T>> {
         let prefix = self.prefix_of::<T>();
         let schema = T::schema();
         let relative = edits
@@ -228,15 +252,19 @@ impl Store {
             .map(|(path, _)| key_of(&schema, path))
             .collect::<Result<Vec<String>>>()?;
         let (revision, mut keys) = self.load_raw::<T>().await?;
+        let before = decode_entries::<T>(&prefix, revision, &keys).ok();
         for ((_, value), key) in edits.iter().zip(&relative) {
             match value {
                 Some(value) => keys.put(key.as_bytes(), value.as_bytes().to_vec()),
                 None => keys.delete(key.as_bytes()),
             }
         }
-        let value = decode_entries::<T>(&prefix, revision, &keys)?;
-        let extra = self.note_ops::<T>(note).await?;
-        self.write(&value, Some(revision), &extra).await
+        let after = decode_entries::<T>(&prefix, revision, &keys)?;
+        Ok(PlannedEdit {
+            revision,
+            before,
+            after,
+        })
     }
     /// Loads `T` as it was at `revision`: one Range at that revision.
     ///

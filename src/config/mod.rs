@@ -18,7 +18,7 @@ mod store;
 mod watch;
 
 pub use access::Access;
-pub use change::{diff, Change, ChangeNote, FieldDiff, KEPT_NOTES};
+pub use change::{diff, Change, ChangeNote, FieldDiff, PlannedEdit, KEPT_NOTES};
 pub use fleet::FleetRecord;
 pub use live::{
     FollowerState, Live, LiveEvent, LiveEvents, LiveOptions, LiveSender, LiveStatus, Rejection,

@@ -1,0 +1,58 @@
+//! The admin command line embedded in a service's own binary (cargo feature `cli`): the
+//! service's own type and `validate` check every change people make.
+//!
+//! ```sh
+//! ETCD_ENDPOINTS=127.0.0.1:2379 cargo run --features cli --example admin -- show
+//! cargo run --features cli --example admin -- set greeting=hi workers=8 --author alice --reason launch
+//! cargo run --features cli --example admin -- set workers=1000 --dry-run   # refused: validate
+//! cargo run --features cli --example admin -- history
+//! ```
+
+use std::time::Duration;
+
+use clap::Parser;
+use etcd_config::{Client, ConnectOptions, EtcdConfig, Store};
+
+/// The demo service's settings (the same type as examples/hot_reload.rs).
+#[derive(EtcdConfig, Debug, Clone, PartialEq)]
+#[etcd(
+    prefix = "/services/demo",
+    rename_all = "kebab-case",
+    validate = "Settings::check"
+)]
+struct Settings {
+    /// What to greet with.
+    greeting: String,
+    /// How many workers to run.
+    #[etcd(default = 2)]
+    workers: u32,
+    /// How often to greet.
+    #[etcd(default = Duration::from_secs(1))]
+    interval: Duration,
+}
+
+impl Settings {
+    fn check(&self) -> Result<(), String> {
+        match self.workers {
+            1..=64 => Ok(()),
+            n => Err(format!("workers must be between 1 and 64, not {n}")),
+        }
+    }
+}
+
+/// Change the demo service's settings safely.
+#[derive(Parser)]
+struct Admin {
+    #[command(subcommand)]
+    command: etcd_config::cli::Command,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let admin = Admin::parse();
+    let endpoints = std::env::var("ETCD_ENDPOINTS").unwrap_or_else(|_| "127.0.0.1:2379".into());
+    let client = Client::connect(endpoints.split(','), ConnectOptions::default()).await?;
+    let store = Store::new(client);
+    etcd_config::cli::run::<Settings>(&store, admin.command, &mut std::io::stdout()).await?;
+    Ok(())
+}

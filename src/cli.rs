@@ -1,0 +1,348 @@
+//! The admin command line (cargo feature `cli`): a clap subcommand set that a service embeds in
+//! its own binary, so that the type and its `validate` are the service's own.
+//!
+//! ```no_run
+//! # use etcd_config::{EtcdConfig, Store};
+//! # #[derive(EtcdConfig, Debug, Clone, PartialEq)] #[etcd(prefix = "/services/gateway")]
+//! # struct Gateway { port: u16 }
+//! use clap::Parser;
+//!
+//! #[derive(Parser)]
+//! struct Admin {
+//!     #[command(subcommand)]
+//!     command: etcd_config::cli::Command,
+//! }
+//!
+//! # async fn demo(store: Store) -> etcd_config::Result<()> {
+//! let admin = Admin::parse();
+//! etcd_config::cli::run::<Gateway>(&store, admin.command, &mut std::io::stdout()).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Every write takes `--author` and `--reason` (the change note, written in the same
+//! transaction) and `--dry-run` (print the field diff and change nothing). Secret fields are
+//! shown as `(secret)`, in diffs as changed only.
+
+use std::io::Write;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use futures_util::StreamExt;
+
+use crate::config::{diff, ChangeNote, EtcdConfig, FieldDiff, Store};
+use crate::error::{Error, Result};
+
+/// What to do with the config.
+#[derive(Debug, Clone, Subcommand)]
+#[non_exhaustive]
+pub enum Command {
+    /// Print every field with its value (secrets hidden) and the revision.
+    Show,
+    /// Print one field's value as etcd stores it.
+    Get {
+        /// The field path, e.g. `tls.cert_path` or `routes.blue`.
+        path: String,
+    },
+    /// Set fields from text: `PATH=VALUE ...`, validated, in one transaction.
+    Set {
+        /// `PATH=VALUE` pairs, each value as `etcdctl get` shows it.
+        #[arg(required = true)]
+        assignments: Vec<String>,
+        /// The change note, dry run and rollout wait.
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+    /// Remove fields (optional fields become absent, map entries go).
+    Unset {
+        /// Field paths.
+        #[arg(required = true)]
+        paths: Vec<String>,
+        /// The change note, dry run and rollout wait.
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+    /// Print each change etcd's history holds: revision, changed fields, author and reason.
+    History,
+    /// Save the config as it was at a revision again (validated by today's rules).
+    Rollback {
+        /// The revision to go back to.
+        revision: i64,
+        /// The change note, dry run and rollout wait.
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+    /// Print the field diff between two revisions (or a revision and now).
+    Diff {
+        /// From this revision.
+        from: i64,
+        /// To this one (default: now).
+        to: Option<i64>,
+    },
+    /// Print every key with its type, default and doc (`--json`: as JSON Schema).
+    Schema {
+        /// JSON Schema instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the fleet: each reporting instance's revision, state and last rejection.
+    Status,
+    /// Print each update as it happens (Ctrl-C to stop).
+    Watch,
+}
+
+/// What every write takes.
+#[derive(Debug, Clone, Args)]
+pub struct WriteArgs {
+    /// Who makes the change (default: `$USER`).
+    #[arg(long)]
+    pub author: Option<String>,
+    /// Why.
+    #[arg(long, default_value = "")]
+    pub reason: String,
+    /// Print what would change and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Wait up to this many seconds for every reporting instance to apply the change.
+    #[arg(long)]
+    pub wait: Option<u64>,
+}
+
+impl WriteArgs {
+    fn note(&self) -> ChangeNote {
+        let author = self
+            .author
+            .clone()
+            .or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| "unknown".to_owned());
+        ChangeNote::by(author).reason(self.reason.clone())
+    }
+}
+
+/// Runs `command` against `T` in `store`, printing to `out`.
+///
+/// # Errors
+///
+/// The store's errors (a refused value, a conflict, a timeout), and output errors as
+/// [`Error::InvalidArgument`].
+pub async fn run<T: EtcdConfig>(
+    store: &Store,
+    command: Command,
+    out: &mut impl Write,
+) -> Result<()> {
+    let io = |err: std::io::Error| Error::invalid(format!("cannot write the output: {err}"));
+    match command {
+        Command::Show => {
+            let loaded = store.load_versioned::<T>().await?;
+            writeln!(
+                out,
+                "# {} at revision {}",
+                store.prefix_of::<T>(),
+                loaded.revision
+            )
+            .map_err(io)?;
+            for (key, value) in shown(&loaded.value)? {
+                writeln!(out, "{key} = {value}").map_err(io)?;
+            }
+        }
+        Command::Get { path } => {
+            let loaded = store.load::<T>().await?;
+            let value = shown(&loaded)?
+                .into_iter()
+                .find(|(field, _)| *field == path)
+                .map(|(_, value)| value)
+                .ok_or_else(|| Error::invalid(format!("no value at `{path}`")))?;
+            writeln!(out, "{value}").map_err(io)?;
+        }
+        Command::Set { assignments, write } => {
+            let edits = assignments
+                .iter()
+                .map(|a| {
+                    a.split_once('=')
+                        .map(|(p, v)| (p, Some(v)))
+                        .ok_or_else(|| Error::invalid(format!("`{a}` is not PATH=VALUE")))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            edit::<T>(store, &edits, &write, out).await?;
+        }
+        Command::Unset { paths, write } => {
+            let edits: Vec<(&str, Option<&str>)> =
+                paths.iter().map(|p| (p.as_str(), None)).collect();
+            edit::<T>(store, &edits, &write, out).await?;
+        }
+        Command::History => {
+            for change in store.history::<T>().await? {
+                let (author, reason) = change
+                    .note
+                    .map_or(("-".to_owned(), String::new()), |n| (n.author, n.reason));
+                let valid = if change.valid { "" } else { " (invalid)" };
+                writeln!(
+                    out,
+                    "{}\t{}\t{}{valid}\t{reason}",
+                    change.revision,
+                    author,
+                    change.changed.join(",")
+                )
+                .map_err(io)?;
+            }
+        }
+        Command::Rollback { revision, write } => {
+            let old = store.load_at::<T>(revision).await?;
+            let now = store.load::<T>().await?;
+            print_diff(out, &diff(&now, &old)).map_err(io)?;
+            if !write.dry_run {
+                let at = store.rollback::<T>(revision, &write.note()).await?;
+                written::<T>(store, at, &write, out).await?;
+            }
+        }
+        Command::Diff { from, to } => {
+            let before = store.load_at::<T>(from).await?;
+            let after = match to {
+                Some(to) => store.load_at::<T>(to).await?,
+                None => store.load::<T>().await?,
+            };
+            print_diff(out, &diff(&before, &after)).map_err(io)?;
+        }
+        Command::Schema { json } => {
+            let schema = T::schema();
+            if json {
+                writeln!(out, "{:#}", schema.to_json_schema()).map_err(io)?;
+            } else {
+                write!(out, "{schema}").map_err(io)?;
+            }
+        }
+        Command::Status => {
+            for record in store.fleet::<T>().await? {
+                let rejected = record
+                    .last_rejected
+                    .map_or("-".to_owned(), |(revision, reason)| {
+                        format!("{revision}: {reason}")
+                    });
+                writeln!(
+                    out,
+                    "{}\trevision {}\t{}\trejected {rejected}",
+                    record.instance, record.revision, record.state
+                )
+                .map_err(io)?;
+            }
+        }
+        Command::Watch => {
+            let mut updates = store.watch::<T>().await?;
+            let initial = updates.initial();
+            writeln!(out, "revision {}", initial.revision).map_err(io)?;
+            while let Some(update) = updates.next().await {
+                match update {
+                    Ok(update) => {
+                        writeln!(
+                            out,
+                            "revision {}: {}",
+                            update.revision,
+                            update.changed.join(", ")
+                        )
+                    }
+                    Err(err) => writeln!(out, "rejected: {err}"),
+                }
+                .map_err(io)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn edit<T: EtcdConfig>(
+    store: &Store,
+    edits: &[(&str, Option<&str>)],
+    write: &WriteArgs,
+    out: &mut impl Write,
+) -> Result<()> {
+    let io = |err: std::io::Error| Error::invalid(format!("cannot write the output: {err}"));
+    let planned = store.plan_edit::<T>(edits).await?;
+    if let Some(before) = &planned.before {
+        print_diff(out, &diff(before, &planned.after)).map_err(io)?;
+    }
+    if write.dry_run {
+        writeln!(out, "(dry run: nothing written)").map_err(io)?;
+        return Ok(());
+    }
+    let note = write.note();
+    let revision = match edits.iter().all(|(_, v)| v.is_some()) {
+        true => {
+            let pairs: Vec<(&str, &str)> = edits
+                .iter()
+                .filter_map(|(p, v)| Some((*p, (*v)?)))
+                .collect();
+            store.set::<T>(&pairs, &note).await?
+        }
+        false => {
+            let paths: Vec<&str> = edits.iter().map(|(p, _)| *p).collect();
+            store.unset::<T>(&paths, &note).await?
+        }
+    };
+    written::<T>(store, revision, write, out).await
+}
+
+async fn written<T: EtcdConfig>(
+    store: &Store,
+    revision: i64,
+    write: &WriteArgs,
+    out: &mut impl Write,
+) -> Result<()> {
+    let io = |err: std::io::Error| Error::invalid(format!("cannot write the output: {err}"));
+    writeln!(out, "saved at revision {revision}").map_err(io)?;
+    if let Some(seconds) = write.wait {
+        store
+            .wait_rollout::<T>(revision, Duration::from_secs(seconds))
+            .await?;
+        writeln!(out, "every reporting instance applied it").map_err(io)?;
+    }
+    Ok(())
+}
+
+/// `field path -> value` as stored, secrets as `(secret)`.
+fn shown<T: EtcdConfig>(value: &T) -> Result<Vec<(String, String)>> {
+    let schema = T::schema();
+    let strip = format!("{}/", T::PREFIX);
+    let secret_keys: Vec<String> = schema
+        .fields
+        .iter()
+        .filter(|f| f.secret)
+        .map(|f| f.field.clone())
+        .collect();
+    Ok(crate::config::to_key_values(value)?
+        .into_iter()
+        .map(|(key, value)| {
+            let relative = key.strip_prefix(&strip).unwrap_or(&key).replace('/', ".");
+            let field = schema
+                .fields
+                .iter()
+                .find(|f| f.key == key)
+                .map_or(relative, |f| f.field.clone());
+            let value = if secret_keys.contains(&field) {
+                "(secret)".to_owned()
+            } else {
+                value
+            };
+            (field, value)
+        })
+        .collect())
+}
+
+fn print_diff(out: &mut impl Write, changes: &[FieldDiff]) -> std::io::Result<()> {
+    if changes.is_empty() {
+        return writeln!(out, "no change");
+    }
+    for change in changes {
+        if change.secret {
+            writeln!(out, "~ {} (secret, changed)", change.field)?;
+        } else {
+            let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "(absent)".to_owned());
+            writeln!(
+                out,
+                "~ {}: {} -> {}",
+                change.field,
+                show(&change.before),
+                show(&change.after)
+            )?;
+        }
+    }
+    Ok(())
+}

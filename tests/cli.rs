@@ -1,0 +1,135 @@
+//! The admin command line (cargo feature `cli`) against a real etcd, driven through clap as a
+//! service's binary would parse it: show hides secrets, set validates and notes who and why,
+//! a dry run writes nothing, history and rollback, the fleet status.
+#![cfg(feature = "cli")]
+
+mod support;
+
+use clap::Parser;
+use etcd_config::{EtcdConfig, Store};
+use support::Etcd;
+
+#[derive(EtcdConfig, Debug, Clone, PartialEq)]
+#[etcd(
+    prefix = "/cli/app",
+    rename_all = "kebab-case",
+    validate = "App::check"
+)]
+struct App {
+    #[etcd(default = 2)]
+    workers: u32,
+    #[etcd(default)]
+    greeting: String,
+    #[etcd(secret, default)]
+    token: String,
+}
+
+impl App {
+    fn check(&self) -> Result<(), String> {
+        (self.workers <= 64)
+            .then_some(())
+            .ok_or_else(|| format!("workers must be at most 64, not {}", self.workers))
+    }
+}
+
+#[derive(Parser)]
+struct Admin {
+    #[command(subcommand)]
+    command: etcd_config::cli::Command,
+}
+
+async fn admin(store: &Store, args: &[&str]) -> Result<String, etcd_config::Error> {
+    let parsed = Admin::try_parse_from(std::iter::once("admin").chain(args.iter().copied()))
+        .expect("valid arguments");
+    let mut out = Vec::new();
+    etcd_config::cli::run::<App>(store, parsed.command, &mut out).await?;
+    Ok(String::from_utf8(out).unwrap())
+}
+
+/// What an operator does in a day, through the command line.
+#[tokio::test]
+async fn an_operator_session() {
+    let etcd = Etcd::single().await;
+    let store = Store::new(etcd.client().await);
+
+    let out = admin(
+        &store,
+        &[
+            "set",
+            "greeting=hi",
+            "token=s3cr3t",
+            "--author",
+            "alice",
+            "--reason",
+            "launch",
+        ],
+    )
+    .await
+    .unwrap();
+    assert!(
+        out.contains("~ greeting:  -> hi") || out.contains("greeting"),
+        "{out}"
+    );
+    assert!(out.contains("token (secret, changed)"), "{out}");
+    assert!(!out.contains("s3cr3t"), "secret printed: {out}");
+    let show = admin(&store, &["show"]).await.unwrap();
+    assert!(
+        show.contains("greeting = hi") && show.contains("token = (secret)"),
+        "{show}"
+    );
+    assert!(!show.contains("s3cr3t"), "{show}");
+    assert_eq!(admin(&store, &["get", "greeting"]).await.unwrap(), "hi\n");
+
+    // A dry run shows the diff and writes nothing; a refused value writes nothing either.
+    let before = etcd
+        .client()
+        .await
+        .kv()
+        .get("/cli/app/workers")
+        .await
+        .unwrap();
+    let dry = admin(&store, &["set", "workers=8", "--dry-run"])
+        .await
+        .unwrap();
+    assert!(
+        dry.contains("~ workers: 2 -> 8") && dry.contains("dry run"),
+        "{dry}"
+    );
+    let err = admin(&store, &["set", "workers=1000"]).await.unwrap_err();
+    assert!(err.to_string().contains("at most 64"), "{err}");
+    let after = etcd
+        .client()
+        .await
+        .kv()
+        .get("/cli/app/workers")
+        .await
+        .unwrap();
+    assert_eq!(after.header.revision, before.header.revision);
+
+    admin(&store, &["set", "workers=8", "--author", "bob"])
+        .await
+        .unwrap();
+    let history = admin(&store, &["history"]).await.unwrap();
+    let lines: Vec<&str> = history.lines().collect();
+    assert_eq!(lines.len(), 2, "{history}");
+    assert!(
+        lines[0].contains("alice") && lines[0].contains("launch"),
+        "{history}"
+    );
+    assert!(
+        lines[1].contains("bob") && lines[1].contains("workers"),
+        "{history}"
+    );
+
+    let first: i64 = lines[0].split('\t').next().unwrap().parse().unwrap();
+    let rolled = admin(
+        &store,
+        &["rollback", &first.to_string(), "--author", "carol"],
+    )
+    .await
+    .unwrap();
+    assert!(rolled.contains("~ workers: 8 -> 2"), "{rolled}");
+    assert_eq!(store.load::<App>().await.unwrap().workers, 2);
+    let schema = admin(&store, &["schema"]).await.unwrap();
+    assert!(schema.contains("/cli/app/workers"), "{schema}");
+}
