@@ -23,7 +23,9 @@
 //! transaction) and `--dry-run` (print the field diff and change nothing). Secret fields are
 //! shown as `(secret)`, in diffs as changed only.
 
+use std::collections::BTreeMap;
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
@@ -71,12 +73,33 @@ pub enum Command {
         #[command(flatten)]
         write: WriteArgs,
     },
-    /// Print the field diff between two revisions (or a revision and now).
+    /// Print the field diff between the config now and a file (TOML or JSON of field paths
+    /// to values, as `edit` writes), or between two revisions.
     Diff {
-        /// From this revision.
-        from: i64,
-        /// To this one (default: now).
+        /// The file to compare with.
+        file: Option<PathBuf>,
+        /// Compare the config as it was at this revision instead ...
+        #[arg(long, conflicts_with = "file")]
+        from: Option<i64>,
+        /// ... with this one (default: now).
+        #[arg(long, requires = "from")]
         to: Option<i64>,
+    },
+    /// Make the config what a file says: TOML (or JSON, by the `.json` extension) of field
+    /// paths to values. Fields the file leaves out are removed, except secret ones.
+    Apply {
+        /// The file.
+        file: PathBuf,
+        /// The change note, dry run and rollout wait.
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+    /// Open `$EDITOR` on the config as TOML (secret fields left out and left as they are),
+    /// then validate, show the diff and save what was edited.
+    Edit {
+        /// The change note, dry run and rollout wait.
+        #[command(flatten)]
+        write: WriteArgs,
     },
     /// Print every key with its type, default and doc (`--json`: as JSON Schema).
     Schema {
@@ -194,13 +217,66 @@ pub async fn run<T: EtcdConfig>(
                 written::<T>(store, at, &write, out).await?;
             }
         }
-        Command::Diff { from, to } => {
-            let before = store.load_at::<T>(from).await?;
-            let after = match to {
-                Some(to) => store.load_at::<T>(to).await?,
-                None => store.load::<T>().await?,
-            };
-            print_diff(out, &diff(&before, &after)).map_err(io)?;
+        Command::Diff { file, from, to } => match (file, from) {
+            (Some(file), _) => {
+                let wanted = read_file(&file)?;
+                let edits = edits_to::<T>(store, &wanted).await?;
+                let borrowed: Vec<(&str, Option<&str>)> = edits
+                    .iter()
+                    .map(|(p, v)| (p.as_str(), v.as_deref()))
+                    .collect();
+                let planned = store.plan_edit::<T>(&borrowed).await?;
+                let now = planned.before.as_ref().ok_or_else(|| {
+                    Error::invalid("the config in etcd is not valid now: nothing to compare")
+                })?;
+                print_diff(out, &diff(now, &planned.after)).map_err(io)?;
+            }
+            (None, Some(from)) => {
+                let before = store.load_at::<T>(from).await?;
+                let after = match to {
+                    Some(to) => store.load_at::<T>(to).await?,
+                    None => store.load::<T>().await?,
+                };
+                print_diff(out, &diff(&before, &after)).map_err(io)?;
+            }
+            (None, None) => return Err(Error::invalid("diff needs a FILE or --from REVISION")),
+        },
+        Command::Apply { file, write } => {
+            let wanted = read_file(&file)?;
+            apply::<T>(store, &wanted, &write, out).await?;
+        }
+        Command::Edit { write } => {
+            let loaded = store.load::<T>().await?;
+            let secret = secret_fields::<T>();
+            let mut text = format!(
+                "# {} (secret fields are not shown and stay as they are)\n",
+                T::PREFIX
+            );
+            for (field, value) in shown(&loaded)? {
+                if !secret.contains(&field) {
+                    text.push_str(&format!("{} = {}\n", toml_key(&field), toml_string(&value)));
+                }
+            }
+            let path =
+                std::env::temp_dir().join(format!("etcd-config-edit-{}.toml", std::process::id()));
+            std::fs::write(&path, text)
+                .map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?;
+            let editor = std::env::var("EDITOR").unwrap_or_else(|_| "vi".to_owned());
+            let status = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("{editor} \"$1\""))
+                .arg("sh")
+                .arg(&path)
+                .status()
+                .map_err(|e| Error::invalid(format!("cannot run {editor}: {e}")))?;
+            let wanted = read_file(&path);
+            let _ = std::fs::remove_file(&path);
+            if !status.success() {
+                return Err(Error::invalid(format!(
+                    "{editor} failed ({status}); nothing saved"
+                )));
+            }
+            apply::<T>(store, &wanted?, &write, out).await?;
         }
         Command::Schema { json } => {
             let schema = T::schema();
@@ -263,20 +339,7 @@ async fn edit<T: EtcdConfig>(
         writeln!(out, "(dry run: nothing written)").map_err(io)?;
         return Ok(());
     }
-    let note = write.note();
-    let revision = match edits.iter().all(|(_, v)| v.is_some()) {
-        true => {
-            let pairs: Vec<(&str, &str)> = edits
-                .iter()
-                .filter_map(|(p, v)| Some((*p, (*v)?)))
-                .collect();
-            store.set::<T>(&pairs, &note).await?
-        }
-        false => {
-            let paths: Vec<&str> = edits.iter().map(|(p, _)| *p).collect();
-            store.unset::<T>(&paths, &note).await?
-        }
-    };
+    let revision = store.change_fields::<T>(edits, &write.note()).await?;
     written::<T>(store, revision, write, out).await
 }
 
@@ -295,6 +358,121 @@ async fn written<T: EtcdConfig>(
         writeln!(out, "every reporting instance applied it").map_err(io)?;
     }
     Ok(())
+}
+
+/// The field paths of secret fields.
+fn secret_fields<T: EtcdConfig>() -> Vec<String> {
+    T::schema()
+        .fields
+        .iter()
+        .filter(|f| f.secret)
+        .map(|f| f.field.clone())
+        .collect()
+}
+
+/// A file of field paths to values: TOML, or JSON by the `.json` extension. Nested tables
+/// give dotted paths; a value that is not a string is taken as its text (`8`, `true`).
+fn read_file(path: &Path) -> Result<BTreeMap<String, String>> {
+    let bad = |why: String| Error::invalid(format!("{}: {why}", path.display()));
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let json = path.extension().is_some_and(|e| e == "json");
+    let value: serde_json::Value = if json {
+        serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?
+    } else {
+        let table: toml::Table = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        serde_json::to_value(table).map_err(|e| bad(e.to_string()))?
+    };
+    let mut flat = BTreeMap::new();
+    flatten("", &value, &mut flat).map_err(bad)?;
+    Ok(flat)
+}
+
+fn flatten(
+    path: &str,
+    value: &serde_json::Value,
+    out: &mut BTreeMap<String, String>,
+) -> std::result::Result<(), String> {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, value) in map {
+                let path = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                flatten(&path, value, out)?;
+            }
+        }
+        serde_json::Value::String(text) => {
+            out.insert(path.to_owned(), text.clone());
+        }
+        serde_json::Value::Null => return Err(format!("`{path}` has no value")),
+        other => {
+            out.insert(path.to_owned(), other.to_string());
+        }
+    }
+    Ok(())
+}
+
+/// The edits that make the config what `wanted` says: a set for each path in it, an unset
+/// for each field there now that it leaves out (secret fields are left alone).
+async fn edits_to<T: EtcdConfig>(
+    store: &Store,
+    wanted: &BTreeMap<String, String>,
+) -> Result<Vec<(String, Option<String>)>> {
+    let secret = secret_fields::<T>();
+    let mut edits: Vec<(String, Option<String>)> = wanted
+        .iter()
+        .map(|(path, value)| (path.clone(), Some(value.clone())))
+        .collect();
+    if let Ok(now) = store.load::<T>().await {
+        for (field, _) in shown(&now)? {
+            if !wanted.contains_key(&field) && !secret.contains(&field) {
+                edits.push((field, None));
+            }
+        }
+    }
+    Ok(edits)
+}
+
+async fn apply<T: EtcdConfig>(
+    store: &Store,
+    wanted: &BTreeMap<String, String>,
+    write: &WriteArgs,
+    out: &mut impl Write,
+) -> Result<()> {
+    let edits = edits_to::<T>(store, wanted).await?;
+    let borrowed: Vec<(&str, Option<&str>)> = edits
+        .iter()
+        .map(|(p, v)| (p.as_str(), v.as_deref()))
+        .collect();
+    edit::<T>(store, &borrowed, write, out).await
+}
+
+/// A TOML key for a field path: bare where TOML allows, quoted otherwise.
+fn toml_key(field: &str) -> String {
+    let bare = |part: &str| {
+        !part.is_empty()
+            && part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    };
+    field
+        .split('.')
+        .map(|part| {
+            if bare(part) {
+                part.to_owned()
+            } else {
+                toml_string(part)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// A TOML basic string.
+fn toml_string(text: &str) -> String {
+    serde_json::to_string(text).unwrap_or_default()
 }
 
 /// `field path -> value` as stored, secrets as `(secret)`.
@@ -334,7 +512,10 @@ fn print_diff(out: &mut impl Write, changes: &[FieldDiff]) -> std::io::Result<()
         if change.secret {
             writeln!(out, "~ {} (secret, changed)", change.field)?;
         } else {
-            let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "(absent)".to_owned());
+            let show = |v: &Option<String>| {
+                v.as_ref()
+                    .map_or("(absent)".to_owned(), |v| format!("{v:?}"))
+            };
             writeln!(
                 out,
                 "~ {}: {} -> {}",

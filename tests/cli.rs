@@ -92,7 +92,7 @@ async fn an_operator_session() {
         .await
         .unwrap();
     assert!(
-        dry.contains("~ workers: 2 -> 8") && dry.contains("dry run"),
+        dry.contains("~ workers: \"2\" -> \"8\"") && dry.contains("dry run"),
         "{dry}"
     );
     let err = admin(&store, &["set", "workers=1000"]).await.unwrap_err();
@@ -128,8 +128,54 @@ async fn an_operator_session() {
     )
     .await
     .unwrap();
-    assert!(rolled.contains("~ workers: 8 -> 2"), "{rolled}");
+    assert!(rolled.contains("~ workers: \"8\" -> \"2\""), "{rolled}");
     assert_eq!(store.load::<App>().await.unwrap().workers, 2);
     let schema = admin(&store, &["schema"]).await.unwrap();
     assert!(schema.contains("/cli/app/workers"), "{schema}");
+}
+
+/// `edit` opens `$EDITOR` on TOML without secrets; `apply` makes the config what a file says;
+/// `diff FILE` shows what applying it would change.
+#[tokio::test]
+async fn edit_apply_and_diff_files() {
+    let etcd = Etcd::single().await;
+    let store = Store::new(etcd.client().await);
+    admin(&store, &["set", "greeting=hi", "token=s3cr3t"])
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("app.toml");
+    std::fs::write(&file, "workers = 9\n").unwrap();
+    let preview = admin(&store, &["diff", file.to_str().unwrap()])
+        .await
+        .unwrap();
+    assert!(preview.contains("~ workers: \"2\" -> \"9\""), "{preview}");
+    assert!(preview.contains("~ greeting: \"hi\" -> \"\""), "{preview}");
+    admin(&store, &["apply", file.to_str().unwrap()])
+        .await
+        .unwrap();
+    let app = store.load::<App>().await.unwrap();
+    assert_eq!(
+        (app.workers, app.greeting.as_str(), app.token.as_str()),
+        (9, "", "s3cr3t")
+    );
+
+    // An "editor" that rewrites the file it is given; the secret never reaches it.
+    let seen = dir.path().join("seen.toml");
+    let editor = format!(
+        "sh -c 'cp \"$0\" {seen} && printf \"workers = 3\\ngreeting = \\\"yo\\\"\\n\" > \"$0\"'",
+        seen = seen.display()
+    );
+    std::env::set_var("EDITOR", editor);
+    admin(&store, &["edit", "--author", "dave"]).await.unwrap();
+    let shown = std::fs::read_to_string(&seen).unwrap();
+    assert!(
+        shown.contains("workers = \"9\"") && !shown.contains("s3cr3t"),
+        "{shown}"
+    );
+    let app = store.load::<App>().await.unwrap();
+    assert_eq!(
+        (app.workers, app.greeting.as_str(), app.token.as_str()),
+        (3, "yo", "s3cr3t")
+    );
 }

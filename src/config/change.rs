@@ -215,25 +215,28 @@ impl Store {
         assignments: &[(&str, &str)],
         note: &ChangeNote,
     ) -> Result<i64> {
-        let edits = assignments
+        let edits: Vec<_> = assignments
             .iter()
-            .map(|(path, value)| (*path, Some(*value)));
-        self.edit_keys::<T>(edits.collect(), note).await
+            .map(|(path, value)| (*path, Some(*value)))
+            .collect();
+        self.change_fields::<T>(&edits, note).await
     }
 
     /// Removes fields by path (an optional field becomes `None`, a map entry goes, a field
     /// with a default falls back to it), as [`set`](Self::set) does.
     pub async fn unset<T: EtcdConfig>(&self, paths: &[&str], note: &ChangeNote) -> Result<i64> {
-        let edits = paths.iter().map(|path| (*path, None));
-        self.edit_keys::<T>(edits.collect(), note).await
+        let edits: Vec<_> = paths.iter().map(|path| (*path, None)).collect();
+        self.change_fields::<T>(&edits, note).await
     }
 
-    async fn edit_keys<T: EtcdConfig>(
+    /// Sets (`Some` text) and removes (`None`) fields by path in one change, as
+    /// [`set`](Self::set) and [`unset`](Self::unset) do.
+    pub async fn change_fields<T: EtcdConfig>(
         &self,
-        edits: Vec<(&str, Option<&str>)>,
+        edits: &[(&str, Option<&str>)],
         note: &ChangeNote,
     ) -> Result<i64> {
-        let planned = self.plan_edit::<T>(&edits).await?;
+        let planned = self.plan_edit::<T>(edits).await?;
         let extra = self.note_ops::<T>(note).await?;
         self.write(&planned.after, Some(planned.revision), &extra)
             .await
