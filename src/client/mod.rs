@@ -12,6 +12,7 @@
 mod auth;
 mod cluster;
 mod keep_alive;
+mod key_value;
 pub(crate) mod kv;
 mod lease;
 mod maintenance;
@@ -31,10 +32,8 @@ use std::sync::{Arc, OnceLock};
 
 pub use auth::{Auth, AuthStatus, Permission, PermissionKind};
 pub use cluster::{Cluster, Member, MemberAdd, Members};
-pub use kv::{
-    Compact, Delete, DeleteResponse, Get, GetResponse, KeyValue, Kv, Put, PutResponse, SortOrder,
-    SortTarget,
-};
+pub use key_value::{KeyValue, SortOrder, SortTarget};
+pub use kv::{Compact, Delete, DeleteResponse, Get, GetResponse, Kv, Put, PutResponse};
 pub use lease::{KeepAlive, Lease, LeaseInfo, TimeToLive};
 pub use maintenance::{Alarm, AlarmMember, Downgrade, Hash, HashKv, Maintenance, Status};
 pub use options::{ConnectOptions, TlsOptions};

@@ -9,7 +9,8 @@ use std::task::{Context, Poll};
 use futures_core::Stream;
 use tokio::sync::{mpsc, oneshot};
 
-use super::kv::{BoxFuture, KeyValue};
+use super::key_value::KeyValue;
+use super::kv::BoxFuture;
 use super::watch_hub::{describe, Command};
 use super::watch_queue as queue;
 use super::{Client, ResponseHeader};

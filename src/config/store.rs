@@ -3,7 +3,7 @@
 use super::decode::{RawKeys, Source};
 use super::encode::Encoded;
 use super::EtcdConfig;
-use crate::client::kv::KeyValue;
+use crate::client::KeyValue;
 use crate::client::{Compare, CompareOp, TxnOp};
 use crate::error::{Error, Result};
 use crate::{Client, KeyRange};
