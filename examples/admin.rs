@@ -48,11 +48,16 @@ struct Admin {
 }
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() {
     let admin = Admin::parse();
     let endpoints = std::env::var("ETCD_ENDPOINTS").unwrap_or_else(|_| "127.0.0.1:2379".into());
-    let client = Client::connect(endpoints.split(','), ConnectOptions::default()).await?;
-    let store = Store::new(client);
-    etcd_config::cli::run::<Settings>(&store, admin.command, &mut std::io::stdout()).await?;
-    Ok(())
+    let result = async {
+        let client = Client::connect(endpoints.split(','), ConnectOptions::default()).await?;
+        let store = Store::new(client);
+        etcd_config::cli::run::<Settings>(&store, admin.command, &mut std::io::stdout()).await
+    };
+    if let Err(err) = result.await {
+        eprintln!("error: {err}");
+        std::process::exit(etcd_config::cli::exit_code(&err));
+    }
 }

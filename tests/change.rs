@@ -237,7 +237,7 @@ async fn wait_rollout_sees_the_fleet_take_or_reject_a_change() {
         .unwrap_err();
     let text = err.to_string();
     assert!(
-        text.contains("rejected it") && text.contains("size must be"),
+        text.contains("rejected revision") && text.contains("size must be"),
         "{text}"
     );
 }

@@ -23,6 +23,7 @@
 //! transaction) and `--dry-run` (print the field diff and change nothing). Secret fields are
 //! shown as `(secret)`, in diffs as changed only.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -179,14 +180,28 @@ pub async fn run<T: EtcdConfig>(
             writeln!(out, "{value}").map_err(io)?;
         }
         Command::Set { assignments, write } => {
-            let edits = assignments
+            let secret = secret_fields::<T>();
+            let mut owned = Vec::new();
+            for assignment in &assignments {
+                let (path, value) = assignment
+                    .split_once('=')
+                    .ok_or_else(|| Error::invalid(format!("`{assignment}` is not PATH=VALUE")))?;
+                let value = match (secret.iter().any(|s| s == path), value) {
+                    // argv is visible to other users: a secret comes from stdin.
+                    (true, "-") => read_secret(path)?,
+                    (true, _) => {
+                        return Err(Error::invalid(format!(
+                            "`{path}` is secret: give `{path}=-` and its value on standard input"
+                        )))
+                    }
+                    (false, value) => value.to_owned(),
+                };
+                owned.push((path.to_owned(), value));
+            }
+            let edits: Vec<(&str, Option<&str>)> = owned
                 .iter()
-                .map(|a| {
-                    a.split_once('=')
-                        .map(|(p, v)| (p, Some(v)))
-                        .ok_or_else(|| Error::invalid(format!("`{a}` is not PATH=VALUE")))
-                })
-                .collect::<Result<Vec<_>>>()?;
+                .map(|(p, v)| (p.as_str(), Some(v.as_str())))
+                .collect();
             edit::<T>(store, &edits, &write, out).await?;
         }
         Command::Unset { paths, write } => {
@@ -338,6 +353,46 @@ async fn edit<T: EtcdConfig>(
         print_diff(out, &diff(before, &planned.after)).map_err(io)?;
     }
     if write.dry_run {
+        // What the Txn would send: a put for each key whose value changes, a delete for each
+        // key that goes (secret values not shown), and the note.
+        let secret = secret_fields::<T>();
+        let before: BTreeMap<String, String> = planned
+            .before
+            .as_ref()
+            .map(crate::config::to_key_values)
+            .transpose()?
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        let after: BTreeMap<String, String> = crate::config::to_key_values(&planned.after)?
+            .into_iter()
+            .collect();
+        let hidden = |key: &str| {
+            T::schema()
+                .fields
+                .iter()
+                .any(|f| f.key == key && secret.contains(&f.field))
+        };
+        for (key, value) in &after {
+            if before.get(key) != Some(value) {
+                let shown = if hidden(key) {
+                    "(secret)".to_owned()
+                } else {
+                    format!("{value:?}")
+                };
+                writeln!(out, "would put {key} = {shown}").map_err(io)?;
+            }
+        }
+        for key in before.keys().filter(|k| !after.contains_key(*k)) {
+            writeln!(out, "would delete {key}").map_err(io)?;
+        }
+        writeln!(
+            out,
+            "would put a note under {} (if nothing changed since revision {})",
+            store.notes_prefix_of::<T>(),
+            planned.revision
+        )
+        .map_err(io)?;
         writeln!(out, "(dry run: nothing written)").map_err(io)?;
         return Ok(());
     }
@@ -360,6 +415,33 @@ async fn written<T: EtcdConfig>(
         writeln!(out, "every reporting instance applied it").map_err(io)?;
     }
     Ok(())
+}
+
+/// A secret's value: one line of standard input (without its line end).
+fn read_secret(path: &str) -> Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| Error::invalid(format!("cannot read `{path}` from standard input: {e}")))?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+/// The exit code for a failed command: 2 invalid input (a path, a value, `validate`), 3 a
+/// conflict (someone else changed the config), 4 an instance rejected the change (`--wait`),
+/// 5 etcd unreachable or timed out, 1 anything else.
+pub fn exit_code(err: &Error) -> i32 {
+    match err {
+        Error::InvalidArgument { .. }
+        | Error::Decode { .. }
+        | Error::Encode { .. }
+        | Error::TxnTooLarge { .. }
+        | Error::RequestTooLarge { .. }
+        | Error::Rejected { .. } => 2,
+        Error::Conflict { .. } => 3,
+        Error::RolloutRejected { .. } => 4,
+        Error::Connect { .. } | Error::Timeout { .. } | Error::Transport { .. } => 5,
+        _ => 1,
+    }
 }
 
 /// The field paths of secret fields.

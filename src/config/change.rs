@@ -377,7 +377,7 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// [`Error::Rejected`] naming the first instance that rejected `revision` (or a later one)
+    /// [`Error::RolloutRejected`] naming the first instance that rejected `revision` (or a later one)
     /// and its reason; [`Error::Timeout`] naming the instances still behind after `within`.
     pub async fn wait_rollout<T: EtcdConfig>(&self, revision: i64, within: Duration) -> Result<()> {
         let deadline = tokio::time::Instant::now() + within;
@@ -387,10 +387,11 @@ impl Store {
                 let rejected = r.last_rejected.as_ref()?;
                 (rejected.0 >= revision).then_some((&r.instance, rejected))
             }) {
-                return Err(Error::Rejected {
+                return Err(Error::RolloutRejected {
                     prefix: self.prefix_of::<T>(),
-                    revision: Some(*rejected),
-                    reason: format!("instance {instance} rejected it: {reason}"),
+                    instance: instance.clone(),
+                    revision: *rejected,
+                    reason: reason.clone(),
                 });
             }
             let behind: Vec<&str> = fleet

@@ -126,6 +126,18 @@ pub enum Error {
         /// What `validate` said.
         reason: String,
     },
+    /// An instance of the fleet rejected a change while waiting for its rollout
+    /// (`Store::wait_rollout`): its `validate` refused the value, or it did not decode there.
+    RolloutRejected {
+        /// The full key prefix of the config.
+        prefix: String,
+        /// The instance that rejected it.
+        instance: String,
+        /// The revision it rejected.
+        revision: i64,
+        /// Its reason (no secret values).
+        reason: String,
+    },
     /// A compare-and-swap found that keys under the prefix changed since the expected revision;
     /// nothing was written.
     Conflict {
@@ -288,6 +300,15 @@ impl fmt::Display for Error {
                     "config under {prefix} was rejected by its validate function and not saved: {reason}"
                 ),
             },
+            Error::RolloutRejected {
+                prefix,
+                instance,
+                revision,
+                reason,
+            } => write!(
+                f,
+                "instance {instance} rejected revision {revision} of {prefix}: {reason}"
+            ),
             Error::Conflict {
                 prefix,
                 expected,
