@@ -207,14 +207,16 @@ pub(super) async fn follow<T: EtcdConfig>(
     };
     let _confirming = Confirming::start(&store);
     let mut follower = started.into_follower(store);
-    let mut waiting: Option<Waiting<T>> = None;
+    // Boxed, like the timers below: thousands of live configs may wait here, and most never
+    // have a change waiting or metrics to refresh.
+    let mut waiting: Option<Box<Waiting<T>>> = None;
     // Metrics want the confirmation's age refreshed now and then; nothing else polls.
-    let mut check = tokio::time::interval(CHECK_EVERY);
+    let mut check = cfg!(feature = "metrics").then(|| tokio::time::interval(CHECK_EVERY));
     let mut health = publisher.shared.stream.as_ref().map(|s| s.subscribe());
     loop {
         let health_changed = async {
             match &mut health {
-                Some(health) => health.changed().await.is_ok(),
+                Some(health) => Box::pin(health.changed()).await.is_ok(),
                 None => std::future::pending().await,
             }
         };
@@ -224,7 +226,18 @@ pub(super) async fn follow<T: EtcdConfig>(
         };
         let settled = async {
             match due {
-                Some(due) => tokio::time::sleep_until(tokio::time::Instant::from_std(due)).await,
+                Some(due) => {
+                    let due = tokio::time::Instant::from_std(due);
+                    Box::pin(tokio::time::sleep_until(due)).await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let refresh = async {
+            match &mut check {
+                Some(check) => {
+                    check.tick().await;
+                }
                 None => std::future::pending().await,
             }
         };
@@ -234,7 +247,7 @@ pub(super) async fn follow<T: EtcdConfig>(
                     None => publisher.apply(update.config, update.revision, update.changed),
                     Some(_) => {
                         crate::sync::lock(&publisher.shared.tracking).pending = Some(update.revision);
-                        waiting = Some(merge(waiting.take(), update));
+                        waiting = Some(Box::new(merge(waiting.take().map(|w| *w), update)));
                     }
                 },
                 Some(Followed::Rejected(err)) => {
@@ -269,7 +282,7 @@ pub(super) async fn follow<T: EtcdConfig>(
                     (false, _) => health = None, // the client's watch task is gone
                 }
             }
-            _ = check.tick(), if cfg!(feature = "metrics") => {
+            () = refresh => {
                 let confirmed = crate::sync::lock(&publisher.shared.tracking).confirmed;
                 metrics::confirmed(publisher.prefix(), confirmed.map(|(at, _)| at));
             }
