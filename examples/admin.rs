@@ -8,37 +8,13 @@
 //! cargo run --features cli --example admin -- history
 //! ```
 
-use std::time::Duration;
-
 use clap::Parser;
-use etcd_config::{Client, ConnectOptions, EtcdConfig, Store};
+use etcd_config::{Client, ConnectOptions, Store};
 
-/// The demo service's settings (the same type as examples/hot_reload.rs).
-#[derive(EtcdConfig, Debug, Clone, PartialEq)]
-#[etcd(
-    prefix = "/services/demo",
-    rename_all = "kebab-case",
-    validate = "Settings::check"
-)]
-struct Settings {
-    /// What to greet with.
-    greeting: String,
-    /// How many workers to run.
-    #[etcd(default = 2)]
-    workers: u32,
-    /// How often to greet.
-    #[etcd(default = Duration::from_secs(1))]
-    interval: Duration,
-}
+#[path = "shared/settings.rs"]
+mod settings;
 
-impl Settings {
-    fn check(&self) -> Result<(), String> {
-        match self.workers {
-            1..=64 => Ok(()),
-            n => Err(format!("workers must be between 1 and 64, not {n}")),
-        }
-    }
-}
+use settings::Settings;
 
 /// Change the demo service's settings safely.
 #[derive(Parser)]

@@ -12,36 +12,13 @@
 //! ```
 //! `bash scripts/demo` runs the whole show against a throwaway etcd.
 
-use std::time::Duration;
-
-use etcd_config::{Client, ConnectOptions, EtcdConfig, LiveEvent, LiveOptions, Store};
+use etcd_config::{Client, ConnectOptions, LiveEvent, LiveOptions, Store};
 use futures_util::StreamExt;
 
-#[derive(EtcdConfig, Debug, Clone, PartialEq)]
-#[etcd(
-    prefix = "/services/demo",
-    rename_all = "kebab-case",
-    validate = "Settings::check"
-)]
-struct Settings {
-    /// What to greet with.
-    greeting: String,
-    /// How many workers to run.
-    #[etcd(default = 2)]
-    workers: u32,
-    /// How often to greet.
-    #[etcd(default = Duration::from_secs(1))]
-    interval: Duration,
-}
+#[path = "shared/settings.rs"]
+mod settings;
 
-impl Settings {
-    fn check(&self) -> Result<(), String> {
-        match self.workers {
-            1..=64 => Ok(()),
-            n => Err(format!("workers must be between 1 and 64, not {n}")),
-        }
-    }
-}
+use settings::Settings;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
