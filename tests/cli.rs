@@ -197,3 +197,54 @@ async fn edit_apply_and_diff_files() {
         (3, "yo", "s3cr3t")
     );
 }
+
+#[derive(EtcdConfig, Debug, Clone, PartialEq)]
+#[etcd(prefix = "/cli/vault")]
+struct Vault {
+    #[etcd(each, secret)]
+    keys: std::collections::BTreeMap<String, String>,
+}
+
+/// A secret map's entries (names may hold `/`) are hidden like any secret: not shown, not in
+/// a diff, not in a dry run, not taken from argv.
+#[tokio::test]
+async fn secret_map_entries_stay_hidden() {
+    let etcd = Etcd::single().await;
+    let store = Store::new(etcd.client().await);
+    let note = etcd_config::ChangeNote::by("setup");
+    store
+        .set::<Vault>(&[("keys.a/b", "hunter2")], &note)
+        .await
+        .unwrap();
+    let run = |args: &'static [&'static str]| {
+        let store = store.clone();
+        async move {
+            let parsed =
+                Vault2::try_parse_from(std::iter::once("admin").chain(args.iter().copied()))
+                    .unwrap();
+            let mut out = Vec::new();
+            let result = etcd_config::cli::run::<Vault>(&store, parsed.command, &mut out).await;
+            (result, String::from_utf8(out).unwrap())
+        }
+    };
+    let (_, show) = run(&["show"]).await;
+    assert!(show.contains("keys.a/b = (secret)"), "{show}");
+    let (err, _) = run(&["set", "keys.a/b=other"]).await;
+    assert!(err.unwrap_err().to_string().contains("standard input"));
+    let old = store.load::<Vault>().await.unwrap();
+    let mut new = old.clone();
+    new.keys.insert("a/b".into(), "s3cond".into());
+    let text = format!("{:?}", etcd_config::diff(&old, &new));
+    assert!(
+        !text.contains("hunter2") && !text.contains("s3cond"),
+        "{text}"
+    );
+    assert!(text.contains("secret: true"), "{text}");
+    assert!(!show.contains("hunter2"));
+}
+
+#[derive(Parser)]
+struct Vault2 {
+    #[command(subcommand)]
+    command: etcd_config::cli::Command,
+}

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
-use super::{edit, secret_fields, shown, WriteArgs};
-use crate::config::{EtcdConfig, Store};
+use super::{edit, shown, WriteArgs};
+use crate::config::{is_secret, EtcdConfig, Store};
 use crate::error::{Error, Result};
 
 /// A file of field paths to values: TOML, or JSON by the `.json` extension. Nested tables
@@ -58,14 +58,14 @@ pub(super) async fn edits_to<T: EtcdConfig>(
     store: &Store,
     wanted: &BTreeMap<String, String>,
 ) -> Result<Vec<(String, Option<String>)>> {
-    let secret = secret_fields::<T>();
+    let schema = T::schema();
     let mut edits: Vec<(String, Option<String>)> = wanted
         .iter()
         .map(|(path, value)| (path.clone(), Some(value.clone())))
         .collect();
     if let Ok(now) = store.load::<T>().await {
         for (field, _) in shown(&now)? {
-            if !wanted.contains_key(&field) && !secret.contains(&field) {
+            if !wanted.contains_key(&field) && !is_secret(&schema, &field) {
                 edits.push((field, None));
             }
         }

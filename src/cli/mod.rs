@@ -34,7 +34,7 @@ use clap::{Args, Subcommand};
 use files::{apply, edits_to, read_file, toml_key, toml_string};
 use futures_util::StreamExt;
 
-use crate::config::{diff, ChangeNote, EtcdConfig, FieldDiff, Store};
+use crate::config::{diff, field_of_key, is_secret, ChangeNote, EtcdConfig, FieldDiff, Store};
 use crate::error::{Error, Result};
 
 /// What to do with the config.
@@ -180,13 +180,13 @@ pub async fn run<T: EtcdConfig>(
             writeln!(out, "{value}").map_err(io)?;
         }
         Command::Set { assignments, write } => {
-            let secret = secret_fields::<T>();
+            let schema = T::schema();
             let mut owned = Vec::new();
             for assignment in &assignments {
                 let (path, value) = assignment
                     .split_once('=')
                     .ok_or_else(|| Error::invalid(format!("`{assignment}` is not PATH=VALUE")))?;
-                let value = match (secret.iter().any(|s| s == path), value) {
+                let value = match (is_secret(&schema, path), value) {
                     // argv is visible to other users: a secret comes from stdin.
                     (true, "-") => read_secret(path)?,
                     (true, _) => {
@@ -264,13 +264,13 @@ pub async fn run<T: EtcdConfig>(
         }
         Command::Edit { write } => {
             let loaded = store.load::<T>().await?;
-            let secret = secret_fields::<T>();
+            let schema = T::schema();
             let mut text = format!(
                 "# {} (secret fields are not shown and stay as they are)\n",
                 T::PREFIX
             );
             for (field, value) in shown(&loaded)? {
-                if !secret.contains(&field) {
+                if !is_secret(&schema, &field) {
                     text.push_str(&format!("{} = {}\n", toml_key(&field), toml_string(&value)));
                 }
             }
@@ -355,7 +355,7 @@ async fn edit<T: EtcdConfig>(
     if write.dry_run {
         // What the Txn would send: a put for each key whose value changes, a delete for each
         // key that goes (secret values not shown), and the note.
-        let secret = secret_fields::<T>();
+        let schema = T::schema();
         let before: BTreeMap<String, String> = planned
             .before
             .as_ref()
@@ -367,12 +367,7 @@ async fn edit<T: EtcdConfig>(
         let after: BTreeMap<String, String> = crate::config::to_key_values(&planned.after)?
             .into_iter()
             .collect();
-        let hidden = |key: &str| {
-            T::schema()
-                .fields
-                .iter()
-                .any(|f| f.key == key && secret.contains(&f.field))
-        };
+        let hidden = |key: &str| field_of_key(&schema, key).is_some_and(|(_, secret)| secret);
         for (key, value) in &after {
             if before.get(key) != Some(value) {
                 let shown = if hidden(key) {
@@ -444,40 +439,18 @@ pub fn exit_code(err: &Error) -> i32 {
     }
 }
 
-/// The field paths of secret fields.
-fn secret_fields<T: EtcdConfig>() -> Vec<String> {
-    T::schema()
-        .fields
-        .iter()
-        .filter(|f| f.secret)
-        .map(|f| f.field.clone())
-        .collect()
-}
-
 /// `field path -> value` as stored, secrets as `(secret)`.
 fn shown<T: EtcdConfig>(value: &T) -> Result<Vec<(String, String)>> {
     let schema = T::schema();
     let strip = format!("{}/", T::PREFIX);
-    let secret_keys: Vec<String> = schema
-        .fields
-        .iter()
-        .filter(|f| f.secret)
-        .map(|f| f.field.clone())
-        .collect();
     Ok(crate::config::to_key_values(value)?
         .into_iter()
         .map(|(key, value)| {
-            let relative = key.strip_prefix(&strip).unwrap_or(&key).replace('/', ".");
-            let field = schema
-                .fields
-                .iter()
-                .find(|f| f.key == key)
-                .map_or(relative, |f| f.field.clone());
-            let value = if secret_keys.contains(&field) {
-                "(secret)".to_owned()
-            } else {
-                value
-            };
+            let (field, secret) = field_of_key(&schema, &key).unwrap_or_else(|| {
+                let relative = key.strip_prefix(&strip).unwrap_or(&key);
+                (relative.replace('/', "."), false)
+            });
+            let value = if secret { "(secret)".to_owned() } else { value };
             (field, value)
         })
         .collect())

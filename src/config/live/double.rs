@@ -39,7 +39,9 @@ use crate::config::EtcdConfig;
 
 impl<T: EtcdConfig> Live<T> {
     /// A live config that always holds `value`: `get` returns it, `changed` never resolves,
-    /// `status` says it is current. Needs no etcd and no runtime.
+    /// `status` says it is following and confirmed current at the moment it is asked (a
+    /// readiness check built on it passes for as long as the test runs). Needs no etcd and no
+    /// runtime.
     pub fn fixed(value: T) -> Live<T> {
         let (mut sender, mut live) = Live::channel(value);
         // Nothing will ever be sent: the handles keep the change signal open themselves, so
