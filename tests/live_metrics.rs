@@ -1,5 +1,6 @@
 //! Live configs' metrics (cargo feature `metrics`) against a real etcd: a recorder installed
-//! as the global one sees the applied and rejected counts and the revision, per prefix.
+//! as the global one sees the applied and rejected counts, the revision, the confirmation age
+//! and reconnections, per prefix.
 #![cfg(feature = "metrics")]
 
 mod support;
@@ -87,12 +88,13 @@ impl Recorder for Seen {
     }
 }
 
-/// Applied and rejected revisions are counted, and the revision gauge follows the value.
+/// Applied and rejected revisions are counted, the revision gauge follows the value, the
+/// confirmation age is published, and a reconnection is counted.
 #[tokio::test]
 async fn applied_and_rejected_are_counted_per_prefix() {
     let seen = Seen::default();
     metrics::set_global_recorder(seen.clone()).expect("the only recorder in this test binary");
-    let etcd = Etcd::single().await;
+    let mut etcd = Etcd::single().await;
     let store = Store::new(etcd.client().await);
     let live = store.live::<Metered>().await.unwrap();
     let kv = etcd.client().await.kv();
@@ -114,4 +116,40 @@ async fn applied_and_rejected_are_counted_per_prefix() {
     )
     .await;
     assert_eq!(live.get().size, 3);
+
+    // The confirmation age is refreshed every second and stays small while etcd answers.
+    let age = "etcd_config_live_confirmed_age_seconds";
+    let registered = |seen: &Seen| {
+        seen.0
+            .lock()
+            .unwrap()
+            .contains_key(&format!("{age}{{prefix=/metered/}}"))
+    };
+    wait_until(
+        "the confirmation age published",
+        Duration::from_secs(10),
+        || registered(&seen),
+        |&yes| yes,
+    )
+    .await;
+    assert!(seen.get(age) <= 6, "age {}", seen.get(age));
+
+    // A reconnection is counted once the member is back.
+    etcd.stop(0);
+    wait_until(
+        "a reconnection counted",
+        Duration::from_secs(15),
+        || seen.get("etcd_config_live_reconnects_total"),
+        |&n| n >= 1,
+    )
+    .await;
+    etcd.restart(0).await;
+    wait_until(
+        "confirmed again after the restart",
+        Duration::from_secs(20),
+        || live.status().confirmed_within(Duration::from_secs(3)),
+        |&yes| yes,
+    )
+    .await;
+    assert!(seen.get(age) <= 6, "age {}", seen.get(age));
 }

@@ -37,7 +37,7 @@ pub use kv::{Compact, Delete, DeleteResponse, Get, GetResponse, Kv, Put, PutResp
 pub use lease::{KeepAlive, Lease, LeaseInfo, TimeToLive};
 pub use maintenance::{Alarm, AlarmMember, Downgrade, Hash, HashKv, Maintenance, Status};
 pub use options::{ConnectOptions, TlsOptions};
-pub(crate) use stream::StreamHealth;
+pub(crate) use stream::{OutageListener, StreamHealth};
 use token::Credentials;
 use transport::Transport;
 pub use txn::{Compare, CompareOp, Txn, TxnOp, TxnOpResponse, TxnResponse};

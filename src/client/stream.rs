@@ -8,10 +8,10 @@
 //! [`Supervised::close`] when only the stream must go (the next open reuses the endpoint).
 
 use std::future::Future;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use super::transport::{Conn, Transport};
@@ -46,14 +46,20 @@ pub(crate) struct Supervised<Req, Resp> {
 
 /// Whether a supervised stream is working, for whoever reports on it (a live config's status):
 /// down from the moment its endpoint failed until the stream on the next one answers.
-/// Subscribers are woken at each change, so nobody has to poll.
-#[derive(Clone)]
-pub(crate) struct StreamHealth(Arc<watch::Sender<Option<Outage>>>);
+/// Listeners are told when an outage starts, so nobody has to poll or keep a waiting future.
+#[derive(Clone, Default)]
+pub(crate) struct StreamHealth(Arc<Health>);
 
-impl Default for StreamHealth {
-    fn default() -> Self {
-        StreamHealth(Arc::new(watch::channel(None).0))
-    }
+#[derive(Default)]
+struct Health {
+    outage: Mutex<Option<Outage>>,
+    /// Held weakly: a listener that is gone is dropped at the next outage or registration.
+    listeners: Mutex<Vec<Weak<dyn OutageListener>>>,
+}
+
+/// Told when a supervised stream goes down (called on the stream's task: keep it short).
+pub(crate) trait OutageListener: Send + Sync {
+    fn outage(&self, reason: &str);
 }
 
 /// Since when a stream has been down, and why.
@@ -66,30 +72,43 @@ pub(crate) struct Outage {
 impl StreamHealth {
     /// The current outage, if the stream is down.
     pub(crate) fn outage(&self) -> Option<Outage> {
-        self.0.borrow().clone()
+        crate::sync::lock(&self.0.outage).clone()
     }
 
-    /// Woken at each change of the stream's health.
-    pub(crate) fn subscribe(&self) -> watch::Receiver<Option<Outage>> {
-        self.0.subscribe()
+    /// Tells `listener` of each outage from now on, for as long as it lives.
+    pub(crate) fn listen(&self, listener: Weak<dyn OutageListener>) {
+        let mut listeners = crate::sync::lock(&self.0.listeners);
+        // Amortized cleanup: the list never holds more than twice the live listeners.
+        if listeners.len() == listeners.capacity() {
+            listeners.retain(|l| l.strong_count() > 0);
+        }
+        listeners.push(listener);
     }
 
     /// Notes a failure; an outage already under way keeps its start and first reason.
     fn down(&self, reason: &str) {
-        self.0.send_if_modified(|outage| {
-            let starts = outage.is_none();
-            if starts {
-                *outage = Some(Outage {
-                    since: Instant::now(),
-                    reason: reason.to_owned(),
-                });
+        {
+            let mut outage = crate::sync::lock(&self.0.outage);
+            if outage.is_some() {
+                return;
             }
-            starts
-        });
+            *outage = Some(Outage {
+                since: Instant::now(),
+                reason: reason.to_owned(),
+            });
+        }
+        let listeners: Vec<_> = {
+            let mut listeners = crate::sync::lock(&self.0.listeners);
+            listeners.retain(|l| l.strong_count() > 0);
+            listeners.clone()
+        };
+        for listener in listeners.iter().filter_map(Weak::upgrade) {
+            listener.outage(reason);
+        }
     }
 
     fn up(&self) {
-        self.0.send_if_modified(|outage| outage.take().is_some());
+        crate::sync::lock(&self.0.outage).take();
     }
 }
 

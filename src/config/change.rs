@@ -451,6 +451,7 @@ fn field_at<'s, 'p>(schema: &'s Schema, path: &'p str) -> Option<(&'s SchemaFiel
 
 /// The field path of full key `key` (`/p/routes/blue` → `routes.blue`) and whether its field is
 /// secret; `None` for a key no field owns.
+#[cfg_attr(not(feature = "cli"), allow(dead_code))]
 pub(crate) fn field_of_key(schema: &Schema, key: &str) -> Option<(String, bool)> {
     schema.fields.iter().find_map(|field| {
         let names = fit(&field.key, key, '/')?;

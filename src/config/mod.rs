@@ -19,6 +19,7 @@ mod watch;
 
 pub use access::Access;
 pub use change::{diff, Change, ChangeNote, FieldDiff, PlannedEdit, KEPT_NOTES};
+#[cfg(feature = "cli")]
 pub(crate) use change::{field_of_key, is_secret};
 pub use fleet::FleetRecord;
 pub use live::{

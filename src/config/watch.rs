@@ -327,35 +327,40 @@ impl<T: EtcdConfig> Follower<T> {
             if self.ended {
                 return None;
             }
-            match self.watch.next().await? {
+            // The answer is taken apart before any other await: what a match holds across an
+            // await stays in every follower's state (thousands of live configs may wait here).
+            let compacted = match self.watch.next().await? {
                 Ok(response) if response.events.is_empty() => {
                     let revision = response.header.revision.max(self.tracked.revision);
                     self.ready.push_back(Followed::Confirmed(revision));
+                    false
                 }
                 Ok(response) => {
                     let results = apply(&self.prefix, &mut self.tracked, response);
                     self.ready.extend(results.into_iter().map(Followed::from));
+                    false
                 }
-                Err(err) if err.server_kind() == Some(ServerErrorKind::Compacted) => {
-                    // The revisions we missed are gone: start over from a fresh load. Boxed:
-                    // rare, and it would otherwise make every follower's state larger.
-                    let reloaded = Box::pin(resync(&self.store, &self.prefix, &mut self.tracked));
-                    match reloaded.await {
-                        Ok((update, next)) => {
-                            self.watch = next;
-                            self.ready
-                                .push_back(Followed::Resynced(self.tracked.revision));
-                            self.ready.extend(update.map(Followed::from));
-                        }
-                        Err(err) => {
-                            self.ended = true;
-                            return Some(Followed::Ended(err));
-                        }
-                    }
-                }
+                Err(err) if err.server_kind() == Some(ServerErrorKind::Compacted) => true,
                 Err(err) => {
                     self.ended = true;
                     return Some(Followed::Ended(err));
+                }
+            };
+            if compacted {
+                // The revisions we missed are gone: start over from a fresh load. Boxed: rare,
+                // and it would otherwise make every follower's state larger.
+                let reloaded = Box::pin(resync(&self.store, &self.prefix, &mut self.tracked));
+                match reloaded.await {
+                    Ok((update, next)) => {
+                        self.watch = next;
+                        self.ready
+                            .push_back(Followed::Resynced(self.tracked.revision));
+                        self.ready.extend(update.map(Followed::from));
+                    }
+                    Err(err) => {
+                        self.ended = true;
+                        return Some(Followed::Ended(err));
+                    }
                 }
             }
         }

@@ -141,6 +141,7 @@ impl<T> Drop for LiveSender<T> {
         if let Some(publisher) = &self.publisher {
             let mut tracking = crate::sync::lock(&publisher.shared.tracking);
             tracking
+                .rare_mut()
                 .stopped
                 .get_or_insert_with(|| "the test's LiveSender was dropped".to_owned());
         }

@@ -16,7 +16,7 @@ use super::{metrics, Shared, Snapshot};
 use crate::backoff::Backoff;
 use crate::config::cache_file::write_cache_logged;
 use crate::config::fleet::{unix_ms, Record};
-use crate::config::watch::{changed_fields, stored, Followed, Started};
+use crate::config::watch::{changed_fields, stored, Followed, Follower, Started};
 use crate::config::{EtcdConfig, Store, Update};
 
 /// Where a live config's news goes: the shared value and status, the change signal, the event
@@ -83,7 +83,9 @@ impl<T: EtcdConfig> Publisher<T> {
         {
             let mut tracking = crate::sync::lock(&self.shared.tracking);
             tracking.pending = None;
-            tracking.unreachable = None;
+            if let Some(rare) = &mut tracking.rare {
+                rare.unreachable = None;
+            }
         }
         self.notify.send_replace(revision);
         self.report(|record| {
@@ -106,7 +108,7 @@ impl<T: EtcdConfig> Publisher<T> {
         {
             let mut tracking = crate::sync::lock(&self.shared.tracking);
             tracking.pending = None;
-            tracking.last_rejected = Some(Rejection {
+            tracking.rare_mut().last_rejected = Some(Rejection {
                 revision,
                 reason: reason.clone(),
                 at: Instant::now(),
@@ -128,7 +130,7 @@ impl<T: EtcdConfig> Publisher<T> {
     /// The follower ends; handles' `changed` fails with `reason` from now on.
     pub(super) fn stop(&self, reason: String) {
         tracing::warn!(prefix = %self.prefix(), error = %reason, "config watch ended");
-        crate::sync::lock(&self.shared.tracking).stopped = Some(reason.clone());
+        crate::sync::lock(&self.shared.tracking).rare_mut().stopped = Some(reason.clone());
         self.report(|record| {
             record.state = "stopped".to_owned();
             record.since_ms = unix_ms(SystemTime::now());
@@ -166,6 +168,13 @@ impl Drop for Confirming {
     }
 }
 
+/// The settle window of a live config that has one, and the change waiting for it. Boxed by
+/// the follower: most live configs have none.
+struct Settling<T> {
+    settle: Settle,
+    waiting: Option<Waiting<T>>,
+}
+
 /// A change waiting for the settle window.
 struct Waiting<T> {
     update: Update<T>,
@@ -173,86 +182,106 @@ struct Waiting<T> {
     last_seen: Instant,
 }
 
-impl<T> Waiting<T> {
-    /// When it is applied: once the prefix was quiet long enough, or it waited the longest.
-    fn due(&self, settle: Settle) -> Instant {
-        (self.last_seen + settle.quiet).min(self.first_seen + settle.at_most)
+impl<T> Settling<T> {
+    /// When the waiting change is applied: once the prefix was quiet long enough, or it
+    /// waited the longest.
+    fn due(&self) -> Option<Instant> {
+        let waiting = self.waiting.as_ref()?;
+        Some((waiting.last_seen + self.settle.quiet).min(waiting.first_seen + self.settle.at_most))
     }
 }
 
-/// How often the follower refreshes its metrics (with the `metrics` feature).
-const CHECK_EVERY: Duration = Duration::from_secs(1);
-
-/// The background task. One per live config.
-pub(super) async fn follow<T: EtcdConfig>(
-    store: Store,
+/// Starts the background task of a live config: following `started`, or, after a start from
+/// the cache file (`None`), reaching etcd first.
+pub(super) fn spawn<T: EtcdConfig>(
+    store: &Store,
     started: Option<Started<T>>,
     publisher: Publisher<T>,
     settle: Option<Settle>,
 ) {
-    let started = match started {
-        Some(started) => started,
-        // Boxed: only a stale start needs it.
-        None => match Box::pin(reconnect::<T>(&store, &publisher)).await {
-            Some(started) => {
-                let (value, revision) = started.initial();
-                let cached = publisher.shared.current.load().value.clone();
-                let changed = changed_fields(&stored(&*cached), &stored(&*value));
-                publisher.apply(value, revision, changed);
-                publisher.confirm(revision);
-                started
-            }
-            None => return,
-        },
+    let settling = settle.map(|settle| {
+        Box::new(Settling {
+            settle,
+            waiting: None,
+        })
+    });
+    match started {
+        // The follower is made here, not in the task: what an async fn takes stays in its
+        // state for as long as it runs, and thousands of these may run.
+        Some(started) => {
+            let follower = started.into_follower(store.clone());
+            tokio::spawn(follow(
+                follower,
+                Confirming::start(store),
+                publisher,
+                settling,
+            ));
+        }
+        None => {
+            tokio::spawn(reach_then_follow(store.clone(), publisher, settling));
+        }
+    }
+}
+
+/// After a start from the cache file: retries the first load until etcd answers, puts its
+/// value in place, then follows.
+async fn reach_then_follow<T: EtcdConfig>(
+    store: Store,
+    publisher: Publisher<T>,
+    settling: Option<Box<Settling<T>>>,
+) {
+    let Some(started) = reconnect::<T>(&store, &publisher).await else {
+        return;
     };
-    let _confirming = Confirming::start(&store);
-    let mut follower = started.into_follower(store);
-    // Boxed, like the timers below: thousands of live configs may wait here, and most never
-    // have a change waiting or metrics to refresh.
-    let mut waiting: Option<Box<Waiting<T>>> = None;
-    // Metrics want the confirmation's age refreshed now and then; nothing else polls.
-    let mut check = cfg!(feature = "metrics").then(|| tokio::time::interval(CHECK_EVERY));
-    let mut health = publisher.shared.stream.as_ref().map(|s| s.subscribe());
+    let (value, revision) = started.initial();
+    let cached = publisher.shared.current.load().value.clone();
+    let changed = changed_fields(&stored(&*cached), &stored(&*value));
+    publisher.apply(value, revision, changed);
+    publisher.confirm(revision);
+    let confirming = Confirming::start(&store);
+    Box::pin(follow(
+        started.into_follower(store),
+        confirming,
+        publisher,
+        settling,
+    ))
+    .await;
+}
+
+/// The background task. One per live config: it waits on the watch, the settle timer and the
+/// handles, nothing else (outages and metrics reach the live config without it).
+async fn follow<T: EtcdConfig>(
+    mut follower: Follower<T>,
+    _confirming: Confirming,
+    publisher: Publisher<T>,
+    mut settling: Option<Box<Settling<T>>>,
+) {
     loop {
-        let health_changed = async {
-            match &mut health {
-                Some(health) => Box::pin(health.changed()).await.is_ok(),
-                None => std::future::pending().await,
-            }
-        };
-        let due = match (&waiting, settle) {
-            (Some(waiting), Some(settle)) => Some(waiting.due(settle)),
-            _ => None,
-        };
-        let settled = async {
-            match due {
-                Some(due) => {
-                    let due = tokio::time::Instant::from_std(due);
-                    Box::pin(tokio::time::sleep_until(due)).await;
-                }
-                None => std::future::pending().await,
-            }
-        };
-        let refresh = async {
-            match &mut check {
-                Some(check) => {
-                    check.tick().await;
-                }
+        let sleep = settling.as_ref().and_then(|s| s.due()).map(|due| {
+            Box::pin(tokio::time::sleep_until(tokio::time::Instant::from_std(
+                due,
+            )))
+        });
+        let settled = async move {
+            match sleep {
+                Some(sleep) => sleep.await,
                 None => std::future::pending().await,
             }
         };
         tokio::select! {
             item = follower.next() => match item {
-                Some(Followed::Updated(update)) => match settle {
+                Some(Followed::Updated(update)) => match &mut settling {
                     None => publisher.apply(update.config, update.revision, update.changed),
-                    Some(_) => {
+                    Some(settling) => {
                         crate::sync::lock(&publisher.shared.tracking).pending = Some(update.revision);
-                        waiting = Some(Box::new(merge(waiting.take().map(|w| *w), update)));
+                        settling.waiting = Some(merge(settling.waiting.take(), update));
                     }
                 },
                 Some(Followed::Rejected(err)) => {
                     // An edit that ends invalid is not applied halfway.
-                    waiting = None;
+                    if let Some(settling) = &mut settling {
+                        settling.waiting = None;
+                    }
                     publisher.reject(rejected_revision(&err).unwrap_or(0), err.to_string());
                 }
                 Some(Followed::Confirmed(revision)) => publisher.confirm(revision),
@@ -266,25 +295,10 @@ pub(super) async fn follow<T: EtcdConfig>(
                 None => return,
             },
             () = settled => {
-                if let Some(done) = waiting.take() {
+                if let Some(done) = settling.as_mut().and_then(|s| s.waiting.take()) {
                     let update = done.update;
                     publisher.apply(update.config, update.revision, update.changed);
                 }
-            }
-            open = health_changed => {
-                let outage = health.as_mut().and_then(|h| h.borrow_and_update().clone());
-                match (open, outage) {
-                    (true, Some(outage)) => {
-                        metrics::reconnect(publisher.prefix());
-                        publisher.event(LiveEvent::Reconnecting { reason: outage.reason });
-                    }
-                    (true, None) => {}
-                    (false, _) => health = None, // the client's watch task is gone
-                }
-            }
-            () = refresh => {
-                let confirmed = crate::sync::lock(&publisher.shared.tracking).confirmed;
-                metrics::confirmed(publisher.prefix(), confirmed.map(|(at, _)| at));
             }
             () = publisher.closed() => return, // every handle is gone
         }
@@ -332,8 +346,9 @@ async fn reconnect<T: EtcdConfig>(store: &Store, publisher: &Publisher<T>) -> Op
             Err(err) => {
                 tracing::debug!(error = %err, "etcd still unreachable");
                 let mut tracking = crate::sync::lock(&publisher.shared.tracking);
-                if tracking.unreachable.is_none() {
-                    tracking.unreachable = Some((Instant::now(), err.to_string()));
+                let rare = tracking.rare_mut();
+                if rare.unreachable.is_none() {
+                    rare.unreachable = Some((Instant::now(), err.to_string()));
                 }
             }
         }

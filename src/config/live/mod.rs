@@ -12,7 +12,7 @@ mod select;
 mod start;
 mod status;
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -26,9 +26,9 @@ pub use status::{FollowerState, LiveEvent, LiveEvents, LiveStatus, Rejection};
 use super::cache_file::write_cache_logged;
 use super::fleet::{start_reporter, unix_ms, Record};
 use super::{EtcdConfig, Store, Versioned};
-use crate::client::StreamHealth;
+use crate::client::{OutageListener, StreamHealth};
 use crate::error::{Error, Result};
-use follow::{follow, Publisher};
+use follow::Publisher;
 use start::Start;
 
 /// One value of the config and where it came from.
@@ -56,13 +56,60 @@ pub(super) struct Shared<T> {
 struct Tracking {
     /// When etcd last confirmed the value current, and at which store revision.
     confirmed: Option<(Instant, i64)>,
+    /// A revision waiting for the settle window.
+    pending: Option<i64>,
+    /// What most live configs never have, boxed: thousands of them may run in one process.
+    rare: Option<Box<Rare>>,
+}
+
+#[derive(Default)]
+struct Rare {
     /// Why the follower ended, once it has.
     stopped: Option<String>,
     /// Since when and why the follower cannot reach etcd (before its first load).
     unreachable: Option<(Instant, String)>,
     last_rejected: Option<Rejection>,
-    /// A revision waiting for the settle window.
-    pending: Option<i64>,
+}
+
+impl Tracking {
+    fn rare(&self) -> Option<&Rare> {
+        self.rare.as_deref()
+    }
+
+    fn rare_mut(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
+    fn stopped(&self) -> Option<&String> {
+        self.rare()?.stopped.as_ref()
+    }
+}
+
+/// Told by the client when the Watch stream breaks: a reconnection, for events and metrics.
+impl<T: Send + Sync> OutageListener for Shared<T> {
+    fn outage(&self, reason: &str) {
+        if crate::sync::lock(&self.tracking).stopped().is_some() {
+            return;
+        }
+        metrics::reconnect(&self.prefix);
+        if let Some(events) = self.events.get() {
+            let _ = events.send(LiveEvent::Reconnecting {
+                reason: reason.to_owned(),
+            });
+        }
+    }
+}
+
+impl<T: Send + Sync> metrics::Confirmation for Shared<T> {
+    fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn confirmed_at(&self) -> Option<Instant> {
+        crate::sync::lock(&self.tracking)
+            .confirmed
+            .map(|(at, _)| at)
+    }
 }
 
 impl<T> Shared<T> {
@@ -150,7 +197,9 @@ impl<T: EtcdConfig> Live<T> {
         let snapshot = self.shared.current.load();
         let tracking = crate::sync::lock(&self.shared.tracking);
         let outage = self.shared.stream.as_ref().and_then(StreamHealth::outage);
-        let state = match (&tracking.stopped, &tracking.unreachable, outage) {
+        let rare = tracking.rare();
+        let unreachable = rare.and_then(|r| r.unreachable.as_ref());
+        let state = match (tracking.stopped(), unreachable, outage) {
             (Some(reason), _, _) => FollowerState::Stopped {
                 reason: reason.clone(),
             },
@@ -165,7 +214,7 @@ impl<T: EtcdConfig> Live<T> {
             (None, None, None) => FollowerState::Following,
         };
         // A test double has no etcd to fall behind: it is current for as long as it runs.
-        let confirmed = match (&self.shared.stream, &tracking.stopped) {
+        let confirmed = match (&self.shared.stream, tracking.stopped()) {
             (None, None) => Some((Instant::now(), snapshot.revision)),
             _ => tracking.confirmed,
         };
@@ -175,7 +224,7 @@ impl<T: EtcdConfig> Live<T> {
             confirmed_current_at: confirmed.map(|(at, _)| at),
             confirmed_revision: confirmed.map_or(0, |(_, revision)| revision),
             state,
-            last_rejected: tracking.last_rejected.clone(),
+            last_rejected: rare.and_then(|r| r.last_rejected.clone()),
             stale: snapshot.stale,
             pending: tracking.pending,
         }
@@ -202,8 +251,8 @@ impl<T: EtcdConfig> Live<T> {
         self.changes.changed().await.map_err(|_| Error::Stopped {
             what: format!("live config {}", self.shared.prefix),
             reason: crate::sync::lock(&self.shared.tracking)
-                .stopped
-                .clone()
+                .stopped()
+                .cloned()
                 .unwrap_or_else(|| "its watch ended".to_owned()),
         })
     }
@@ -232,14 +281,18 @@ impl Store {
         if let (Some(path), false) = (&options.cache_file, initial.stale) {
             write_cache_logged(&prefix, path, &*initial.value, initial.revision);
         }
-        let stream = Some(self.client().watch_hub().health.clone());
-        let shared = Arc::new(Shared::new(initial, prefix, stream));
+        let health = self.client().watch_hub().health.clone();
+        let shared = Arc::new(Shared::new(initial, prefix, Some(health.clone())));
+        health.listen(Arc::downgrade(&shared) as Weak<dyn OutageListener>);
+        metrics::track(Arc::downgrade(&shared) as Weak<dyn metrics::Confirmation>);
         {
             let mut tracking = crate::sync::lock(&shared.tracking);
             if let Some(reason) = unreachable_because {
-                tracking.unreachable = Some((Instant::now(), reason));
+                tracking.rare_mut().unreachable = Some((Instant::now(), reason));
             }
-            tracking.last_rejected = rejected;
+            if rejected.is_some() {
+                tracking.rare_mut().last_rejected = rejected;
+            }
         }
         let (notify, changes) = watch::channel(shared.current.load().revision);
         let report = options.report_as.as_ref().map(|instance| {
@@ -257,7 +310,7 @@ impl Store {
         });
         let publisher =
             Publisher::new(shared.clone(), notify, options.cache_file).reporting(report);
-        tokio::spawn(follow(self.clone(), started, publisher, options.settle));
+        follow::spawn(self, started, publisher, options.settle);
         Ok(Live {
             shared,
             changes,
