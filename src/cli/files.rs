@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
-use super::{edit, shown, WriteArgs};
+use super::report::shown;
+use super::write::edit;
+use super::WriteArgs;
 use crate::config::{is_secret, EtcdConfig, Store};
 use crate::error::{Error, Result};
 
@@ -64,9 +66,9 @@ pub(super) async fn edits_to<T: EtcdConfig>(
         .map(|(path, value)| (path.clone(), Some(value.clone())))
         .collect();
     if let Ok(now) = store.load::<T>().await {
-        for (field, _) in shown(&now)? {
-            if !wanted.contains_key(&field) && !is_secret(&schema, &field) {
-                edits.push((field, None));
+        for field in shown(&now)? {
+            if !wanted.contains_key(&field.path) && !is_secret(&schema, &field.path) {
+                edits.push((field.path, None));
             }
         }
     }
@@ -87,8 +89,46 @@ pub(super) async fn apply<T: EtcdConfig>(
     edit::<T>(store, &borrowed, write, out).await
 }
 
+/// Opens `$EDITOR` on the config as TOML, secret fields left out (and left as they are), then
+/// applies what was saved.
+pub(super) async fn edit_in_editor<T: EtcdConfig>(
+    store: &Store,
+    write: &WriteArgs,
+    out: &mut impl Write,
+) -> Result<()> {
+    let loaded = store.load::<T>().await?;
+    let mut text = format!(
+        "# {} (secret fields are not shown and stay as they are)\n",
+        T::PREFIX
+    );
+    for field in shown(&loaded)? {
+        if let Some(value) = &field.value {
+            let line = format!("{} = {}\n", toml_key(&field.path), toml_string(value));
+            text.push_str(&line);
+        }
+    }
+    let path = std::env::temp_dir().join(format!("etcd-config-edit-{}.toml", std::process::id()));
+    std::fs::write(&path, text).map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?;
+    let editor = std::env::var("EDITOR").unwrap_or_else(|_| "vi".to_owned());
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{editor} \"$1\""))
+        .arg("sh")
+        .arg(&path)
+        .status()
+        .map_err(|e| Error::invalid(format!("cannot run {editor}: {e}")))?;
+    let wanted = read_file(&path);
+    let _ = std::fs::remove_file(&path);
+    if !status.success() {
+        return Err(Error::invalid(format!(
+            "{editor} failed ({status}); nothing saved"
+        )));
+    }
+    apply::<T>(store, &wanted?, write, out).await
+}
+
 /// A TOML key for a field path: bare where TOML allows, quoted otherwise.
-pub(super) fn toml_key(field: &str) -> String {
+fn toml_key(field: &str) -> String {
     let bare = |part: &str| {
         !part.is_empty()
             && part
@@ -109,6 +149,6 @@ pub(super) fn toml_key(field: &str) -> String {
 }
 
 /// A TOML basic string.
-pub(super) fn toml_string(text: &str) -> String {
+fn toml_string(text: &str) -> String {
     serde_json::to_string(text).unwrap_or_default()
 }

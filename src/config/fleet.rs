@@ -6,9 +6,15 @@
 //! The records of config `T` live under `namespace + T::PREFIX + ".fleet/"`, one key per
 //! instance: outside the keys `T` owns, so a load, a watch or a save of `T` never sees them.
 //! Each is JSON that `etcdctl get` shows as it is:
-//! `{"revision":42,"applied_at_ms":…,"state":"following","since_ms":…,"last_rejected":null}`.
+//! `{"revision":42,"applied_at_ms":…,"state":"following","since_ms":…,"last_rejected":null}`,
+//! with `"unconfirmed_since_ms":…` added while etcd has not confirmed the instance's value
+//! current for [`FleetRecord::UNCONFIRMED_AFTER`] (its watch is stuck, or it serves the cache file).
+//!
+//! A record is rewritten when the instance applies or rejects a revision, when its follower
+//! stops, and when it becomes unconfirmed or confirmed again, checked every few seconds:
+//! never on a timer of its own, so a quiet fleet writes nothing but its lease keep-alives.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -21,6 +27,10 @@ use crate::key_range::KeyRange;
 
 /// How long a record outlives its process: the TTL of its lease, in seconds.
 const RECORD_TTL: i64 = 10;
+
+
+/// How often the reporter looks at the instance's confirmation.
+const CHECK_EVERY: Duration = Duration::from_secs(5);
 
 /// One instance's report, from [`Store::fleet`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +48,15 @@ pub struct FleetRecord {
     pub since: SystemTime,
     /// The last revision it did not apply, and why (no secret values).
     pub last_rejected: Option<(i64, String)>,
+    /// Since when etcd has not confirmed its value current, once that lasted longer than
+    /// [`UNCONFIRMED_AFTER`](Self::UNCONFIRMED_AFTER); `None` while it is confirmed.
+    pub unconfirmed_since: Option<SystemTime>,
+}
+
+impl FleetRecord {
+    /// An instance whose value etcd has not confirmed current for this long says so in its
+    /// record (a live config asks etcd for a confirmation every 5 s).
+    pub const UNCONFIRMED_AFTER: Duration = Duration::from_secs(30);
 }
 
 /// A record as stored.
@@ -48,6 +67,8 @@ pub(crate) struct Record {
     pub(crate) state: String,
     pub(crate) since_ms: u64,
     pub(crate) last_rejected: Option<(i64, String)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) unconfirmed_since_ms: Option<u64>,
 }
 
 /// Milliseconds since the Unix epoch, for records.
@@ -88,39 +109,87 @@ impl Store {
                     state: record.state,
                     since: from_unix_ms(record.since_ms),
                     last_rejected: record.last_rejected,
+                    unconfirmed_since: record.unconfirmed_since_ms.map(from_unix_ms),
                 })
             })
             .collect())
     }
 }
 
+/// When etcd last confirmed an instance's value current (`None`: never).
+pub(crate) type Confirmed = Box<dyn Fn() -> Option<Instant> + Send + Sync>;
+
 /// Starts the task that keeps one instance's record current; it writes the latest record it
-/// is given (never blocking the follower: records in between are skipped), and revokes its
-/// lease once the sender is dropped.
-pub(crate) fn start_reporter(store: Store, key: String, first: Record) -> watch::Sender<Record> {
+/// is given (never blocking the follower: records in between are skipped), notes when the
+/// instance's value goes unconfirmed, and revokes its lease once the sender is dropped.
+pub(crate) fn start_reporter(
+    store: Store,
+    key: String,
+    first: Record,
+    confirmed: Confirmed,
+) -> watch::Sender<Record> {
     let (sender, records) = watch::channel(first);
-    tokio::spawn(report(store, key, records));
+    tokio::spawn(report(store, key, records, confirmed));
     sender
 }
 
-async fn report(store: Store, key: String, mut records: watch::Receiver<Record>) {
+async fn report(
+    store: Store,
+    key: String,
+    mut records: watch::Receiver<Record>,
+    confirmed: Confirmed,
+) {
     let mut lease: Option<KeepAlive> = None;
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+    let mut check = tokio::time::interval(CHECK_EVERY);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut unconfirmed_since: Option<u64> = None;
+    // Whether etcd holds an older record than the one to write.
+    let mut dirty = true;
     loop {
-        let record = records.borrow_and_update().clone();
-        match write(&store, &key, &record, &mut lease).await {
-            Ok(()) => backoff.reset(),
-            Err(err) => {
-                tracing::debug!(%key, error = %err, "cannot write the fleet record; retrying");
-                tokio::select! {
-                    () = backoff.wait() => continue,
-                    gone = records.changed() => if gone.is_err() { break },
+        if dirty {
+            let mut record = records.borrow_and_update().clone();
+            record.unconfirmed_since_ms = unconfirmed_since;
+            match write(&store, &key, &record, &mut lease).await {
+                Ok(()) => {
+                    backoff.reset();
+                    dirty = false;
                 }
-                continue;
+                Err(err) => {
+                    tracing::debug!(%key, error = %err, "cannot write the fleet record; retrying");
+                    tokio::select! {
+                        () = backoff.wait() => continue,
+                        gone = records.changed() => if gone.is_err() { break },
+                    }
+                    continue;
+                }
             }
         }
-        if records.changed().await.is_err() {
-            break; // the live config is gone
+        tokio::select! {
+            gone = records.changed() => {
+                if gone.is_err() {
+                    break; // the live config is gone
+                }
+                dirty = true;
+            }
+            _ = check.tick() => {
+                let last = confirmed();
+                let current = last.is_some_and(|at| at.elapsed() < FleetRecord::UNCONFIRMED_AFTER);
+                match (current, unconfirmed_since) {
+                    (false, None) => {
+                        // Unconfirmed since the last confirmation, if there was one.
+                        let now = SystemTime::now();
+                        let since = last.map_or(now, |at| now - at.elapsed());
+                        unconfirmed_since = Some(unix_ms(since));
+                        dirty = true;
+                    }
+                    (true, Some(_)) => {
+                        unconfirmed_since = None;
+                        dirty = true;
+                    }
+                    _ => {}
+                }
+            }
         }
     }
     if let Some(lease) = lease {

@@ -21,6 +21,8 @@ pub use access::Access;
 pub use change::{diff, Change, ChangeNote, FieldDiff, PlannedEdit, KEPT_NOTES};
 #[cfg(feature = "cli")]
 pub(crate) use change::{field_of_key, is_secret};
+#[cfg(feature = "cli")]
+pub(crate) use fleet::unix_ms;
 pub use fleet::FleetRecord;
 pub use live::{
     FollowerState, Live, LiveEvent, LiveEvents, LiveOptions, LiveSender, LiveStatus, Rejection,

@@ -204,6 +204,16 @@ pub enum Error {
 }
 
 impl Error {
+    /// For a revision of a config that was not taken (it does not decode, or `validate`
+    /// refused it): that revision.
+    pub(crate) fn rejected_revision(&self) -> Option<i64> {
+        match self {
+            Error::Decode { revision, .. } => Some(*revision),
+            Error::Rejected { revision, .. } => *revision,
+            _ => None,
+        }
+    }
+
     /// The kind of server error, if etcd itself refused the request.
     pub fn server_kind(&self) -> Option<ServerErrorKind> {
         match self {

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 
 use super::options::Settle;
-use super::start::rejected_revision;
 use super::status::{LiveEvent, Rejection};
 use super::{metrics, Shared, Snapshot};
 use crate::backoff::Backoff;
@@ -282,7 +281,7 @@ async fn follow<T: EtcdConfig>(
                     if let Some(settling) = &mut settling {
                         settling.waiting = None;
                     }
-                    publisher.reject(rejected_revision(&err).unwrap_or(0), err.to_string());
+                    publisher.reject(err.rejected_revision().unwrap_or(0), err.to_string());
                 }
                 Some(Followed::Confirmed(revision)) => publisher.confirm(revision),
                 Some(Followed::Resynced(revision)) => {

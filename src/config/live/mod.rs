@@ -24,7 +24,7 @@ pub use select::Selected;
 pub use status::{FollowerState, LiveEvent, LiveEvents, LiveStatus, Rejection};
 
 use super::cache_file::write_cache_logged;
-use super::fleet::{start_reporter, unix_ms, Record};
+use super::fleet::{start_reporter, unix_ms, Confirmed, Record};
 use super::{EtcdConfig, Store, Versioned};
 use crate::client::{OutageListener, StreamHealth};
 use crate::error::{Error, Result};
@@ -304,9 +304,15 @@ impl Store {
                 state: if snapshot.stale { "stale" } else { "following" }.to_owned(),
                 since_ms: now,
                 last_rejected: None,
+                unconfirmed_since_ms: None,
             };
             let key = format!("{}{instance}", self.fleet_prefix_of::<T>());
-            start_reporter(self.clone(), key, record)
+            let live = Arc::downgrade(&shared);
+            let confirmed: Confirmed = Box::new(move || {
+                use metrics::Confirmation;
+                live.upgrade()?.confirmed_at()
+            });
+            start_reporter(self.clone(), key, record, confirmed)
         });
         let publisher =
             Publisher::new(shared.clone(), notify, options.cache_file).reporting(report);

@@ -112,21 +112,12 @@ pub(super) async fn first_value<T: EtcdConfig>(
         "the config in etcd is invalid; starting from an earlier valid one");
     let mut start = Start::stale(value, revision);
     start.rejected = Some(Rejection {
-        revision: rejected_revision(&invalid).unwrap_or(invalid_at),
+        revision: invalid.rejected_revision().unwrap_or(invalid_at),
         reason: invalid.to_string(),
         at: Instant::now(),
     });
     start.started = Some(started);
     Ok(start)
-}
-
-/// The revision a decode or validation error names.
-pub(super) fn rejected_revision(err: &Error) -> Option<i64> {
-    match err {
-        Error::Decode { revision, .. } => Some(*revision),
-        Error::Rejected { revision, .. } => *revision,
-        _ => None,
-    }
 }
 
 /// True for errors that mean "no etcd answered", as opposed to "etcd said no".
