@@ -248,3 +248,73 @@ struct Vault2 {
     #[command(subcommand)]
     command: etcd_config::cli::Command,
 }
+
+/// `status` tells current, behind and unconfirmed instances apart, from records as etcd holds
+/// them (two written by hand, as another build of the service would).
+#[tokio::test]
+async fn status_shows_who_is_current_behind_or_unconfirmed() {
+    let etcd = Etcd::single().await;
+    let store = Store::new(etcd.client().await);
+    let changed_at = store
+        .set::<App>(&[("workers", "4")], &etcd_config::ChangeNote::by("setup"))
+        .await
+        .unwrap();
+    let _live = store
+        .live_with::<App>(etcd_config::LiveOptions::new().report_as("a"))
+        .await
+        .unwrap();
+    let record = |revision: i64, unconfirmed: &str| {
+        format!(
+            r#"{{"revision":{revision},"applied_at_ms":1,"state":"following","since_ms":1,"last_rejected":null{unconfirmed}}}"#
+        )
+    };
+    let kv = etcd.client().await.kv();
+    kv.put("/cli/app.fleet/b", record(changed_at - 1, ""))
+        .await
+        .unwrap();
+    let unconfirmed = format!(",\"unconfirmed_since_ms\":{}", now_ms() - 45_000);
+    kv.put("/cli/app.fleet/c", record(changed_at, &unconfirmed))
+        .await
+        .unwrap();
+    for _ in 0..50 {
+        if store.fleet::<App>().await.unwrap().len() == 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    let status = admin(&store, &["status"]).await.unwrap();
+    let line = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}\t")))
+            .unwrap_or_else(|| panic!("no {name}: {status}"))
+            .to_owned()
+    };
+    assert!(
+        status.contains(&format!("last changed at revision {changed_at}")),
+        "{status}"
+    );
+    assert!(line("a").contains("\tcurrent\t"), "{status}");
+    assert!(line("b").contains("\tbehind\t"), "{status}");
+    assert!(line("c").contains("unconfirmed for 4"), "{status}");
+    let json: serde_json::Value =
+        serde_json::from_str(&admin(&store, &["status", "--json"]).await.unwrap()).unwrap();
+    assert_eq!(json["changed_at"], changed_at);
+    let current: Vec<bool> = json["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["current"].as_bool().unwrap())
+        .collect();
+    assert_eq!(current, [true, false, false]);
+    assert_eq!(
+        json["by_revision"][changed_at.to_string()],
+        serde_json::json!(["a", "c"])
+    );
+}
+
+fn now_ms() -> u64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    u64::try_from(since.unwrap().as_millis()).unwrap()
+}

@@ -179,3 +179,87 @@ async fn a_reporting_role_may_report_but_not_write() {
         .unwrap()
         .is_empty());
 }
+
+/// A live config that stops following (its read permission was revoked, and the watch could
+/// not be made again after a restart) keeps reporting: `stopped` at once, and unconfirmed
+/// once etcd has not confirmed its value for `UNCONFIRMED_AFTER`.
+#[tokio::test]
+async fn a_stopped_instance_reports_itself_stopped_then_unconfirmed() {
+    if support::skip_behind_front("a_stopped_instance_reports_itself_stopped_then_unconfirmed") {
+        return;
+    }
+    let mut etcd = Etcd::single().await;
+    let root = etcd.enable_auth().await;
+    let admin = Store::new(root.clone());
+    root.auth().role_add("app-service").await.unwrap();
+    admin
+        .grant::<App>("app-service", Access::ReadAndReport)
+        .await
+        .unwrap();
+    root.auth().user_add("svc", "pw").await.unwrap();
+    root.auth()
+        .user_grant_role("svc", "app-service")
+        .await
+        .unwrap();
+    let service = Store::new(etcd.client_as("svc", "pw").await);
+    let live = service
+        .live_with::<App>(LiveOptions::new().report_as("svc-1"))
+        .await
+        .unwrap();
+    let record = || async { admin.fleet::<App>().await.unwrap().into_iter().next() };
+    for _ in 0..50 {
+        if record().await.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let first = record().await.expect("a record");
+    assert_eq!(
+        (first.state.as_str(), first.unconfirmed_since),
+        ("following", None)
+    );
+
+    root.auth()
+        .role_revoke_permission("app-service", admin.range_of::<App>())
+        .await
+        .unwrap();
+    etcd.stop(0);
+    etcd.restart(0).await;
+    let stopped_at = std::time::Instant::now();
+    let mut last = None;
+    for _ in 0..200 {
+        last = record().await;
+        if last.as_ref().is_some_and(|r| r.state == "stopped") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        last.as_ref().map(|r| r.state.as_str()),
+        Some("stopped"),
+        "{last:?}"
+    );
+    assert!(matches!(
+        live.status().state,
+        etcd_config::FollowerState::Stopped { .. }
+    ));
+
+    let limit = etcd_config::FleetRecord::UNCONFIRMED_AFTER + Duration::from_secs(15);
+    while stopped_at.elapsed() < limit {
+        last = record().await;
+        if last.as_ref().is_some_and(|r| r.unconfirmed_since.is_some()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let since = last
+        .as_ref()
+        .and_then(|r| r.unconfirmed_since)
+        .unwrap_or_else(|| panic!("never reported unconfirmed: {last:?}"));
+    // Since the last confirmation, which came before the member stopped.
+    let ago = since.elapsed().unwrap();
+    assert!(
+        ago >= etcd_config::FleetRecord::UNCONFIRMED_AFTER && ago < limit + Duration::from_secs(10),
+        "unconfirmed since {ago:?} ago"
+    );
+}

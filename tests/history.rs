@@ -16,13 +16,18 @@ struct Pool {
     size: u32,
     #[etcd(default)]
     host: String,
-    #[etcd(default)]
     max_idle: Option<u32>,
 }
 
 /// The keys under the config's prefix at `revision`, as `etcdctl get --rev` prints them.
 fn keys_at(etcd: &Etcd, revision: i64) -> BTreeMap<String, String> {
-    let out = etcd.etcdctl(&["get", "--prefix", "/hist/pool/", "--rev", &revision.to_string()]);
+    let out = etcd.etcdctl(&[
+        "get",
+        "--prefix",
+        "/hist/pool/",
+        "--rev",
+        &revision.to_string(),
+    ]);
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = text.lines().collect();
@@ -43,7 +48,14 @@ fn keys_at(etcd: &Etcd, revision: i64) -> BTreeMap<String, String> {
 async fn history_matches_etcdctl_revision_by_revision() {
     let etcd = Etcd::single().await;
     let store = Store::new(etcd.client().await);
-    let start = store.client().kv().get("/none").await.unwrap().header.revision;
+    let start = store
+        .client()
+        .kv()
+        .get("/none")
+        .await
+        .unwrap()
+        .header
+        .revision;
     let noted = store
         .set::<Pool>(&[("size", "8"), ("host", "db1")], &ChangeNote::by("alice"))
         .await
@@ -68,7 +80,7 @@ async fn history_matches_etcdctl_revision_by_revision() {
                 .stdin
                 .take()
                 .unwrap()
-                .write_all(b"\nput /hist/pool/size 16\nput /hist/pool/host db2\n\n")?;
+                .write_all(b"\nput /hist/pool/size 16\nput /hist/pool/host db2\n\n\n")?;
             child.wait_with_output()
         })
         .unwrap();
@@ -76,7 +88,14 @@ async fn history_matches_etcdctl_revision_by_revision() {
     ctl(&["put", "/hist/pool/size", "many"]); // does not decode
     ctl(&["put", "/hist/pool/size", "12"]);
     ctl(&["del", "/hist/pool/max-idle"]);
-    let head = store.client().kv().get("/none").await.unwrap().header.revision;
+    let head = store
+        .client()
+        .kv()
+        .get("/none")
+        .await
+        .unwrap()
+        .header
+        .revision;
 
     let history = store.history::<Pool>().await.unwrap();
     let in_history: BTreeMap<i64, &etcd_config::Change> =
@@ -94,18 +113,22 @@ async fn history_matches_etcdctl_revision_by_revision() {
             );
             continue;
         }
-        let mut changed: Vec<String> = after
+        let changed: Vec<String> = after
             .iter()
             .filter(|(k, v)| before.get(*k) != Some(v))
             .map(|(k, _)| k.clone())
             .chain(before.keys().filter(|k| !after.contains_key(*k)).cloned())
             .collect();
+        // Field paths are the Rust names; the keys are kebab-case.
+        let mut changed: Vec<String> = changed.iter().map(|k| k.replace('-', "_")).collect();
         changed.sort();
         expected.push(revision);
         let change = in_history
             .get(&revision)
             .unwrap_or_else(|| panic!("revision {revision} changed {changed:?}: {history:?}"));
-        let valid = after.get("size").is_none_or(|size| size.parse::<u32>().is_ok());
+        let valid = after
+            .get("size")
+            .is_none_or(|size| size.parse::<u32>().is_ok());
         assert_eq!(change.valid, valid, "revision {revision}: {change:?}");
         if change.valid && after_valid {
             let mut fields = change.changed.clone();
@@ -145,7 +168,9 @@ async fn notes_outlive_a_compaction() {
     let notes = store
         .client()
         .kv()
-        .get(etcd_config::KeyRange::prefix(store.notes_prefix_of::<Pool>()))
+        .get(etcd_config::KeyRange::prefix(
+            store.notes_prefix_of::<Pool>(),
+        ))
         .count_only()
         .await
         .unwrap();
@@ -167,7 +192,10 @@ async fn notes_outlive_a_compaction() {
         let note = change.note.as_ref().expect("a note");
         assert_eq!(
             (note.author.as_str(), note.reason.as_str()),
-            (format!("author-{i}").as_str(), format!("change {i}").as_str())
+            (
+                format!("author-{i}").as_str(),
+                format!("change {i}").as_str()
+            )
         );
         assert!(change.changed.is_empty(), "{change:?}");
     }

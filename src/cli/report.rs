@@ -342,22 +342,17 @@ pub(super) fn print_diff(out: &mut impl Write, changes: &[FieldDiff]) -> Result<
         return writeln!(out, "no change").map_err(io);
     }
     for change in changes {
-        if change.secret {
-            writeln!(out, "~ {} (secret, changed)", change.field).map_err(io)?;
-        } else {
-            let show = |v: &Option<String>| {
-                v.as_ref()
-                    .map_or("(absent)".to_owned(), |v| format!("{v:?}"))
-            };
-            writeln!(
-                out,
-                "~ {}: {} -> {}",
-                change.field,
-                show(&change.before),
-                show(&change.after)
-            )
-            .map_err(io)?;
+        let field = &change.field;
+        match (change.secret, &change.before, &change.after) {
+            (true, ..) => writeln!(out, "~ {field} (secret, changed)"),
+            (false, None, Some(after)) => writeln!(out, "+ {field}: {after:?}"),
+            (false, Some(before), None) => writeln!(out, "- {field}: {before:?}"),
+            (false, Some(before), Some(after)) => {
+                writeln!(out, "~ {field}: {before:?} -> {after:?}")
+            }
+            (false, None, None) => Ok(()),
         }
+        .map_err(io)?;
     }
     Ok(())
 }

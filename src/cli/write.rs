@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::report::{diff_json, print_diff};
+use super::report::{diff_json, print_diff, shown};
 use super::{io, print_json, WriteArgs};
 use crate::config::{diff, field_of_key, is_secret, EtcdConfig, FieldDiff, PlannedEdit, Store};
 use crate::error::{Error, Result};
@@ -52,11 +52,19 @@ pub(super) async fn edit<T: EtcdConfig>(
     out: &mut impl Write,
 ) -> Result<()> {
     let planned = store.plan_edit::<T>(edits).await?;
-    let changes = planned
-        .before
-        .as_ref()
-        .map(|before| diff(before, &planned.after))
-        .unwrap_or_default();
+    let changes = match &planned.before {
+        Some(before) => diff(before, &planned.after),
+        None => {
+            if !write.output.json {
+                writeln!(
+                    out,
+                    "(the config in etcd is not valid now: every field is written)"
+                )
+                .map_err(io)?;
+            }
+            written_whole(&planned.after)?
+        }
+    };
     if !write.output.json {
         print_diff(out, &changes)?;
     }
@@ -65,6 +73,19 @@ pub(super) async fn edit<T: EtcdConfig>(
     }
     let revision = store.change_fields::<T>(edits, &write.note()).await?;
     written::<T>(store, &changes, revision, write, out).await
+}
+
+/// Every field of `value` as a change from nothing (secrets without their values).
+fn written_whole<T: EtcdConfig>(value: &T) -> Result<Vec<FieldDiff>> {
+    Ok(shown(value)?
+        .into_iter()
+        .map(|field| FieldDiff {
+            secret: field.value.is_none(),
+            field: field.path,
+            before: None,
+            after: field.value,
+        })
+        .collect())
 }
 
 /// Saves the config as it was at `revision` again.
@@ -82,7 +103,10 @@ pub(super) async fn rollback<T: EtcdConfig>(
     }
     if write.dry_run {
         if write.output.json {
-            return print_json(out, &json!({ "dry_run": true, "diff": diff_json(&changes) }));
+            return print_json(
+                out,
+                &json!({ "dry_run": true, "diff": diff_json(&changes) }),
+            );
         }
         return writeln!(out, "(dry run: nothing written)").map_err(io);
     }
@@ -197,7 +221,7 @@ async fn written<T: EtcdConfig>(
         });
         if let Some(rollout) = &rollout {
             result["rollout"] = match rollout {
-                Ok(()) => json!({ "applied": true }),
+                Ok(instances) => json!({ "applied": true, "instances": instances }),
                 Err(Error::RolloutRejected {
                     instance,
                     revision,
@@ -213,8 +237,16 @@ async fn written<T: EtcdConfig>(
             };
         }
         print_json(out, &result)?;
-    } else if let Some(Ok(())) = rollout {
-        writeln!(out, "every reporting instance applied it").map_err(io)?;
+    } else {
+        match rollout {
+            Some(Ok(0)) => writeln!(
+                out,
+                "no instance reports on this config: nothing to wait for"
+            ),
+            Some(Ok(n)) => writeln!(out, "every reporting instance ({n}) applied it"),
+            _ => Ok(()),
+        }
+        .map_err(io)?;
     }
     rollout.transpose().map(drop)
 }

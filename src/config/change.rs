@@ -334,7 +334,9 @@ impl Store {
             }
             let changed = match (&previous, &now) {
                 (Some(before), Some(after)) => changed_fields(before, after),
-                _ => Vec::new(),
+                // The first valid value: every field it holds is new.
+                (None, Some(after)) => changed_fields(&BTreeMap::new(), after),
+                (_, None) => Vec::new(),
             };
             if now.is_some() && changed.is_empty() && previous.is_some() {
                 return; // touched keys no field reads
@@ -367,13 +369,19 @@ impl Store {
     }
 
     /// Waits until every instance reporting on `T` ([`Store::fleet`]) serves `revision` or a
-    /// later one. Polls the records (one Range every 200 ms).
+    /// later one, and returns how many there are. Polls the records (one Range every 200 ms).
+    /// With no instance reporting, there is nothing to wait for: `Ok(0)` at once (a caller
+    /// that expects a fleet should say so).
     ///
     /// # Errors
     ///
     /// [`Error::RolloutRejected`] naming the first instance that rejected `revision` (or a later one)
     /// and its reason; [`Error::Timeout`] naming the instances still behind after `within`.
-    pub async fn wait_rollout<T: EtcdConfig>(&self, revision: i64, within: Duration) -> Result<()> {
+    pub async fn wait_rollout<T: EtcdConfig>(
+        &self,
+        revision: i64,
+        within: Duration,
+    ) -> Result<usize> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let fleet = self.fleet::<T>().await?;
@@ -394,7 +402,7 @@ impl Store {
                 .map(|r| r.instance.as_str())
                 .collect();
             if behind.is_empty() {
-                return Ok(());
+                return Ok(fleet.len());
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(Error::Timeout {

@@ -11,8 +11,10 @@
 //! current for [`FleetRecord::UNCONFIRMED_AFTER`] (its watch is stuck, or it serves the cache file).
 //!
 //! A record is rewritten when the instance applies or rejects a revision, when its follower
-//! stops, and when it becomes unconfirmed or confirmed again, checked every few seconds:
-//! never on a timer of its own, so a quiet fleet writes nothing but its lease keep-alives.
+//! stops, when it becomes unconfirmed or confirmed again, and when its lease was lost (a
+//! partition longer than the lease's TTL), the last two checked every 5 s. A quiet fleet
+//! writes nothing but its lease keep-alives. A stopped instance keeps its record (state
+//! `stopped`) until its live config is dropped.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -27,7 +29,6 @@ use crate::key_range::KeyRange;
 
 /// How long a record outlives its process: the TTL of its lease, in seconds.
 const RECORD_TTL: i64 = 10;
-
 
 /// How often the reporter looks at the instance's confirmation.
 const CHECK_EVERY: Duration = Duration::from_secs(5);
@@ -173,6 +174,9 @@ async fn report(
                 dirty = true;
             }
             _ = check.tick() => {
+                if lease.as_ref().is_some_and(|l| l.ttl().is_none()) {
+                    dirty = true; // the lease expired (a long partition): the record is gone
+                }
                 let last = confirmed();
                 let current = last.is_some_and(|at| at.elapsed() < FleetRecord::UNCONFIRMED_AFTER);
                 match (current, unconfirmed_since) {

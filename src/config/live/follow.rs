@@ -24,10 +24,6 @@ pub(super) struct Publisher<T> {
     pub(super) shared: Arc<Shared<T>>,
     notify: watch::Sender<i64>,
     cache: Option<PathBuf>,
-    /// This instance's fleet record, when it reports ([`LiveOptions::report_as`]).
-    ///
-    /// [`LiveOptions::report_as`]: super::LiveOptions::report_as
-    report: Option<watch::Sender<Record>>,
 }
 
 impl<T: EtcdConfig> Publisher<T> {
@@ -40,19 +36,13 @@ impl<T: EtcdConfig> Publisher<T> {
             shared,
             notify,
             cache,
-            report: None,
         }
-    }
-
-    /// Reports to the fleet through `report` from now on.
-    pub(super) fn reporting(mut self, report: Option<watch::Sender<Record>>) -> Self {
-        self.report = report;
-        self
     }
 
     /// Changes this instance's fleet record, if it reports.
     fn report(&self, change: impl FnOnce(&mut Record)) {
-        if let Some(report) = &self.report {
+        let tracking = crate::sync::lock(&self.shared.tracking);
+        if let Some(report) = tracking.rare().and_then(|r| r.report.as_ref()) {
             report.send_modify(change);
         }
     }

@@ -69,6 +69,10 @@ struct Rare {
     /// Since when and why the follower cannot reach etcd (before its first load).
     unreachable: Option<(Instant, String)>,
     last_rejected: Option<Rejection>,
+    /// This instance's fleet record, when it reports ([`LiveOptions::report_as`]): held with
+    /// the handles, so that a stopped follower goes on reporting itself stopped until the
+    /// live config is dropped.
+    report: Option<watch::Sender<Record>>,
 }
 
 impl Tracking {
@@ -314,8 +318,10 @@ impl Store {
             });
             start_reporter(self.clone(), key, record, confirmed)
         });
-        let publisher =
-            Publisher::new(shared.clone(), notify, options.cache_file).reporting(report);
+        if report.is_some() {
+            crate::sync::lock(&shared.tracking).rare_mut().report = report;
+        }
+        let publisher = Publisher::new(shared.clone(), notify, options.cache_file);
         follow::spawn(self, started, publisher, options.settle);
         Ok(Live {
             shared,

@@ -1,0 +1,208 @@
+//! The admin command line as a user runs it: the built `examples/admin` binary (the demo
+//! service's settings), its output, its JSON and its exit codes, checked against etcdctl, a
+//! fleet with a stricter build of the service, and an etcd that is not there.
+//!
+//! `scripts/test` builds the binary first (`cargo build --features cli --example admin`).
+#![cfg(feature = "cli")]
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use etcd_config::{EtcdConfig, LiveOptions, Store};
+use support::Etcd;
+
+#[allow(dead_code)]
+#[path = "../examples/shared/settings.rs"]
+mod settings;
+
+/// The demo service's settings as a stricter build of the service checks them.
+#[derive(EtcdConfig, Debug, Clone, PartialEq)]
+#[etcd(
+    prefix = "/services/demo",
+    rename_all = "kebab-case",
+    validate = "Strict::check"
+)]
+struct Strict {
+    greeting: String,
+    #[etcd(default = 2)]
+    workers: u32,
+    #[etcd(default = Duration::from_secs(1))]
+    interval: Duration,
+}
+
+impl Strict {
+    fn check(&self) -> Result<(), String> {
+        (self.workers <= 16)
+            .then_some(())
+            .ok_or_else(|| format!("this build runs at most 16 workers, not {}", self.workers))
+    }
+}
+
+fn binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    let admin = dir.join("examples").join("admin");
+    assert!(
+        admin.is_file(),
+        "{} is missing: build it with `cargo build --features cli --example admin`",
+        admin.display()
+    );
+    admin
+}
+
+/// Runs the admin binary against `endpoint` as user `tester`.
+fn admin(endpoint: &str, args: &[&str]) -> Output {
+    let out = Command::new(binary())
+        .env("ETCD_ENDPOINTS", endpoint)
+        .env("USER", "tester")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    eprintln!(
+        "$ admin {}\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+/// `etcdctl get KEY -w fields`: the value and its mod revision (`""` and 0 if absent).
+fn etcdctl_get(etcd: &Etcd, key: &str) -> (String, i64) {
+    let out = etcd.etcdctl(&["get", key, "-w", "fields"]);
+    let fields = text(&out.stdout);
+    let field = |name: &str| {
+        fields
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("\"{name}\" : ")))
+            .map(str::to_owned)
+    };
+    let value = field("Value").map_or(String::new(), |quoted| {
+        serde_json::from_str(&quoted).unwrap()
+    });
+    let revision = field("ModRevision").map_or(0, |r| r.parse().unwrap());
+    (value, revision)
+}
+
+// Several threads: the binary runs blocking while this process's live configs follow etcd.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_built_command_line_as_a_user_runs_it() {
+    let etcd = Etcd::single().await;
+    let endpoint = etcd.client_endpoints()[0].clone();
+
+    // Nothing in etcd yet: the required greeting is missing, and the error says so.
+    let out = admin(&endpoint, &["show"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("greeting"), "{out:?}");
+
+    let out = admin(
+        &endpoint,
+        &[
+            "set",
+            "greeting=hello",
+            "--author",
+            "alice",
+            "--reason",
+            "launch",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let (value, revision) = etcdctl_get(&etcd, "/services/demo/greeting");
+    assert_eq!(value, "hello");
+    assert!(
+        text(&out.stdout).contains("+ greeting: \"hello\""),
+        "{out:?}"
+    );
+    assert!(
+        text(&out.stdout).contains(&format!("saved at revision {revision}")),
+        "{out:?}"
+    );
+
+    // What validate refuses: exit code 2, the rule in the message, nothing written.
+    let out = admin(&endpoint, &["set", "workers=1000"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(text(&out.stderr).contains("between 1 and 64"), "{out:?}");
+    assert_eq!(
+        etcdctl_get(&etcd, "/services/demo/workers"),
+        ("2".to_owned(), revision),
+        "the first set wrote every field, defaults too; the refused one wrote nothing"
+    );
+    let out = admin(&endpoint, &["set", "no_such_field=1"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(text(&out.stderr).contains("no_such_field"), "{out:?}");
+
+    // JSON, as a script reads it, agrees with etcdctl.
+    let out = admin(&endpoint, &["set", "workers=8", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let written: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (value, revision) = etcdctl_get(&etcd, "/services/demo/workers");
+    assert_eq!(value, "8");
+    assert_eq!(written["revision"], revision);
+    assert_eq!(
+        written["diff"],
+        serde_json::json!([{ "path": "workers", "secret": false, "before": "2", "after": "8" }])
+    );
+    let out = admin(&endpoint, &["show", "--json"]);
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["fields"]["workers"], "8");
+    assert_eq!(shown["fields"]["greeting"], "hello");
+    let out = admin(&endpoint, &["history", "--json"]);
+    let history: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let last = &history.as_array().unwrap().last().unwrap();
+    assert_eq!(last["revision"], revision);
+    assert_eq!(last["author"], "tester"); // from $USER
+    assert_eq!(last["changed"], serde_json::json!(["workers"]));
+    assert_eq!(text(&admin(&endpoint, &["get", "workers"]).stdout), "8\n");
+
+    // A fleet running a stricter build: --wait names the instance that refused, exit code 4.
+    let store = Store::new(etcd.client().await);
+    let _strict = store
+        .live_with::<Strict>(LiveOptions::new().report_as("strict-1"))
+        .await
+        .unwrap();
+    let _normal = store
+        .live_with::<settings::Settings>(LiveOptions::new().report_as("normal-1"))
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        if store.fleet::<Strict>().await.unwrap().len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let out = admin(&endpoint, &["set", "workers=12", "--wait", "10"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        text(&out.stdout).contains("every reporting instance (2) applied it"),
+        "{out:?}"
+    );
+    let out = admin(&endpoint, &["set", "workers=32", "--wait", "10"]);
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("strict-1") && text(&out.stderr).contains("at most 16"),
+        "{out:?}"
+    );
+    let out = admin(&endpoint, &["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (_, changed_at) = etcdctl_get(&etcd, "/services/demo/workers");
+    assert_eq!(status["changed_at"], changed_at);
+    let instances = status["instances"].as_array().unwrap();
+    let by_name = |name: &str| instances.iter().find(|i| i["instance"] == name).unwrap();
+    assert_eq!(by_name("normal-1")["current"], true);
+    assert_eq!(by_name("strict-1")["current"], false);
+    assert_eq!(by_name("strict-1")["last_rejected"]["revision"], changed_at);
+
+    // No etcd there: exit code 5, the endpoint named.
+    let closed = format!("127.0.0.1:{}", support::free_port());
+    let out = admin(&closed, &["show"]);
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    assert!(text(&out.stderr).contains(&closed), "{out:?}");
+}
