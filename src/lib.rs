@@ -93,6 +93,24 @@
 //! etcd. With the cargo feature `metrics`, live configs export counters and gauges through
 //! the `metrics` facade (names and labels: see the README).
 //!
+//! # Changing a config
+//!
+//! The people who change settings use the service's own type and `validate`:
+//! [`Store::edit`] (load, change in a closure, validate, save with compare-and-swap, retried),
+//! [`Store::set`] and [`Store::unset`] by field path with text values, [`Store::history`]
+//! (each change back to the last compaction, with the fields it changed and its
+//! [`ChangeNote`]), [`Store::load_at`], [`Store::rollback`], [`diff`] (secret fields as changed
+//! only) and [`Store::wait_rollout`] (every instance that reports on the config applied the
+//! change, or [`Error::RolloutRejected`] naming the one that refused it). A note, who and why,
+//! is written in the same transaction as the change, under `<prefix>.notes/`, and the newest
+//! [`KEPT_NOTES`] are kept, so they outlive a compaction.
+//!
+//! With the cargo feature `cli`, `cli::Command` is the same as a clap subcommand set that a
+//! service embeds in its own binary (`examples/admin.rs`): `show get set unset edit apply
+//! diff history rollback schema status watch`, `--json` on each, and `cli::exit_code` telling
+//! invalid input (2), a conflict (3), an instance's refusal (4) and an unreachable etcd (5)
+//! apart.
+//!
 //! # API conventions
 //!
 //! - A request is a builder you `.await` (`kv.get(range).limit(10).await`,

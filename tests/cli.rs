@@ -318,3 +318,22 @@ fn now_ms() -> u64 {
     let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
     u64::try_from(since.unwrap().as_millis()).unwrap()
 }
+
+/// A write that lost a race is a conflict (exit code 3), distinct from a refusal (2).
+#[tokio::test]
+async fn a_lost_race_is_exit_code_3() {
+    let etcd = Etcd::single().await;
+    let store = Store::new(etcd.client().await);
+    let loaded = store.load_versioned::<App>().await.unwrap();
+    admin(&store, &["set", "workers=5"]).await.unwrap();
+    let err = store
+        .save_if_unchanged(&loaded.value, loaded.revision)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, etcd_config::Error::Conflict { .. }),
+        "{err:?}"
+    );
+    assert_eq!(etcd_config::cli::exit_code(&err), 3);
+    assert_eq!(store.load::<App>().await.unwrap().workers, 5);
+}

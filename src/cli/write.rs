@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::report::{diff_json, print_diff, shown};
+use super::report::{diff_json, print_diff};
 use super::{io, print_json, WriteArgs};
 use crate::config::{diff, field_of_key, is_secret, EtcdConfig, FieldDiff, PlannedEdit, Store};
 use crate::error::{Error, Result};
@@ -56,13 +56,10 @@ pub(super) async fn edit<T: EtcdConfig>(
         Some(before) => diff(before, &planned.after),
         None => {
             if !write.output.json {
-                writeln!(
-                    out,
-                    "(the config in etcd is not valid now: every field is written)"
-                )
-                .map_err(io)?;
+                let why = "the config in etcd is not valid now: the diff is against its keys";
+                writeln!(out, "({why})").map_err(io)?;
             }
-            written_whole(&planned.after)?
+            diff_from_stored(store, &planned.after).await?
         }
     };
     if !write.output.json {
@@ -75,15 +72,41 @@ pub(super) async fn edit<T: EtcdConfig>(
     written::<T>(store, &changes, revision, write, out).await
 }
 
-/// Every field of `value` as a change from nothing (secrets without their values).
-fn written_whole<T: EtcdConfig>(value: &T) -> Result<Vec<FieldDiff>> {
-    Ok(shown(value)?
+/// The fields whose stored text `value` would change, against the keys etcd holds now: for a
+/// config that does not load (a value that does not parse, a missing field), where there is
+/// no valid value to diff against. Secrets without their values.
+async fn diff_from_stored<T: EtcdConfig>(store: &Store, value: &T) -> Result<Vec<FieldDiff>> {
+    let schema = T::schema();
+    let page = store.client().kv().get(store.range_of::<T>()).await?;
+    let namespace = store.namespace_str();
+    let before: BTreeMap<String, String> = page
+        .kvs
+        .iter()
+        .filter_map(|kv| {
+            let key = kv.key_str().ok()?.strip_prefix(namespace)?.to_owned();
+            Some((key, String::from_utf8_lossy(&kv.value).into_owned()))
+        })
+        .collect();
+    let after: BTreeMap<String, String> =
+        crate::config::to_key_values(value)?.into_iter().collect();
+    let strip = format!("{}/", T::PREFIX);
+    let mut keys: Vec<&String> = before.keys().chain(after.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    Ok(keys
         .into_iter()
-        .map(|field| FieldDiff {
-            secret: field.value.is_none(),
-            field: field.path,
-            before: None,
-            after: field.value,
+        .filter(|key| before.get(*key) != after.get(*key))
+        .map(|key| {
+            let (field, secret) = field_of_key(&schema, key).unwrap_or_else(|| {
+                let relative = key.strip_prefix(&strip).unwrap_or(key);
+                (relative.replace('/', "."), false)
+            });
+            FieldDiff {
+                before: before.get(key).filter(|_| !secret).cloned(),
+                after: after.get(key).filter(|_| !secret).cloned(),
+                secret,
+                field,
+            }
         })
         .collect())
 }
