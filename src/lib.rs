@@ -111,6 +111,29 @@
 //! invalid input (2), a conflict (3), an instance's refusal (4) and an unreachable etcd (5)
 //! apart.
 //!
+//! # Secrets
+//!
+//! A field marked `#[etcd(secret)]`, or of type [`Secret<T>`](Secret), never appears in the
+//! crate's errors, logs, schemas or diffs. `Secret<T>` also keeps it out of a `Debug` or
+//! `Display` of the struct (they print `***`; [`Secret::expose`] reads it) and zeroes its
+//! memory when dropped.
+//!
+//! With a [`Keyring`] on the store ([`Store::with_keyring`]), secret fields are also
+//! encrypted at rest: saved as `enc:v1:<key id>:<base64>` (AES-256-GCM, the field's full key
+//! as associated data), decrypted by key id when loaded, watched or followed.
+//! [`Store::rotate_secrets`] re-encrypts them with the ring's newest key in one transaction;
+//! older keys read until they are removed from the ring. [`Keyring::accept_plain`] lets a
+//! config saved in clear load while it is migrated.
+//!
+//! What this protects against: whoever reads etcd without the key (a user or role allowed to
+//! read the prefix, `etcdctl get`, a snapshot, a backup, a disk) sees ciphertext; a value moved
+//! to another key or config does not decrypt; an altered value is refused, not misread. What
+//! it does not: a process that holds the key ring (the service, the admin tool) reads every
+//! secret; the key file is as sensitive as the secrets; a writer of the prefix can still delete
+//! a secret or put back an older ciphertext of the same key (etcd's permissions and the change
+//! history are the defence there); the cache file ([`LiveOptions::cache_file`], mode 0600)
+//! holds the values in clear, like the process memory it mirrors.
+//!
 //! # API conventions
 //!
 //! - A request is a builder you `.await` (`kv.get(range).limit(10).await`,
@@ -224,9 +247,9 @@ pub use key_range::{KeyRange, RangeKind};
 pub use client::KeyValue;
 pub use config::{
     codec, diff, from_key_values, to_key_values, Access, Change, ChangeNote, ConfigWatch,
-    EtcdConfig, FieldDiff, FleetRecord, FollowerState, Live, LiveEvent, LiveEvents, LiveOptions,
-    LiveSender, LiveStatus, PlannedEdit, Rejection, Schema, SchemaField, Selected, Store, Update,
-    Versioned, WhenInvalid, KEPT_NOTES,
+    EtcdConfig, FieldDiff, FleetRecord, FollowerState, Keyring, Live, LiveEvent, LiveEvents,
+    LiveOptions, LiveSender, LiveStatus, PlannedEdit, Rejection, Schema, SchemaField, Secret,
+    Selected, Store, Update, Versioned, WhenInvalid, KEPT_NOTES,
 };
 /// `#[derive(EtcdConfig)]`: see [`EtcdConfig`] and the crate docs for its attributes.
 pub use etcd_derive::EtcdConfig;

@@ -201,6 +201,16 @@ fn shape(ty: &Type) -> Shape<'_> {
     }
 }
 
+/// True for the crate's `Secret<T>`, bare, in an `Option` or as a map's values: such a field
+/// is secret without `#[etcd(secret)]`.
+pub(crate) fn holds_secret(ty: &Type) -> bool {
+    let inner = match shape(ty) {
+        Shape::Option(inner) | Shape::Map(inner) => inner,
+        Shape::Plain => ty,
+    };
+    matches!(last_segment(inner), Some((ident, args)) if ident == "Secret" && args.len() == 1)
+}
+
 /// True for `Duration` (std's, or a re-export of it): stored in Go's duration format.
 pub(crate) fn is_duration(ty: &Type) -> bool {
     matches!(last_segment(ty), Some((ident, args)) if ident == "Duration" && args.is_empty())

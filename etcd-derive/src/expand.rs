@@ -38,7 +38,7 @@ impl<'a> Plan<'a> {
             field,
             key: field.key(input),
             name: field.name(),
-            secret: field.attrs.secret.is_set(),
+            secret: field.attrs.secret.is_set() || crate::ast::holds_secret(field.ty),
             storage: field.storage(),
         }
     }

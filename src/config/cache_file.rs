@@ -76,5 +76,8 @@ pub(super) fn read_cache<T: EtcdConfig>(prefix: &str, path: &Path) -> Result<(T,
             (format!("{prefix}{k}").into_bytes(), value)
         });
     let keys = RawKeys::from_kvs(prefix, entries);
-    Ok((decode_entries::<T>(prefix, revision, &keys)?, revision))
+    Ok((
+        decode_entries::<T>(prefix, None, revision, &keys)?,
+        revision,
+    ))
 }

@@ -249,14 +249,14 @@ impl Store {
             .map(|(path, _)| key_of(&schema, path))
             .collect::<Result<Vec<String>>>()?;
         let (revision, mut keys) = self.load_raw::<T>().await?;
-        let before = decode_entries::<T>(&prefix, revision, &keys).ok();
+        let before = decode_entries::<T>(&prefix, self.keyring(), revision, &keys).ok();
         for ((_, value), key) in edits.iter().zip(&relative) {
             match value {
                 Some(value) => keys.put(key.as_bytes(), value.as_bytes().to_vec()),
                 None => keys.delete(key.as_bytes()),
             }
         }
-        let after = decode_entries::<T>(&prefix, revision, &keys)?;
+        let after = decode_entries::<T>(&prefix, self.keyring(), revision, &keys)?;
         Ok(PlannedEdit {
             revision,
             before,
@@ -279,7 +279,7 @@ impl Store {
             .await?;
         let kvs = page.kvs.into_iter().map(|kv| (kv.key, kv.value));
         let keys = super::decode::RawKeys::from_kvs(&prefix, kvs);
-        decode_entries::<T>(&prefix, revision, &keys)
+        decode_entries::<T>(&prefix, self.keyring(), revision, &keys)
     }
 
     /// Saves `T` as it was at `revision` again, validated by today's rules, if nothing changed
@@ -298,6 +298,36 @@ impl Store {
         let note = ChangeNote::by(note.author.clone()).reason(reason);
         let extra = self.note_ops::<T>(&note).await?;
         self.write(&old, Some(current.revision), &extra).await
+    }
+
+    /// Re-encrypts every secret field of `T` with the key ring's writing key (after a new
+    /// key was added, or to encrypt values stored in clear while migrating), in one
+    /// compare-and-swap transaction with `note`; returns its revision. Every key of `T` is
+    /// written again; the values, decrypted, stay the same, so live configs see no update.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for a store without a key ring; the load's errors (a secret
+    /// no key of the ring decrypts); [`Error::Conflict`] if the config changed meanwhile.
+    pub async fn rotate_secrets<T: EtcdConfig>(&self, note: &ChangeNote) -> Result<i64> {
+        let Some(keyring) = self.keyring() else {
+            return Err(Error::invalid(format!(
+                "rotating the secrets of {} needs a store with a key ring",
+                self.prefix_of::<T>()
+            )));
+        };
+        let current = self.load_versioned::<T>().await?;
+        let reason = match note.reason.as_str() {
+            "" => format!("secrets re-encrypted with key `{}`", keyring.writing_id()),
+            why => format!(
+                "secrets re-encrypted with key `{}`: {why}",
+                keyring.writing_id()
+            ),
+        };
+        let note = ChangeNote::by(note.author.clone()).reason(reason);
+        let extra = self.note_ops::<T>(&note).await?;
+        self.write(&current.value, Some(current.revision), &extra)
+            .await
     }
 
     /// Every change of `T` that etcd's history still holds (back to the last compaction, with
@@ -324,7 +354,7 @@ impl Store {
         let mut previous: Option<BTreeMap<String, (String, Option<String>)>> = None;
         let mut first = true;
         self.walk_history::<T>(head, |revision, keys| {
-            let decoded = decode_entries::<T>(&prefix, revision, keys);
+            let decoded = decode_entries::<T>(&prefix, self.keyring(), revision, keys);
             let now = decoded.as_ref().ok().map(stored);
             if first {
                 // The compaction point: where the replay starts, not a change.
@@ -338,7 +368,10 @@ impl Store {
                 (None, Some(after)) => changed_fields(&BTreeMap::new(), after),
                 (_, None) => Vec::new(),
             };
-            if now.is_some() && changed.is_empty() && previous.is_some() {
+            // A noted write that changed no value (secrets re-encrypted, a rollback to the
+            // same value) is still a change someone made: listed, with no fields.
+            let noted = by_revision.contains_key(&revision);
+            if now.is_some() && changed.is_empty() && previous.is_some() && !noted {
                 return; // touched keys no field reads
             }
             changes.push(Change {

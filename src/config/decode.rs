@@ -2,6 +2,9 @@
 
 use std::cell::{Cell, RefCell};
 
+use zeroize::Zeroizing;
+
+use super::keyring::{split, Keyring, Opened, Unreadable};
 use super::EtcdConfig;
 use crate::error::{Problem, ProblemKind};
 use crate::key_range::Escaped;
@@ -75,13 +78,19 @@ impl RawKeys {
 /// The keys under one struct's prefix, as `(key relative to prefix/, value)`, sorted by key.
 pub(crate) struct Source<'a> {
     full_prefix: &'a str,
+    /// Decrypts secret fields.
+    keyring: Option<&'a Keyring>,
     entries: &'a [(String, Vec<u8>)],
     consumed: Vec<Cell<bool>>,
     problems: RefCell<Vec<Problem>>,
 }
 
 impl<'a> Source<'a> {
-    pub(crate) fn new(full_prefix: &'a str, keys: &'a RawKeys) -> Self {
+    pub(crate) fn new(
+        full_prefix: &'a str,
+        keys: &'a RawKeys,
+        keyring: Option<&'a Keyring>,
+    ) -> Self {
         let problems = keys
             .not_utf8
             .iter()
@@ -93,6 +102,7 @@ impl<'a> Source<'a> {
             .collect();
         Source {
             full_prefix,
+            keyring,
             entries: &keys.entries,
             consumed: keys.entries.iter().map(|_| Cell::new(false)).collect(),
             problems: RefCell::new(problems),
@@ -110,6 +120,22 @@ impl<'a> Source<'a> {
         match value {
             Some(value) if problems.is_empty() => Ok(value),
             _ => Err(problems),
+        }
+    }
+
+    /// A secret field's stored text, decrypted: `Some` when it was encrypted, `None` to use
+    /// it as it is (no key ring and not encrypted, or a plain value being migrated).
+    fn open(&self, key: &str, text: &str) -> Result<Option<Zeroizing<String>>, Unreadable> {
+        let full = format!("{}{key}", self.full_prefix);
+        match self.keyring {
+            Some(keyring) => match keyring.open(&full, text)? {
+                Opened::Plain => Ok(None),
+                Opened::Decrypted(plain) => Ok(Some(plain)),
+            },
+            None => match split(text) {
+                Some((id, _)) => Err(Unreadable::NoKeyring(id.to_owned())),
+                None => Ok(None),
+            },
         }
     }
 
@@ -166,9 +192,26 @@ impl<'s> Decoder<'s> {
     ) -> Option<T> {
         let (key, bytes) = &self.source.entries[index];
         self.source.consumed[index].set(true);
-        let result = std::str::from_utf8(bytes)
-            .map_err(|_| "the value is not UTF-8 text".to_owned())
-            .and_then(decode);
+        let field_path = || format!("{}{field}", self.field_prefix);
+        let text = std::str::from_utf8(bytes).map_err(|_| "the value is not UTF-8 text".to_owned());
+        let opened = match (&text, secret) {
+            (Ok(text), true) => match self.source.open(key, text) {
+                Ok(opened) => opened,
+                Err(unreadable) => {
+                    let kind = ProblemKind::Secret {
+                        key_id: unreadable.key_id().map(str::to_owned),
+                        reason: unreadable.to_string(),
+                    };
+                    self.source.problem(key, field_path(), kind);
+                    return None;
+                }
+            },
+            _ => None,
+        };
+        let result = match &opened {
+            Some(plain) => decode(plain.as_str()),
+            None => text.and_then(decode),
+        };
         match result {
             Ok(value) => Some(value),
             Err(reason) => {
@@ -183,8 +226,7 @@ impl<'s> Decoder<'s> {
                     reason,
                     value,
                 };
-                self.source
-                    .problem(key, format!("{}{field}", self.field_prefix), kind);
+                self.source.problem(key, field_path(), kind);
                 None
             }
         }

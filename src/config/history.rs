@@ -21,7 +21,7 @@ impl Store {
         let prefix = self.prefix_of::<T>();
         let mut newest = None;
         self.walk_history::<T>(before, |revision, keys| {
-            if let Ok(value) = decode_entries::<T>(&prefix, revision, keys) {
+            if let Ok(value) = decode_entries::<T>(&prefix, self.keyring(), revision, keys) {
                 newest = Some((value, revision));
             }
         })

@@ -12,8 +12,10 @@ mod decode;
 mod encode;
 mod fleet;
 mod history;
+mod keyring;
 mod live;
 mod schema;
+mod secret;
 mod store;
 mod watch;
 
@@ -24,11 +26,13 @@ pub(crate) use change::{field_of_key, is_secret};
 #[cfg(feature = "cli")]
 pub(crate) use fleet::unix_ms;
 pub use fleet::FleetRecord;
+pub use keyring::Keyring;
 pub use live::{
     FollowerState, Live, LiveEvent, LiveEvents, LiveOptions, LiveSender, LiveStatus, Rejection,
     Selected, WhenInvalid,
 };
 pub use schema::{Schema, SchemaField};
+pub use secret::Secret;
 pub use store::{Store, Versioned};
 pub use watch::{ConfigWatch, Update};
 

@@ -1,7 +1,10 @@
 //! [`Store`]: load, save, compare-and-swap and delete config structs.
 
+use std::sync::Arc;
+
 use super::decode::{RawKeys, Source};
 use super::encode::Encoded;
+use super::keyring::Keyring;
 use super::EtcdConfig;
 use crate::client::KeyValue;
 use crate::client::{Compare, CompareOp, TxnOp};
@@ -49,6 +52,7 @@ pub struct Store {
     client: Client,
     namespace: String,
     max_txn_ops: usize,
+    keyring: Option<Arc<Keyring>>,
 }
 
 impl Store {
@@ -58,7 +62,24 @@ impl Store {
             client,
             namespace: String::new(),
             max_txn_ops: DEFAULT_MAX_TXN_OPS,
+            keyring: None,
         }
+    }
+
+    /// A store that encrypts secret fields with `keyring` when it saves, and decrypts them
+    /// when it loads, watches and follows (see [`Keyring`]). Without one, secret fields are
+    /// stored as they are, and an encrypted value is a decode problem.
+    #[must_use]
+    pub fn with_keyring(&self, keyring: Keyring) -> Store {
+        Store {
+            keyring: Some(Arc::new(keyring)),
+            ..self.clone()
+        }
+    }
+
+    /// The key ring, if this store has one.
+    pub fn keyring(&self) -> Option<&Keyring> {
+        self.keyring.as_deref()
     }
 
     /// A store whose every key is under `namespace` (appended to this store's own): with
@@ -116,7 +137,8 @@ impl Store {
     /// parse; [`Error::Rejected`] if `T`'s `validate` refuses the value; client errors.
     pub async fn load_versioned<T: EtcdConfig>(&self) -> Result<Versioned<T>> {
         let (revision, entries) = self.load_raw::<T>().await?;
-        let value = decode_entries::<T>(&self.prefix_of::<T>(), revision, &entries)?;
+        let value =
+            decode_entries::<T>(&self.prefix_of::<T>(), self.keyring(), revision, &entries)?;
         Ok(Versioned { value, revision })
     }
 
@@ -198,11 +220,16 @@ impl Store {
                 reason: format!("field `{field}`: {reason}"),
             });
         }
-        let puts: Vec<(String, String)> = encoded
-            .entries
-            .iter()
-            .filter_map(|e| Some((format!("{prefix}{}", e.key), e.value.clone()?)))
-            .collect();
+        let mut puts = Vec::new();
+        for entry in &encoded.entries {
+            let Some(value) = &entry.value else { continue };
+            let key = format!("{prefix}{}", entry.key);
+            let value = match (&self.keyring, entry.secret) {
+                (Some(keyring), true) => keyring.seal(&key, value)?,
+                _ => value.clone(),
+            };
+            puts.push((key, value));
+        }
         self.check_size(&prefix, puts.len())?;
         self.check_bytes(&prefix, &puts)?;
         let range = KeyRange::prefix(prefix.clone());
@@ -350,16 +377,18 @@ pub(crate) fn decode_kvs<T: EtcdConfig>(
     revision: i64,
     kvs: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
 ) -> Result<T> {
-    decode_entries(prefix, revision, &RawKeys::from_kvs(prefix, kvs))
+    decode_entries(prefix, None, revision, &RawKeys::from_kvs(prefix, kvs))
 }
 
-/// Decodes and validates `T` from the keys under its prefix.
+/// Decodes and validates `T` from the keys under its prefix, decrypting secret fields with
+/// `keyring`.
 pub(crate) fn decode_entries<T: EtcdConfig>(
     prefix: &str,
+    keyring: Option<&Keyring>,
     revision: i64,
     keys: &RawKeys,
 ) -> Result<T> {
-    let value = Source::new(prefix, keys)
+    let value = Source::new(prefix, keys, keyring)
         .decode::<T>()
         .map_err(|problems| Error::Decode {
             prefix: prefix.to_owned(),

@@ -14,6 +14,7 @@ use sync_wrapper::SyncWrapper;
 
 use super::decode::RawKeys;
 use super::encode::Encoded;
+use super::keyring::Keyring;
 use super::store::decode_entries;
 use super::{EtcdConfig, Store, Versioned};
 use crate::backoff::Backoff;
@@ -110,9 +111,9 @@ impl<T: EtcdConfig> Tracked<T> {
     }
 
     /// Decodes the keys as they are now; `None` if nothing the struct stores changed.
-    fn evaluate(&mut self, prefix: &str) -> Option<Result<Update<T>>> {
+    fn evaluate(&mut self, prefix: &str, keyring: Option<&Keyring>) -> Option<Result<Update<T>>> {
         let keys = std::mem::take(&mut self.keys);
-        let result = self.evaluate_at(prefix, self.revision, &keys);
+        let result = self.evaluate_at(prefix, keyring, self.revision, &keys);
         self.keys = keys;
         result
     }
@@ -121,11 +122,12 @@ impl<T: EtcdConfig> Tracked<T> {
     fn evaluate_at(
         &mut self,
         prefix: &str,
+        keyring: Option<&Keyring>,
         revision: i64,
         keys: &RawKeys,
     ) -> Option<Result<Update<T>>> {
         self.revision = revision;
-        let value = match decode_entries::<T>(prefix, revision, keys) {
+        let value = match decode_entries::<T>(prefix, keyring, revision, keys) {
             Ok(value) => value,
             Err(err) => return Some(Err(err)),
         };
@@ -223,7 +225,12 @@ impl<T: EtcdConfig> Started<T> {
     pub(crate) async fn start(store: &Store) -> Result<Started<T>> {
         let prefix = store.prefix_of::<T>();
         let (revision, entries) = store.load_raw::<T>().await?;
-        let good = Arc::new(decode_entries::<T>(&prefix, revision, &entries)?);
+        let good = Arc::new(decode_entries::<T>(
+            &prefix,
+            store.keyring(),
+            revision,
+            &entries,
+        )?);
         Started::after(store, entries, revision, good).await
     }
 
@@ -249,11 +256,12 @@ impl<T: EtcdConfig> Started<T> {
     ) -> Result<(Started<T>, Option<Error>)> {
         let prefix = store.prefix_of::<T>();
         let (revision, entries) = store.load_raw::<T>().await?;
-        let (good, invalid) = match decode_entries::<T>(&prefix, revision, &entries) {
-            Ok(value) => (Arc::new(value), None),
-            Err(err @ (Error::Decode { .. } | Error::Rejected { .. })) => (fallback, Some(err)),
-            Err(err) => return Err(err),
-        };
+        let (good, invalid) =
+            match decode_entries::<T>(&prefix, store.keyring(), revision, &entries) {
+                Ok(value) => (Arc::new(value), None),
+                Err(err @ (Error::Decode { .. } | Error::Rejected { .. })) => (fallback, Some(err)),
+                Err(err) => return Err(err),
+            };
         Ok((
             Started::after(store, entries, revision, good).await?,
             invalid,
@@ -336,7 +344,8 @@ impl<T: EtcdConfig> Follower<T> {
                     false
                 }
                 Ok(response) => {
-                    let results = apply(&self.prefix, &mut self.tracked, response);
+                    let keyring = self.store.keyring();
+                    let results = apply(&self.prefix, keyring, &mut self.tracked, response);
                     self.ready.extend(results.into_iter().map(Followed::from));
                     false
                 }
@@ -370,13 +379,14 @@ impl<T: EtcdConfig> Follower<T> {
 /// Groups a response's events by revision and evaluates each revision once.
 fn apply<T: EtcdConfig>(
     prefix: &str,
+    keyring: Option<&Keyring>,
     tracked: &mut Tracked<T>,
     response: WatchResponse,
 ) -> Vec<Result<Update<T>>> {
     let mut results = Vec::new();
     let mut keys = std::mem::take(&mut tracked.keys);
     let _ = replay(prefix, &mut keys, response.events, |revision, keys| {
-        results.extend(tracked.evaluate_at(prefix, revision, keys));
+        results.extend(tracked.evaluate_at(prefix, keyring, revision, keys));
         ControlFlow::Continue(())
     });
     tracked.keys = keys;
@@ -433,7 +443,7 @@ async fn resync<T: EtcdConfig>(
             Ok((revision, entries, watch)) => {
                 tracked.keys = entries;
                 tracked.revision = revision;
-                return Ok((tracked.evaluate(prefix), watch));
+                return Ok((tracked.evaluate(prefix, store.keyring()), watch));
             }
             // A refusal ends the watch; a compaction (again) or a token that expired once more
             // (a short TTL on a busy server) is retried.

@@ -29,6 +29,15 @@ pub enum ProblemKind {
         /// What `validate` said.
         reason: String,
     },
+    /// A secret field's value cannot be read: encrypted with a key the store's
+    /// [`Keyring`](crate::Keyring) does not hold (or the store has none), altered or copied
+    /// from another key, or stored in clear where the key ring expects it encrypted.
+    Secret {
+        /// The key id the stored value names, if it is encrypted.
+        key_id: Option<String>,
+        /// Why it cannot be read (never the value).
+        reason: String,
+    },
 }
 
 /// One problem found while decoding, naming the key and the field.
@@ -74,6 +83,9 @@ impl fmt::Display for Problem {
             ),
             ProblemKind::Rejected { reason } => {
                 write!(f, "{}: field `{}` rejected: {reason}", self.key, self.field)
+            }
+            ProblemKind::Secret { reason, .. } => {
+                write!(f, "{}: secret field `{}` {reason}", self.key, self.field)
             }
         }
     }
