@@ -6,10 +6,12 @@
 //! cargo run --features cli --example admin -- set greeting=hi workers=8 --author alice --reason launch
 //! cargo run --features cli --example admin -- set workers=1000 --dry-run   # refused: validate
 //! cargo run --features cli --example admin -- history
+//! echo "$TOKEN" | ETCD_CONFIG_KEYS=keys cargo run --features cli --example admin -- set api_token=-
+//! ETCD_CONFIG_KEYS=keys cargo run --features cli --example admin -- rotate   # after adding a key
 //! ```
 
 use clap::Parser;
-use etcd_config::{Client, ConnectOptions, Store};
+use etcd_config::{Client, ConnectOptions};
 
 #[path = "shared/settings.rs"]
 mod settings;
@@ -29,7 +31,7 @@ async fn main() {
     let endpoints = std::env::var("ETCD_ENDPOINTS").unwrap_or_else(|_| "127.0.0.1:2379".into());
     let result = async {
         let client = Client::connect(endpoints.split(','), ConnectOptions::default()).await?;
-        let store = Store::new(client);
+        let store = settings::store(client)?;
         etcd_config::cli::run::<Settings>(&store, admin.command, &mut std::io::stdout()).await
     };
     if let Err(err) = result.await {

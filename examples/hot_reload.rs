@@ -7,12 +7,12 @@
 //! with Ctrl-C (or SIGTERM).
 //!
 //! ```sh
-//! ETCD_ENDPOINTS=127.0.0.1:2379 cargo run --example hot_reload
+//! ETCD_ENDPOINTS=127.0.0.1:2379 ETCD_CONFIG_KEYS=keys cargo run --example hot_reload
 //! etcdctl put /services/demo/greeting hello        # in another terminal
 //! ```
 //! `bash scripts/demo` runs the whole show against a throwaway etcd.
 
-use etcd_config::{Client, ConnectOptions, LiveEvent, LiveOptions, Store};
+use etcd_config::{Client, ConnectOptions, LiveEvent, LiveOptions};
 use futures_util::StreamExt;
 
 #[path = "shared/settings.rs"]
@@ -33,7 +33,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let endpoints = std::env::var("ETCD_ENDPOINTS").unwrap_or_else(|_| "127.0.0.1:2379".into());
     let client = Client::connect(endpoints.split(','), ConnectOptions::default()).await?;
     let options = LiveOptions::new().report_as("demo-1");
-    let mut live = Store::new(client).live_with::<Settings>(options).await?;
+    let mut live = settings::store(client)?
+        .live_with::<Settings>(options)
+        .await?;
     // What operators and health checks see: every applied or rejected revision, as it happens.
     let mut events = live.events();
     println!(

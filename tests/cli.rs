@@ -80,7 +80,7 @@ async fn an_operator_session() {
     assert!(out.contains("~ greeting: \"\" -> \"hi\""), "{out}");
     let show = admin(&store, &["show"]).await.unwrap();
     assert!(
-        show.contains("greeting = hi") && show.contains("token = (secret)"),
+        show.contains("greeting = hi") && show.contains("token = (secret, set)"),
         "{show}"
     );
     assert!(!show.contains("s3cr3t"), "{show}");
@@ -228,7 +228,7 @@ async fn secret_map_entries_stay_hidden() {
         }
     };
     let (_, show) = run(&["show"]).await;
-    assert!(show.contains("keys.a/b = (secret)"), "{show}");
+    assert!(show.contains("keys.a/b = (secret, set)"), "{show}");
     let (err, _) = run(&["set", "keys.a/b=other"]).await;
     assert!(err.unwrap_err().to_string().contains("standard input"));
     let old = store.load::<Vault>().await.unwrap();

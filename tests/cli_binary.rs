@@ -7,11 +7,12 @@
 
 mod support;
 
-use std::path::PathBuf;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use etcd_config::{EtcdConfig, LiveOptions, Store};
+use etcd_config::{EtcdConfig, Keyring, LiveOptions, Store};
 use support::Etcd;
 
 #[allow(dead_code)]
@@ -53,15 +54,30 @@ fn binary() -> PathBuf {
     admin
 }
 
-/// Runs the admin binary against `endpoint` as user `tester`.
-fn admin(endpoint: &str, args: &[&str]) -> Output {
-    let out = Command::new(binary())
+/// Runs the admin binary against `endpoint` as user `tester`, with the key file `keys`.
+fn run_admin(endpoint: &str, keys: &Path, args: &[&str]) -> Output {
+    admin_with_input(endpoint, keys, args, "")
+}
+
+/// [`run_admin`] with `input` on standard input.
+fn admin_with_input(endpoint: &str, keys: &Path, args: &[&str], input: &str) -> Output {
+    let mut child = Command::new(binary())
         .env("ETCD_ENDPOINTS", endpoint)
+        .env("ETCD_CONFIG_KEYS", keys)
         .env("USER", "tester")
         .args(args)
-        .stdin(Stdio::null())
-        .output()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
     eprintln!(
         "$ admin {}\n{}{}",
         args.join(" "),
@@ -97,23 +113,24 @@ fn etcdctl_get(etcd: &Etcd, key: &str) -> (String, i64) {
 async fn the_built_command_line_as_a_user_runs_it() {
     let etcd = Etcd::single().await;
     let endpoint = etcd.client_endpoints()[0].clone();
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::write(&keys, format!("k1 {}\n", "1f".repeat(32))).unwrap();
+    let admin = |args: &[&str]| run_admin(&endpoint, &keys, args);
 
     // Nothing in etcd yet: the required greeting is missing, and the error says so.
-    let out = admin(&endpoint, &["show"]);
+    let out = admin(&["show"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("greeting"), "{out:?}");
 
-    let out = admin(
-        &endpoint,
-        &[
-            "set",
-            "greeting=hello",
-            "--author",
-            "alice",
-            "--reason",
-            "launch",
-        ],
-    );
+    let out = admin(&[
+        "set",
+        "greeting=hello",
+        "--author",
+        "alice",
+        "--reason",
+        "launch",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let (value, revision) = etcdctl_get(&etcd, "/services/demo/greeting");
     assert_eq!(value, "hello");
@@ -127,7 +144,7 @@ async fn the_built_command_line_as_a_user_runs_it() {
     );
 
     // What validate refuses: exit code 2, the rule in the message, nothing written.
-    let out = admin(&endpoint, &["set", "workers=1000"]);
+    let out = admin(&["set", "workers=1000"]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(text(&out.stderr).contains("between 1 and 64"), "{out:?}");
     assert_eq!(
@@ -135,12 +152,12 @@ async fn the_built_command_line_as_a_user_runs_it() {
         ("2".to_owned(), revision),
         "the first set wrote every field, defaults too; the refused one wrote nothing"
     );
-    let out = admin(&endpoint, &["set", "no_such_field=1"]);
+    let out = admin(&["set", "no_such_field=1"]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(text(&out.stderr).contains("no_such_field"), "{out:?}");
 
     // JSON, as a script reads it, agrees with etcdctl.
-    let out = admin(&endpoint, &["set", "workers=8", "--json"]);
+    let out = admin(&["set", "workers=8", "--json"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let written: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let (value, revision) = etcdctl_get(&etcd, "/services/demo/workers");
@@ -150,20 +167,20 @@ async fn the_built_command_line_as_a_user_runs_it() {
         written["diff"],
         serde_json::json!([{ "path": "workers", "secret": false, "before": "2", "after": "8" }])
     );
-    let out = admin(&endpoint, &["show", "--json"]);
+    let out = admin(&["show", "--json"]);
     let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(shown["fields"]["workers"], "8");
     assert_eq!(shown["fields"]["greeting"], "hello");
-    let out = admin(&endpoint, &["history", "--json"]);
+    let out = admin(&["history", "--json"]);
     let history: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let last = &history.as_array().unwrap().last().unwrap();
     assert_eq!(last["revision"], revision);
     assert_eq!(last["author"], "tester"); // from $USER
     assert_eq!(last["changed"], serde_json::json!(["workers"]));
-    assert_eq!(text(&admin(&endpoint, &["get", "workers"]).stdout), "8\n");
+    assert_eq!(text(&admin(&["get", "workers"]).stdout), "8\n");
 
     // A fleet running a stricter build: --wait names the instance that refused, exit code 4.
-    let store = Store::new(etcd.client().await);
+    let store = Store::new(etcd.client().await).with_keyring(Keyring::from_file(&keys).unwrap());
     let _strict = store
         .live_with::<Strict>(LiveOptions::new().report_as("strict-1"))
         .await
@@ -178,19 +195,19 @@ async fn the_built_command_line_as_a_user_runs_it() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let out = admin(&endpoint, &["set", "workers=12", "--wait", "10"]);
+    let out = admin(&["set", "workers=12", "--wait", "10"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(
         text(&out.stdout).contains("every reporting instance (2) applied it"),
         "{out:?}"
     );
-    let out = admin(&endpoint, &["set", "workers=32", "--wait", "10"]);
+    let out = admin(&["set", "workers=32", "--wait", "10"]);
     assert_eq!(out.status.code(), Some(4), "{out:?}");
     assert!(
         text(&out.stderr).contains("strict-1") && text(&out.stderr).contains("at most 16"),
         "{out:?}"
     );
-    let out = admin(&endpoint, &["status", "--json"]);
+    let out = admin(&["status", "--json"]);
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let (_, changed_at) = etcdctl_get(&etcd, "/services/demo/workers");
     assert_eq!(status["changed_at"], changed_at);
@@ -200,9 +217,56 @@ async fn the_built_command_line_as_a_user_runs_it() {
     assert_eq!(by_name("strict-1")["current"], false);
     assert_eq!(by_name("strict-1")["last_rejected"]["revision"], changed_at);
 
+    // A secret: from standard input only, encrypted in etcd, shown as set, rotated.
+    let out = admin(&["set", "api_token=tok-8c1f"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(!text(&out.stderr).contains("tok-8c1f"), "{out:?}");
+    let out = admin_with_input(&endpoint, &keys, &["set", "api_token=-"], "tok-8c1f\n");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        text(&out.stdout).contains("~ api_token (secret, changed)"),
+        "{out:?}"
+    );
+    let (stored, _) = etcdctl_get(&etcd, "/services/demo/api-token");
+    assert!(stored.starts_with("enc:v1:k1:"), "{stored}");
+    assert_eq!(
+        store
+            .load::<settings::Settings>()
+            .await
+            .unwrap()
+            .api_token
+            .expose(),
+        "tok-8c1f"
+    );
+    let out = admin(&["show"]);
+    assert!(
+        text(&out.stdout).contains("api_token = (secret, set)"),
+        "{out:?}"
+    );
+    let out = admin(&["get", "api_token", "--json"]);
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap(),
+        serde_json::json!({ "path": "api_token", "secret": true })
+    );
+    std::fs::write(
+        &keys,
+        format!("k1 {}\nk2 {}\n", "1f".repeat(32), "2e".repeat(32)),
+    )
+    .unwrap();
+    let out = admin(&["rotate", "--author", "ops"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let (stored, rotated_at) = etcdctl_get(&etcd, "/services/demo/api-token");
+    assert!(stored.starts_with("enc:v1:k2:"), "{stored}");
+    let out = admin(&["history", "--json"]);
+    let history: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let last = history.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["revision"], rotated_at);
+    assert_eq!(last["author"], "ops");
+    assert!(!text(&out.stdout).contains("tok-8c1f"));
+
     // No etcd there: exit code 5, the endpoint named.
     let closed = format!("127.0.0.1:{}", support::free_port());
-    let out = admin(&closed, &["show"]);
+    let out = run_admin(&closed, &keys, &["show"]);
     assert_eq!(out.status.code(), Some(5), "{out:?}");
     assert!(text(&out.stderr).contains(&closed), "{out:?}");
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use etcd_config::EtcdConfig;
+use etcd_config::{Client, EtcdConfig, Keyring, Secret, Store};
 
 /// The demo service's settings, under `/services/demo`.
 #[derive(EtcdConfig, Debug, Clone, PartialEq)]
@@ -21,6 +21,20 @@ pub(crate) struct Settings {
     /// How often to greet.
     #[etcd(default = Duration::from_secs(1))]
     pub(crate) interval: Duration,
+    /// The token for the upstream API: secret (never printed), encrypted in etcd when
+    /// `ETCD_CONFIG_KEYS` names a key file.
+    #[etcd(default)]
+    pub(crate) api_token: Secret<String>,
+}
+
+/// The store both programs use: with the key ring of the file `ETCD_CONFIG_KEYS` names, if
+/// set, so secret fields are encrypted in etcd.
+pub(crate) fn store(client: Client) -> etcd_config::Result<Store> {
+    let store = Store::new(client);
+    match std::env::var_os("ETCD_CONFIG_KEYS") {
+        Some(path) => Ok(store.with_keyring(Keyring::from_file(path)?)),
+        None => Ok(store),
+    }
 }
 
 impl Settings {

@@ -22,7 +22,10 @@
 //! Every write takes `--author` and `--reason` (the change note, written in the same
 //! transaction), `--dry-run` (print the field diff and the operations, change nothing) and
 //! `--wait SECONDS` (for every reporting instance to apply the change). Secret fields are shown
-//! as `(secret)`, in diffs as changed only, and are set from standard input only (`PATH=-`).
+//! as `(secret, set)` or `(secret, unset)`, in diffs as changed only, and are set from a prompt
+//! without echo or from standard input (`PATH=-`), never from the command line. With a
+//! [`Keyring`](crate::Keyring) on the store, they are saved encrypted, and `rotate`
+//! re-encrypts them with its newest key.
 //!
 //! Every command prints text for a terminal, or with `--json` one JSON value (`watch`: one
 //! per line); errors go to the caller (print them on stderr) with an [`exit_code`]. The JSON
@@ -38,6 +41,8 @@
 //! | `status` | `{"changed_at", "instances": [..], "by_revision": {rev: [instance]}}` |
 //! | `watch` | `{"revision", "changed": [path]}` or `{"revision", "rejected": reason}` |
 //! | `schema` | JSON Schema |
+//!
+//! `show --json` lists secret fields apart: `"secrets": {path: "set" | "unset"}`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -129,6 +134,13 @@ pub enum Command {
     /// Open `$EDITOR` on the config as TOML (secret fields left out and left as they are),
     /// then validate, show the diff and save what was edited.
     Edit {
+        /// The change note, dry run and rollout wait.
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+    /// Re-encrypt every secret field with the key ring's newest key, in one transaction
+    /// (needs a store with a key ring).
+    Rotate {
         /// The change note, dry run and rollout wait.
         #[command(flatten)]
         write: WriteArgs,
@@ -236,6 +248,7 @@ pub async fn run<T: EtcdConfig>(
             files::apply::<T>(store, &wanted, &write, out).await
         }
         Command::Edit { write } => files::edit_in_editor::<T>(store, &write, out).await,
+        Command::Rotate { write } => write::rotate::<T>(store, &write, out).await,
         Command::Schema { output } => {
             let schema = T::schema();
             if output.json {

@@ -28,10 +28,9 @@ pub(super) async fn show<T: EtcdConfig>(
             .iter()
             .filter_map(|f| Some((f.path.clone(), f.value.clone()?.into())))
             .collect();
-        let secrets: Vec<&str> = fields
-            .iter()
-            .filter(|f| f.value.is_none())
-            .map(|f| f.path.as_str())
+        let secrets: serde_json::Map<String, Value> = secret_states::<T>(&fields)
+            .into_iter()
+            .map(|(path, state)| (path, state.into()))
             .collect();
         return print_json(
             out,
@@ -50,10 +49,32 @@ pub(super) async fn show<T: EtcdConfig>(
         loaded.revision
     )
     .map_err(io)?;
-    for field in fields {
-        writeln!(out, "{} = {}", field.path, field.text()).map_err(io)?;
+    for field in &fields {
+        if field.value.is_some() {
+            writeln!(out, "{} = {}", field.path, field.text()).map_err(io)?;
+        }
+    }
+    for (path, state) in secret_states::<T>(&fields) {
+        writeln!(out, "{path} = (secret, {state})").map_err(io)?;
     }
     Ok(())
+}
+
+/// Every secret field, `set` or `unset` (map entries only when set): all that is ever shown
+/// of them.
+fn secret_states<T: EtcdConfig>(fields: &[Shown]) -> Vec<(String, &'static str)> {
+    let mut states: Vec<(String, &'static str)> = fields
+        .iter()
+        .filter(|f| f.value.is_none())
+        .map(|f| (f.path.clone(), "set"))
+        .collect();
+    for field in T::schema().fields {
+        let templated = field.field.contains('<');
+        if field.secret && !templated && !states.iter().any(|(p, _)| *p == field.field) {
+            states.push((field.field, "unset"));
+        }
+    }
+    states
 }
 
 pub(super) async fn get<T: EtcdConfig>(
@@ -300,7 +321,7 @@ pub(super) struct Shown {
 
 impl Shown {
     fn text(&self) -> &str {
-        self.value.as_deref().unwrap_or("(secret)")
+        self.value.as_deref().unwrap_or("(secret, set)")
     }
 }
 

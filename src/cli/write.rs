@@ -2,7 +2,7 @@
 //! write with its note, or with `--dry-run` the operations it would send; then the rollout.
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -35,12 +35,16 @@ pub(super) fn assignments<T: EtcdConfig>(assignments: &[String]) -> Result<Vec<(
     Ok(owned)
 }
 
-/// A secret's value: one line of standard input (without its line end).
+/// A secret's value: typed at a prompt without echo when standard input is a terminal, else
+/// one line of standard input (without its line end).
 fn read_secret(path: &str) -> Result<String> {
+    let failed = |e: std::io::Error| Error::invalid(format!("cannot read `{path}`: {e}"));
+    if std::io::stdin().is_terminal() {
+        return rpassword::prompt_password(format!("value for `{path}` (not shown): "))
+            .map_err(failed);
+    }
     let mut line = String::new();
-    std::io::stdin()
-        .read_line(&mut line)
-        .map_err(|e| Error::invalid(format!("cannot read `{path}` from standard input: {e}")))?;
+    std::io::stdin().read_line(&mut line).map_err(failed)?;
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
@@ -135,6 +139,39 @@ pub(super) async fn rollback<T: EtcdConfig>(
     }
     let at = store.rollback::<T>(revision, &write.note()).await?;
     written::<T>(store, &changes, at, write, out).await
+}
+
+/// Re-encrypts every secret field with the key ring's newest key.
+pub(super) async fn rotate<T: EtcdConfig>(
+    store: &Store,
+    write: &WriteArgs,
+    out: &mut impl Write,
+) -> Result<()> {
+    let keyring = store.keyring().ok_or_else(|| {
+        Error::invalid("rotate needs a key ring: this command line's store has none")
+    })?;
+    if write.dry_run {
+        let what = format!(
+            "would re-encrypt every secret field of {} with key `{}`",
+            store.prefix_of::<T>(),
+            keyring.writing_id()
+        );
+        if write.output.json {
+            let json = json!({ "dry_run": true, "diff": [], "rotate_to": keyring.writing_id() });
+            return print_json(out, &json);
+        }
+        return writeln!(out, "{what}\n(dry run: nothing written)").map_err(io);
+    }
+    let revision = store.rotate_secrets::<T>(&write.note()).await?;
+    if !write.output.json {
+        writeln!(
+            out,
+            "secrets re-encrypted with key `{}`",
+            keyring.writing_id()
+        )
+        .map_err(io)?;
+    }
+    written::<T>(store, &[], revision, write, out).await
 }
 
 /// One operation of the transaction a write would send.

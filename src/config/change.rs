@@ -250,10 +250,15 @@ impl Store {
             .collect::<Result<Vec<String>>>()?;
         let (revision, mut keys) = self.load_raw::<T>().await?;
         let before = decode_entries::<T>(&prefix, self.keyring(), revision, &keys).ok();
-        for ((_, value), key) in edits.iter().zip(&relative) {
-            match value {
-                Some(value) => keys.put(key.as_bytes(), value.as_bytes().to_vec()),
-                None => keys.delete(key.as_bytes()),
+        for ((path, value), key) in edits.iter().zip(&relative) {
+            match (value, self.keyring()) {
+                // Decoded as a load would: a secret given in clear is sealed first.
+                (Some(value), Some(keyring)) if is_secret(&schema, path) => {
+                    let sealed = keyring.seal(&format!("{prefix}{key}"), value)?;
+                    keys.put(key.as_bytes(), sealed.into_bytes());
+                }
+                (Some(value), _) => keys.put(key.as_bytes(), value.as_bytes().to_vec()),
+                (None, _) => keys.delete(key.as_bytes()),
             }
         }
         let after = decode_entries::<T>(&prefix, self.keyring(), revision, &keys)?;
