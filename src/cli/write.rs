@@ -9,7 +9,9 @@ use serde_json::{json, Value};
 
 use super::report::{diff_json, print_diff};
 use super::{io, print_json, WriteArgs};
-use crate::config::{diff, field_of_key, is_secret, EtcdConfig, FieldDiff, PlannedEdit, Store};
+use crate::config::{
+    diff, field_of_key, is_secret, EtcdConfig, FieldDiff, Opened, PlannedEdit, Store,
+};
 use crate::error::{Error, Result};
 
 /// `PATH=VALUE` pairs as (path, value); a secret field's value is read from standard input
@@ -87,8 +89,17 @@ async fn diff_from_stored<T: EtcdConfig>(store: &Store, value: &T) -> Result<Vec
         .kvs
         .iter()
         .filter_map(|kv| {
-            let key = kv.key_str().ok()?.strip_prefix(namespace)?.to_owned();
-            Some((key, String::from_utf8_lossy(&kv.value).into_owned()))
+            let full = kv.key_str().ok()?;
+            let key = full.strip_prefix(namespace)?.to_owned();
+            let text = String::from_utf8_lossy(&kv.value).into_owned();
+            // A secret compares by its plain text, when the key ring opens it.
+            let opened = store
+                .keyring()
+                .and_then(|ring| match ring.open(full, &text) {
+                    Ok(Opened::Decrypted(plain)) => Some(plain.to_string()),
+                    _ => None,
+                });
+            Some((key, opened.unwrap_or(text)))
         })
         .collect();
     let after: BTreeMap<String, String> =

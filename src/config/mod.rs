@@ -27,6 +27,8 @@ pub(crate) use change::{field_of_key, is_secret};
 pub(crate) use fleet::unix_ms;
 pub use fleet::FleetRecord;
 pub use keyring::Keyring;
+#[cfg(feature = "cli")]
+pub(crate) use keyring::Opened;
 pub use live::{
     FollowerState, Live, LiveEvent, LiveEvents, LiveOptions, LiveSender, LiveStatus, Rejection,
     Selected, WhenInvalid,
