@@ -287,6 +287,13 @@ async fn set_and_unset_by_field_path() {
         .await
         .unwrap();
     assert!(keys.kvs.iter().all(|kv| kv.mod_revision == revision));
+    // One revision for the three fields and one note, written with them.
+    let notes = kv
+        .get(etcd_config::KeyRange::prefix("/svc/gw.notes/"))
+        .await
+        .unwrap();
+    let noted: Vec<i64> = notes.kvs.iter().map(|n| n.create_revision).collect();
+    assert_eq!(noted, [revision]);
 
     let err = store
         .set::<Gw>(&[("tls.nope", "x")], &note)
