@@ -169,6 +169,11 @@ impl KeepAlive {
         }
     }
 
+    /// Another view of the renewals, for a handle that waits for the loss by itself.
+    pub(crate) fn renewals(&self) -> watch::Receiver<Renewal> {
+        self.state.clone()
+    }
+
     /// Resolves when the lease is gone (expired or revoked), with the reason.
     pub async fn lost(&mut self) -> Error {
         match self

@@ -11,6 +11,7 @@
 
 mod auth;
 mod cluster;
+mod concurrency;
 mod keep_alive;
 mod key_value;
 pub(crate) mod kv;
@@ -32,6 +33,7 @@ use std::sync::{Arc, OnceLock};
 
 pub use auth::{Auth, AuthStatus, Permission, PermissionKind};
 pub use cluster::{Cluster, Member, MemberAdd, Members};
+pub use concurrency::{Election, Leader, Mutex, Session};
 pub use key_value::{KeyValue, SortOrder, SortTarget};
 pub use kv::{Compact, Delete, DeleteResponse, Get, GetResponse, Kv, Put, PutResponse};
 pub use lease::{KeepAlive, Lease, LeaseInfo, TimeToLive};

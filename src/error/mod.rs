@@ -187,6 +187,18 @@ pub enum Error {
         /// The revision this client had seen.
         seen: i64,
     },
+    /// A session's lease expired or was revoked (e.g. the process was frozen longer than its
+    /// TTL): the locks and leadership held through it are gone.
+    SessionLost {
+        /// The session's lease.
+        lease: i64,
+    },
+    /// A lock or a leadership that this handle does not hold (any more): another holder, a
+    /// resignation, or a lost session.
+    NotHeld {
+        /// What, e.g. `leadership of /elections/gw/`.
+        what: String,
+    },
     /// A background task (a live config's watch) stopped and will not deliver more.
     Stopped {
         /// What stopped.
@@ -352,6 +364,12 @@ impl fmt::Display for Error {
                 write!(f, "the snapshot from {endpoint} could not be saved: {reason}")
             }
             Error::Stopped { what, reason } => write!(f, "{what} stopped: {reason}"),
+            Error::SessionLost { lease } => write!(
+                f,
+                "the session's lease {lease:x} expired or was revoked: its locks and \
+                 leadership are gone"
+            ),
+            Error::NotHeld { what } => write!(f, "{what} is not held by this handle"),
             Error::Behind {
                 request,
                 revision,
