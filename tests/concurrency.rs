@@ -251,3 +251,37 @@ async fn proclaim_resign_and_observe() {
     assert_eq!(values, [b"a1".to_vec(), b"a2".to_vec(), b"b1".to_vec()]);
     assert_eq!(second.leader().await.unwrap().unwrap().lease, b.lease());
 }
+
+/// A holder that freezes (here `etcdctl lock`, stopped with SIGSTOP) loses the lock once its
+/// lease expires, and ours takes it then, not before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_holder_loses_the_lock_when_its_lease_expires() {
+    let etcd = Etcd::single().await;
+    let client = etcd.client().await;
+    let mut frozen = etcdctl(&etcd, &["lock", "--ttl", "3", "/locks/frozen"]);
+    contenders(&etcd, "/locks/frozen/", 1).await;
+    let signal = |name: &str| {
+        let status = Command::new("kill")
+            .args([name, &frozen.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    signal("-STOP");
+    let stopped = Instant::now();
+    let session = client.session(Duration::from_secs(10)).await.unwrap();
+    let mut ours = Mutex::new(&session, "/locks/frozen");
+    tokio::time::timeout(Duration::from_secs(15), ours.lock())
+        .await
+        .expect("the frozen holder's lease expires")
+        .unwrap();
+    assert!(
+        stopped.elapsed() >= Duration::from_secs(2),
+        "taken {:?} after the holder froze, before its lease could expire",
+        stopped.elapsed()
+    );
+    signal("-CONT");
+    signal("-KILL");
+    let _ = frozen.wait();
+    ours.unlock().await.unwrap();
+}
