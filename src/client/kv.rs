@@ -4,6 +4,7 @@ use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 
 use super::key_value::{KeyValue, SortOrder, SortTarget};
+use super::namespace::{Enter, Leave};
 use super::rpc::Rpc;
 use super::{Client, ResponseHeader};
 use crate::error::{Error, Result};
@@ -219,18 +220,26 @@ impl IntoFuture for Get<Kv> {
             // leader. Ask the next one. (Only what was seen *before*: a write answered while
             // this read was in flight may be newer than the read, and rightly so.)
             let seen = transport.seen_revision();
+            let namespace = &client.namespace;
+            let mut request = self.request;
+            if !namespace.is_empty() {
+                request.enter(namespace);
+            }
             let mut tries = 0;
             loop {
-                let response = client.call(self.request.clone()).await?;
+                let mut response = client.call(request.clone()).await?;
                 let revision = response.revision();
                 transport.saw_revision(revision);
                 if revision >= seen {
+                    if !namespace.is_empty() {
+                        response.leave(namespace);
+                    }
                     return Ok(response.into());
                 }
                 tries += 1;
                 if tries >= transport.endpoint_count() {
                     return Err(Error::Behind {
-                        request: self.request.describe(),
+                        request: request.describe(),
                         revision,
                         seen,
                     });
@@ -248,15 +257,22 @@ impl IntoFuture for Get<Kv> {
 
 /// Awaits a write (or compaction) on `kv`: one call, whose revision is noted so that no later
 /// read is accepted from before it.
-pub(super) fn write<R, T>(kv: Kv, request: R) -> BoxFuture<T>
+pub(super) fn write<R, T>(kv: Kv, mut request: R) -> BoxFuture<T>
 where
-    R: Rpc,
-    R::Response: Answer,
+    R: Rpc + Enter,
+    R::Response: Answer + Leave,
     T: From<R::Response>,
 {
     Box::pin(async move {
-        let response = kv.client.call(request).await?;
+        let namespace = &kv.client.namespace;
+        if !namespace.is_empty() {
+            request.enter(namespace);
+        }
+        let mut response = kv.client.call(request).await?;
         kv.client.transport().saw_revision(response.revision());
+        if !namespace.is_empty() {
+            response.leave(namespace);
+        }
         Ok(response.into())
     })
 }

@@ -6,6 +6,7 @@ use tokio::sync::watch;
 
 use super::keep_alive::Renewal;
 use super::kv::BoxFuture;
+use super::namespace::Leave as _;
 use super::{Client, ResponseHeader};
 use crate::error::{Error, Result};
 use crate::proto::etcdserverpb as pb;
@@ -219,7 +220,8 @@ impl IntoFuture for TimeToLive {
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
-            let response = self.client.call(self.request).await?;
+            let mut response = self.client.call(self.request).await?;
+            response.leave(&self.client.namespace);
             Ok(LeaseInfo {
                 header: response.header.into(),
                 id: response.id,

@@ -17,6 +17,7 @@ mod key_value;
 pub(crate) mod kv;
 mod lease;
 mod maintenance;
+mod namespace;
 mod options;
 pub(crate) mod rpc;
 mod stream;
@@ -60,6 +61,8 @@ pub struct Client {
     /// The task that owns the client's one Watch stream, started by the first watch.
     watch_hub: Arc<OnceLock<watch_hub::WatchHub>>,
     keeper: Arc<OnceLock<keep_alive::Keeper>>,
+    /// Every key this client names is under it ([`Client::namespace`]); empty for none.
+    namespace: Arc<[u8]>,
 }
 
 impl Client {
@@ -111,6 +114,7 @@ impl Client {
             transport: Arc::new(transport),
             watch_hub: Arc::new(OnceLock::new()),
             keeper: Arc::new(OnceLock::new()),
+            namespace: Arc::from(Vec::new()),
         }
     }
 

@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::key_value::KeyValue;
 use super::kv::BoxFuture;
+use super::namespace::Enter as _;
 use super::watch_hub::{describe, Command};
 use super::watch_queue as queue;
 use super::{Client, ResponseHeader};
@@ -136,10 +137,15 @@ impl IntoFuture for WatchBuilder {
             let (events, receiver) = queue::channel(self.buffer);
             let (created, created_rx) = oneshot::channel();
             let shared = Arc::new(Shared::default());
-            let operation = describe(&self.request);
+            let namespace = self.client.namespace.clone();
+            let mut request = self.request;
+            if !namespace.is_empty() {
+                request.enter(&namespace);
+            }
+            let operation = describe(&request);
             hub.send(Command::Create {
                 id,
-                request: self.request,
+                request,
                 events,
                 created,
                 shared: shared.clone(),
@@ -158,6 +164,7 @@ impl IntoFuture for WatchBuilder {
             }
             Ok(WatchStream {
                 id,
+                namespace,
                 receiver,
                 shared,
                 commands: hub.commands.clone(),
@@ -262,6 +269,8 @@ pub(super) struct Shared {
 ///   watch on the server; when no watch is left, the gRPC stream is closed.
 pub struct WatchStream {
     id: u64,
+    /// The client's namespace, taken off every event's keys.
+    namespace: Arc<[u8]>,
     receiver: queue::Receiver<Result<WatchResponse>>,
     shared: Arc<Shared>,
     commands: mpsc::UnboundedSender<Command>,
@@ -300,6 +309,12 @@ impl Stream for WatchStream {
             Poll::Ready(None) => {
                 let ended_with = crate::sync::lock(&this.shared.ended_with).take();
                 Poll::Ready(ended_with.map(Err))
+            }
+            Poll::Ready(Some(Ok(mut response))) if !this.namespace.is_empty() => {
+                for event in &mut response.events {
+                    super::namespace::event_out(&this.namespace, event);
+                }
+                Poll::Ready(Some(Ok(response)))
             }
             ready => ready,
         }
