@@ -1,8 +1,11 @@
 //! etcd's Cluster service: membership.
 
 use std::future::IntoFuture;
+use std::sync::Arc;
+use std::time::Duration;
 
 use super::kv::BoxFuture;
+use super::transport::Transport;
 use super::{Client, ResponseHeader};
 use crate::error::Result;
 use crate::proto::etcdserverpb as pb;
@@ -140,4 +143,54 @@ impl IntoFuture for MemberAdd {
             Ok(members(r.header, r.member, r.members))
         })
     }
+}
+
+impl Client {
+    /// Makes the client URLs of the cluster's voting members its endpoint list (one
+    /// MemberList), keeping the current endpoint if it is still a member's; returns the list.
+    /// [`ConnectOptions::auto_sync`](super::ConnectOptions::auto_sync) does this periodically.
+    ///
+    /// # Errors
+    ///
+    /// The MemberList call's; an endpoint URL that cannot be used.
+    pub async fn sync_endpoints(&self) -> Result<Vec<String>> {
+        sync(self.transport()).await?;
+        Ok(self.endpoints())
+    }
+}
+
+/// One endpoint sync on `transport`.
+async fn sync(transport: &Transport) -> Result<()> {
+    let answer = transport
+        .call(pb::MemberListRequest {
+            linearizable: false,
+        })
+        .await?;
+    let urls: Vec<String> = answer
+        .members
+        .into_iter()
+        .filter(|m| !m.is_learner)
+        .flat_map(|m| m.client_urls)
+        .collect();
+    transport.set_endpoints(&urls)?;
+    Ok(())
+}
+
+/// Syncs the endpoints of `transport` every `interval`, for as long as a client holds it.
+pub(crate) fn start_auto_sync(transport: &Arc<Transport>, interval: Duration) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return; // a lazily made client outside a runtime: `sync_endpoints` by hand
+    };
+    let transport = Arc::downgrade(transport);
+    runtime.spawn(async move {
+        loop {
+            tokio::time::sleep(interval).await;
+            let Some(transport) = transport.upgrade() else {
+                return; // every client is gone
+            };
+            if let Err(err) = sync(&transport).await {
+                tracing::debug!(error = %err, "endpoint sync failed; trying again later");
+            }
+        }
+    });
 }

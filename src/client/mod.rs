@@ -110,8 +110,12 @@ impl Client {
     }
 
     fn from_transport(transport: Transport) -> Client {
+        let transport = Arc::new(transport);
+        if let Some(interval) = transport.options.auto_sync {
+            cluster::start_auto_sync(&transport, interval);
+        }
         Client {
-            transport: Arc::new(transport),
+            transport,
             watch_hub: Arc::new(OnceLock::new()),
             keeper: Arc::new(OnceLock::new()),
             namespace: Arc::from(Vec::new()),
@@ -155,7 +159,7 @@ impl Client {
 
     /// The endpoints this client was given, in order.
     pub fn endpoints(&self) -> Vec<String> {
-        self.transport.endpoint_names().map(str::to_owned).collect()
+        self.transport.endpoint_names()
     }
 
     /// The user this client authenticates as, if any.

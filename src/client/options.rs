@@ -24,6 +24,7 @@ pub struct ConnectOptions {
     pub(crate) tls: Option<TlsOptions>,
     pub(crate) max_send_message_size: usize,
     pub(crate) max_receive_message_size: usize,
+    pub(crate) auto_sync: Option<Duration>,
 }
 
 impl Default for ConnectOptions {
@@ -40,6 +41,7 @@ impl Default for ConnectOptions {
             // overhead; a larger message would be refused by the server anyway.
             max_send_message_size: 2 * 1024 * 1024,
             max_receive_message_size: 64 * 1024 * 1024,
+            auto_sync: None,
         }
     }
 }
@@ -108,6 +110,15 @@ impl ConnectOptions {
         self.max_receive_message_size = bytes;
         self
     }
+
+    /// Refresh the endpoint list from the cluster's member list every `interval` (Go's
+    /// `AutoSyncInterval`), so that a client whose configured endpoints were all replaced by
+    /// new members keeps working. Off by default: the endpoints stay as given.
+    /// [`Client::sync_endpoints`](super::Client::sync_endpoints) does it once.
+    pub fn auto_sync(mut self, interval: Duration) -> Self {
+        self.auto_sync = Some(interval);
+        self
+    }
 }
 
 impl fmt::Debug for ConnectOptions {
@@ -121,6 +132,7 @@ impl fmt::Debug for ConnectOptions {
             .field("tls", &self.tls)
             .field("max_send_message_size", &self.max_send_message_size)
             .field("max_receive_message_size", &self.max_receive_message_size)
+            .field("auto_sync", &self.auto_sync)
             .finish()
     }
 }

@@ -80,3 +80,101 @@ impl Etcd {
         self.member_index(header.member_id).await
     }
 }
+
+impl Etcd {
+    /// Adds a voting member to the running cluster (MemberAdd, then its process joining with
+    /// `--initial-cluster-state=existing`) and waits until it answers; returns its index.
+    pub async fn add_member(&mut self) -> usize {
+        let i = self.members.len();
+        let name = format!("m{i}");
+        let (client_port, peer_port) = (super::free_port(), super::free_port());
+        let peer_url = format!("http://127.0.0.1:{peer_port}");
+        let client_url = format!("http://127.0.0.1:{client_port}");
+        let running: Vec<usize> = (0..i)
+            .filter(|&j| self.members[j].child.is_some())
+            .collect();
+        let endpoints: Vec<String> = running.iter().map(|&j| self.endpoint(j)).collect();
+        let client = Client::connect(endpoints, self.options())
+            .await
+            .expect("connect");
+        // etcd refuses a member add until every member has been connected for a few seconds
+        // (--strict-reconfig-check): ask again meanwhile.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match client.cluster().member_add([peer_url.clone()]).await {
+                Ok(_) => break,
+                Err(err)
+                    if err.server_kind() == Some(etcd_config::ServerErrorKind::Unhealthy)
+                        && std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(err) => panic!("member add: {err}"),
+            }
+        }
+        let mut initial: Vec<String> = running
+            .iter()
+            .map(|&j| {
+                let m = &self.members[j];
+                format!("{}=http://127.0.0.1:{}", m.name, m.advertised_peer_port)
+            })
+            .collect();
+        initial.push(format!("{name}={peer_url}"));
+        let args = vec![
+            format!("--name={name}"),
+            format!("--data-dir={}", self.dir.path().join(&name).display()),
+            format!("--listen-client-urls={client_url}"),
+            format!("--advertise-client-urls={client_url}"),
+            format!("--listen-peer-urls={peer_url}"),
+            format!("--initial-advertise-peer-urls={peer_url}"),
+            format!("--initial-cluster={}", initial.join(",")),
+            "--initial-cluster-state=existing".to_owned(),
+            "--logger=zap".to_owned(),
+            "--log-level=warn".to_owned(),
+        ];
+        self.members.push(super::Member {
+            log: self.dir.path().join(format!("{name}.log")),
+            name,
+            client_port,
+            peer_port,
+            advertised_peer_port: peer_port,
+            args,
+            child: None,
+        });
+        self.spawn(i);
+        self.wait_ready(i).await;
+        i
+    }
+
+    /// Removes member `i` from the cluster (MemberRemove, asked of the others) and stops it.
+    pub async fn remove_member(&mut self, i: usize) {
+        let id = self
+            .member_ids()
+            .await
+            .into_iter()
+            .find_map(|(id, index)| (index == i).then_some(id))
+            .expect("the member's id");
+        let others: Vec<String> = (0..self.members.len())
+            .filter(|&j| j != i && self.members[j].child.is_some())
+            .map(|j| self.endpoint(j))
+            .collect();
+        let client = Client::connect(others, self.options())
+            .await
+            .expect("connect");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match client.cluster().member_remove(id).await {
+                Ok(_) => break,
+                // As for adding: the members must have been connected a few seconds.
+                Err(err)
+                    if err.server_kind() == Some(etcd_config::ServerErrorKind::Unhealthy)
+                        && std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(err) => panic!("member remove: {err}"),
+            }
+        }
+        self.stop(i);
+    }
+}

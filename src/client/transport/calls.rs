@@ -157,7 +157,7 @@ impl Transport {
                 let index = in_flight.load(Ordering::Acquire);
                 let endpoint = (index != NONE).then(|| {
                     self.fail_over(index);
-                    self.slots[index].name.clone()
+                    self.endpoint_name(index)
                 });
                 Err(Error::Timeout {
                     operation: operation(),
@@ -195,9 +195,9 @@ impl Transport {
                 Err(why) => {
                     self.fail_over(index);
                     unreachable_in_a_row += 1;
-                    if unreachable_in_a_row >= self.slots.len() {
+                    if unreachable_in_a_row >= self.endpoint_count() {
                         return Err(Error::Connect {
-                            endpoints: self.endpoint_names().map(str::to_owned).collect(),
+                            endpoints: self.endpoint_names(),
                             reason: why,
                         });
                     }
@@ -212,13 +212,13 @@ impl Transport {
                 Some(credentials) => credentials.attach(&mut request),
                 None => 0,
             };
-            let reply = match (retry, self.slots.len()) {
+            let reply = match (retry, self.endpoint_count()) {
                 (Retry::Idempotent, endpoints) if endpoints > 1 => {
                     let budget = self.options.request_timeout / endpoints as u32;
                     match tokio::time::timeout(budget, call(conn, request)).await {
                         Ok(reply) => reply,
                         Err(_elapsed) => {
-                            let endpoint = &self.slots[index].name;
+                            let endpoint = &self.endpoint_name(index);
                             tracing::debug!(%endpoint, ?budget, "read unanswered; trying the next endpoint");
                             self.fail_over(index);
                             continue;
@@ -231,7 +231,7 @@ impl Transport {
                 Ok(response) => return Ok(response.into_inner()),
                 Err(status) => status,
             };
-            let endpoint = self.slots[index].name.clone();
+            let endpoint = self.endpoint_name(index);
             match Failure::classify(status) {
                 Failure::Server(kind, message) => {
                     if let (Some(credentials), true, false) =
@@ -257,9 +257,9 @@ impl Transport {
                     tracing::debug!(%endpoint, error = %status.message(), "request not sent; failing over");
                     self.fail_over(index);
                     unreachable_in_a_row += 1;
-                    if unreachable_in_a_row >= self.slots.len() {
+                    if unreachable_in_a_row >= self.endpoint_count() {
                         return Err(Error::Connect {
-                            endpoints: self.endpoint_names().map(str::to_owned).collect(),
+                            endpoints: self.endpoint_names(),
                             reason: format!("{endpoint}: {}", source_chain(&status)),
                         });
                     }

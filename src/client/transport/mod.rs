@@ -24,10 +24,12 @@ mod endpoint;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 pub(crate) use calls::status_error;
 use calls::Failure;
@@ -64,13 +66,31 @@ struct Slot {
 
 /// The shared state behind every clone of a [`Client`](super::Client).
 pub(crate) struct Transport {
-    slots: Vec<Slot>,
+    /// The endpoints. Replaced whole by an endpoint sync; an index into an older list is
+    /// taken modulo the length of the current one.
+    slots: ArcSwap<Vec<Arc<Slot>>>,
+    /// What new endpoints are made with (an endpoint sync).
+    tls: Option<ClientTlsConfig>,
     current: AtomicUsize,
     /// The highest store revision any response to this client carried: a read answered at an
     /// older one comes from a member that is behind (see `kv::Get`).
     seen_revision: AtomicI64,
     pub(crate) options: ConnectOptions,
     pub(crate) credentials: Option<Credentials>,
+}
+
+impl Slot {
+    fn new(
+        name: &str,
+        options: &ConnectOptions,
+        tls: Option<ClientTlsConfig>,
+    ) -> Result<Arc<Slot>> {
+        Ok(Arc::new(Slot {
+            name: name.to_owned(),
+            endpoint: endpoint(name, options, tls)?,
+            channel: Mutex::new(None),
+        }))
+    }
 }
 
 /// A connection to one endpoint, handing out generated stubs with the configured message limits.
@@ -120,17 +140,11 @@ impl Transport {
         };
         let slots = endpoints
             .iter()
-            .map(|name| {
-                let endpoint = endpoint(name, &options, tls.clone())?;
-                Ok(Slot {
-                    name: name.clone(),
-                    endpoint,
-                    channel: Mutex::new(None),
-                })
-            })
+            .map(|name| Slot::new(name, &options, tls.clone()))
             .collect::<Result<Vec<_>>>()?;
         Ok(Transport {
-            slots,
+            slots: ArcSwap::from_pointee(slots),
+            tls,
             current: AtomicUsize::new(0),
             seen_revision: AtomicI64::new(0),
             options,
@@ -145,7 +159,7 @@ impl Transport {
         // Dial every endpoint at once and keep the first that answers, so one dead member
         // does not cost a whole dial timeout.
         let dialing = &transport;
-        let mut dials: FuturesUnordered<_> = (0..transport.slots.len())
+        let mut dials: FuturesUnordered<_> = (0..transport.endpoint_count())
             .map(|index| async move { (index, dialing.probe(index).await) })
             .collect();
         let mut reason = String::from("dial timeout");
@@ -171,7 +185,7 @@ impl Transport {
                 Ok(())
             }
             None => Err(Error::Connect {
-                endpoints: self.endpoint_names().map(str::to_owned).collect(),
+                endpoints: self.endpoint_names(),
                 reason,
             }),
         }
@@ -191,7 +205,7 @@ impl Transport {
                     self.drop_conn(index);
                     Err(format!(
                         "{}: {}",
-                        self.slots[index].name,
+                        self.endpoint_name(index),
                         source_chain(&status)
                     ))
                 }
@@ -199,14 +213,56 @@ impl Transport {
         }
     }
 
-    /// The endpoints, as given to `connect`.
-    pub(crate) fn endpoint_names(&self) -> impl Iterator<Item = &str> {
-        self.slots.iter().map(|slot| slot.name.as_str())
+    /// The endpoints, as given to `connect` (or found by the last endpoint sync).
+    pub(crate) fn endpoint_names(&self) -> Vec<String> {
+        self.slots
+            .load()
+            .iter()
+            .map(|slot| slot.name.clone())
+            .collect()
+    }
+
+    /// Endpoint `index` (modulo the current list's length: the list may have been replaced).
+    fn slot(&self, index: usize) -> Arc<Slot> {
+        let slots = self.slots.load();
+        slots[index % slots.len()].clone()
+    }
+
+    /// Makes `names` the endpoint list, keeping the connections of endpoints it already had
+    /// and staying on the current endpoint if it is still listed; false if nothing changed.
+    pub(crate) fn set_endpoints(&self, names: &[String]) -> Result<bool> {
+        let old = self.slots.load_full();
+        let mut wanted: Vec<&String> = names.iter().collect();
+        wanted.sort();
+        wanted.dedup();
+        let mut had: Vec<&String> = old.iter().map(|slot| &slot.name).collect();
+        had.sort();
+        if wanted.is_empty() || wanted == had {
+            return Ok(false);
+        }
+        let current = old[self.current.load(Ordering::Acquire) % old.len()]
+            .name
+            .clone();
+        let slots = wanted
+            .iter()
+            .map(|name| match old.iter().find(|slot| slot.name == **name) {
+                Some(slot) => Ok(slot.clone()),
+                None => Slot::new(name, &self.options, self.tls.clone()),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let at = slots
+            .iter()
+            .position(|slot| slot.name == current)
+            .unwrap_or(0);
+        tracing::debug!(endpoints = ?wanted, "etcd endpoints synced from the member list");
+        self.slots.store(Arc::new(slots));
+        self.current.store(at, Ordering::Release);
+        Ok(true)
     }
 
     /// The connection to endpoint `index`, opened now if there is none.
     async fn conn(&self, index: usize) -> std::result::Result<Conn, String> {
-        let slot = &self.slots[index];
+        let slot = self.slot(index);
         let cached = crate::sync::lock(&slot.channel).clone();
         let channel = match cached {
             Some(channel) => channel,
@@ -234,20 +290,21 @@ impl Transport {
     }
 
     fn drop_conn(&self, index: usize) {
-        *crate::sync::lock(&self.slots[index].channel) = None;
+        *crate::sync::lock(&self.slot(index).channel) = None;
     }
 
     /// Moves on from endpoint `failed` to the next one, unless another call already did.
     fn fail_over(&self, failed: usize) {
         self.drop_conn(failed);
-        let next = (failed + 1) % self.slots.len();
+        let count = self.endpoint_count();
+        let next = (failed + 1) % count;
         let _ = self
             .current
             .compare_exchange(failed, next, Ordering::AcqRel, Ordering::Relaxed);
-        if self.slots.len() > 1 {
+        if count > 1 {
             tracing::debug!(
-                from = %self.slots[failed].name,
-                to = %self.slots[next].name,
+                from = %self.endpoint_name(failed),
+                to = %self.endpoint_name(next),
                 "etcd endpoint failed; switching"
             );
         }
@@ -257,7 +314,7 @@ impl Transport {
     /// be reached. Used by streams, which manage their own retries.
     pub(crate) async fn current_conn(&self) -> Result<(usize, Conn)> {
         let mut last = String::new();
-        for _ in 0..self.slots.len() {
+        for _ in 0..self.endpoint_count() {
             let index = self.current.load(Ordering::Acquire);
             match self.conn(index).await {
                 Ok(conn) => return Ok((index, conn)),
@@ -268,7 +325,7 @@ impl Transport {
             }
         }
         Err(Error::Connect {
-            endpoints: self.endpoint_names().map(str::to_owned).collect(),
+            endpoints: self.endpoint_names(),
             reason: last,
         })
     }
@@ -299,7 +356,7 @@ impl Transport {
 
     /// How many endpoints the client has.
     pub(crate) fn endpoint_count(&self) -> usize {
-        self.slots.len()
+        self.slots.load().len()
     }
 
     /// Leaves the current endpoint for the next one: it answered from behind.
@@ -307,8 +364,8 @@ impl Transport {
         self.fail_over(self.current.load(Ordering::Acquire));
     }
 
-    pub(crate) fn endpoint_name(&self, index: usize) -> &str {
-        &self.slots[index].name
+    pub(crate) fn endpoint_name(&self, index: usize) -> String {
+        self.slot(index).name.clone()
     }
 
     /// Opens a long-lived stream (`what`: `Watch`, `LeaseKeepAlive`) on endpoint `index`.
@@ -325,9 +382,11 @@ impl Transport {
         let after = self.options.dial_timeout;
         let error = match tokio::time::timeout(after, call).await {
             Ok(Ok(response)) => return Ok(response.into_inner()),
-            Ok(Err(status)) => {
-                status_error(self.endpoint_name(index), &format!("{what} stream"), status)
-            }
+            Ok(Err(status)) => status_error(
+                &self.endpoint_name(index),
+                &format!("{what} stream"),
+                status,
+            ),
             Err(_elapsed) => Error::Timeout {
                 operation: format!("opening the {what} stream"),
                 after,
