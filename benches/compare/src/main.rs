@@ -8,6 +8,7 @@
 //! `bash scripts/bench` builds and runs it; the table goes to stdout and to `BENCH_OUT`
 //! (default `target/bench-results.md`).
 
+mod clients;
 mod fanout;
 mod server;
 mod work;
@@ -139,6 +140,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Child process: one fan-out measurement, printed as one JSON line.
         return fanout::child(&args[2], &args[3], args[4].parse()?).await;
     }
+    if args.get(1).map(String::as_str) == Some("client") {
+        // Child process: one client doing one case, printed as one JSON line.
+        return clients::child(&args[2], &args[3], &args[4], args[5].parse()?).await;
+    }
 
     let etcd = server::Etcd::start()?;
     let endpoint = etcd.endpoint();
@@ -164,7 +169,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         reports.push(fanout::run_child(who, &endpoint, watches)?);
     }
 
-    let text = table(&rows, &reports, &machine());
+    let mut text = table(&rows, &reports, &machine());
+    // With Go's clientv3 built (scripts/bench does), the three clients in processes of
+    // their own: latency, throughput and CPU per operation.
+    if let Some(go) = std::env::var_os("BENCH_GO") {
+        let rounds = if quick { 3 } else { 7 };
+        let rows = clients::run(&endpoint, std::path::Path::new(&go), n, rounds);
+        text.push('\n');
+        text.push_str(&clients::table(&rows));
+    }
     println!("\n{text}");
     let out = std::env::var("BENCH_OUT").unwrap_or_else(|_| "target/bench-results.md".into());
     std::fs::write(&out, &text)?;
