@@ -65,7 +65,10 @@
 //!   endpoints with failover, timeouts, TLS and an auth token; each etcd service has a handle
 //!   ([`client::Kv`], [`client::Lease`], [`client::Auth`], [`client::Cluster`],
 //!   [`client::Maintenance`]) and every request and response type sits beside it in
-//!   `client::`.
+//!   `client::`. On top, as Go's client has them: [`client::Session`], [`client::Mutex`] and
+//!   [`client::Election`] (interoperable with `etcdctl lock` and `etcdctl elect`), a
+//!   namespaced client ([`Client::namespace`]) and endpoint sync
+//!   ([`ConnectOptions::auto_sync`], [`Client::sync_endpoints`]).
 //! - [`KeyRange`]: the one place that knows etcd's `(key, range_end)` encoding.
 //! - [`Error`]: the one error type; etcd's own refusals are [`Error::Server`] with a
 //!   [`ServerErrorKind`].
