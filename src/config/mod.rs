@@ -14,6 +14,7 @@ mod fleet;
 mod history;
 mod keyring;
 mod live;
+mod paths;
 mod schema;
 mod secret;
 mod store;
@@ -21,8 +22,6 @@ mod watch;
 
 pub use access::Access;
 pub use change::{diff, Change, ChangeNote, FieldDiff, PlannedEdit, KEPT_NOTES};
-#[cfg(feature = "cli")]
-pub(crate) use change::{field_of_key, is_secret};
 #[cfg(feature = "cli")]
 pub(crate) use fleet::unix_ms;
 pub use fleet::FleetRecord;
@@ -33,6 +32,8 @@ pub use live::{
     FollowerState, Live, LiveEvent, LiveEvents, LiveOptions, LiveSender, LiveStatus, Rejection,
     Selected, WhenInvalid,
 };
+#[cfg(feature = "cli")]
+pub(crate) use paths::{field_of_key, is_secret};
 pub use schema::{Schema, SchemaField};
 pub use secret::Secret;
 pub use store::{Store, Versioned};
