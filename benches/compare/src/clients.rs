@@ -2,6 +2,10 @@
 //! Debian's etcd source by `scripts/bench`) and etcd-client, doing the same cases against the
 //! same etcd, in rounds that rotate which goes first. A process per client lets each be
 //! charged its own CPU time (getrusage: user + system, every thread).
+//!
+//! The Rust clients run once on a current-thread tokio runtime and once on a multi-thread one:
+//! on the second, each call hands off between worker threads (the caller, tonic's channel
+//! worker, hyper's connection task), and on 2 cores that costs more than the client itself.
 
 use std::path::Path;
 use std::process::Command;
@@ -38,8 +42,15 @@ pub(crate) struct ClientRow {
 
 const WHO: [&str; 3] = ["etcd-config", "go", "etcd-client"];
 
-/// Runs every case `rounds` times for each client, each in a process of its own.
-pub(crate) fn run(endpoint: &str, go: &Path, n: usize, rounds: usize) -> Vec<ClientRow> {
+/// Runs every case `rounds` times for each client, each in a process of its own, the Rust
+/// clients on a tokio runtime of `flavor` (`current-thread` or `multi-thread`).
+pub(crate) fn run(
+    endpoint: &str,
+    go: &Path,
+    flavor: &str,
+    n: usize,
+    rounds: usize,
+) -> Vec<ClientRow> {
     let mut rows = Vec::new();
     for (name, case, count) in cases(n) {
         let mut seen: [Vec<Measured>; 3] = Default::default();
@@ -52,7 +63,14 @@ pub(crate) fn run(endpoint: &str, go: &Path, n: usize, rounds: usize) -> Vec<Cli
                         .output()
                 } else {
                     Command::new(std::env::current_exe().expect("own path"))
-                        .args(["client", WHO[who], endpoint, case, &count.to_string()])
+                        .args([
+                            "client",
+                            flavor,
+                            WHO[who],
+                            endpoint,
+                            case,
+                            &count.to_string(),
+                        ])
                         .output()
                 }
                 .expect("client process");
@@ -79,7 +97,7 @@ pub(crate) fn run(endpoint: &str, go: &Path, n: usize, rounds: usize) -> Vec<Cli
             value: median(runs.iter().map(|m| m.value).collect()),
             cpu_us_per_op: median(runs.iter().map(|m| m.cpu_us_per_op).collect()),
         });
-        println!("clients: {name} done");
+        println!("clients ({flavor}): {name} done");
         rows.push(ClientRow {
             name,
             throughput: case == "concurrent",
@@ -89,10 +107,10 @@ pub(crate) fn run(endpoint: &str, go: &Path, n: usize, rounds: usize) -> Vec<Cli
     rows
 }
 
-/// The table of the client-process comparison.
-pub(crate) fn table(rows: &[ClientRow]) -> String {
-    let mut out = String::from(
-        "| case (one process per client) | etcd-config | Go clientv3 | etcd-client | ours/Go | ours/etcd-client | CPU µs/op: ours | Go | etcd-client |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+/// The table of the client-process comparison, the Rust clients on a `flavor` runtime.
+pub(crate) fn table(flavor: &str, rows: &[ClientRow]) -> String {
+    let mut out = format!(
+        "| case (one process per client; Rust on a {flavor} runtime) | etcd-config | Go clientv3 | etcd-client | ours/Go | ours/etcd-client | CPU µs/op: ours | Go | etcd-client |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for row in rows {
         let [ours, go, theirs] = row.clients;

@@ -141,8 +141,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return fanout::child(&args[2], &args[3], args[4].parse()?).await;
     }
     if args.get(1).map(String::as_str) == Some("client") {
-        // Child process: one client doing one case, printed as one JSON line.
-        return clients::child(&args[2], &args[3], &args[4], args[5].parse()?).await;
+        // Child process: one client doing one case on the runtime flavor asked for, printed
+        // as one JSON line.
+        let (who, endpoint, case) = (args[3].clone(), args[4].clone(), args[5].clone());
+        let n: usize = args[6].parse()?;
+        if args[2] == "current-thread" {
+            return std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                runtime
+                    .block_on(clients::child(&who, &endpoint, &case, n))
+                    .map_err(|e| e.to_string())
+            })
+            .join()
+            .map_err(|_| "the client thread panicked")?
+            .map_err(Into::into);
+        }
+        return clients::child(&who, &endpoint, &case, n).await;
     }
 
     let etcd = server::Etcd::start()?;
@@ -174,9 +191,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // their own: latency, throughput and CPU per operation.
     if let Some(go) = std::env::var_os("BENCH_GO") {
         let rounds = if quick { 3 } else { 7 };
-        let rows = clients::run(&endpoint, std::path::Path::new(&go), n, rounds);
-        text.push('\n');
-        text.push_str(&clients::table(&rows));
+        for flavor in ["current-thread", "multi-thread"] {
+            let rows = clients::run(&endpoint, std::path::Path::new(&go), flavor, n, rounds);
+            text.push('\n');
+            text.push_str(&clients::table(flavor, &rows));
+        }
     }
     println!("\n{text}");
     let out = std::env::var("BENCH_OUT").unwrap_or_else(|_| "target/bench-results.md".into());
