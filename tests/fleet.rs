@@ -138,13 +138,9 @@ async fn a_dead_instance_record_expires_with_its_lease() {
     );
 }
 
-/// `ReadAndReport` lets a service report but not change the config.
-#[tokio::test]
-async fn a_reporting_role_may_report_but_not_write() {
-    if support::skip_behind_front("a_reporting_role_may_report_but_not_write") {
-        return;
-    }
-    let etcd = Etcd::single().await;
+/// Auth on; user `svc` holds a role granted `ReadAndReport` on `App`. Root's client, root's
+/// store and the service's store.
+async fn reporting_service(etcd: &Etcd) -> (etcd_config::Client, Store, Store) {
     let root = etcd.enable_auth().await;
     let admin = Store::new(root.clone());
     root.auth().role_add("app-service").await.unwrap();
@@ -158,6 +154,17 @@ async fn a_reporting_role_may_report_but_not_write() {
         .await
         .unwrap();
     let service = Store::new(etcd.client_as("svc", "pw").await);
+    (root, admin, service)
+}
+
+/// `ReadAndReport` lets a service report but not change the config.
+#[tokio::test]
+async fn a_reporting_role_may_report_but_not_write() {
+    if support::skip_behind_front("a_reporting_role_may_report_but_not_write") {
+        return;
+    }
+    let etcd = Etcd::single().await;
+    let (root, admin, service) = reporting_service(&etcd).await;
     let _live = service
         .live_with::<App>(LiveOptions::new().report_as("svc-1"))
         .await
@@ -189,19 +196,7 @@ async fn a_stopped_instance_reports_itself_stopped_then_unconfirmed() {
         return;
     }
     let mut etcd = Etcd::single().await;
-    let root = etcd.enable_auth().await;
-    let admin = Store::new(root.clone());
-    root.auth().role_add("app-service").await.unwrap();
-    admin
-        .grant::<App>("app-service", Access::ReadAndReport)
-        .await
-        .unwrap();
-    root.auth().user_add("svc", "pw").await.unwrap();
-    root.auth()
-        .user_grant_role("svc", "app-service")
-        .await
-        .unwrap();
-    let service = Store::new(etcd.client_as("svc", "pw").await);
+    let (root, admin, service) = reporting_service(&etcd).await;
     let live = service
         .live_with::<App>(LiveOptions::new().report_as("svc-1"))
         .await

@@ -181,11 +181,13 @@ impl Keyring {
             .map_err(|_| Error::invalid("no randomness for a nonce"))?;
         let mut sealed = Zeroizing::new(plain.as_bytes().to_vec());
         cipher(material)
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(key.as_bytes()),
-                &mut *sealed,
-            )
+            .and_then(|cipher| {
+                cipher.seal_in_place_append_tag(
+                    Nonce::assume_unique_for_key(nonce),
+                    Aad::from(key.as_bytes()),
+                    &mut *sealed,
+                )
+            })
             .map_err(|_| Error::invalid(format!("{key}: cannot encrypt")))?;
         let mut bytes = nonce.to_vec();
         bytes.extend_from_slice(&sealed);
@@ -212,7 +214,7 @@ impl Keyring {
         let (nonce, sealed) = bytes.split_at_mut(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| fail())?;
         let plain = cipher(material)
-            .open_in_place(nonce, Aad::from(key.as_bytes()), sealed)
+            .and_then(|cipher| cipher.open_in_place(nonce, Aad::from(key.as_bytes()), sealed))
             .map_err(|_| fail())?;
         let text = std::str::from_utf8(plain).map_err(|_| fail())?;
         Ok(Opened::Decrypted(Zeroizing::new(text.to_owned())))
@@ -294,10 +296,8 @@ impl fmt::Debug for Keyring {
     }
 }
 
-fn cipher(material: &[u8; 32]) -> LessSafeKey {
-    // A 32-byte key is what AES-256-GCM takes: this cannot fail.
-    let unbound = UnboundKey::new(&AES_256_GCM, material).unwrap_or_else(|_| unreachable!());
-    LessSafeKey::new(unbound)
+fn cipher(material: &[u8; 32]) -> std::result::Result<LessSafeKey, ring::error::Unspecified> {
+    UnboundKey::new(&AES_256_GCM, material).map(LessSafeKey::new)
 }
 
 fn check_id(id: &str) -> Result<()> {

@@ -138,11 +138,7 @@ impl Election {
             .client()
             .kv()
             .txn()
-            .when([Compare::create_revision(
-                key.as_str(),
-                CompareOp::Equal,
-                revision,
-            )])
+            .when([held(&key, revision)])
             .and_then([Put::new(key.as_str(), value.into())
                 .lease(self.session.lease())
                 .into()])
@@ -168,11 +164,7 @@ impl Election {
             .client()
             .kv()
             .txn()
-            .when([Compare::create_revision(
-                key.as_str(),
-                CompareOp::Equal,
-                revision,
-            )])
+            .when([held(&key, revision)])
             .and_then([TxnOp::delete(key.as_str())])
             .await?;
         Ok(())
@@ -197,7 +189,7 @@ impl Election {
     /// [`Error::NotHeld`] if it is not campaigning or leading.
     pub fn is_leader(&self) -> Result<Compare> {
         let (key, revision) = self.mine()?;
-        Ok(Compare::create_revision(key, CompareOp::Equal, revision))
+        Ok(held(&key, revision))
     }
 
     /// The leader now and at each change (a new leader, or a proclaimed value), as a stream;
@@ -226,6 +218,11 @@ impl Election {
             what: format!("leadership of {}", self.prefix),
         }
     }
+}
+
+/// Holds while `key` is the one created at `revision`: the same contender, still in line.
+fn held(key: &str, revision: i64) -> Compare {
+    Compare::create_revision(key, CompareOp::Equal, revision)
 }
 
 /// The first contender of `prefix`, and the revision of the read.
@@ -271,18 +268,18 @@ async fn follow_leader(
                 .watch(KeyRange::prefix(prefix))
                 .start_revision(revision + 1)
                 .await?;
-            let mut first = None;
-            while first.is_none() {
+            loop {
                 let Some(response) = watch.next().await else {
                     return Ok(());
                 };
-                first = response?
+                let put = response?
                     .events
-                    .iter()
-                    .find(|e| e.kind == EventKind::Put)
-                    .map(|e| Leader::from(&e.kv));
+                    .into_iter()
+                    .find(|e| e.kind == EventKind::Put);
+                if let Some(put) = put {
+                    break Leader::from(&put.kv);
+                }
             }
-            first.unwrap_or_else(|| unreachable!())
         }
     };
     let key = leader.key.clone();
