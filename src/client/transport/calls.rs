@@ -7,6 +7,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use super::connection::NotSent;
 use super::endpoint::source_chain;
 use super::{Conn, Retry, Transport, NONE};
 use crate::backoff::Backoff;
@@ -15,7 +16,8 @@ use crate::error::{Error, GrpcStatus, Result, ServerErrorKind};
 
 /// What a failed gRPC call means for the retry loop.
 pub(super) enum Failure {
-    /// The connection could not be opened: the request never left this process.
+    /// The connection had closed before the request was handed to it: the request never
+    /// left this process.
     NotSent(tonic::Status),
     /// The connection broke while the request was in flight.
     Broken(tonic::Status),
@@ -37,7 +39,7 @@ impl Failure {
         }
         let mut source = status.source();
         while let Some(err) = source {
-            if err.is::<tonic::ConnectError>() {
+            if err.is::<NotSent>() {
                 return Failure::NotSent(status);
             }
             source = err.source();
@@ -187,6 +189,7 @@ impl Transport {
         }
         let mut reauthenticated = false;
         let mut unreachable_in_a_row = 0;
+        let mut not_sent_in_a_row = 0;
         let mut backoff = Backoff::new(Duration::from_millis(20), Duration::from_millis(500));
         loop {
             let index = self.current.load(Ordering::Acquire);
@@ -231,8 +234,12 @@ impl Transport {
                 Ok(response) => return Ok(response.into_inner()),
                 Err(status) => status,
             };
+            let failure = Failure::classify(status);
+            if !matches!(failure, Failure::NotSent(_)) {
+                not_sent_in_a_row = 0;
+            }
             let endpoint = self.endpoint_name(index);
-            match Failure::classify(status) {
+            match failure {
                 Failure::Server(kind, message) => {
                     if let (Some(credentials), true, false) =
                         (credentials, kind.needs_new_token(), reauthenticated)
@@ -254,14 +261,15 @@ impl Transport {
                     });
                 }
                 Failure::NotSent(status) => {
-                    tracing::debug!(%endpoint, error = %status.message(), "request not sent; failing over");
+                    // The connection closed just as the request was handed to it. The next
+                    // attempt dials again, and only a failed dial counts as unreachable; a
+                    // member that keeps closing new connections is retried with a backoff
+                    // until the request timeout.
+                    tracing::debug!(%endpoint, error = %source_chain(&status), "request not sent; dialing again");
                     self.fail_over(index);
-                    unreachable_in_a_row += 1;
-                    if unreachable_in_a_row >= self.endpoint_count() {
-                        return Err(Error::Connect {
-                            endpoints: self.endpoint_names(),
-                            reason: format!("{endpoint}: {}", source_chain(&status)),
-                        });
+                    not_sent_in_a_row += 1;
+                    if not_sent_in_a_row >= self.endpoint_count() {
+                        backoff.wait().await;
                     }
                 }
                 Failure::Broken(status) => {

@@ -1,63 +1,127 @@
-//! Endpoint strings and TLS files turned into tonic endpoints.
+//! Endpoint strings and TLS files turned into connection targets.
 
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+use std::sync::Arc;
 
-use crate::client::options::{ConnectOptions, TlsOptions};
+use http::Uri;
+use tokio_rustls::rustls::crypto::ring;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+
+use super::connection::Target;
+use crate::client::options::TlsOptions;
 use crate::error::{Error, Result};
 
-/// Turns an endpoint as a user writes it (`127.0.0.1:2379`, `http://h:2379`, `https://h:2379`)
-/// into a tonic endpoint with the connection options applied.
-pub(super) fn endpoint(
-    name: &str,
-    options: &ConnectOptions,
-    tls: Option<ClientTlsConfig>,
-) -> Result<Endpoint> {
-    let uri = if name.contains("://") {
-        name.to_owned()
-    } else if tls.is_some() {
-        format!("https://{name}")
-    } else {
-        format!("http://{name}")
-    };
-    let mut endpoint = Endpoint::from_shared(uri)
-        .map_err(|err| Error::config(format!("endpoint `{name}` is not a valid address: {err}")))?
-        .connect_timeout(options.dial_timeout)
-        .tcp_nodelay(true);
-    if let Some((interval, timeout)) = options.keep_alive {
-        endpoint = endpoint
-            .http2_keep_alive_interval(interval)
-            .keep_alive_timeout(timeout)
-            .keep_alive_while_idle(true);
-    }
-    if name.starts_with("https://") || (tls.is_some() && !name.starts_with("http://")) {
-        let tls = tls.ok_or_else(|| {
-            Error::config(format!(
-                "endpoint `{name}` uses https but no TLS options were given (ConnectOptions::with_tls)"
-            ))
-        })?;
-        endpoint = endpoint
-            .tls_config(tls)
-            .map_err(|err| Error::config(format!("TLS for endpoint `{name}`: {err}")))?;
-    }
-    Ok(endpoint)
+/// The TLS settings shared by every endpoint of a client: a rustls configuration and the name
+/// to check certificates against when it is not each endpoint's host.
+#[derive(Clone)]
+pub(super) struct Tls {
+    config: Arc<ClientConfig>,
+    domain: Option<ServerName<'static>>,
 }
 
-pub(super) fn tls_config(options: &TlsOptions) -> Result<ClientTlsConfig> {
+/// Turns an endpoint as a user writes it (`127.0.0.1:2379`, `http://h:2379`, `https://h:2379`)
+/// into where to connect and how.
+pub(super) fn target(name: &str, tls: Option<&Tls>) -> Result<Target> {
+    let invalid = |why: &dyn std::fmt::Display| {
+        Error::config(format!("endpoint `{name}` is not a valid address: {why}"))
+    };
+    let uri: Uri = if name.contains("://") {
+        name.parse()
+    } else if tls.is_some() {
+        format!("https://{name}").parse()
+    } else {
+        format!("http://{name}").parse()
+    }
+    .map_err(|err| invalid(&err))?;
+    let secure = match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        _ => return Err(invalid(&"the scheme must be http or https")),
+    };
+    let Some(host) = uri.host().filter(|host| !host.is_empty()) else {
+        return Err(invalid(&"no host"));
+    };
+    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+    let address = format!("{host}:{port}");
+    let origin = Uri::builder()
+        .scheme(uri.scheme_str().unwrap_or("http"))
+        .authority(address.as_str())
+        .path_and_query("/")
+        .build()
+        .map_err(|err| invalid(&err))?;
+    let tls = match (secure, tls) {
+        (false, _) => None,
+        (true, None) => return Err(Error::config(format!(
+            "endpoint `{name}` uses https but no TLS options were given (ConnectOptions::with_tls)"
+        ))),
+        (true, Some(tls)) => {
+            let server = match &tls.domain {
+                Some(domain) => domain.clone(),
+                None => ServerName::try_from(host.trim_start_matches('[').trim_end_matches(']'))
+                    .map_err(|err| invalid(&err))?
+                    .to_owned(),
+            };
+            Some((tls.config.clone(), server))
+        }
+    };
+    Ok(Target::new(origin, address, tls))
+}
+
+/// Reads the TLS files into a rustls configuration (ring, TLS 1.2 and 1.3, ALPN `h2`).
+pub(super) fn tls_config(options: &TlsOptions) -> Result<Tls> {
     let read = |path: &std::path::Path| {
         std::fs::read(path)
             .map_err(|err| Error::config(format!("cannot read TLS file {}: {err}", path.display())))
     };
-    let mut config = ClientTlsConfig::new();
+    let bad = |path: &std::path::Path, why: &dyn std::fmt::Display| {
+        Error::config(format!("TLS file {}: {why}", path.display()))
+    };
+    let certificates = |path: &std::path::Path| -> Result<Vec<CertificateDer<'static>>> {
+        let pem = read(path)?;
+        let certs = CertificateDer::pem_slice_iter(&pem)
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|err| bad(path, &err))?;
+        if certs.is_empty() {
+            return Err(bad(path, &"no PEM certificate in it"));
+        }
+        Ok(certs)
+    };
+    let mut roots = RootCertStore::empty();
     if let Some(ca) = &options.ca_file {
-        config = config.ca_certificate(Certificate::from_pem(read(ca)?));
+        for cert in certificates(ca)? {
+            roots.add(cert).map_err(|err| bad(ca, &err))?;
+        }
     }
-    if let Some((cert, key)) = &options.identity {
-        config = config.identity(Identity::from_pem(read(cert)?, read(key)?));
-    }
-    if let Some(domain) = &options.domain {
-        config = config.domain_name(domain.clone());
-    }
-    Ok(config)
+    let builder = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|err| Error::config(format!("TLS: {err}")))?
+        .with_root_certificates(roots);
+    let mut config = match &options.identity {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let chain = certificates(cert)?;
+            let key_pem = read(key)?;
+            // The key's own text never goes into the error: only which file failed.
+            let key_der = PrivateKeyDer::from_pem_slice(&key_pem)
+                .map_err(|_| bad(key, &"no PEM private key in it"))?;
+            builder
+                .with_client_auth_cert(chain, key_der)
+                .map_err(|err| bad(key, &err))?
+        }
+    };
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let domain = match &options.domain {
+        Some(domain) => Some(
+            ServerName::try_from(domain.clone())
+                .map_err(|err| Error::config(format!("TLS domain name `{domain}`: {err}")))?,
+        ),
+        None => None,
+    };
+    Ok(Tls {
+        config: Arc::new(config),
+        domain,
+    })
 }
 
 /// An error with its causes, `a: b: c`, so "connection refused" is not hidden behind

@@ -20,6 +20,7 @@
 //! the read must go elsewhere rather than wait out the whole timeout there.
 
 mod calls;
+mod connection;
 mod endpoint;
 
 use std::future::Future;
@@ -29,11 +30,11 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 pub(crate) use calls::status_error;
 use calls::Failure;
-use endpoint::{endpoint, source_chain, tls_config};
+use connection::{Http2, Target};
+use endpoint::{source_chain, target, tls_config, Tls};
 
 use super::options::ConnectOptions;
 use super::token::Credentials;
@@ -60,8 +61,8 @@ pub(crate) enum Retry {
 struct Slot {
     /// The endpoint as the user wrote it, for error messages.
     name: String,
-    endpoint: Endpoint,
-    channel: Mutex<Option<Channel>>,
+    target: Target,
+    channel: Mutex<Option<Http2>>,
 }
 
 /// The shared state behind every clone of a [`Client`](super::Client).
@@ -70,7 +71,7 @@ pub(crate) struct Transport {
     /// taken modulo the length of the current one.
     slots: ArcSwap<Vec<Arc<Slot>>>,
     /// What new endpoints are made with (an endpoint sync).
-    tls: Option<ClientTlsConfig>,
+    tls: Option<Tls>,
     current: AtomicUsize,
     /// The highest store revision any response to this client carried: a read answered at an
     /// older one comes from a member that is behind (see `kv::Get`).
@@ -80,14 +81,10 @@ pub(crate) struct Transport {
 }
 
 impl Slot {
-    fn new(
-        name: &str,
-        options: &ConnectOptions,
-        tls: Option<ClientTlsConfig>,
-    ) -> Result<Arc<Slot>> {
+    fn new(name: &str, tls: Option<&Tls>) -> Result<Arc<Slot>> {
         Ok(Arc::new(Slot {
             name: name.to_owned(),
-            endpoint: endpoint(name, options, tls)?,
+            target: target(name, tls)?,
             channel: Mutex::new(None),
         }))
     }
@@ -96,7 +93,8 @@ impl Slot {
 /// A connection to one endpoint, handing out generated stubs with the configured message limits.
 #[derive(Clone)]
 pub(crate) struct Conn {
-    channel: Channel,
+    channel: Http2,
+    origin: http::Uri,
     max_send: usize,
     max_receive: usize,
 }
@@ -105,8 +103,8 @@ macro_rules! stubs {
     ($($method:ident -> $stub:ident),* $(,)?) => {
         impl Conn {
             $(
-                pub(crate) fn $method(&self) -> $stub<Channel> {
-                    $stub::new(self.channel.clone())
+                pub(crate) fn $method(&self) -> $stub<Http2> {
+                    $stub::with_origin(self.channel.clone(), self.origin.clone())
                         .max_encoding_message_size(self.max_send)
                         .max_decoding_message_size(self.max_receive)
                 }
@@ -140,7 +138,7 @@ impl Transport {
         };
         let slots = endpoints
             .iter()
-            .map(|name| Slot::new(name, &options, tls.clone()))
+            .map(|name| Slot::new(name, tls.as_ref()))
             .collect::<Result<Vec<_>>>()?;
         Ok(Transport {
             slots: ArcSwap::from_pointee(slots),
@@ -247,7 +245,7 @@ impl Transport {
             .iter()
             .map(|name| match old.iter().find(|slot| slot.name == **name) {
                 Some(slot) => Ok(slot.clone()),
-                None => Slot::new(name, &self.options, self.tls.clone()),
+                None => Slot::new(name, self.tls.as_ref()),
             })
             .collect::<Result<Vec<_>>>()?;
         let at = slots
@@ -264,13 +262,13 @@ impl Transport {
     async fn conn(&self, index: usize) -> std::result::Result<Conn, String> {
         let slot = self.slot(index);
         let cached = crate::sync::lock(&slot.channel).clone();
-        let channel = match cached {
+        let channel = match cached.filter(Http2::is_open) {
             Some(channel) => channel,
             None => {
-                let dial = slot.endpoint.connect();
+                let dial = slot.target.connect(&self.options);
                 let channel = match tokio::time::timeout(self.options.dial_timeout, dial).await {
                     Ok(Ok(channel)) => channel,
-                    Ok(Err(err)) => return Err(format!("{}: {}", slot.name, source_chain(&err))),
+                    Ok(Err(why)) => return Err(format!("{}: {why}", slot.name)),
                     Err(_) => {
                         return Err(format!(
                             "{}: no connection within the dial timeout of {:?}",
@@ -284,6 +282,7 @@ impl Transport {
         };
         Ok(Conn {
             channel,
+            origin: slot.target.origin.clone(),
             max_send: self.options.max_send_message_size,
             max_receive: self.options.max_receive_message_size,
         })
