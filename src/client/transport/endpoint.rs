@@ -52,9 +52,11 @@ pub(super) fn target(name: &str, tls: Option<&Tls>) -> Result<Target> {
         .map_err(|err| invalid(&err))?;
     let tls = match (secure, tls) {
         (false, _) => None,
-        (true, None) => return Err(Error::config(format!(
+        (true, None) => {
+            return Err(Error::config(format!(
             "endpoint `{name}` uses https but no TLS options were given (ConnectOptions::with_tls)"
-        ))),
+        )))
+        }
         (true, Some(tls)) => {
             let server = match &tls.domain {
                 Some(domain) => domain.clone(),
