@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use etcd_config::client::{Compare, CompareOp, Mutex, TxnOp, TxnOpResponse};
-use etcd_config::{EtcdConfig, KeyRange, Store};
+use etcd_config::{EtcdConfig, KeyRange, Keyring, Secret, Store};
 use futures_util::StreamExt;
 use support::Etcd;
 
@@ -145,4 +145,77 @@ async fn stores_over_a_namespaced_client() {
         |&port| port == 9090,
     )
     .await;
+}
+
+#[derive(EtcdConfig, Debug, Clone)]
+#[etcd(prefix = "/services/vault")]
+struct Vault {
+    port: u16,
+    token: Secret<String>,
+}
+
+fn ring() -> Keyring {
+    Keyring::new("k1", [7; 32]).unwrap()
+}
+
+/// `Store::namespace` is the store over the namespaced client: the two are interchangeable down
+/// to the encryption of secrets (bound to the full key), messages name the full key, and
+/// namespaces compose.
+#[tokio::test]
+async fn a_store_namespace_is_its_clients_namespace() {
+    let etcd = Etcd::single().await;
+    let client = etcd.client().await;
+    let over = Store::new(client.namespace("/staging")).with_keyring(ring());
+    let beside = Store::new(client.clone())
+        .namespace("/staging/")
+        .with_keyring(ring());
+    let value = Vault {
+        port: 8200,
+        token: Secret::new("s3cr3t-t0ken".to_owned()),
+    };
+    let revision = over.save(&value).await.unwrap();
+
+    // Both name the keys as etcd holds them; the client of each addresses them locally.
+    assert_eq!(over.prefix_of::<Vault>(), "/staging/services/vault/");
+    assert_eq!(beside.prefix_of::<Vault>(), "/staging/services/vault/");
+    let page = beside
+        .client()
+        .kv()
+        .get(beside.range_of::<Vault>())
+        .await
+        .unwrap();
+    assert_eq!(
+        keys(&page),
+        ["/services/vault/port", "/services/vault/token"]
+    );
+    assert_eq!(page.header.revision, revision);
+    let stored = etcd.etcdctl(&["get", "/staging/services/vault/token", "--print-value-only"]);
+    let stored = String::from_utf8_lossy(&stored.stdout);
+    assert!(stored.starts_with("enc:v1:k1:"), "{stored}");
+
+    // The secret sealed by one opens with the other: same full key, same associated data.
+    let loaded = beside.load::<Vault>().await.unwrap();
+    assert_eq!(loaded.token.expose(), "s3cr3t-t0ken");
+    assert_eq!(loaded.port, 8200);
+
+    // A hand-typed bad value is named by its full key, by either store.
+    etcd.etcdctl(&["put", "/staging/services/vault/port", "eighty"]);
+    for store in [&over, &beside] {
+        let err = store.load::<Vault>().await.unwrap_err().to_string();
+        assert!(err.contains("/staging/services/vault/port"), "{err}");
+        assert!(!err.contains("s3cr3t"), "{err}");
+    }
+
+    // Namespaces compose, the store's after the client's.
+    let nested = Store::new(client.namespace("/a")).namespace("/b");
+    nested
+        .save(&Vault {
+            port: 1,
+            token: Secret::new("x".to_owned()),
+        })
+        .await
+        .unwrap();
+    let out = etcd.etcdctl(&["get", "/a/b/services/vault/port", "--print-value-only"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
+    assert_eq!(nested.prefix_of::<Vault>(), "/a/b/services/vault/");
 }

@@ -262,17 +262,12 @@ fn standing(record: &FleetRecord, changed_at: i64) -> String {
 /// newest modification of its keys, or of its change notes (which also mark deletions made
 /// through this crate). A key deleted by hand, without a note, is not seen.
 async fn last_change<T: EtcdConfig>(store: &Store) -> Result<i64> {
-    let newest = |prefix: String| async move {
-        let page = store
-            .client()
-            .kv()
-            .get(KeyRange::prefix(prefix))
-            .keys_only()
-            .await?;
+    let newest = |range: KeyRange| async move {
+        let page = store.client().kv().get(range).keys_only().await?;
         Ok::<_, Error>(page.kvs.iter().map(|kv| kv.mod_revision).max().unwrap_or(0))
     };
-    let keys = newest(store.prefix_of::<T>()).await?;
-    let notes = newest(store.notes_prefix_of::<T>()).await?;
+    let keys = newest(store.range_of::<T>()).await?;
+    let notes = newest(store.notes_range_of::<T>()).await?;
     Ok(keys.max(notes))
 }
 

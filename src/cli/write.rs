@@ -89,8 +89,8 @@ async fn diff_from_stored<T: EtcdConfig>(store: &Store, value: &T) -> Result<Vec
         .kvs
         .iter()
         .filter_map(|kv| {
-            let full = kv.key_str().ok()?;
-            let key = full.strip_prefix(namespace)?.to_owned();
+            let key = kv.key_str().ok()?.to_owned();
+            let full = &format!("{namespace}{key}");
             let text = String::from_utf8_lossy(&kv.value).into_owned();
             // A secret compares by its plain text, when the key ring opens it.
             let opened = store

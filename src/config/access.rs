@@ -38,7 +38,8 @@ impl Store {
             }
             Access::ReadWrite => PermissionKind::ReadWrite,
         };
-        auth.role_grant_permission(role, Permission::new(kind, self.range_of::<T>()))
+        let range = KeyRange::prefix(self.prefix_of::<T>());
+        auth.role_grant_permission(role, Permission::new(kind, range))
             .await
     }
 
@@ -53,7 +54,7 @@ impl Store {
             }
             _ => {}
         }
-        auth.role_revoke_permission(role, self.range_of::<T>())
+        auth.role_revoke_permission(role, KeyRange::prefix(self.prefix_of::<T>()))
             .await
     }
 }

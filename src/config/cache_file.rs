@@ -67,15 +67,14 @@ pub(super) fn read_cache<T: EtcdConfig>(prefix: &str, path: &Path) -> Result<(T,
         return Err(bad(format!("it holds {} instead", body["prefix"])));
     }
     let revision = body["revision"].as_i64().unwrap_or(0);
-    let entries = body["keys"]
+    let mut keys = RawKeys::default();
+    for (key, value) in body["keys"]
         .as_object()
         .ok_or_else(|| bad("no keys".to_owned()))?
-        .iter()
-        .map(|(k, v)| {
-            let value = v.as_str().unwrap_or_default().as_bytes().to_vec();
-            (format!("{prefix}{k}").into_bytes(), value)
-        });
-    let keys = RawKeys::from_kvs(prefix, entries);
+    {
+        let value = value.as_str().unwrap_or_default().as_bytes().to_vec();
+        keys.put(key.as_bytes(), value);
+    }
     Ok((
         decode_entries::<T>(prefix, None, revision, &keys)?,
         revision,

@@ -130,15 +130,21 @@ struct StoredNote {
 }
 
 impl Store {
-    /// Where `T`'s change notes live: `namespace + T::PREFIX + ".notes/"`.
+    /// Where `T`'s change notes live, as etcd holds them: `namespace + T::PREFIX + ".notes/"`.
     pub fn notes_prefix_of<T: EtcdConfig>(&self) -> String {
-        format!("{}{}.notes/", self.namespace_str(), T::PREFIX)
+        format!("{}{}", self.namespace_str(), local_notes_prefix::<T>())
+    }
+
+    /// The range of `T`'s change notes, as this store's [`client`](Self::client) addresses
+    /// them (inside the store's namespace).
+    pub fn notes_range_of<T: EtcdConfig>(&self) -> KeyRange {
+        KeyRange::prefix(local_notes_prefix::<T>())
     }
 
     /// The Txn operations that write `note` and drop the notes beyond [`KEPT_NOTES`].
     async fn note_ops<T: EtcdConfig>(&self, note: &ChangeNote) -> Result<Vec<TxnOp>> {
         static NONCE: AtomicU64 = AtomicU64::new(0);
-        let prefix = self.notes_prefix_of::<T>();
+        let prefix = local_notes_prefix::<T>();
         let old = self
             .client()
             .kv()
@@ -284,7 +290,7 @@ impl Store {
             .revision(revision)
             .await?;
         let kvs = page.kvs.into_iter().map(|kv| (kv.key, kv.value));
-        let keys = super::decode::RawKeys::from_kvs(&prefix, kvs);
+        let keys = super::decode::RawKeys::from_kvs::<T>(kvs);
         decode_entries::<T>(&prefix, self.keyring(), revision, &keys)
     }
 
@@ -340,11 +346,10 @@ impl Store {
     /// the field paths each changed), and older changes known from their notes, oldest first.
     pub async fn history<T: EtcdConfig>(&self) -> Result<Vec<Change>> {
         let prefix = self.prefix_of::<T>();
-        let notes_prefix = self.notes_prefix_of::<T>();
         let notes = self
             .client()
             .kv()
-            .get(KeyRange::prefix(notes_prefix))
+            .get(KeyRange::prefix(local_notes_prefix::<T>()))
             .await?;
         let mut by_revision: BTreeMap<i64, ChangeNote> = notes
             .kvs
@@ -456,4 +461,9 @@ impl Store {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+}
+
+/// Where `T`'s change notes live, as a store's client addresses them (inside its namespace).
+fn local_notes_prefix<T: EtcdConfig>() -> String {
+    format!("{}.notes/", T::PREFIX)
 }

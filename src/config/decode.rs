@@ -22,15 +22,14 @@ pub(crate) struct RawKeys {
 }
 
 impl RawKeys {
-    /// The keys of `kvs` under `prefix` (full keys; others are ignored). Later pairs for the
-    /// same key replace earlier ones.
-    pub(crate) fn from_kvs(
-        prefix: &str,
+    /// The keys of `kvs` under `T`'s prefix (keys as a store's client gives them, inside its
+    /// namespace; others are ignored). Later pairs for the same key replace earlier ones.
+    pub(crate) fn from_kvs<T: EtcdConfig>(
         kvs: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
     ) -> RawKeys {
         let mut keys = RawKeys::default();
         for (key, value) in kvs {
-            if let Some(relative) = key.strip_prefix(prefix.as_bytes()) {
+            if let Some(relative) = relative_key::<T>(&key) {
                 keys.put(relative, value);
             }
         }
@@ -73,6 +72,17 @@ impl RawKeys {
             }
         }
     }
+}
+
+/// `T`'s prefix as a store's client addresses it, inside the store's namespace:
+/// `T::PREFIX` + `/`.
+pub(crate) fn local_prefix_of<T: EtcdConfig>() -> String {
+    format!("{}/", T::PREFIX)
+}
+
+/// `key` relative to `T`'s prefix, if it is under it (`key` as a store's client gives it).
+pub(crate) fn relative_key<T: EtcdConfig>(key: &[u8]) -> Option<&[u8]> {
+    key.strip_prefix(T::PREFIX.as_bytes())?.strip_prefix(b"/")
 }
 
 /// The keys under one struct's prefix, as `(key relative to prefix/, value)`, sorted by key.

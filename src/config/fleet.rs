@@ -78,20 +78,27 @@ pub(crate) fn unix_ms(at: SystemTime) -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// Where the fleet records of `T` live, as a store's client addresses them (inside its
+/// namespace).
+pub(crate) fn local_fleet_prefix<T: EtcdConfig>() -> String {
+    format!("{}.fleet/", T::PREFIX)
+}
+
 fn from_unix_ms(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
 }
 
 impl Store {
-    /// Where the fleet records of `T` live: `namespace + T::PREFIX + ".fleet/"`.
+    /// Where the fleet records of `T` live, as etcd holds them:
+    /// `namespace + T::PREFIX + ".fleet/"`.
     pub fn fleet_prefix_of<T: EtcdConfig>(&self) -> String {
-        format!("{}{}.fleet/", self.namespace_str(), T::PREFIX)
+        format!("{}{}", self.namespace_str(), local_fleet_prefix::<T>())
     }
 
     /// Every instance's record for `T` (one Range), sorted by instance name. Records that are
     /// not this crate's JSON are skipped.
     pub async fn fleet<T: EtcdConfig>(&self) -> Result<Vec<FleetRecord>> {
-        let prefix = self.fleet_prefix_of::<T>();
+        let prefix = local_fleet_prefix::<T>();
         let page = self
             .client()
             .kv()

@@ -40,7 +40,6 @@ impl Store {
         until: i64,
         mut each: impl FnMut(i64, &RawKeys),
     ) -> Result<()> {
-        let prefix = self.prefix_of::<T>();
         let start = self.oldest_readable::<T>(until).await?;
         let read_at = |revision: i64| {
             self.client()
@@ -52,12 +51,11 @@ impl Store {
         // follow, so the replay has reached `until` once it holds exactly these keys.
         let last = read_at(until).await?;
         let newest_put = last.kvs.iter().map(|kv| kv.mod_revision).max().unwrap_or(0);
-        let target = RawKeys::from_kvs(&prefix, last.kvs.into_iter().map(|kv| (kv.key, kv.value)));
+        let target = RawKeys::from_kvs::<T>(last.kvs.into_iter().map(|kv| (kv.key, kv.value)));
         let reached = |at: i64, keys: &RawKeys| at >= newest_put && *keys == target;
 
         let base = read_at(start).await?;
-        let mut keys =
-            RawKeys::from_kvs(&prefix, base.kvs.into_iter().map(|kv| (kv.key, kv.value)));
+        let mut keys = RawKeys::from_kvs::<T>(base.kvs.into_iter().map(|kv| (kv.key, kv.value)));
         each(start, &keys);
         if reached(start, &keys) {
             return Ok(());
@@ -68,7 +66,7 @@ impl Store {
             .start_revision(start + 1)
             .await?;
         while let Some(response) = watch.next().await {
-            let flow = replay(&prefix, &mut keys, response?.events, |revision, keys| {
+            let flow = replay::<T>(&mut keys, response?.events, |revision, keys| {
                 if revision > until {
                     return ControlFlow::Break(()); // cannot happen: `until` is reached first
                 }

@@ -100,11 +100,10 @@ where
     K: AsRef<[u8]>,
     V: AsRef<[u8]>,
 {
-    let prefix = format!("{}/", T::PREFIX);
     let pairs = pairs
         .into_iter()
         .map(|(k, v)| (k.as_ref().to_vec(), v.as_ref().to_vec()));
-    store::decode_kvs(&prefix, 0, pairs)
+    store::decode_kvs(0, pairs)
 }
 
 /// Encodes `value` into the full keys and values a [`Store::save`] puts, in field order

@@ -1,8 +1,9 @@
 //! [`Store`]: load, save, compare-and-swap and delete config structs.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
-use super::decode::{RawKeys, Source};
+use super::decode::{local_prefix_of, RawKeys, Source};
 use super::encode::Encoded;
 use super::keyring::Keyring;
 use super::EtcdConfig;
@@ -49,18 +50,19 @@ pub struct Versioned<T> {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Store {
+    /// Carries the store's namespace ([`Client::namespace`]): every request names keys
+    /// relative to it, and answers come back without it.
     client: Client,
-    namespace: String,
     max_txn_ops: usize,
     keyring: Option<Arc<Keyring>>,
 }
 
 impl Store {
-    /// A store over `client`, with no namespace and etcd's default txn limit (128).
+    /// A store over `client`, in its namespace if it has one ([`Client::namespace`]), with
+    /// etcd's default txn limit (128).
     pub fn new(client: Client) -> Self {
         Store {
             client,
-            namespace: String::new(),
             max_txn_ops: DEFAULT_MAX_TXN_OPS,
             keyring: None,
         }
@@ -84,11 +86,17 @@ impl Store {
 
     /// A store whose every key is under `namespace` (appended to this store's own): with
     /// `namespace("/staging")`, `/services/gateway/x` is stored at
-    /// `/staging/services/gateway/x`.
+    /// `/staging/services/gateway/x`. A trailing `/` is dropped.
+    ///
+    /// This is the store over `self.client().namespace(namespace)`: the client puts the keys
+    /// of every request under the namespace and takes it off the keys of every answer, so
+    /// `Store::new(client.namespace("/staging"))` is the same store. Messages, auth
+    /// permissions ([`Store::grant`]) and the associated data of encrypted secrets use the
+    /// full key, as etcd holds it.
     #[must_use]
     pub fn namespace(&self, namespace: &str) -> Store {
         Store {
-            namespace: format!("{}{}", self.namespace, namespace.trim_end_matches('/')),
+            client: self.client.namespace(namespace.trim_end_matches('/')),
             ..self.clone()
         }
     }
@@ -103,24 +111,29 @@ impl Store {
         }
     }
 
-    /// The client this store uses.
+    /// The client this store uses, in the store's namespace: it addresses `T`'s keys as
+    /// [`range_of`](Self::range_of) names them.
     pub fn client(&self) -> &Client {
         &self.client
     }
 
-    /// The full key prefix `T` owns in this store: namespace + `T::PREFIX` + `/`.
+    /// The full key prefix `T` owns in this store, as etcd (and `etcdctl`) holds it:
+    /// namespace + `T::PREFIX` + `/`.
     pub fn prefix_of<T: EtcdConfig>(&self) -> String {
-        format!("{}{}/", self.namespace, T::PREFIX)
+        format!("{}{}", self.namespace_str(), local_prefix_of::<T>())
     }
 
-    /// This store's namespace (empty for none).
-    pub(crate) fn namespace_str(&self) -> &str {
-        &self.namespace
+    /// This store's namespace (empty for none); a namespace that is not UTF-8 is shown with
+    /// replacement characters.
+    pub(crate) fn namespace_str(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(self.client.namespace_prefix())
     }
 
-    /// The range of keys `T` owns in this store: everything under [`prefix_of`](Self::prefix_of).
+    /// The range of keys `T` owns in this store, as its [`client`](Self::client) addresses
+    /// them: everything under `T::PREFIX` + `/`, in the store's namespace. Without a namespace,
+    /// everything under [`prefix_of`](Self::prefix_of).
     pub fn range_of<T: EtcdConfig>(&self) -> KeyRange {
-        KeyRange::prefix(self.prefix_of::<T>())
+        KeyRange::prefix(local_prefix_of::<T>())
     }
 
     /// Loads `T`: one Range over its prefix. See [`load_versioned`](Self::load_versioned).
@@ -144,14 +157,9 @@ impl Store {
 
     /// One Range over `T`'s prefix: the revision and the keys under it.
     pub(crate) async fn load_raw<T: EtcdConfig>(&self) -> Result<(i64, RawKeys)> {
-        let prefix = self.prefix_of::<T>();
-        let response = self
-            .client
-            .kv()
-            .get(KeyRange::prefix(prefix.clone()))
-            .await?;
+        let response = self.client.kv().get(self.range_of::<T>()).await?;
         let kvs = response.kvs.into_iter().map(|kv| (kv.key, kv.value));
-        Ok((response.header.revision, RawKeys::from_kvs(&prefix, kvs)))
+        Ok((response.header.revision, RawKeys::from_kvs::<T>(kvs)))
     }
 
     /// Saves `value` in one Txn: a put for every stored field and a delete for every `None`
@@ -220,19 +228,21 @@ impl Store {
                 reason: format!("field `{field}`: {reason}"),
             });
         }
+        // Keys as the client addresses them; the full key (namespace included) is what a
+        // secret's ciphertext is bound to.
+        let local = local_prefix_of::<T>();
         let mut puts = Vec::new();
         for entry in &encoded.entries {
             let Some(value) = &entry.value else { continue };
-            let key = format!("{prefix}{}", entry.key);
             let value = match (&self.keyring, entry.secret) {
-                (Some(keyring), true) => keyring.seal(&key, value)?,
+                (Some(keyring), true) => keyring.seal(&format!("{prefix}{}", entry.key), value)?,
                 _ => value.clone(),
             };
-            puts.push((key, value));
+            puts.push((format!("{local}{}", entry.key), value));
         }
         self.check_size(&prefix, puts.len())?;
         self.check_bytes(&prefix, &puts)?;
-        let range = KeyRange::prefix(prefix.clone());
+        let range = self.range_of::<T>();
 
         if expected.is_none() && encoded.maps.is_empty() {
             // Nothing to discover: the keys of `None` fields are deleted whether or not they
@@ -241,7 +251,7 @@ impl Store {
                 .entries
                 .iter()
                 .filter(|e| e.value.is_none())
-                .map(|e| format!("{prefix}{}", e.key))
+                .map(|e| format!("{local}{}", e.key))
                 .collect();
             self.check_size(&prefix, puts.len() + absent.len() + extra.len())?;
             let ops = puts
@@ -262,7 +272,7 @@ impl Store {
                 read = read.revision(revision);
             }
             let existing = read.await?;
-            let deletes = removed_keys(&prefix, &encoded.entries, &encoded.maps, &existing.kvs);
+            let deletes = removed_keys(&local, &encoded.entries, &encoded.maps, &existing.kvs);
             self.check_size(&prefix, puts.len() + deletes.len() + extra.len())?;
 
             let since = expected.unwrap_or(existing.header.revision);
@@ -309,11 +319,15 @@ impl Store {
     /// value's key (the client would refuse the Txn too, but could only name its first key).
     fn check_bytes(&self, prefix: &str, puts: &[(String, String)]) -> Result<()> {
         let limit = self.client.transport().options.max_send_message_size;
-        let size: usize = puts.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let namespace = self.namespace_str();
+        let size: usize = puts
+            .iter()
+            .map(|(k, v)| namespace.len() + k.len() + v.len())
+            .sum();
         match puts.iter().max_by_key(|(_, v)| v.len()) {
             Some((key, value)) if size > limit => Err(Error::RequestTooLarge {
                 request: format!(
-                    "saving {prefix} (its largest value, {key}, is {} bytes)",
+                    "saving {prefix} (its largest value, {namespace}{key}, is {} bytes)",
                     value.len()
                 ),
                 size,
@@ -371,13 +385,18 @@ fn removed_keys(
         .collect()
 }
 
-/// Decodes `T` from the keys and values of one Range over `prefix` (full keys; others ignored).
+/// Decodes `T` from the keys and values of one Range over its prefix, outside any namespace
+/// (keys not under `T::PREFIX/` are ignored).
 pub(crate) fn decode_kvs<T: EtcdConfig>(
-    prefix: &str,
     revision: i64,
     kvs: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
 ) -> Result<T> {
-    decode_entries(prefix, None, revision, &RawKeys::from_kvs(prefix, kvs))
+    decode_entries(
+        &local_prefix_of::<T>(),
+        None,
+        revision,
+        &RawKeys::from_kvs::<T>(kvs),
+    )
 }
 
 /// Decodes and validates `T` from the keys under its prefix, decrypting secret fields with

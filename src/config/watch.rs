@@ -12,7 +12,7 @@ use futures_core::Stream;
 use futures_util::StreamExt;
 use sync_wrapper::SyncWrapper;
 
-use super::decode::RawKeys;
+use super::decode::{relative_key, RawKeys};
 use super::encode::Encoded;
 use super::keyring::Keyring;
 use super::store::decode_entries;
@@ -385,7 +385,7 @@ fn apply<T: EtcdConfig>(
 ) -> Vec<Result<Update<T>>> {
     let mut results = Vec::new();
     let mut keys = std::mem::take(&mut tracked.keys);
-    let _ = replay(prefix, &mut keys, response.events, |revision, keys| {
+    let _ = replay::<T>(&mut keys, response.events, |revision, keys| {
         results.extend(tracked.evaluate_at(prefix, keyring, revision, keys));
         ControlFlow::Continue(())
     });
@@ -395,8 +395,7 @@ fn apply<T: EtcdConfig>(
 
 /// Applies watch events under `prefix` to `keys` one revision at a time (a txn's events
 /// together), calling `after` once each revision is in; stops where `after` says so.
-pub(super) fn replay(
-    prefix: &str,
+pub(super) fn replay<T: EtcdConfig>(
     keys: &mut RawKeys,
     events: Vec<Event>,
     mut after: impl FnMut(i64, &mut RawKeys) -> ControlFlow<()>,
@@ -408,7 +407,7 @@ pub(super) fn replay(
             events.next_if(|e| e.kv.mod_revision == revision)
         }));
         for event in batch {
-            let Some(relative) = event.kv.key.strip_prefix(prefix.as_bytes()) else {
+            let Some(relative) = relative_key::<T>(&event.kv.key) else {
                 continue;
             };
             match event.kind {

@@ -24,7 +24,7 @@ pub use select::Selected;
 pub use status::{FollowerState, LiveEvent, LiveEvents, LiveStatus, Rejection};
 
 use super::cache_file::write_cache_logged;
-use super::fleet::{start_reporter, unix_ms, Confirmed, Record};
+use super::fleet::{local_fleet_prefix, start_reporter, unix_ms, Confirmed, Record};
 use super::{EtcdConfig, Store, Versioned};
 use crate::client::{OutageListener, StreamHealth};
 use crate::error::{Error, Result};
@@ -310,7 +310,7 @@ impl Store {
                 last_rejected: None,
                 unconfirmed_since_ms: None,
             };
-            let key = format!("{}{instance}", self.fleet_prefix_of::<T>());
+            let key = format!("{}{instance}", local_fleet_prefix::<T>());
             let live = Arc::downgrade(&shared);
             let confirmed: Confirmed = Box::new(move || {
                 use metrics::Confirmation;
