@@ -159,7 +159,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map_err(|_| "the client thread panicked")?
             .map_err(Into::into);
         }
-        return clients::child(&who, &endpoint, &case, n).await;
+        // On the multi-thread runtime the client runs in a spawned task, as a service's
+        // handlers do: the body of `main` is the one future that runs outside the workers.
+        return tokio::spawn(async move {
+            clients::child(&who, &endpoint, &case, n)
+                .await
+                .map_err(|e| e.to_string())
+        })
+        .await?
+        .map_err(Into::into);
     }
 
     let etcd = server::Etcd::start()?;

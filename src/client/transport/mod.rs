@@ -18,6 +18,11 @@
 //! the number of endpoints; then it is sent to the next one. A member cut off from its peers
 //! still accepts a linearizable read but cannot answer it until it finds a leader again, and
 //! the read must go elsewhere rather than wait out the whole timeout there.
+//!
+//! Each endpoint has at most one connection: TCP, TLS (rustls) if the endpoint is `https`, and
+//! HTTP/2 driven by the crate with `h2` ([`connection`]), shared by every call and stream to
+//! that endpoint. A call's task opens its HTTP/2 stream and queues its request itself; no
+//! other task stands between the caller and the connection's I/O task.
 
 mod calls;
 mod connection;
