@@ -63,6 +63,12 @@ impl Target {
         }
     }
 
+    /// `host:port` as the socket connects to it.
+    #[cfg(test)]
+    pub(super) fn address(&self) -> &str {
+        &self.address
+    }
+
     /// Opens the TCP connection, the TLS session if any, and the HTTP/2 connection, whose task
     /// is spawned on the current runtime. Errors are described for a person, causes included.
     pub(super) async fn connect(&self, options: &ConnectOptions) -> Result<Http2, String> {

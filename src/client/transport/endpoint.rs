@@ -42,7 +42,22 @@ pub(super) fn target(name: &str, tls: Option<&Tls>) -> Result<Target> {
     let Some(host) = uri.host().filter(|host| !host.is_empty()) else {
         return Err(invalid(&"no host"));
     };
-    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+    // What follows the host must be nothing or a port that fits: `http` parses `h:99999` as a
+    // host with no port at all, which would mean port 80.
+    let after_host = uri
+        .authority()
+        .and_then(|authority| authority.as_str().strip_prefix(host));
+    let port = match (after_host, uri.port_u16()) {
+        (Some(""), _) => {
+            if secure {
+                443
+            } else {
+                80
+            }
+        }
+        (Some(_), Some(port)) => port,
+        _ => return Err(invalid(&"expected host:port with a port from 0 to 65535")),
+    };
     let address = format!("{host}:{port}");
     let origin = Uri::builder()
         .scheme(uri.scheme_str().unwrap_or("http"))
@@ -140,4 +155,55 @@ pub(super) fn source_chain(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn address(name: &str) -> Result<(String, String)> {
+        let target = target(name, None)?;
+        Ok((target.origin.to_string(), target.address().to_owned()))
+    }
+
+    #[test]
+    fn endpoints_as_users_write_them() {
+        let cases = [
+            ("127.0.0.1:2379", "http://127.0.0.1:2379/", "127.0.0.1:2379"),
+            ("http://etcd-0:2379", "http://etcd-0:2379/", "etcd-0:2379"),
+            ("[::1]:2379", "http://[::1]:2379/", "[::1]:2379"),
+            ("http://etcd-0", "http://etcd-0:80/", "etcd-0:80"),
+            (
+                "http://etcd-0:2379/ignored",
+                "http://etcd-0:2379/",
+                "etcd-0:2379",
+            ),
+        ];
+        for (name, origin, socket) in cases {
+            let (got_origin, got_socket) = address(name).unwrap();
+            assert_eq!(
+                (got_origin.as_str(), got_socket.as_str()),
+                (origin, socket),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_endpoints_are_refused_by_name() {
+        for name in [
+            "",
+            "unix:///run/etcd.sock",
+            "http://",
+            "not an address",
+            "h:99999",
+            "user@h:2379",
+            "h:port",
+        ] {
+            let err = address(name).unwrap_err().to_string();
+            assert!(err.contains(&format!("`{name}`")), "{name}: {err}");
+        }
+        let err = address("https://etcd-0:2379").unwrap_err().to_string();
+        assert!(err.contains("no TLS options"), "{err}");
+    }
 }
