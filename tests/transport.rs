@@ -1,13 +1,14 @@
 //! The client's own HTTP/2 connection against a real etcd: answers larger than HTTP/2's
 //! flow-control windows arrive whole on reads and on the shared watch stream, a slow reader of
-//! one watch holds up nobody else, and calls abandoned midway leave the connection usable.
+//! one watch holds up nobody else, calls abandoned midway leave the connection usable, and
+//! keep-alive pings alone find a frozen member.
 
 mod support;
 
 use std::time::Duration;
 
 use etcd_config::client::{WatchResponse, WatchStream};
-use etcd_config::KeyRange;
+use etcd_config::{Client, KeyRange};
 use futures_util::StreamExt;
 use support::Etcd;
 
@@ -113,4 +114,44 @@ async fn abandoned_calls_leave_the_connection_usable() {
         .iter()
         .enumerate()
         .all(|(i, kv)| kv.value == value(i)));
+}
+
+/// A member frozen (SIGSTOP) while the client has nothing on it but an idle watch: no call
+/// times out and etcd closes nothing, since the kernel keeps the socket open. Only the
+/// keep-alive ping goes unanswered; that must be enough for the watch to move to another
+/// member and deliver every event written meanwhile.
+#[tokio::test]
+async fn keep_alive_pings_alone_find_a_frozen_member() {
+    let etcd = Etcd::cluster().await;
+    let options = etcd
+        .options()
+        .keep_alive(Duration::from_secs(1), Duration::from_secs(1));
+    let client = Client::connect(etcd.endpoints(), options).await.unwrap();
+    let mut watch = client.watch(KeyRange::prefix("/idle/")).await.unwrap();
+    let frozen = etcd.member_in_use(&client).await;
+    etcd.pause(frozen);
+
+    let survivors: Vec<String> = (0..3)
+        .filter(|&i| i != frozen)
+        .map(|i| etcd.endpoint(i))
+        .collect();
+    let writer = Client::connect(survivors, etcd.options()).await.unwrap();
+    let mut written = Vec::new();
+    while written.len() < 3 {
+        // The frozen member may have led: writes wait for (or fail during) the election.
+        if let Ok(put) = writer
+            .kv()
+            .put(format!("/idle/{}", written.len()), "v")
+            .await
+        {
+            written.push(put.header.revision);
+        }
+    }
+    let mut seen = Vec::new();
+    while seen.len() < written.len() {
+        let response = next(&mut watch, "the idle watch").await;
+        seen.extend(response.events.iter().map(|e| e.kv.mod_revision));
+    }
+    assert_eq!(seen, written);
+    etcd.resume(frozen);
 }
