@@ -206,6 +206,12 @@
 //!   client. Otherwise a write that may have been applied fails with [`Error::Transport`].
 //! - With credentials, the client authenticates at connect and again, once, when etcd says the
 //!   token expired or the auth store changed; concurrent calls share one re-authentication.
+//! - Each endpoint has at most one connection, HTTP/2 driven by the crate itself (with `h2`),
+//!   shared by every call and stream to that member. It pings every
+//!   [`ConnectOptions::keep_alive`] interval, idle or not, so a frozen or cut-off member is
+//!   found even under an idle watch; a connection found closed is replaced before a call uses
+//!   it, and a call refused before its request left this process (or refused by etcd with
+//!   `REFUSED_STREAM`) counts as never sent.
 //! - A client opens at most two long-lived streams, as etcd's Go client does: one Watch stream
 //!   for all its watches and one LeaseKeepAlive stream for all its kept-alive leases. Each is
 //!   opened on first use, reopened on another endpoint when it breaks or stops answering, and
