@@ -7,7 +7,8 @@ mod support;
 use std::time::Duration;
 
 use etcd_config::client::{Compare, CompareOp, Mutex, TxnOp, TxnOpResponse};
-use etcd_config::{EtcdConfig, KeyRange, Keyring, Secret, Store};
+use etcd_config::client::{Permission, PermissionKind};
+use etcd_config::{Access, EtcdConfig, KeyRange, Keyring, Secret, ServerErrorKind, Store};
 use futures_util::StreamExt;
 use support::Etcd;
 
@@ -218,4 +219,40 @@ async fn a_store_namespace_is_its_clients_namespace() {
     let out = etcd.etcdctl(&["get", "/a/b/services/vault/port", "--print-value-only"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
     assert_eq!(nested.prefix_of::<Vault>(), "/a/b/services/vault/");
+}
+
+/// A grant from a namespaced store is on the full keys (etcd's permissions know no
+/// namespace): a service whose client is in the namespace loads its config, and is refused the
+/// same config outside the namespace.
+#[tokio::test]
+async fn a_namespaced_grant_covers_the_keys_as_etcd_holds_them() {
+    let etcd = Etcd::single().await;
+    let root = etcd.enable_auth().await;
+    let admin = Store::new(root.clone()).namespace("/staging");
+    admin.save(&Gw { port: 7000 }).await.unwrap();
+    Store::new(root.clone())
+        .save(&Gw { port: 1 })
+        .await
+        .unwrap();
+    root.auth().role_add("gw").await.unwrap();
+    admin.grant::<Gw>("gw", Access::Read).await.unwrap();
+    assert_eq!(
+        root.auth().role_get("gw").await.unwrap(),
+        [Permission::new(
+            PermissionKind::Read,
+            KeyRange::prefix("/staging/services/gw/")
+        )]
+    );
+    root.auth().user_add("gw", "pw").await.unwrap();
+    root.auth().user_grant_role("gw", "gw").await.unwrap();
+
+    let service = etcd.client_as("gw", "pw").await;
+    let staged = Store::new(service.namespace("/staging"));
+    assert_eq!(staged.load::<Gw>().await.unwrap().port, 7000);
+    let err = Store::new(service).load::<Gw>().await.unwrap_err();
+    assert_eq!(
+        err.server_kind(),
+        Some(ServerErrorKind::PermissionDenied),
+        "{err}"
+    );
 }

@@ -21,8 +21,9 @@ pub enum Access {
 
 impl Store {
     /// Grants `role` access to exactly the keys `T` owns in this store: the prefix range
-    /// `namespace + T::PREFIX + "/"` (see [`Store::range_of`]). One RoleGrantPermission call,
-    /// made by a user allowed to manage auth (root).
+    /// `namespace + T::PREFIX + "/"` as etcd holds it (see [`Store::prefix_of`]; permissions
+    /// are never namespaced). One RoleGrantPermission call, made by a user allowed to manage
+    /// auth (root).
     ///
     /// With [`Access::Read`] a user holding the role can `load`, `watch` and `live` the config,
     /// and its `save` fails with `PermissionDenied` and writes nothing.
