@@ -249,6 +249,20 @@ async fn a_namespaced_grant_covers_the_keys_as_etcd_holds_them() {
     let service = etcd.client_as("gw", "pw").await;
     let staged = Store::new(service.namespace("/staging"));
     assert_eq!(staged.load::<Gw>().await.unwrap().port, 7000);
+    // Refusals name the range as etcd saw it, namespace included.
+    let err = Store::new(service.namespace("/prod"))
+        .load::<Gw>()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.server_kind(),
+        Some(ServerErrorKind::PermissionDenied),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("Range prefix /prod/services/gw/"),
+        "{err}"
+    );
     let err = Store::new(service).load::<Gw>().await.unwrap_err();
     assert_eq!(
         err.server_kind(),
