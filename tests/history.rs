@@ -19,6 +19,12 @@ struct Pool {
     max_idle: Option<u32>,
 }
 
+/// etcd's current revision, from the header of a read.
+async fn head_revision(store: &Store) -> i64 {
+    let read = store.client().kv().get("/none").await.unwrap();
+    read.header.revision
+}
+
 /// The keys under the config's prefix at `revision`, as `etcdctl get --rev` prints them.
 fn keys_at(etcd: &Etcd, revision: i64) -> BTreeMap<String, String> {
     let out = etcd.etcdctl(&[
@@ -48,14 +54,7 @@ fn keys_at(etcd: &Etcd, revision: i64) -> BTreeMap<String, String> {
 async fn history_matches_etcdctl_revision_by_revision() {
     let etcd = Etcd::single().await;
     let store = Store::new(etcd.client().await);
-    let start = store
-        .client()
-        .kv()
-        .get("/none")
-        .await
-        .unwrap()
-        .header
-        .revision;
+    let start = head_revision(&store).await;
     let noted = store
         .set::<Pool>(&[("size", "8"), ("host", "db1")], &ChangeNote::by("alice"))
         .await
@@ -88,14 +87,7 @@ async fn history_matches_etcdctl_revision_by_revision() {
     ctl(&["put", "/hist/pool/size", "many"]); // does not decode
     ctl(&["put", "/hist/pool/size", "12"]);
     ctl(&["del", "/hist/pool/max-idle"]);
-    let head = store
-        .client()
-        .kv()
-        .get("/none")
-        .await
-        .unwrap()
-        .header
-        .revision;
+    let head = head_revision(&store).await;
 
     let history = store.history::<Pool>().await.unwrap();
     let in_history: BTreeMap<i64, &etcd_config::Change> =

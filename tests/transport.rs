@@ -134,22 +134,10 @@ async fn keep_alive_pings_alone_find_a_frozen_member() {
     let frozen = etcd.member_in_use(&client).await;
     etcd.pause(frozen);
 
-    let survivors: Vec<String> = (0..3)
-        .filter(|&i| i != frozen)
-        .map(|i| etcd.endpoint(i))
-        .collect();
-    let writer = Client::connect(survivors, etcd.options()).await.unwrap();
-    let mut written = Vec::new();
-    while written.len() < 3 {
-        // The frozen member may have led: writes wait for (or fail during) the election.
-        if let Ok(put) = writer
-            .kv()
-            .put(format!("/idle/{}", written.len()), "v")
-            .await
-        {
-            written.push(put.header.revision);
-        }
-    }
+    let writer = Client::connect(etcd.endpoints_without(frozen), etcd.options())
+        .await
+        .unwrap();
+    let written = Etcd::put_through_election(&writer, "/idle/", 3).await;
     let mut seen = Vec::new();
     while seen.len() < written.len() {
         let response = next(&mut watch, "the idle watch").await;

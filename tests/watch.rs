@@ -297,20 +297,11 @@ async fn frozen_member_watches_move() {
     let mut old = client.watch(KeyRange::prefix("/z/")).await.unwrap();
     let frozen = etcd.member_in_use(&client).await;
     etcd.pause(frozen);
-    let survivors: Vec<String> = (0..3)
-        .filter(|&i| i != frozen)
-        .map(|i| etcd.endpoint(i))
-        .collect();
+    let survivors = etcd.endpoints_without(frozen);
     let writer = Client::connect(survivors.clone(), etcd.options())
         .await
         .unwrap();
-    let mut written = Vec::new();
-    while written.len() < 3 {
-        // The frozen member may have led: writes wait for (or fail during) the election.
-        if let Ok(put) = writer.kv().put(format!("/z/{}", written.len()), "v").await {
-            written.push(put.header.revision);
-        }
-    }
+    let written = Etcd::put_through_election(&writer, "/z/", 3).await;
 
     let started = Instant::now();
     let err = client.watch("/y").await.unwrap_err();

@@ -323,7 +323,7 @@ impl Shown {
 /// Every field of `value` by field path, as stored, secrets without their values.
 pub(super) fn shown<T: EtcdConfig>(value: &T) -> Result<Vec<Shown>> {
     let schema = T::schema();
-    let strip = format!("{}/", T::PREFIX);
+    let strip = crate::config::local_prefix_of::<T>();
     Ok(crate::config::to_key_values(value)?
         .into_iter()
         .map(|(key, value)| {

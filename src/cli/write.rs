@@ -104,7 +104,7 @@ async fn diff_from_stored<T: EtcdConfig>(store: &Store, value: &T) -> Result<Vec
         .collect();
     let after: BTreeMap<String, String> =
         crate::config::to_key_values(value)?.into_iter().collect();
-    let strip = format!("{}/", T::PREFIX);
+    let strip = crate::config::local_prefix_of::<T>();
     let mut keys: Vec<&String> = before.keys().chain(after.keys()).collect();
     keys.sort();
     keys.dedup();

@@ -23,6 +23,7 @@ mod watch;
 pub use access::Access;
 pub use change::{diff, Change, ChangeNote, FieldDiff, PlannedEdit, KEPT_NOTES};
 #[cfg(feature = "cli")]
+pub(crate) use decode::local_prefix_of;
 pub(crate) use fleet::unix_ms;
 pub use fleet::FleetRecord;
 pub use keyring::Keyring;

@@ -48,7 +48,7 @@ impl Schema {
     pub(crate) fn of<T: EtcdConfig>() -> Schema {
         let mut fields = Vec::new();
         T::__describe(&mut Describe {
-            key_prefix: format!("{}/", T::PREFIX),
+            key_prefix: crate::config::local_prefix_of::<T>(),
             field_prefix: String::new(),
             out: &mut fields,
         });

@@ -79,6 +79,31 @@ impl Etcd {
             .header;
         self.member_index(header.member_id).await
     }
+
+    /// The endpoints of every member but `lost` (one stopped or frozen).
+    pub fn endpoints_without(&self, lost: usize) -> Vec<String> {
+        (0..self.members.len())
+            .filter(|&i| i != lost)
+            .map(|i| self.endpoint(i))
+            .collect()
+    }
+
+    /// Puts `key_0`, `key_1`, ... through `client` until `count` of them succeed, and returns
+    /// their revisions: a member just lost may have led, and writes fail during the election.
+    pub async fn put_through_election(client: &Client, key: &str, count: usize) -> Vec<i64> {
+        let mut written = Vec::new();
+        while written.len() < count {
+            match client
+                .kv()
+                .put(format!("{key}{}", written.len()), "v")
+                .await
+            {
+                Ok(put) => written.push(put.header.revision),
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            }
+        }
+        written
+    }
 }
 
 impl Etcd {
