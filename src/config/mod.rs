@@ -22,8 +22,8 @@ mod watch;
 
 pub use access::Access;
 pub use change::{diff, Change, ChangeNote, FieldDiff, PlannedEdit, KEPT_NOTES};
-#[cfg(feature = "cli")]
 pub(crate) use decode::local_prefix_of;
+#[cfg(feature = "cli")]
 pub(crate) use fleet::unix_ms;
 pub use fleet::FleetRecord;
 pub use keyring::Keyring;
