@@ -256,7 +256,7 @@ pub use key_range::{KeyRange, RangeKind};
 pub use client::KeyValue;
 pub use config::{
     codec, diff, from_key_values, to_key_values, Access, Change, ChangeNote, ConfigWatch,
-    EtcdConfig, FieldDiff, FleetRecord, FollowerState, Keyring, Live, LiveEvent, LiveEvents,
+    DiffKind, EtcdConfig, FieldDiff, FleetRecord, FollowerState, Keyring, UnknownKey, Live, LiveEvent, LiveEvents,
     LiveOptions, LiveSender, LiveStatus, PlannedEdit, Rejection, Schema, SchemaField, Secret,
     Selected, Store, Update, Versioned, WhenInvalid, KEPT_NOTES,
 };

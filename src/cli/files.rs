@@ -7,12 +7,14 @@ use std::path::Path;
 use super::report::shown;
 use super::write::edit;
 use super::WriteArgs;
-use crate::config::{is_secret, EtcdConfig, Store};
+use crate::config::{is_secret, key_of, EtcdConfig, Schema, Store};
 use crate::error::{Error, Result};
 
 /// A file of field paths to values: TOML, or JSON by the `.json` extension. Nested tables
-/// give dotted paths; a value that is not a string is taken as its text (`8`, `true`).
-pub(super) fn read_file(path: &Path) -> Result<BTreeMap<String, String>> {
+/// give dotted paths; a table or array at a field's path (a map entry, a JSON field) is that
+/// field's value as compact JSON, so `[limits] acme = { rps = 3 }` sets `limits.acme` to
+/// `{"rps":3}`; any other value that is not a string is taken as its text (`8`, `true`).
+pub(super) fn read_file<T: EtcdConfig>(path: &Path) -> Result<BTreeMap<String, String>> {
     let bad = |why: String| Error::invalid(format!("{}: {why}", path.display()));
     let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
     let json = path.extension().is_some_and(|e| e == "json");
@@ -23,16 +25,21 @@ pub(super) fn read_file(path: &Path) -> Result<BTreeMap<String, String>> {
         serde_json::to_value(table).map_err(|e| bad(e.to_string()))?
     };
     let mut flat = BTreeMap::new();
-    flatten("", &value, &mut flat).map_err(bad)?;
+    flatten(&T::schema(), "", &value, &mut flat).map_err(bad)?;
     Ok(flat)
 }
 
 fn flatten(
+    schema: &Schema,
     path: &str,
     value: &serde_json::Value,
     out: &mut BTreeMap<String, String>,
 ) -> std::result::Result<(), String> {
+    let whole = !path.is_empty() && key_of(schema, path).is_ok();
     match value {
+        serde_json::Value::Object(_) | serde_json::Value::Array(_) if whole => {
+            out.insert(path.to_owned(), value.to_string());
+        }
         serde_json::Value::Object(map) => {
             for (key, value) in map {
                 let path = if path.is_empty() {
@@ -40,7 +47,7 @@ fn flatten(
                 } else {
                     format!("{path}.{key}")
                 };
-                flatten(&path, value, out)?;
+                flatten(schema, &path, value, out)?;
             }
         }
         serde_json::Value::String(text) => {
@@ -56,11 +63,22 @@ fn flatten(
 
 /// The edits that make the config what `wanted` says: a set for each path in it, an unset
 /// for each field there now that it leaves out (secret fields are left alone).
+///
+/// # Errors
+///
+/// A secret field in the file: a secret never comes from a file (it would stay on disk, in
+/// backups and in the editor's history), only from standard input or a prompt (`set PATH=-`).
 pub(super) async fn edits_to<T: EtcdConfig>(
     store: &Store,
     wanted: &BTreeMap<String, String>,
 ) -> Result<Vec<(String, Option<String>)>> {
     let schema = T::schema();
+    if let Some(path) = wanted.keys().find(|path| is_secret(&schema, path)) {
+        return Err(Error::invalid(format!(
+            "`{path}` is secret and a file cannot set it: remove it from the file and run \
+             `set {path}=-` with the value on standard input; nothing was written"
+        )));
+    }
     let mut edits: Vec<(String, Option<String>)> = wanted
         .iter()
         .map(|(path, value)| (path.clone(), Some(value.clone())))
@@ -117,7 +135,7 @@ pub(super) async fn edit_in_editor<T: EtcdConfig>(
         .arg(&path)
         .status()
         .map_err(|e| Error::invalid(format!("cannot run {editor}: {e}")))?;
-    let wanted = read_file(&path);
+    let wanted = read_file::<T>(&path);
     let _ = std::fs::remove_file(&path);
     if !status.success() {
         return Err(Error::invalid(format!(

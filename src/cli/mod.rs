@@ -49,6 +49,7 @@ use std::path::PathBuf;
 
 mod files;
 mod report;
+mod show;
 mod write;
 
 use clap::{Args, Subcommand};
@@ -218,8 +219,8 @@ pub async fn run<T: EtcdConfig>(
     out: &mut impl Write,
 ) -> Result<()> {
     match command {
-        Command::Show { output } => report::show::<T>(store, output, out).await,
-        Command::Get { path, output } => report::get::<T>(store, &path, output, out).await,
+        Command::Show { output } => show::show::<T>(store, output, out).await,
+        Command::Get { path, output } => show::get::<T>(store, &path, output, out).await,
         Command::Set { assignments, write } => {
             let owned = write::assignments::<T>(&assignments)?;
             let edits: Vec<(&str, Option<&str>)> = owned
@@ -244,7 +245,7 @@ pub async fn run<T: EtcdConfig>(
             output,
         } => report::diff::<T>(store, file, from, to, output, out).await,
         Command::Apply { file, write } => {
-            let wanted = files::read_file(&file)?;
+            let wanted = files::read_file::<T>(&file)?;
             files::apply::<T>(store, &wanted, &write, out).await
         }
         Command::Edit { write } => files::edit_in_editor::<T>(store, &write, out).await,
@@ -262,20 +263,29 @@ pub async fn run<T: EtcdConfig>(
     }
 }
 
-/// The exit code for a failed command: 2 invalid input (a path, a value, `validate`), 3 a
-/// conflict (someone else changed the config), 4 an instance rejected the change (`--wait`),
-/// 5 etcd unreachable or timed out (also a rollout that did not finish in time), 1 anything
-/// else.
+/// The exit code for a failed command:
+///
+/// | code | meaning |
+/// |---|---|
+/// | 0 | done (a write that changes nothing is done too: `no change`) |
+/// | 1 | anything else (permission denied, a refusal by etcd, ...) |
+/// | 2 | invalid input: a field path, a value, what `validate` says; nothing was written |
+/// | 3 | a conflict: someone else changed the config meanwhile; nothing was written |
+/// | 4 | `--wait`: an instance rejected the change (it was written) |
+/// | 5 | etcd unreachable, or a request to it timed out |
+/// | 6 | `--wait`: not every instance was current in time (the change was written) |
+/// | 7 | `show`/`get`: the config in etcd does not load (what etcd holds was printed) |
 pub fn exit_code(err: &Error) -> i32 {
     match err {
+        Error::Decode { .. } | Error::Rejected { revision: Some(_), .. } => 7,
         Error::InvalidArgument { .. }
-        | Error::Decode { .. }
         | Error::Encode { .. }
         | Error::TxnTooLarge { .. }
         | Error::RequestTooLarge { .. }
         | Error::Rejected { .. } => 2,
         Error::Conflict { .. } => 3,
         Error::RolloutRejected { .. } => 4,
+        Error::RolloutTimeout { .. } => 6,
         Error::Connect { .. } | Error::Timeout { .. } | Error::Transport { .. } => 5,
         _ => 1,
     }

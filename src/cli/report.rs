@@ -11,92 +11,10 @@ use serde_json::{json, Value};
 use super::files::{edits_to, read_file};
 use super::{io, print_json, Output};
 use crate::config::{
-    diff as diff_of, field_of_key, unix_ms, EtcdConfig, FieldDiff, FleetRecord, Store,
+    diff as diff_of, field_of_key, unix_ms, DiffKind, EtcdConfig, FieldDiff, FleetRecord, Store,
 };
 use crate::error::{Error, Result};
 use crate::key_range::KeyRange;
-
-pub(super) async fn show<T: EtcdConfig>(
-    store: &Store,
-    output: Output,
-    out: &mut impl Write,
-) -> Result<()> {
-    let loaded = store.load_versioned::<T>().await?;
-    let fields = shown(&loaded.value)?;
-    if output.json {
-        let values: serde_json::Map<String, Value> = fields
-            .iter()
-            .filter_map(|f| Some((f.path.clone(), f.value.clone()?.into())))
-            .collect();
-        let secrets: serde_json::Map<String, Value> = secret_states::<T>(&fields)
-            .into_iter()
-            .map(|(path, state)| (path, state.into()))
-            .collect();
-        return print_json(
-            out,
-            &json!({
-                "prefix": store.prefix_of::<T>(),
-                "revision": loaded.revision,
-                "fields": values,
-                "secrets": secrets,
-            }),
-        );
-    }
-    writeln!(
-        out,
-        "# {} at revision {}",
-        store.prefix_of::<T>(),
-        loaded.revision
-    )
-    .map_err(io)?;
-    for field in &fields {
-        if field.value.is_some() {
-            writeln!(out, "{} = {}", field.path, field.text()).map_err(io)?;
-        }
-    }
-    for (path, state) in secret_states::<T>(&fields) {
-        writeln!(out, "{path} = (secret, {state})").map_err(io)?;
-    }
-    Ok(())
-}
-
-/// Every secret field, `set` or `unset` (map entries only when set): all that is ever shown
-/// of them.
-fn secret_states<T: EtcdConfig>(fields: &[Shown]) -> Vec<(String, &'static str)> {
-    let mut states: Vec<(String, &'static str)> = fields
-        .iter()
-        .filter(|f| f.value.is_none())
-        .map(|f| (f.path.clone(), "set"))
-        .collect();
-    for field in T::schema().fields {
-        let templated = field.field.contains('<');
-        if field.secret && !templated && !states.iter().any(|(p, _)| *p == field.field) {
-            states.push((field.field, "unset"));
-        }
-    }
-    states
-}
-
-pub(super) async fn get<T: EtcdConfig>(
-    store: &Store,
-    path: &str,
-    output: Output,
-    out: &mut impl Write,
-) -> Result<()> {
-    let loaded = store.load::<T>().await?;
-    let field = shown(&loaded)?
-        .into_iter()
-        .find(|field| field.path == path)
-        .ok_or_else(|| Error::invalid(format!("no value at `{path}`")))?;
-    if output.json {
-        let value = match &field.value {
-            Some(value) => json!({ "path": path, "value": value }),
-            None => json!({ "path": path, "secret": true }),
-        };
-        return print_json(out, &value);
-    }
-    writeln!(out, "{}", field.text()).map_err(io)
-}
 
 pub(super) async fn history<T: EtcdConfig>(
     store: &Store,
@@ -119,6 +37,7 @@ pub(super) async fn history<T: EtcdConfig>(
             .collect();
         return print_json(out, &Value::Array(list));
     }
+    writeln!(out, "REVISION\tAUTHOR\tCHANGED\tREASON").map_err(io)?;
     for change in changes {
         let (author, reason) = change
             .note
@@ -146,7 +65,7 @@ pub(super) async fn diff<T: EtcdConfig>(
 ) -> Result<()> {
     let changes = match (file, from) {
         (Some(file), _) => {
-            let wanted = read_file(&file)?;
+            let wanted = read_file::<T>(&file)?;
             let edits = edits_to::<T>(store, &wanted).await?;
             let borrowed: Vec<(&str, Option<&str>)> = edits
                 .iter()
@@ -171,7 +90,7 @@ pub(super) async fn diff<T: EtcdConfig>(
     if output.json {
         return print_json(out, &json!({ "diff": diff_json(&changes) }));
     }
-    print_diff(out, &changes)
+    print_diff::<T>(out, &changes)
 }
 
 pub(super) async fn status<T: EtcdConfig>(
@@ -195,10 +114,12 @@ pub(super) async fn status<T: EtcdConfig>(
                 json!({
                     "instance": r.instance,
                     "revision": r.revision,
+                    "current_through": r.current_through,
                     "state": r.state,
                     "since_ms": unix_ms(r.since),
                     "applied_at_ms": unix_ms(r.applied_at),
                     "current": standing(r, changed_at) == "current",
+                    "standing": standing(r, changed_at),
                     "unconfirmed_since_ms": r.unconfirmed_since.map(unix_ms),
                     "last_rejected": r.last_rejected.as_ref().map(|(revision, reason)| {
                         json!({ "revision": revision, "reason": reason })
@@ -223,18 +144,23 @@ pub(super) async fn status<T: EtcdConfig>(
     )
     .map_err(io)?;
     for (revision, names) in by_revision.iter().rev() {
-        writeln!(out, "revision {revision}: {}", names.join(", ")).map_err(io)?;
+        writeln!(out, "serving revision {revision}: {}", names.join(", ")).map_err(io)?;
     }
+    if fleet.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "INSTANCE\tREVISION\tSTATE\tSTANDING\tREJECTED").map_err(io)?;
     for record in &fleet {
+        // Only a rejection the instance has not got past is news; one line, whatever the
+        // reason holds.
         let rejected = record
-            .last_rejected
-            .as_ref()
+            .rejected_news()
             .map_or("-".to_owned(), |(revision, reason)| {
-                format!("{revision}: {reason}")
+                format!("{revision}: {}", one_line(reason))
             });
         writeln!(
             out,
-            "{}\trevision {}\t{}\t{}\trejected {rejected}",
+            "{}\t{}\t{}\t{}\t{rejected}",
             record.instance,
             record.revision,
             record.state,
@@ -245,14 +171,25 @@ pub(super) async fn status<T: EtcdConfig>(
     Ok(())
 }
 
-/// Whether an instance serves the config as it is: `current`, `behind` (an older revision
-/// than the last change), or `unconfirmed for Ns` (etcd has not confirmed it lately).
+/// `text` on one line: line breaks (a decode error lists its problems on several) become `; `.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Whether an instance serves the config as it is: `current` (it is current through the
+/// config's last change), `behind` (it is not, or it rejects the config etcd holds now), or
+/// `unconfirmed for Ns` (etcd has not confirmed its value lately).
 fn standing(record: &FleetRecord, changed_at: i64) -> String {
     if let Some(since) = record.unconfirmed_since {
         let for_secs = since.elapsed().map_or(0, |d| d.as_secs());
         return format!("unconfirmed for {for_secs}s");
     }
-    if record.revision < changed_at || record.state != "following" {
+    let rejects_now = record.rejected_news().is_some();
+    if rejects_now || record.current_through < changed_at || record.state != "following" {
         return "behind".to_owned();
     }
     "current".to_owned()
@@ -309,13 +246,15 @@ pub(super) async fn watch<T: EtcdConfig>(
 
 /// One field as the command line shows it.
 pub(super) struct Shown {
+    /// The key, as the store's client addresses it.
+    pub(super) key: String,
     pub(super) path: String,
     /// The stored value; `None` for a secret field.
     pub(super) value: Option<String>,
 }
 
 impl Shown {
-    fn text(&self) -> &str {
+    pub(super) fn text(&self) -> &str {
         self.value.as_deref().unwrap_or("(secret, set)")
     }
 }
@@ -332,6 +271,7 @@ pub(super) fn shown<T: EtcdConfig>(value: &T) -> Result<Vec<Shown>> {
                 (relative.replace('/', "."), false)
             });
             Shown {
+                key,
                 path,
                 value: (!secret).then_some(value),
             }
@@ -353,20 +293,38 @@ pub(super) fn diff_json(changes: &[FieldDiff]) -> Value {
         .collect()
 }
 
-pub(super) fn print_diff(out: &mut impl Write, changes: &[FieldDiff]) -> Result<()> {
+/// Prints a field diff, one line per field: `+` added, `~` changed, `-` removed (with the code
+/// default that serves from then on, for a defaulted field); secrets without values.
+pub(super) fn print_diff<T: EtcdConfig>(out: &mut impl Write, changes: &[FieldDiff]) -> Result<()> {
     if changes.is_empty() {
         return writeln!(out, "no change").map_err(io);
     }
+    let schema = T::schema();
+    let default_of = |field: &str| {
+        schema
+            .fields
+            .iter()
+            .find(|f| f.field == field)
+            .and_then(|f| f.default.clone())
+    };
     for change in changes {
         let field = &change.field;
-        match (change.secret, &change.before, &change.after) {
+        match (change.secret, change.kind, &change.before, &change.after) {
+            (true, DiffKind::Added, ..) => writeln!(out, "+ {field} (secret, set)"),
+            (true, DiffKind::Removed, ..) => writeln!(out, "- {field} (secret, removed)"),
             (true, ..) => writeln!(out, "~ {field} (secret, changed)"),
-            (false, None, Some(after)) => writeln!(out, "+ {field}: {after:?}"),
-            (false, Some(before), None) => writeln!(out, "- {field}: {before:?}"),
-            (false, Some(before), Some(after)) => {
+            (false, _, None, Some(after)) => writeln!(out, "+ {field}: {after:?}"),
+            (false, _, Some(before), None) => match default_of(field) {
+                Some(default) => writeln!(
+                    out,
+                    "- {field}: {before:?} (key removed: the default {default:?} applies)"
+                ),
+                None => writeln!(out, "- {field}: {before:?}"),
+            },
+            (false, _, Some(before), Some(after)) => {
                 writeln!(out, "~ {field}: {before:?} -> {after:?}")
             }
-            (false, None, None) => Ok(()),
+            (false, _, None, None) => Ok(()),
         }
         .map_err(io)?;
     }

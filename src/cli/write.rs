@@ -1,7 +1,6 @@
 //! The commands that write (set, unset, apply, edit, rollback): the diff first, then the
 //! write with its note, or with `--dry-run` the operations it would send; then the rollout.
 
-use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
@@ -10,7 +9,8 @@ use serde_json::{json, Value};
 use super::report::{diff_json, print_diff};
 use super::{io, print_json, WriteArgs};
 use crate::config::{
-    diff, field_of_key, is_secret, EtcdConfig, FieldDiff, Opened, PlannedEdit, Store,
+    diff_of_change, field_of_key, is_secret, ChangeNote, ChangeSet, Committed, EtcdConfig,
+    FieldDiff, PlannedEdit, Store,
 };
 use crate::error::{Error, Result};
 
@@ -58,98 +58,47 @@ pub(super) async fn edit<T: EtcdConfig>(
     out: &mut impl Write,
 ) -> Result<()> {
     let planned = store.plan_edit::<T>(edits).await?;
-    let changes = match &planned.before {
-        Some(before) => diff(before, &planned.after),
-        None => {
-            if !write.output.json {
-                let why = "the config in etcd is not valid now: the diff is against its keys";
-                writeln!(out, "({why})").map_err(io)?;
-            }
-            diff_from_stored(store, &planned.after).await?
-        }
-    };
-    if !write.output.json {
-        print_diff(out, &changes)?;
-    }
-    if write.dry_run {
-        return dry_run::<T>(store, &planned, &changes, write, out);
-    }
-    let revision = store.change_fields::<T>(edits, &write.note()).await?;
-    written::<T>(store, &changes, revision, write, out).await
+    change(store, &planned, &write.note(), write, out).await
 }
 
-/// The fields whose stored text `value` would change, against the keys etcd holds now: for a
-/// config that does not load (a value that does not parse, a missing field), where there is
-/// no valid value to diff against. Secrets without their values.
-async fn diff_from_stored<T: EtcdConfig>(store: &Store, value: &T) -> Result<Vec<FieldDiff>> {
-    let schema = T::schema();
-    let page = store.client().kv().get(store.range_of::<T>()).await?;
-    let namespace = store.namespace_str();
-    let before: BTreeMap<String, String> = page
-        .kvs
-        .iter()
-        .filter_map(|kv| {
-            let key = kv.key_str().ok()?.to_owned();
-            let full = &format!("{namespace}{key}");
-            let text = String::from_utf8_lossy(&kv.value).into_owned();
-            // A secret compares by its plain text, when the key ring opens it.
-            let opened = store
-                .keyring()
-                .and_then(|ring| match ring.open(full, &text) {
-                    Ok(Opened::Decrypted(plain)) => Some(plain.to_string()),
-                    _ => None,
-                });
-            Some((key, opened.unwrap_or(text)))
-        })
-        .collect();
-    let after: BTreeMap<String, String> =
-        crate::config::to_key_values(value)?.into_iter().collect();
-    let strip = crate::config::local_prefix_of::<T>();
-    let mut keys: Vec<&String> = before.keys().chain(after.keys()).collect();
-    keys.sort();
-    keys.dedup();
-    Ok(keys
-        .into_iter()
-        .filter(|key| before.get(*key) != after.get(*key))
-        .map(|key| {
-            let (field, secret) = field_of_key(&schema, key).unwrap_or_else(|| {
-                let relative = key.strip_prefix(&strip).unwrap_or(key);
-                (relative.replace('/', "."), false)
-            });
-            FieldDiff {
-                before: before.get(key).filter(|_| !secret).cloned(),
-                after: after.get(key).filter(|_| !secret).cloned(),
-                secret,
-                field,
-            }
-        })
-        .collect())
-}
-
-/// Saves the config as it was at `revision` again.
+/// Makes the config what it was at `revision` again (over a config that does not load now,
+/// too: that is what rollback is for).
 pub(super) async fn rollback<T: EtcdConfig>(
     store: &Store,
     revision: i64,
     write: &WriteArgs,
     out: &mut impl Write,
 ) -> Result<()> {
-    let old = store.load_at::<T>(revision).await?;
-    let now = store.load::<T>().await?;
-    let changes = diff(&now, &old);
+    let planned = store.plan_rollback::<T>(revision).await?;
+    let note = write
+        .note()
+        .prefixed(&format!("rollback to revision {revision}"));
+    change(store, &planned, &note, write, out).await
+}
+
+/// Prints the diff of exactly what a planned change writes, then writes it (or with
+/// `--dry-run` lists the operations), then waits for the fleet with `--wait`.
+async fn change<T: EtcdConfig>(
+    store: &Store,
+    planned: &PlannedEdit<T>,
+    note: &ChangeNote,
+    write: &WriteArgs,
+    out: &mut impl Write,
+) -> Result<()> {
+    let set = store.change_of(&planned.after, &planned.current, &planned.unset, false)?;
+    let changes = diff_of_change::<T>(&planned.current, &set);
     if !write.output.json {
-        print_diff(out, &changes)?;
+        if planned.before.is_none() {
+            let why = "the config in etcd is not valid now; this change makes it valid";
+            writeln!(out, "({why})").map_err(io)?;
+        }
+        print_diff::<T>(out, &changes)?;
     }
     if write.dry_run {
-        if write.output.json {
-            return print_json(
-                out,
-                &json!({ "dry_run": true, "diff": diff_json(&changes) }),
-            );
-        }
-        return writeln!(out, "(dry run: nothing written)").map_err(io);
+        return dry_run::<T>(store, planned.revision, &set, &changes, note, write, out);
     }
-    let at = store.rollback::<T>(revision, &write.note()).await?;
-    written::<T>(store, &changes, at, write, out).await
+    let committed = store.commit_plan(planned, note).await?;
+    written::<T>(store, &changes, committed, write, out).await
 }
 
 /// Re-encrypts every secret field with the key ring's newest key.
@@ -163,7 +112,7 @@ pub(super) async fn rotate<T: EtcdConfig>(
     })?;
     if write.dry_run {
         let what = format!(
-            "would re-encrypt every secret field of {} with key `{}`",
+            "would re-encrypt every secret field of {} not sealed with key `{}` yet",
             store.prefix_of::<T>(),
             keyring.writing_id()
         );
@@ -173,106 +122,98 @@ pub(super) async fn rotate<T: EtcdConfig>(
         }
         return writeln!(out, "{what}\n(dry run: nothing written)").map_err(io);
     }
-    let revision = store.rotate_secrets::<T>(&write.note()).await?;
+    let committed = store.rotate::<T>(&write.note()).await?;
     if !write.output.json {
-        writeln!(
-            out,
-            "secrets re-encrypted with key `{}`",
-            keyring.writing_id()
-        )
+        let id = keyring.writing_id();
+        if committed.written {
+            writeln!(out, "secrets re-encrypted with key `{id}`")
+        } else {
+            writeln!(out, "no change: every secret is sealed with key `{id}` already")
+        }
         .map_err(io)?;
     }
-    written::<T>(store, &[], revision, write, out).await
-}
-
-/// One operation of the transaction a write would send.
-enum Operation {
-    /// A put; the value is `None` for a secret field.
-    Put(String, Option<String>),
-    Delete(String),
+    written::<T>(store, &[], committed, write, out).await
 }
 
 /// Prints what the write would do: a put for each key whose value changes, a delete for each
-/// key that goes (secret values not shown), and the note.
+/// key that goes (secret values not shown), and the note, if anything changes at all.
 fn dry_run<T: EtcdConfig>(
     store: &Store,
-    planned: &PlannedEdit<T>,
+    revision: i64,
+    set: &ChangeSet,
     changes: &[FieldDiff],
+    note: &ChangeNote,
     write: &WriteArgs,
     out: &mut impl Write,
 ) -> Result<()> {
     let schema = T::schema();
-    let before: BTreeMap<String, String> = planned
-        .before
-        .as_ref()
-        .map(crate::config::to_key_values)
-        .transpose()?
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
-    let after: BTreeMap<String, String> = crate::config::to_key_values(&planned.after)?
-        .into_iter()
-        .collect();
     let secret = |key: &str| field_of_key(&schema, key).is_some_and(|(_, secret)| secret);
-    let mut operations: Vec<Operation> = after
+    let namespace = store.namespace_str();
+    let puts = set.puts.iter().map(|(key, value)| {
+        let shown = (!secret(key)).then_some(value.as_str());
+        (format!("{namespace}{key}"), shown)
+    });
+    let puts: Vec<(String, Option<&str>)> = puts.collect();
+    let deletes: Vec<String> = set
+        .deletes
         .iter()
-        .filter(|(key, value)| before.get(*key) != Some(value))
-        .map(|(key, value)| Operation::Put(key.clone(), (!secret(key)).then(|| value.clone())))
+        .map(|key| format!("{namespace}{}", String::from_utf8_lossy(key)))
         .collect();
-    operations.extend(
-        before
-            .keys()
-            .filter(|k| !after.contains_key(*k))
-            .map(|key| Operation::Delete(key.clone())),
-    );
     let notes = store.notes_prefix_of::<T>();
     if write.output.json {
-        let operations: Vec<Value> = operations
+        let operations: Vec<Value> = puts
             .iter()
-            .map(|op| match op {
-                Operation::Put(key, Some(value)) => json!({ "put": key, "value": value }),
-                Operation::Put(key, None) => json!({ "put": key, "secret": true }),
-                Operation::Delete(key) => json!({ "delete": key }),
+            .map(|(key, value)| match value {
+                Some(value) => json!({ "put": key, "value": value }),
+                None => json!({ "put": key, "secret": true }),
             })
+            .chain(deletes.iter().map(|key| json!({ "delete": key })))
             .collect();
-        let note = write.note();
+        let note = (!set.is_empty()).then(
+            || json!({ "under": notes, "author": note.author, "reason": note.reason }),
+        );
         return print_json(
             out,
             &json!({
                 "dry_run": true,
                 "diff": diff_json(changes),
                 "operations": operations,
-                "note": { "under": notes, "author": note.author, "reason": note.reason },
-                "if_unchanged_since": planned.revision,
+                "note": note,
+                "if_unchanged_since": revision,
             }),
         );
     }
-    for op in &operations {
-        match op {
-            Operation::Put(key, Some(value)) => writeln!(out, "would put {key} = {value:?}"),
-            Operation::Put(key, None) => writeln!(out, "would put {key} = (secret)"),
-            Operation::Delete(key) => writeln!(out, "would delete {key}"),
+    for (key, value) in &puts {
+        match value {
+            Some(value) => writeln!(out, "would put {key} = {value:?}"),
+            None => writeln!(out, "would put {key} = (secret)"),
         }
         .map_err(io)?;
     }
-    writeln!(
-        out,
-        "would put a note under {notes} (if nothing changed since revision {})",
-        planned.revision
-    )
-    .map_err(io)?;
+    for key in &deletes {
+        writeln!(out, "would delete {key}").map_err(io)?;
+    }
+    if !set.is_empty() {
+        writeln!(
+            out,
+            "would put a note under {notes} (if nothing changed since revision {revision})"
+        )
+        .map_err(io)?;
+    }
     writeln!(out, "(dry run: nothing written)").map_err(io)
 }
 
-/// After a write at `revision`: says so, and with `--wait` waits for the rollout.
+/// After a change: says at which revision it was written (or that nothing needed writing),
+/// and with `--wait` waits until every reporting instance is current for it.
 async fn written<T: EtcdConfig>(
     store: &Store,
     changes: &[FieldDiff],
-    revision: i64,
+    committed: Committed,
     write: &WriteArgs,
     out: &mut impl Write,
 ) -> Result<()> {
-    if !write.output.json {
+    let revision = committed.revision;
+    if !write.output.json && committed.written {
         writeln!(out, "saved at revision {revision}").map_err(io)?;
         out.flush().map_err(io)?;
     }
@@ -287,25 +228,12 @@ async fn written<T: EtcdConfig>(
     if write.output.json {
         let mut result = json!({
             "dry_run": false,
+            "written": committed.written,
             "diff": diff_json(changes),
             "revision": revision,
         });
         if let Some(rollout) = &rollout {
-            result["rollout"] = match rollout {
-                Ok(instances) => json!({ "applied": true, "instances": instances }),
-                Err(Error::RolloutRejected {
-                    instance,
-                    revision,
-                    reason,
-                    ..
-                }) => json!({
-                    "applied": false,
-                    "rejected_by": instance,
-                    "revision": revision,
-                    "reason": reason,
-                }),
-                Err(err) => json!({ "applied": false, "error": err.to_string() }),
-            };
+            result["rollout"] = rollout_json(rollout);
         }
         print_json(out, &result)?;
     } else {
@@ -314,10 +242,37 @@ async fn written<T: EtcdConfig>(
                 out,
                 "no instance reports on this config: nothing to wait for"
             ),
-            Some(Ok(n)) => writeln!(out, "every reporting instance ({n}) applied it"),
+            Some(Ok(n)) => writeln!(out, "every reporting instance ({n}) is current"),
             _ => Ok(()),
         }
         .map_err(io)?;
     }
     rollout.transpose().map(drop)
+}
+
+/// A rollout wait's outcome, for `--json`.
+fn rollout_json(rollout: &Result<usize>) -> Value {
+    match rollout {
+        Ok(instances) => json!({ "applied": true, "instances": instances }),
+        Err(Error::RolloutRejected {
+            instance,
+            revision,
+            reason,
+            ..
+        }) => json!({
+            "applied": false,
+            "rejected_by": instance,
+            "revision": revision,
+            "reason": reason,
+        }),
+        Err(Error::RolloutTimeout { behind, .. }) => json!({
+            "applied": false,
+            "timed_out": true,
+            "behind": behind
+                .iter()
+                .map(|(instance, serves)| json!({ "instance": instance, "serves": serves }))
+                .collect::<Vec<_>>(),
+        }),
+        Err(err) => json!({ "applied": false, "error": err.to_string() }),
+    }
 }

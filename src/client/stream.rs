@@ -57,9 +57,11 @@ struct Health {
     listeners: Mutex<Vec<Weak<dyn OutageListener>>>,
 }
 
-/// Told when a supervised stream goes down (called on the stream's task: keep it short).
+/// Told when a supervised stream goes down and when it is back (called on the stream's task:
+/// keep it short).
 pub(crate) trait OutageListener: Send + Sync {
     fn outage(&self, reason: &str);
+    fn recovered(&self);
 }
 
 /// Since when a stream has been down, and why.
@@ -97,18 +99,26 @@ impl StreamHealth {
                 reason: reason.to_owned(),
             });
         }
-        let listeners: Vec<_> = {
-            let mut listeners = crate::sync::lock(&self.0.listeners);
-            listeners.retain(|l| l.strong_count() > 0);
-            listeners.clone()
-        };
-        for listener in listeners.iter().filter_map(Weak::upgrade) {
+        for listener in self.listeners() {
             listener.outage(reason);
         }
     }
 
+    /// The listeners still alive.
+    fn listeners(&self) -> Vec<Arc<dyn OutageListener>> {
+        let mut listeners = crate::sync::lock(&self.0.listeners);
+        listeners.retain(|l| l.strong_count() > 0);
+        listeners.iter().filter_map(Weak::upgrade).collect()
+    }
+
+    /// Notes that the stream answers again, ending an outage (listeners are told).
     fn up(&self) {
-        crate::sync::lock(&self.0.outage).take();
+        if crate::sync::lock(&self.0.outage).take().is_none() {
+            return;
+        }
+        for listener in self.listeners() {
+            listener.recovered();
+        }
     }
 }
 

@@ -15,7 +15,9 @@ pub enum Access {
     /// reports ([`LiveOptions::report_as`](crate::LiveOptions::report_as)) needs. It still
     /// cannot change the config.
     ReadAndReport,
-    /// Also save and delete: what the tool that edits the config needs.
+    /// Also save and delete, write change notes under `T::PREFIX + ".notes/"` and read the
+    /// fleet records: what the tool that edits the config needs (every command of the
+    /// command line, `--wait` included).
     ReadWrite,
 }
 
@@ -29,15 +31,22 @@ impl Store {
     /// and its `save` fails with `PermissionDenied` and writes nothing.
     pub async fn grant<T: EtcdConfig>(&self, role: &str, access: Access) -> Result<ResponseHeader> {
         let auth = self.client().auth();
+        let fleet = KeyRange::prefix(self.fleet_prefix_of::<T>());
+        let notes = KeyRange::prefix(self.notes_prefix_of::<T>());
         let kind = match access {
             Access::Read => PermissionKind::Read,
             Access::ReadAndReport => {
-                let fleet = KeyRange::prefix(self.fleet_prefix_of::<T>());
                 let records = Permission::new(PermissionKind::ReadWrite, fleet);
                 auth.role_grant_permission(role, records).await?;
                 PermissionKind::Read
             }
-            Access::ReadWrite => PermissionKind::ReadWrite,
+            Access::ReadWrite => {
+                let notes = Permission::new(PermissionKind::ReadWrite, notes);
+                auth.role_grant_permission(role, notes).await?;
+                let records = Permission::new(PermissionKind::Read, fleet);
+                auth.role_grant_permission(role, records).await?;
+                PermissionKind::ReadWrite
+            }
         };
         let range = KeyRange::prefix(self.prefix_of::<T>());
         auth.role_grant_permission(role, Permission::new(kind, range))
@@ -45,15 +54,18 @@ impl Store {
     }
 
     /// Takes back what [`grant`](Self::grant) gave `role` on `T` (whichever access it was,
-    /// the fleet records included).
+    /// the fleet records and change notes included).
     pub async fn revoke<T: EtcdConfig>(&self, role: &str) -> Result<ResponseHeader> {
         let auth = self.client().auth();
         let fleet = KeyRange::prefix(self.fleet_prefix_of::<T>());
-        match auth.role_revoke_permission(role, fleet).await {
-            Err(err) if err.server_kind() != Some(ServerErrorKind::PermissionNotGranted) => {
-                return Err(err)
+        let notes = KeyRange::prefix(self.notes_prefix_of::<T>());
+        for range in [fleet, notes] {
+            match auth.role_revoke_permission(role, range).await {
+                Err(err) if err.server_kind() != Some(ServerErrorKind::PermissionNotGranted) => {
+                    return Err(err)
+                }
+                _ => {}
             }
-            _ => {}
         }
         auth.role_revoke_permission(role, KeyRange::prefix(self.prefix_of::<T>()))
             .await

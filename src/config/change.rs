@@ -7,14 +7,15 @@
 //! by the same Txn as the change, so its create revision *is* the change's revision; the last
 //! [`KEPT_NOTES`] notes are kept, so they outlive a compaction of the config's history.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
 use super::fleet::unix_ms;
-use super::paths::{is_secret, key_of};
+use super::change_set::{Committed, Current};
+use super::paths::{is_required, is_secret, key_of};
 use super::store::decode_entries;
 use super::watch::{changed_fields, stored};
 use super::{EtcdConfig, Store};
@@ -53,6 +54,15 @@ impl ChangeNote {
         self.reason = reason.into();
         self
     }
+
+    /// The same note, its reason led by what the tool did (`rollback to revision 3: why`).
+    pub(crate) fn prefixed(&self, what: &str) -> ChangeNote {
+        let reason = match self.reason.as_str() {
+            "" => what.to_owned(),
+            why => format!("{what}: {why}"),
+        };
+        ChangeNote::by(self.author.clone()).reason(reason)
+    }
 }
 
 /// One change in a config's history, from [`Store::history`].
@@ -70,45 +80,6 @@ pub struct Change {
     pub note: Option<ChangeNote>,
 }
 
-/// One field that differs between two values, from [`diff`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct FieldDiff {
-    /// The field path, e.g. `tls.cert_path`.
-    pub field: String,
-    /// The value before as stored (`None`: absent), or `None` for a secret field.
-    pub before: Option<String>,
-    /// The value after as stored (`None`: absent), or `None` for a secret field.
-    pub after: Option<String>,
-    /// True for a secret field: only *that* it changed is shown.
-    pub secret: bool,
-}
-
-/// The fields whose stored form differs between `before` and `after`, by field path; secret
-/// fields are shown as changed only, never with their values.
-pub fn diff<T: EtcdConfig>(before: &T, after: &T) -> Vec<FieldDiff> {
-    let old = stored(before);
-    let new = stored(after);
-    let schema = T::schema();
-    let value_at = |map: &BTreeMap<String, (String, Option<String>)>, field: &str| {
-        map.values()
-            .find(|(f, _)| f == field)
-            .and_then(|(_, v)| v.clone())
-    };
-    changed_fields(&old, &new)
-        .into_iter()
-        .map(|field| {
-            let is_secret = is_secret(&schema, &field);
-            FieldDiff {
-                before: (!is_secret).then(|| value_at(&old, &field)).flatten(),
-                after: (!is_secret).then(|| value_at(&new, &field)).flatten(),
-                secret: is_secret,
-                field,
-            }
-        })
-        .collect()
-}
-
 /// An edit worked out but not written, from [`Store::plan_edit`].
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -119,6 +90,10 @@ pub struct PlannedEdit<T> {
     pub before: Option<T>,
     /// The value the edit would save, validated.
     pub after: T,
+    /// The keys as they were read: the change is worked out against them.
+    pub(crate) current: Current,
+    /// Keys the edit removes on purpose (relative to the prefix).
+    pub(crate) unset: HashSet<String>,
 }
 
 /// A note as stored.
@@ -142,7 +117,7 @@ impl Store {
     }
 
     /// The Txn operations that write `note` and drop the notes beyond [`KEPT_NOTES`].
-    async fn note_ops<T: EtcdConfig>(&self, note: &ChangeNote) -> Result<Vec<TxnOp>> {
+    pub(super) async fn note_ops<T: EtcdConfig>(&self, note: &ChangeNote) -> Result<Vec<TxnOp>> {
         static NONCE: AtomicU64 = AtomicU64::new(0);
         let prefix = local_notes_prefix::<T>();
         let old = self
@@ -171,46 +146,54 @@ impl Store {
         Ok(ops)
     }
 
-    /// Loads `T`, lets `change` edit it, validates the result and saves it if no key of `T`
-    /// changed since the load, with `note` in the same Txn; on a conflict loads and tries
-    /// again (five attempts). Returns the revision of the change.
+    /// Loads `T`, lets `change` edit it, validates the result and writes the fields whose
+    /// stored text changed, with `note` in the same Txn, if no key of `T` changed since the
+    /// load; on a conflict loads and tries again (five attempts). Returns the revision of the
+    /// change; an edit that changes nothing writes nothing (no note either) and returns the
+    /// revision of the config's last write.
     ///
     /// # Errors
     ///
-    /// What `change` returns (as [`Error::Rejected`]); what `save` refuses before sending;
-    /// [`Error::Conflict`] if others kept changing the config through every attempt.
+    /// The load's errors (the closure needs a valid value: to repair a config that does not
+    /// load, use [`set`](Self::set) or [`rollback`](Self::rollback)); what `change` returns (as
+    /// [`Error::Rejected`]); what `save` refuses before sending; [`Error::Conflict`] if others
+    /// kept changing the config through every attempt.
     pub async fn edit<T: EtcdConfig>(
         &self,
         mut change: impl FnMut(&mut T) -> std::result::Result<(), String>,
         note: &ChangeNote,
     ) -> Result<i64> {
+        let prefix = self.prefix_of::<T>();
         let mut last_conflict = None;
         for _ in 0..EDIT_ATTEMPTS {
-            let loaded = self.load_versioned::<T>().await?;
-            let mut value = loaded.value;
+            let current = self.read_current::<T>().await?;
+            let keys = current.raw_keys::<T>();
+            let mut value = decode_entries::<T>(&prefix, self.keyring(), current.revision, &keys)?;
             change(&mut value).map_err(|reason| Error::Rejected {
-                prefix: self.prefix_of::<T>(),
+                prefix: prefix.clone(),
                 revision: None,
                 reason,
             })?;
-            let extra = self.note_ops::<T>(note).await?;
-            match self.write(&value, Some(loaded.revision), &extra).await {
+            match self.commit(&value, &current, &HashSet::new(), false, note).await {
                 Err(err @ Error::Conflict { .. }) => last_conflict = Some(err),
-                other => return other,
+                other => return other.map(|c| c.revision),
             }
         }
         Err(last_conflict.unwrap_or_else(|| Error::invalid("no attempt made")))
     }
 
     /// Sets fields from text by field path (`tls.cert_path=/x`, `routes.blue.weight=3`), each
-    /// value in the form etcd stores it (what `etcdctl get` shows), and saves the result with
-    /// `note`: validated first, all in one Txn, only if nothing changed since the load.
+    /// value in the form etcd stores it (what `etcdctl get` shows), and writes the keys whose
+    /// text changes with `note`: validated first, all in one Txn, only if nothing changed since
+    /// the read. Works on a config that does not load now (a bad hand edit): only the value
+    /// after the change must be valid. Setting what is already there writes nothing.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidArgument`] naming a path `T` has no field for; the decode problems of
-    /// a value that does not parse (naming the key, never a secret's value); what `validate`
-    /// says; [`Error::Conflict`] if the config changed meanwhile. Nothing is written then.
+    /// [`Error::InvalidArgument`] naming a path `T` has no field for, or a value that does not
+    /// parse (naming the field, never a secret's value); what `validate` says; a config still
+    /// not valid after the change; [`Error::Conflict`] if the config changed meanwhile.
+    /// Nothing is written then.
     pub async fn set<T: EtcdConfig>(
         &self,
         assignments: &[(&str, &str)],
@@ -223,8 +206,13 @@ impl Store {
         self.change_fields::<T>(&edits, note).await
     }
 
-    /// Removes fields by path (an optional field becomes `None`, a map entry goes, a field
-    /// with a default falls back to it), as [`set`](Self::set) does.
+    /// Removes fields by path, as [`set`](Self::set) does: an optional field becomes `None`, a
+    /// map entry goes, a field with a default loses its key and falls back to the default in
+    /// code.
+    ///
+    /// # Errors
+    ///
+    /// As [`set`](Self::set); a required field (no default) cannot be unset.
     pub async fn unset<T: EtcdConfig>(&self, paths: &[&str], note: &ChangeNote) -> Result<i64> {
         let edits: Vec<_> = paths.iter().map(|path| (*path, None)).collect();
         self.change_fields::<T>(&edits, note).await
@@ -238,8 +226,16 @@ impl Store {
         note: &ChangeNote,
     ) -> Result<i64> {
         let planned = self.plan_edit::<T>(edits).await?;
-        let extra = self.note_ops::<T>(note).await?;
-        self.write(&planned.after, Some(planned.revision), &extra)
+        Ok(self.commit_plan(&planned, note).await?.revision)
+    }
+
+    /// Writes a planned edit: what changed since the plan's read, with `note`.
+    pub(crate) async fn commit_plan<T: EtcdConfig>(
+        &self,
+        planned: &PlannedEdit<T>,
+        note: &ChangeNote,
+    ) -> Result<Committed> {
+        self.commit(&planned.after, &planned.current, &planned.unset, false, note)
             .await
     }
 
@@ -251,11 +247,24 @@ impl Store {
     ) -> Result<PlannedEdit<T>> {
         let prefix = self.prefix_of::<T>();
         let schema = T::schema();
-        let relative = edits
-            .iter()
-            .map(|(path, _)| key_of(&schema, path))
-            .collect::<Result<Vec<String>>>()?;
-        let (revision, mut keys) = self.load_raw::<T>().await?;
+        let mut unset = HashSet::new();
+        let mut relative = Vec::new();
+        for (path, value) in edits {
+            let key = key_of(&schema, path)?;
+            if value.is_none() {
+                if is_required(&schema, path) {
+                    return Err(Error::invalid(format!(
+                        "`{path}` is required and has no default to fall back to: set it to a \
+                         new value instead; nothing was written"
+                    )));
+                }
+                unset.insert(key.clone());
+            }
+            relative.push(key);
+        }
+        let current = self.read_current::<T>().await?;
+        let mut keys = current.raw_keys::<T>();
+        let revision = current.revision;
         let before = decode_entries::<T>(&prefix, self.keyring(), revision, &keys).ok();
         for ((path, value), key) in edits.iter().zip(&relative) {
             match (value, self.keyring()) {
@@ -268,13 +277,17 @@ impl Store {
                 (None, _) => keys.delete(key.as_bytes()),
             }
         }
-        let after = decode_entries::<T>(&prefix, self.keyring(), revision, &keys)?;
+        let after = decode_entries::<T>(&prefix, self.keyring(), revision, &keys)
+            .map_err(|err| invalid_input(err, &relative))?;
         Ok(PlannedEdit {
             revision,
             before,
             after,
+            current,
+            unset,
         })
     }
+
     /// Loads `T` as it was at `revision`: one Range at that revision.
     ///
     /// # Errors
@@ -294,51 +307,77 @@ impl Store {
         decode_entries::<T>(&prefix, self.keyring(), revision, &keys)
     }
 
-    /// Saves `T` as it was at `revision` again, validated by today's rules, if nothing changed
-    /// since the current value was read; the note says it is a rollback. Returns the revision.
+    /// Makes `T` what it was at `revision` again, validated by today's rules, writing only the
+    /// keys that differ, if nothing changed since the current keys were read; the note says it
+    /// is a rollback. Works over a config that does not load now: that is what rollback is
+    /// for. Returns the revision (a rollback to the value etcd holds writes nothing).
     ///
     /// # Errors
     ///
-    /// As [`load_at`](Self::load_at) and [`save_if_unchanged`](Self::save_if_unchanged).
+    /// As [`load_at`](Self::load_at) for the old value; [`Error::Conflict`] if the config
+    /// changed meanwhile.
     pub async fn rollback<T: EtcdConfig>(&self, revision: i64, note: &ChangeNote) -> Result<i64> {
-        let old = self.load_at::<T>(revision).await?;
-        let current = self.load_versioned::<T>().await?;
-        let reason = match note.reason.as_str() {
-            "" => format!("rollback to revision {revision}"),
-            why => format!("rollback to revision {revision}: {why}"),
-        };
-        let note = ChangeNote::by(note.author.clone()).reason(reason);
-        let extra = self.note_ops::<T>(&note).await?;
-        self.write(&old, Some(current.revision), &extra).await
+        Ok(self.rollback_to::<T>(revision, note).await?.revision)
     }
 
-    /// Re-encrypts every secret field of `T` with the key ring's writing key (after a new
-    /// key was added, or to encrypt values stored in clear while migrating), in one
-    /// compare-and-swap transaction with `note`; returns its revision. Every key of `T` is
-    /// written again; the values, decrypted, stay the same, so live configs see no update.
+    pub(crate) async fn rollback_to<T: EtcdConfig>(
+        &self,
+        revision: i64,
+        note: &ChangeNote,
+    ) -> Result<Committed> {
+        let planned = self.plan_rollback::<T>(revision).await?;
+        let note = note.prefixed(&format!("rollback to revision {revision}"));
+        self.commit_plan(&planned, &note).await
+    }
+
+    /// What [`rollback`](Self::rollback) to `revision` would write: the value then, against
+    /// the keys now (which need not load).
+    pub(crate) async fn plan_rollback<T: EtcdConfig>(
+        &self,
+        revision: i64,
+    ) -> Result<PlannedEdit<T>> {
+        let after = self.load_at::<T>(revision).await?;
+        let current = self.read_current::<T>().await?;
+        let keys = current.raw_keys::<T>();
+        let now = current.revision;
+        let before = decode_entries::<T>(&self.prefix_of::<T>(), self.keyring(), now, &keys).ok();
+        Ok(PlannedEdit {
+            revision: now,
+            before,
+            after,
+            current,
+            unset: HashSet::new(),
+        })
+    }
+
+    /// Re-encrypts with the key ring's writing key every secret field of `T` that is not
+    /// sealed with it yet (after a new key was added, or to encrypt values stored in clear
+    /// while migrating), in one compare-and-swap transaction with `note`; returns its
+    /// revision. Only secret keys are written; their values, decrypted, stay the same, so live
+    /// configs see no update. With every secret sealed with the writing key already, nothing
+    /// is written.
     ///
     /// # Errors
     ///
     /// [`Error::InvalidArgument`] for a store without a key ring; the load's errors (a secret
     /// no key of the ring decrypts); [`Error::Conflict`] if the config changed meanwhile.
     pub async fn rotate_secrets<T: EtcdConfig>(&self, note: &ChangeNote) -> Result<i64> {
+        Ok(self.rotate::<T>(note).await?.revision)
+    }
+
+    pub(crate) async fn rotate<T: EtcdConfig>(&self, note: &ChangeNote) -> Result<Committed> {
         let Some(keyring) = self.keyring() else {
             return Err(Error::invalid(format!(
                 "rotating the secrets of {} needs a store with a key ring",
                 self.prefix_of::<T>()
             )));
         };
-        let current = self.load_versioned::<T>().await?;
-        let reason = match note.reason.as_str() {
-            "" => format!("secrets re-encrypted with key `{}`", keyring.writing_id()),
-            why => format!(
-                "secrets re-encrypted with key `{}`: {why}",
-                keyring.writing_id()
-            ),
-        };
-        let note = ChangeNote::by(note.author.clone()).reason(reason);
-        let extra = self.note_ops::<T>(&note).await?;
-        self.write(&current.value, Some(current.revision), &extra)
+        let current = self.read_current::<T>().await?;
+        let keys = current.raw_keys::<T>();
+        let value =
+            decode_entries::<T>(&self.prefix_of::<T>(), Some(keyring), current.revision, &keys)?;
+        let why = format!("secrets re-encrypted with key `{}`", keyring.writing_id());
+        self.commit(&value, &current, &HashSet::new(), true, &note.prefixed(&why))
             .await
     }
 
@@ -411,59 +450,45 @@ impl Store {
         older.extend(changes);
         Ok(older)
     }
-
-    /// Waits until every instance reporting on `T` ([`Store::fleet`]) serves `revision` or a
-    /// later one, and returns how many there are. Polls the records (one Range every 200 ms).
-    /// With no instance reporting, there is nothing to wait for: `Ok(0)` at once (a caller
-    /// that expects a fleet should say so).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::RolloutRejected`] naming the first instance that rejected `revision` (or a later one)
-    /// and its reason; [`Error::Timeout`] naming the instances still behind after `within`.
-    pub async fn wait_rollout<T: EtcdConfig>(
-        &self,
-        revision: i64,
-        within: Duration,
-    ) -> Result<usize> {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let fleet = self.fleet::<T>().await?;
-            if let Some((instance, (rejected, reason))) = fleet.iter().find_map(|r| {
-                let rejected = r.last_rejected.as_ref()?;
-                (rejected.0 >= revision).then_some((&r.instance, rejected))
-            }) {
-                return Err(Error::RolloutRejected {
-                    prefix: self.prefix_of::<T>(),
-                    instance: instance.clone(),
-                    revision: *rejected,
-                    reason: reason.clone(),
-                });
-            }
-            let behind: Vec<&str> = fleet
-                .iter()
-                .filter(|r| r.revision < revision)
-                .map(|r| r.instance.as_str())
-                .collect();
-            if behind.is_empty() {
-                return Ok(fleet.len());
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(Error::Timeout {
-                    operation: format!(
-                        "rollout of revision {revision} (instances behind: {})",
-                        behind.join(", ")
-                    ),
-                    after: within,
-                    endpoint: None,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
 }
 
 /// Where `T`'s change notes live, as a store's client addresses them (inside its namespace).
 fn local_notes_prefix<T: EtcdConfig>() -> String {
     format!("{}.notes/", T::PREFIX)
+}
+
+/// A value given to `set` that does not make a valid config: said as bad input (naming the
+/// fields it gives), not as a stored config at some revision. Problems of keys the edit does
+/// not touch mean the config stays broken after it: said so too.
+fn invalid_input(err: Error, edited: &[String]) -> Error {
+    let Error::Decode {
+        prefix, problems, ..
+    } = err
+    else {
+        return err;
+    };
+    let (given, others): (Vec<_>, Vec<_>) = problems.into_iter().partition(|p| {
+        let relative = p.key.strip_prefix(prefix.as_str()).unwrap_or(&p.key);
+        edited.iter().any(|key| key == relative)
+    });
+    let list = |problems: &[crate::error::Problem]| {
+        problems
+            .iter()
+            .map(|p| format!("\n  - {p}"))
+            .collect::<String>()
+    };
+    let mut reason = String::new();
+    if !given.is_empty() {
+        reason.push_str(&format!("the value given is not valid:{}", list(&given)));
+    }
+    if !others.is_empty() {
+        if !reason.is_empty() {
+            reason.push('\n');
+        }
+        reason.push_str(&format!(
+            "{prefix} would still not be valid after this change:{}",
+            list(&others)
+        ));
+    }
+    Error::invalid(format!("{reason}\nnothing was written"))
 }

@@ -36,6 +36,11 @@ impl RawKeys {
         keys
     }
 
+    /// The UTF-8 keys, relative to the prefix, in order.
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|(k, _)| k.as_str())
+    }
+
     /// Sets `relative` to `value`, as a watch's put event does.
     pub(crate) fn put(&mut self, relative: &[u8], value: Vec<u8>) {
         match std::str::from_utf8(relative) {

@@ -24,7 +24,7 @@ use tokio::sync::watch;
 use super::{EtcdConfig, Store};
 use crate::backoff::Backoff;
 use crate::client::KeepAlive;
-use crate::error::{Result, ServerErrorKind};
+use crate::error::{Error, Result, ServerErrorKind};
 use crate::key_range::KeyRange;
 
 /// How long a record outlives its process: the TTL of its lease, in seconds.
@@ -41,6 +41,10 @@ pub struct FleetRecord {
     pub instance: String,
     /// The revision of the value it serves.
     pub revision: i64,
+    /// Through which revision the value it serves is the config as etcd holds it: it has
+    /// seen every revision of the config up to this one, applied it or found it equal. An
+    /// instance is *current* for revision R when this is at least R.
+    pub current_through: i64,
     /// When it put that value in place.
     pub applied_at: SystemTime,
     /// `following`, `stale` (serving the cache file), or `stopped`.
@@ -64,6 +68,10 @@ impl FleetRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Record {
     pub(crate) revision: i64,
+    /// Through which revision the value is the config as etcd holds it (absent in records
+    /// of older versions of this crate: `revision` then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) current_through: Option<i64>,
     pub(crate) applied_at_ms: u64,
     pub(crate) state: String,
     pub(crate) since_ms: u64,
@@ -113,6 +121,7 @@ impl Store {
                 Some(FleetRecord {
                     instance,
                     revision: record.revision,
+                    current_through: record.current_through.unwrap_or(record.revision),
                     applied_at: from_unix_ms(record.applied_at_ms),
                     state: record.state,
                     since: from_unix_ms(record.since_ms),
@@ -121,6 +130,71 @@ impl Store {
                 })
             })
             .collect())
+    }
+}
+
+impl Store {
+    /// Waits until every instance reporting on `T` ([`Store::fleet`]) is current for
+    /// `revision`: the value it serves is the config as etcd holds it at `revision` or later
+    /// ([`FleetRecord::current_through`]), whether it applied a change or found the value
+    /// equal (a bad value restored, a write that changed nothing). Returns how many instances
+    /// there are. Polls the records (one Range every 200 ms). With no instance reporting,
+    /// there is nothing to wait for: `Ok(0)` at once (a caller that expects a fleet should
+    /// say so).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::RolloutRejected`] naming an instance that rejected `revision` or a later one
+    /// (and is not current since) and its reason; [`Error::RolloutTimeout`] naming the
+    /// instances not current after `within`, with the revision each serves.
+    pub async fn wait_rollout<T: EtcdConfig>(
+        &self,
+        revision: i64,
+        within: Duration,
+    ) -> Result<usize> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let fleet = self.fleet::<T>().await?;
+            if let Some(record) = fleet
+                .iter()
+                .find(|r| r.rejected_news().is_some_and(|(at, _)| at >= revision))
+            {
+                let (rejected, reason) = record.rejected_news().unwrap_or_default();
+                return Err(Error::RolloutRejected {
+                    prefix: self.prefix_of::<T>(),
+                    instance: record.instance.clone(),
+                    revision: rejected,
+                    reason: reason.to_owned(),
+                });
+            }
+            let behind: Vec<(String, i64)> = fleet
+                .iter()
+                .filter(|r| r.current_through < revision)
+                .map(|r| (r.instance.clone(), r.revision))
+                .collect();
+            if behind.is_empty() {
+                return Ok(fleet.len());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::RolloutTimeout {
+                    prefix: self.prefix_of::<T>(),
+                    revision,
+                    behind,
+                    after: within,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+impl FleetRecord {
+    /// The instance's last rejection, while it is news: a revision newer than the last one the
+    /// instance is current for. Once the config is back to a value it accepts, the old
+    /// rejection is history, not its state.
+    pub fn rejected_news(&self) -> Option<(i64, &str)> {
+        let (revision, reason) = self.last_rejected.as_ref()?;
+        (*revision > self.current_through).then_some((*revision, reason.as_str()))
     }
 }
 

@@ -7,8 +7,10 @@
 mod access;
 mod cache_file;
 mod change;
+mod change_set;
 pub mod codec;
 mod decode;
+mod diff;
 mod encode;
 mod fleet;
 mod history;
@@ -21,14 +23,21 @@ mod store;
 mod watch;
 
 pub use access::Access;
-pub use change::{diff, Change, ChangeNote, FieldDiff, PlannedEdit, KEPT_NOTES};
+pub use change::{Change, ChangeNote, PlannedEdit, KEPT_NOTES};
+pub use diff::{diff, DiffKind, FieldDiff};
 pub(crate) use decode::local_prefix_of;
+#[cfg(feature = "cli")]
+pub(crate) use change_set::{ChangeSet, Committed, Current};
+#[cfg(feature = "cli")]
+pub(crate) use paths::{key_of, unknown_keys};
+#[cfg(feature = "cli")]
+pub(crate) use store::decode_entries;
+#[cfg(feature = "cli")]
+pub(crate) use diff::diff_of_change;
 #[cfg(feature = "cli")]
 pub(crate) use fleet::unix_ms;
 pub use fleet::FleetRecord;
 pub use keyring::Keyring;
-#[cfg(feature = "cli")]
-pub(crate) use keyring::Opened;
 pub use live::{
     FollowerState, Live, LiveEvent, LiveEvents, LiveOptions, LiveSender, LiveStatus, Rejection,
     Selected, WhenInvalid,
@@ -38,7 +47,7 @@ pub(crate) use paths::{field_of_key, is_secret};
 pub use schema::{Schema, SchemaField};
 pub use secret::Secret;
 pub use store::{Store, Versioned};
-pub use watch::{ConfigWatch, Update};
+pub use watch::{ConfigWatch, UnknownKey, Update};
 
 #[doc(hidden)]
 pub use decode::Decoder;

@@ -68,6 +68,11 @@ pub(crate) fn is_secret(schema: &Schema, path: &str) -> bool {
     field_at(schema, path).is_some_and(|(field, _)| field.secret)
 }
 
+/// Whether the field at field path `path` must have a key (no default, not optional).
+pub(crate) fn is_required(schema: &Schema, path: &str) -> bool {
+    field_at(schema, path).is_some_and(|(field, _)| field.required)
+}
+
 /// The key, relative to the prefix, of field path `path` (`tls.cert_path`,
 /// `routes.blue.weight`): the schema's field whose path matches, `<name>` standing for one map
 /// entry's name.
@@ -86,9 +91,87 @@ pub(crate) fn key_of(schema: &Schema, path: &str) -> Result<String> {
         return Ok(key);
     }
     let known: Vec<&str> = schema.fields.iter().map(|f| f.field.as_str()).collect();
+    let hint = closest(path, known.iter().copied())
+        .map(|near| format!("did you mean `{near}`? "))
+        .unwrap_or_default();
     Err(Error::invalid(format!(
-        "{} has no field `{path}` (its fields: {})",
+        "{} has no field `{path}`; {hint}its fields: {}",
         schema.prefix,
         known.join(", ")
     )))
+}
+
+/// The candidate closest to `word`, if one is close enough to be a typo of it: the same once
+/// case, `-`, `_`, `.` and `/` are ignored (`rate_limit` for `rate-limit`), or at most a third
+/// of its letters apart (`greting` for `greeting`).
+pub(crate) fn closest<'c>(word: &str, candidates: impl IntoIterator<Item = &'c str>) -> Option<&'c str> {
+    let plain = |s: &str| -> Vec<char> {
+        s.chars()
+            .filter(|c| !matches!(c, '-' | '_' | '.' | '/'))
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    let target = plain(word);
+    let limit = (target.len() / 3).max(1);
+    candidates
+        .into_iter()
+        .filter(|c| *c != word)
+        .map(|c| (edit_distance(&target, &plain(c)), c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Levenshtein distance between two strings of characters.
+fn edit_distance(a: &[char], b: &[char]) -> usize {
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+/// The keys of `keys` (relative to the prefix) that no field of `schema` owns, each with the
+/// field path of a near miss ("did you mean"), if there is one.
+pub(crate) fn unknown_keys<'k>(
+    schema: &Schema,
+    keys: impl IntoIterator<Item = &'k str>,
+) -> Vec<(String, Option<String>)> {
+    let local = format!("{}/", schema.prefix);
+    let known: Vec<(String, &str)> = schema
+        .fields
+        .iter()
+        .filter(|f| !f.key.contains("<name>"))
+        .map(|f| (f.key.strip_prefix(&local).unwrap_or(&f.key).to_owned(), f.field.as_str()))
+        .collect();
+    keys.into_iter()
+        .filter(|key| field_of_key(schema, &format!("{local}{key}")).is_none())
+        .map(|key| {
+            let near = closest(key, known.iter().map(|(k, _)| k.as_str()));
+            let field = near.and_then(|k| known.iter().find(|(kk, _)| kk == k)).map(|(_, f)| (*f).to_owned());
+            (key.to_owned(), field)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::closest;
+
+    #[test]
+    fn near_misses_are_found_and_strangers_are_not() {
+        let fields = ["greeting", "workers", "rate-limit", "tls/enabled"];
+        assert_eq!(closest("greting", fields), Some("greeting"));
+        assert_eq!(closest("rate_limit", fields), Some("rate-limit"));
+        assert_eq!(closest("tls/enable", fields), Some("tls/enabled"));
+        assert_eq!(closest("workres", fields), Some("workers"));
+        assert_eq!(closest("colour", fields), None);
+        assert_eq!(closest("greeting", fields), None, "not a near miss of itself");
+    }
 }

@@ -4,11 +4,12 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use super::decode::{local_prefix_of, RawKeys, Source};
+use super::change_set::defaults_of;
 use super::encode::Encoded;
 use super::keyring::Keyring;
 use super::EtcdConfig;
 use crate::client::KeyValue;
-use crate::client::{Compare, CompareOp, TxnOp};
+use crate::client::{Compare, CompareOp, Txn, TxnOp};
 use crate::error::{Error, Result};
 use crate::{Client, KeyRange};
 
@@ -208,39 +209,25 @@ impl Store {
         extra: &[TxnOp],
     ) -> Result<i64> {
         let prefix = self.prefix_of::<T>();
-        value.validate().map_err(|reason| Error::Rejected {
-            prefix: prefix.clone(),
-            revision: None,
-            reason,
-        })?;
-        let encoded = Encoded::of(value);
-        if let Some((field, key, reason)) = encoded.errors.into_iter().next() {
-            return Err(Error::Encode {
-                key: format!("{prefix}{key}"),
-                field,
-                reason,
-            });
-        }
-        if let Some((field, reason)) = encoded.rejected.into_iter().next() {
-            return Err(Error::Rejected {
-                prefix,
-                revision: None,
-                reason: format!("field `{field}`: {reason}"),
-            });
-        }
+        let encoded = self.encode_checked(value)?;
         // Keys as the client addresses them; the full key (namespace included) is what a
         // secret's ciphertext is bound to.
         let local = local_prefix_of::<T>();
+        let defaults = defaults_of::<T>();
         let mut puts = Vec::new();
+        // Fields at their default: put only where a key exists (defaults stay in code).
+        let mut if_present = Vec::new();
         for entry in &encoded.entries {
             let Some(value) = &entry.value else { continue };
             let value = match (&self.keyring, entry.secret) {
                 (Some(keyring), true) => keyring.seal(&format!("{prefix}{}", entry.key), value)?,
                 _ => value.clone(),
             };
-            puts.push((format!("{local}{}", entry.key), value));
+            let at_default = defaults.get(&entry.key) == Some(&value);
+            let list = if at_default { &mut if_present } else { &mut puts };
+            list.push((format!("{local}{}", entry.key), value));
         }
-        self.check_size(&prefix, puts.len())?;
+        self.check_size(&prefix, puts.len() + if_present.len())?;
         self.check_bytes(&prefix, &puts)?;
         let range = self.range_of::<T>();
 
@@ -253,10 +240,23 @@ impl Store {
                 .filter(|e| e.value.is_none())
                 .map(|e| format!("{local}{}", e.key))
                 .collect();
-            self.check_size(&prefix, puts.len() + absent.len() + extra.len())?;
+            self.check_size(
+                &prefix,
+                puts.len() + if_present.len() + absent.len() + extra.len(),
+            )?;
+            // One nested txn per defaulted field: it puts only where the key exists, so the
+            // save stays one round trip.
+            let kept = if_present.iter().map(|(key, value)| {
+                TxnOp::txn(
+                    Txn::new()
+                        .when([Compare::version(key.as_str(), CompareOp::Greater, 0)])
+                        .and_then([TxnOp::put(key.as_str(), value.as_str())]),
+                )
+            });
             let ops = puts
                 .iter()
                 .map(|(key, value)| TxnOp::put(key.as_str(), value.as_str()))
+                .chain(kept)
                 .chain(absent.iter().map(|key| TxnOp::delete(key.as_str())))
                 .chain(extra.iter().cloned());
             let response = self.client.kv().txn().and_then(ops).await?;
@@ -273,6 +273,12 @@ impl Store {
             }
             let existing = read.await?;
             let deletes = removed_keys(&local, &encoded.entries, &encoded.maps, &existing.kvs);
+            let present: std::collections::HashSet<&[u8]> =
+                existing.kvs.iter().map(|kv| kv.key.as_slice()).collect();
+            let kept = if_present
+                .iter()
+                .filter(|(key, _)| present.contains(key.as_bytes()));
+            let puts: Vec<&(String, String)> = puts.iter().chain(kept).collect();
             self.check_size(&prefix, puts.len() + deletes.len() + extra.len())?;
 
             let since = expected.unwrap_or(existing.header.revision);
@@ -315,9 +321,36 @@ impl Store {
         })
     }
 
+    /// Validates `value` and encodes it, refusing a value that cannot be stored (with the
+    /// field and key) or that a nested struct's `validate` refuses; nothing is sent.
+    pub(super) fn encode_checked<T: EtcdConfig>(&self, value: &T) -> Result<Encoded> {
+        let prefix = self.prefix_of::<T>();
+        value.validate().map_err(|reason| Error::Rejected {
+            prefix: prefix.clone(),
+            revision: None,
+            reason,
+        })?;
+        let mut encoded = Encoded::of(value);
+        if let Some((field, key, reason)) = std::mem::take(&mut encoded.errors).into_iter().next() {
+            return Err(Error::Encode {
+                key: format!("{prefix}{key}"),
+                field,
+                reason,
+            });
+        }
+        if let Some((field, reason)) = std::mem::take(&mut encoded.rejected).into_iter().next() {
+            return Err(Error::Rejected {
+                prefix,
+                revision: None,
+                reason: format!("field `{field}`: {reason}"),
+            });
+        }
+        Ok(encoded)
+    }
+
     /// Refuses a save whose values alone exceed the client's max send size, naming the largest
     /// value's key (the client would refuse the Txn too, but could only name its first key).
-    fn check_bytes(&self, prefix: &str, puts: &[(String, String)]) -> Result<()> {
+    pub(super) fn check_bytes(&self, prefix: &str, puts: &[(String, String)]) -> Result<()> {
         let limit = self.client.transport().options.max_send_message_size;
         let namespace = self.namespace_str();
         let size: usize = puts
@@ -337,7 +370,12 @@ impl Store {
         }
     }
 
-    fn check_size(&self, prefix: &str, ops: usize) -> Result<()> {
+    /// The txn limit this store assumes ([`with_max_txn_ops`](Self::with_max_txn_ops)).
+    pub(super) fn max_txn_ops(&self) -> usize {
+        self.max_txn_ops
+    }
+
+    pub(super) fn check_size(&self, prefix: &str, ops: usize) -> Result<()> {
         if ops > self.max_txn_ops {
             return Err(Error::TxnTooLarge {
                 prefix: prefix.to_owned(),

@@ -13,6 +13,7 @@ use futures_util::StreamExt;
 use sync_wrapper::SyncWrapper;
 
 use super::decode::{relative_key, RawKeys};
+use super::paths::unknown_keys;
 use super::encode::Encoded;
 use super::keyring::Keyring;
 use super::store::decode_entries;
@@ -20,6 +21,17 @@ use super::{EtcdConfig, Store, Versioned};
 use crate::backoff::Backoff;
 use crate::client::watch::{Event, EventKind, WatchResponse};
 use crate::error::{Error, Result, ServerErrorKind};
+
+/// A key under a config's prefix that no field reads (a typo in a hand edit, a field that was
+/// renamed or removed), from [`LiveStatus::unknown_keys`](crate::LiveStatus::unknown_keys).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UnknownKey {
+    /// The key, as the store's client addresses it (`/services/gateway/greting`).
+    pub key: String,
+    /// The field path of the field whose key it nearly is (`greeting`), if one is close.
+    pub did_you_mean: Option<String>,
+}
 
 /// A new value of a config, from one etcd revision.
 #[derive(Debug)]
@@ -97,16 +109,20 @@ struct Tracked<T> {
     good: Arc<T>,
     /// `good` as stored, `key -> (field, value)`, to diff the next value against.
     good_stored: BTreeMap<String, (String, Option<String>)>,
+    /// Keys under the prefix that no field reads, as of the last valid revision.
+    unknown: Vec<UnknownKey>,
 }
 
 impl<T: EtcdConfig> Tracked<T> {
     fn new(keys: RawKeys, revision: i64, good: Arc<T>) -> Self {
         let good_stored = stored(&*good);
+        let unknown = unknown_in::<T>(&keys, &good_stored, revision);
         Tracked {
             keys,
             revision,
             good,
             good_stored,
+            unknown,
         }
     }
 
@@ -132,6 +148,7 @@ impl<T: EtcdConfig> Tracked<T> {
             Err(err) => return Some(Err(err)),
         };
         let new_stored = stored(&value);
+        self.unknown = unknown_in::<T>(keys, &new_stored, revision);
         let changed = changed_fields(&self.good_stored, &new_stored);
         if changed.is_empty() {
             return None;
@@ -146,6 +163,31 @@ impl<T: EtcdConfig> Tracked<T> {
             changed,
         }))
     }
+}
+
+/// The keys of `keys` that no field stores (`stored` being the value they decode to), with a
+/// warning for each: a typo in a hand edit is not silent. The schema and near misses are
+/// looked up only when there are such keys.
+fn unknown_in<T: EtcdConfig>(
+    keys: &RawKeys,
+    stored: &BTreeMap<String, (String, Option<String>)>,
+    revision: i64,
+) -> Vec<UnknownKey> {
+    if keys.keys().all(|key| stored.contains_key(key)) {
+        return Vec::new();
+    }
+    let unknown: Vec<UnknownKey> = unknown_keys(&T::schema(), keys.keys())
+        .into_iter()
+        .map(|(key, did_you_mean)| UnknownKey {
+            key: format!("{}/{key}", T::PREFIX),
+            did_you_mean,
+        })
+        .collect();
+    for key in &unknown {
+        tracing::warn!(prefix = T::PREFIX, revision, key = %key.key,
+            did_you_mean = ?key.did_you_mean, "no field reads this key");
+    }
+    unknown
 }
 
 /// A value as it is stored: `key -> (field path, value)`.
@@ -201,7 +243,9 @@ impl Store {
                 let item = match follower.next().await? {
                     Followed::Updated(update) => Ok(update),
                     Followed::Rejected(err) | Followed::Ended(err) => Err(err),
-                    Followed::Confirmed(_) | Followed::Resynced(_) => continue,
+                    Followed::Confirmed(_) | Followed::Resynced(_) | Followed::Current(_) => {
+                        continue
+                    }
                 };
                 return Some((item, follower));
             }
@@ -311,6 +355,10 @@ pub(crate) enum Followed<T> {
     /// The revisions after the last one seen were compacted: the config was loaded again at
     /// this revision (an `Updated` follows if the value differs).
     Resynced(i64),
+    /// A revision touched the prefix but the value stays the same (an identical value put
+    /// again, a key no field reads, a bad value restored): the value is the config as etcd
+    /// holds it at this revision.
+    Current(i64),
     /// The watch cannot go on; nothing follows.
     Ended(Error),
 }
@@ -325,6 +373,11 @@ impl<T> From<Result<Update<T>>> for Followed<T> {
 }
 
 impl<T: EtcdConfig> Follower<T> {
+    /// The keys under the prefix that no field reads, as of the last valid revision.
+    pub(crate) fn unknown_keys(&self) -> &[UnknownKey] {
+        &self.tracked.unknown
+    }
+
     /// What the next response brought; `None` once the watch cannot go on (after
     /// [`Followed::Ended`] saying why).
     pub(crate) async fn next(&mut self) -> Option<Followed<T>> {
@@ -346,7 +399,7 @@ impl<T: EtcdConfig> Follower<T> {
                 Ok(response) => {
                     let keyring = self.store.keyring();
                     let results = apply(&self.prefix, keyring, &mut self.tracked, response);
-                    self.ready.extend(results.into_iter().map(Followed::from));
+                    self.ready.extend(results);
                     false
                 }
                 Err(err) if err.server_kind() == Some(ServerErrorKind::Compacted) => true,
@@ -362,9 +415,10 @@ impl<T: EtcdConfig> Follower<T> {
                 match reloaded.await {
                     Ok((update, next)) => {
                         self.watch = next;
+                        let revision = self.tracked.revision;
+                        self.ready.push_back(Followed::Resynced(revision));
                         self.ready
-                            .push_back(Followed::Resynced(self.tracked.revision));
-                        self.ready.extend(update.map(Followed::from));
+                            .push_back(update.map_or(Followed::Current(revision), Followed::from));
                     }
                     Err(err) => {
                         self.ended = true;
@@ -382,11 +436,14 @@ fn apply<T: EtcdConfig>(
     keyring: Option<&Keyring>,
     tracked: &mut Tracked<T>,
     response: WatchResponse,
-) -> Vec<Result<Update<T>>> {
+) -> Vec<Followed<T>> {
     let mut results = Vec::new();
     let mut keys = std::mem::take(&mut tracked.keys);
     let _ = replay::<T>(&mut keys, response.events, |revision, keys| {
-        results.extend(tracked.evaluate_at(prefix, keyring, revision, keys));
+        results.push(match tracked.evaluate_at(prefix, keyring, revision, keys) {
+            Some(result) => Followed::from(result),
+            None => Followed::Current(revision),
+        });
         ControlFlow::Continue(())
     });
     tracked.keys = keys;

@@ -138,6 +138,19 @@ pub enum Error {
         /// Its reason (no secret values).
         reason: String,
     },
+    /// A rollout wait (`Store::wait_rollout`, the command line's `--wait`) ran out of time:
+    /// some reporting instances were not current for the revision yet. The change itself was
+    /// written; nothing is undone.
+    RolloutTimeout {
+        /// The full key prefix of the config.
+        prefix: String,
+        /// The revision waited for.
+        revision: i64,
+        /// Each instance not current yet, with the revision of the value it serves.
+        behind: Vec<(String, i64)>,
+        /// How long the wait lasted.
+        after: Duration,
+    },
     /// A compare-and-swap found that keys under the prefix changed since the expected revision;
     /// nothing was written.
     Conflict {
@@ -331,6 +344,23 @@ impl fmt::Display for Error {
                 f,
                 "instance {instance} rejected revision {revision} of {prefix}: {reason}"
             ),
+            Error::RolloutTimeout {
+                prefix,
+                revision,
+                behind,
+                after,
+            } => {
+                write!(
+                    f,
+                    "revision {revision} of {prefix} was written, but after {after:?} these \
+                     instances are not current for it yet:"
+                )?;
+                for (i, (instance, serves)) in behind.iter().enumerate() {
+                    let sep = if i == 0 { " " } else { ", " };
+                    write!(f, "{sep}{instance} (serves revision {serves})")?;
+                }
+                Ok(())
+            }
             Error::Conflict {
                 prefix,
                 expected,

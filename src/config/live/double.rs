@@ -136,14 +136,12 @@ impl<T: EtcdConfig> LiveSender<T> {
     }
 }
 
+/// Dropping the sender ends the live config as a watch that ended does: state `Stopped`, a
+/// `Stopped` event, and `changed` fails.
 impl<T> Drop for LiveSender<T> {
     fn drop(&mut self) {
-        if let Some(publisher) = &self.publisher {
-            let mut tracking = crate::sync::lock(&publisher.shared.tracking);
-            tracking
-                .rare_mut()
-                .stopped
-                .get_or_insert_with(|| "the test's LiveSender was dropped".to_owned());
+        if let Some(publisher) = self.publisher.take() {
+            publisher.stop("the test's LiveSender was dropped".to_owned());
         }
     }
 }

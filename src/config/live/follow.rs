@@ -16,7 +16,7 @@ use crate::backoff::Backoff;
 use crate::config::cache_file::write_cache_logged;
 use crate::config::fleet::{unix_ms, Record};
 use crate::config::watch::{changed_fields, stored, Followed, Follower, Started};
-use crate::config::{EtcdConfig, Store, Update};
+use crate::config::{EtcdConfig, Store, UnknownKey, Update};
 
 /// Where a live config's news goes: the shared value and status, the change signal, the event
 /// stream, the cache file and the metrics.
@@ -39,21 +39,9 @@ impl<T: EtcdConfig> Publisher<T> {
         }
     }
 
-    /// Changes this instance's fleet record, if it reports.
-    fn report(&self, change: impl FnOnce(&mut Record)) {
-        let tracking = crate::sync::lock(&self.shared.tracking);
-        if let Some(report) = tracking.rare().and_then(|r| r.report.as_ref()) {
-            report.send_modify(change);
-        }
-    }
-
     /// The change signal alone, for a handle that never changes.
     pub(super) fn into_notify(self) -> watch::Sender<i64> {
         self.notify
-    }
-
-    fn prefix(&self) -> &str {
-        &self.shared.prefix
     }
 
     /// Puts a new value in place and tells everyone.
@@ -72,6 +60,7 @@ impl<T: EtcdConfig> Publisher<T> {
         {
             let mut tracking = crate::sync::lock(&self.shared.tracking);
             tracking.pending = None;
+            tracking.current_through = revision;
             if let Some(rare) = &mut tracking.rare {
                 rare.unreachable = None;
             }
@@ -80,6 +69,7 @@ impl<T: EtcdConfig> Publisher<T> {
         self.report(|record| {
             let now = unix_ms(SystemTime::now());
             record.revision = revision;
+            record.current_through = Some(revision);
             record.applied_at_ms = now;
             if record.state != "following" {
                 record.state = "following".to_owned();
@@ -113,7 +103,54 @@ impl<T: EtcdConfig> Publisher<T> {
         let mut tracking = crate::sync::lock(&self.shared.tracking);
         if tracking.pending.is_none() {
             tracking.confirmed = Some((Instant::now(), revision));
+            if !tracking.rejected_since_current() {
+                tracking.current_through = tracking.current_through.max(revision);
+            }
         }
+    }
+
+    /// A revision under the prefix left the value as it is: the value is the config as etcd
+    /// holds it at `revision` (after a rejected revision, the bad value was restored).
+    pub(super) fn current(&self, revision: i64) {
+        {
+            let mut tracking = crate::sync::lock(&self.shared.tracking);
+            if tracking.pending.is_some() {
+                return; // a change waits for the settle window: not current until applied
+            }
+            tracking.current_through = revision;
+            tracking.confirmed = Some((Instant::now(), revision));
+        }
+        self.report(|record| record.current_through = Some(revision));
+        self.event(LiveEvent::Current { revision });
+    }
+
+    /// Keeps the keys no field reads for [`LiveStatus`](super::LiveStatus).
+    fn unknown(&self, keys: &[UnknownKey]) {
+        let mut tracking = crate::sync::lock(&self.shared.tracking);
+        let same = tracking.rare().map_or(&[][..], |r| &r.unknown_keys[..]) == keys;
+        if !same {
+            tracking.rare_mut().unknown_keys = keys.to_vec();
+        }
+    }
+
+    /// True once every handle is gone.
+    pub(super) async fn closed(&self) {
+        self.notify.closed().await;
+    }
+}
+
+/// What needs nothing of the config's type: a dropped test double stops through it too.
+impl<T> Publisher<T> {
+    /// Changes this instance's fleet record, if it reports.
+    fn report(&self, change: impl FnOnce(&mut Record)) {
+        let tracking = crate::sync::lock(&self.shared.tracking);
+        if let Some(report) = tracking.rare().and_then(|r| r.report.as_ref()) {
+            report.send_modify(change);
+        }
+    }
+
+    fn prefix(&self) -> &str {
+        &self.shared.prefix
     }
 
     /// The follower ends; handles' `changed` fails with `reason` from now on.
@@ -132,11 +169,6 @@ impl<T: EtcdConfig> Publisher<T> {
         if let Some(events) = self.shared.events.get() {
             let _ = events.send(event);
         }
-    }
-
-    /// True once every handle is gone.
-    pub(super) async fn closed(&self) {
-        self.notify.closed().await;
     }
 }
 
@@ -258,7 +290,7 @@ async fn follow<T: EtcdConfig>(
             }
         };
         tokio::select! {
-            item = follower.next() => match item {
+            item = follower.next() => match item.inspect(|_| publisher.unknown(follower.unknown_keys())) {
                 Some(Followed::Updated(update)) => match &mut settling {
                     None => publisher.apply(update.config, update.revision, update.changed),
                     Some(settling) => {
@@ -274,6 +306,7 @@ async fn follow<T: EtcdConfig>(
                     publisher.reject(err.rejected_revision().unwrap_or(0), err.to_string());
                 }
                 Some(Followed::Confirmed(revision)) => publisher.confirm(revision),
+                Some(Followed::Current(revision)) => publisher.current(revision),
                 Some(Followed::Resynced(revision)) => {
                     publisher.event(LiveEvent::Resynced { revision });
                 }

@@ -112,6 +112,16 @@ pub(super) fn applied(prefix: &str, revision: i64) {
     {
         let labels = [("prefix", prefix.to_owned())];
         metrics::counter!(names::APPLIED, &labels).increment(1);
+    }
+    started(prefix, revision);
+}
+
+/// The revision gauge, set as soon as a live config has a value (at its start, not only at
+/// its first change).
+pub(super) fn started(prefix: &str, revision: i64) {
+    #[cfg(feature = "metrics")]
+    {
+        let labels = [("prefix", prefix.to_owned())];
         #[allow(clippy::cast_precision_loss)] // revisions stay far below 2^53
         metrics::gauge!(names::REVISION, &labels).set(revision as f64);
     }

@@ -25,7 +25,7 @@ pub use status::{FollowerState, LiveEvent, LiveEvents, LiveStatus, Rejection};
 
 use super::cache_file::write_cache_logged;
 use super::fleet::{local_fleet_prefix, start_reporter, unix_ms, Confirmed, Record};
-use super::{EtcdConfig, Store, Versioned};
+use super::{EtcdConfig, Store, UnknownKey, Versioned};
 use crate::client::{OutageListener, StreamHealth};
 use crate::error::{Error, Result};
 use follow::Publisher;
@@ -58,6 +58,9 @@ struct Tracking {
     confirmed: Option<(Instant, i64)>,
     /// A revision waiting for the settle window.
     pending: Option<i64>,
+    /// The newest revision at which the value served is the config as etcd holds it (it has
+    /// seen every revision up to it, applied or found equal).
+    current_through: i64,
     /// What most live configs never have, boxed: thousands of them may run in one process.
     rare: Option<Box<Rare>>,
 }
@@ -69,6 +72,8 @@ struct Rare {
     /// Since when and why the follower cannot reach etcd (before its first load).
     unreachable: Option<(Instant, String)>,
     last_rejected: Option<Rejection>,
+    /// Keys under the prefix that no field reads.
+    unknown_keys: Vec<UnknownKey>,
     /// This instance's fleet record, when it reports ([`LiveOptions::report_as`]): held with
     /// the handles, so that a stopped follower goes on reporting itself stopped until the
     /// live config is dropped.
@@ -87,6 +92,13 @@ impl Tracking {
     fn stopped(&self) -> Option<&String> {
         self.rare()?.stopped.as_ref()
     }
+
+    /// True while the last revision not applied is newer than the last one the value was
+    /// current for: the config in etcd is one this instance rejects.
+    fn rejected_since_current(&self) -> bool {
+        let rejected = self.rare().and_then(|r| r.last_rejected.as_ref());
+        rejected.is_some_and(|r| r.revision > self.current_through)
+    }
 }
 
 /// Told by the client when the Watch stream breaks: a reconnection, for events and metrics.
@@ -100,6 +112,15 @@ impl<T: Send + Sync> OutageListener for Shared<T> {
             let _ = events.send(LiveEvent::Reconnecting {
                 reason: reason.to_owned(),
             });
+        }
+    }
+
+    fn recovered(&self) {
+        if crate::sync::lock(&self.tracking).stopped().is_some() {
+            return;
+        }
+        if let Some(events) = self.events.get() {
+            let _ = events.send(LiveEvent::Reconnected);
         }
     }
 }
@@ -120,6 +141,7 @@ impl<T> Shared<T> {
     fn new(initial: Snapshot<T>, prefix: String, stream: Option<StreamHealth>) -> Self {
         let tracking = Tracking {
             confirmed: (!initial.stale).then_some((initial.applied_at, initial.revision)),
+            current_through: if initial.stale { 0 } else { initial.revision },
             ..Tracking::default()
         };
         Shared {
@@ -231,6 +253,8 @@ impl<T: EtcdConfig> Live<T> {
             last_rejected: rare.and_then(|r| r.last_rejected.clone()),
             stale: snapshot.stale,
             pending: tracking.pending,
+            current_through: tracking.current_through,
+            unknown_keys: rare.map(|r| r.unknown_keys.clone()).unwrap_or_default(),
         }
     }
 
@@ -285,6 +309,7 @@ impl Store {
         if let (Some(path), false) = (&options.cache_file, initial.stale) {
             write_cache_logged(&prefix, path, &*initial.value, initial.revision);
         }
+        metrics::started(&prefix, initial.revision);
         let health = self.client().watch_hub().health.clone();
         let shared = Arc::new(Shared::new(initial, prefix, Some(health.clone())));
         health.listen(Arc::downgrade(&shared) as Weak<dyn OutageListener>);
@@ -294,22 +319,30 @@ impl Store {
             if let Some(reason) = unreachable_because {
                 tracking.rare_mut().unreachable = Some((Instant::now(), reason));
             }
-            if rejected.is_some() {
-                tracking.rare_mut().last_rejected = rejected;
+            if let Some(rejected) = rejected {
+                // Started on a fallback: not current for the revision it rejected.
+                tracking.current_through = tracking.current_through.min(rejected.revision - 1);
+                tracking.rare_mut().last_rejected = Some(rejected);
             }
         }
         let (notify, changes) = watch::channel(shared.current.load().revision);
         let report = options.report_as.as_ref().map(|instance| {
             let snapshot = shared.current.load();
             let now = unix_ms(SystemTime::now());
+            let tracking = crate::sync::lock(&shared.tracking);
             let record = Record {
                 revision: snapshot.revision,
+                current_through: Some(tracking.current_through),
                 applied_at_ms: now,
                 state: if snapshot.stale { "stale" } else { "following" }.to_owned(),
                 since_ms: now,
-                last_rejected: None,
+                last_rejected: tracking
+                    .rare()
+                    .and_then(|r| r.last_rejected.as_ref())
+                    .map(|r| (r.revision, r.reason.clone())),
                 unconfirmed_since_ms: None,
             };
+            drop(tracking);
             let key = format!("{}{instance}", local_fleet_prefix::<T>());
             let live = Arc::downgrade(&shared);
             let confirmed: Confirmed = Box::new(move || {

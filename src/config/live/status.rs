@@ -44,9 +44,43 @@ pub struct LiveStatus {
     /// A revision that changed the config and waits for the settle window to pass
     /// ([`LiveOptions::settle`](super::LiveOptions::settle)).
     pub pending: Option<i64>,
+    /// The newest revision at which the value [`get`](super::Live::get) returns is the config
+    /// as etcd holds it: every revision up to it was applied or left the value as it is. A
+    /// rejected revision stops it; restoring the value moves it on.
+    pub current_through: i64,
+    /// Keys under the prefix that no field reads (a typo in a hand edit: `greting`), with
+    /// the field each nearly names. A warning is logged for each revision that has them.
+    pub unknown_keys: Vec<crate::config::UnknownKey>,
 }
 
 impl LiveStatus {
+    /// How long a value may go without etcd confirming it current before
+    /// [`is_behind`](Self::is_behind) says so (a live config asks for a confirmation every
+    /// 5 s).
+    pub const CONFIRM_WITHIN: Duration = Duration::from_secs(30);
+
+    /// True unless this instance serves the newest config, as far as it can tell: it is
+    /// behind when a newer revision was rejected (even though the last good value is still
+    /// confirmed), while a change waits for the settle window, while the value comes from the
+    /// cache file, while the follower reconnects or has stopped, and when etcd has not
+    /// confirmed the value current within [`CONFIRM_WITHIN`](Self::CONFIRM_WITHIN). What a
+    /// readiness check asks.
+    ///
+    /// Behind etcd's gRPC proxy, which does not answer progress requests, a config that does
+    /// not change is confirmed only by its load and its own updates: it reads as behind
+    /// after 30 quiet seconds there.
+    pub fn is_behind(&self) -> bool {
+        let rejected = self
+            .last_rejected
+            .as_ref()
+            .is_some_and(|r| r.revision > self.current_through);
+        rejected
+            || self.stale
+            || self.pending.is_some()
+            || self.state != FollowerState::Following
+            || !self.confirmed_within(Self::CONFIRM_WITHIN)
+    }
+
     /// True if etcd confirmed the value current within `age`.
     pub fn confirmed_within(&self, age: Duration) -> bool {
         self.confirmed_current_at
@@ -111,6 +145,15 @@ pub enum LiveEvent {
         /// What failed.
         reason: String,
     },
+    /// A revision touched the config but left the value as it is (an identical value, a key
+    /// no field reads, a rejected value restored): the value is current for it.
+    Current {
+        /// The revision.
+        revision: i64,
+    },
+    /// The watch is back after [`Reconnecting`](LiveEvent::Reconnecting): the live config
+    /// follows etcd again, from the revision after the last one it saw.
+    Reconnected,
     /// Revisions the follower had not seen yet were compacted away: it loaded the config
     /// again at this revision (an `Applied` follows if the value differs).
     Resynced {

@@ -1,0 +1,300 @@
+//! What a change sends to etcd: only the keys whose stored text changes, and the deletes, worked
+//! out against the keys etcd holds now, under one compare that guards the whole prefix.
+//!
+//! Two rules shape it besides "send only what changes":
+//! - *Defaults stay in code.* A defaulted field whose key is absent and whose value equals its
+//!   default gets no key, so a later change of the default in code reaches the deployed
+//!   config. A key that exists is kept and written as usual; a key the change unsets on
+//!   purpose goes, and the field falls back to its default.
+//! - *Secrets compare by their text.* A secret whose stored ciphertext opens to the value being
+//!   written is left as it is (a new nonce is not a change); rotating asks for every secret to
+//!   be sealed again with the writing key.
+
+use std::collections::{BTreeMap, HashSet};
+
+use super::decode::{local_prefix_of, RawKeys};
+use super::encode::Encoded;
+use super::keyring::{split, Keyring, Opened};
+use super::{ChangeNote, EtcdConfig, Store};
+use crate::client::{Compare, CompareOp, KeyValue, TxnOp};
+use crate::error::Error;
+use crate::key_range::KeyRange;
+
+/// The keys under a config's prefix as one Range read them, with their revisions.
+#[derive(Debug, Clone)]
+pub(crate) struct Current {
+    /// The store revision of the read.
+    pub(crate) revision: i64,
+    /// The keys as the store's client addresses them, sorted.
+    pub(crate) kvs: Vec<KeyValue>,
+}
+
+impl Current {
+    /// The keys relative to `T`'s prefix, as the decoder reads them.
+    pub(crate) fn raw_keys<T: EtcdConfig>(&self) -> RawKeys {
+        RawKeys::from_kvs::<T>(self.kvs.iter().map(|kv| (kv.key.clone(), kv.value.clone())))
+    }
+
+    /// The revision of the newest write to a key that exists: what a change that writes
+    /// nothing reports, since the config as it stands is the one etcd held then. A config with
+    /// no key at all answers the read's revision.
+    pub(crate) fn last_write(&self) -> i64 {
+        self.kvs
+            .iter()
+            .map(|kv| kv.mod_revision)
+            .max()
+            .unwrap_or(self.revision)
+    }
+}
+
+/// The operations of one change.
+#[derive(Debug, Default)]
+pub(crate) struct ChangeSet {
+    /// `(key as the client addresses it, value as stored)`; secrets sealed.
+    pub(crate) puts: Vec<(String, String)>,
+    /// Keys as the client addresses them.
+    pub(crate) deletes: Vec<Vec<u8>>,
+}
+
+impl ChangeSet {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.puts.is_empty() && self.deletes.is_empty()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.puts.len() + self.deletes.len()
+    }
+
+    /// The txn operations, puts first.
+    pub(crate) fn ops(&self) -> impl Iterator<Item = TxnOp> + '_ {
+        self.puts
+            .iter()
+            .map(|(key, value)| TxnOp::put(key.as_str(), value.as_str()))
+            .chain(
+                self.deletes
+                    .iter()
+                    .map(|key| TxnOp::delete(KeyRange::key(key.clone()))),
+            )
+    }
+}
+
+/// How a change treats the keys it meets.
+pub(crate) struct Rules<'a> {
+    /// The full prefix (namespace included): what a secret's ciphertext is bound to.
+    pub(crate) full_prefix: &'a str,
+    pub(crate) keyring: Option<&'a Keyring>,
+    /// Keys (relative to the prefix) the change removes on purpose: a defaulted field among
+    /// them falls back to its default and loses its key.
+    pub(crate) unset: &'a HashSet<String>,
+    /// Seal every secret again with the writing key, even when its text is unchanged.
+    pub(crate) reseal: bool,
+}
+
+/// The defaults of `T`'s non-secret fields as stored, by key relative to the prefix.
+pub(crate) fn defaults_of<T: EtcdConfig>() -> BTreeMap<String, String> {
+    let strip = local_prefix_of::<T>();
+    T::schema()
+        .fields
+        .into_iter()
+        .filter_map(|field| {
+            let key = field.key.strip_prefix(&strip)?.to_owned();
+            Some((key, field.default?))
+        })
+        .collect()
+}
+
+/// The change that makes the keys `current` holds store `encoded`.
+///
+/// # Errors
+///
+/// Sealing a secret fails (the key ring refuses).
+pub(crate) fn change_set<T: EtcdConfig>(
+    encoded: &Encoded,
+    current: &Current,
+    rules: &Rules<'_>,
+) -> crate::Result<ChangeSet> {
+    let local = local_prefix_of::<T>();
+    let existing: BTreeMap<&str, &KeyValue> = current
+        .kvs
+        .iter()
+        .filter_map(|kv| Some((kv.key_str().ok()?.strip_prefix(&local)?, kv)))
+        .collect();
+    let defaults = defaults_of::<T>();
+    let mut set = ChangeSet::default();
+    for entry in &encoded.entries {
+        let key = entry.key.as_str();
+        let now = existing.get(key).filter(|_| !rules.unset.contains(key));
+        let Some(value) = &entry.value else {
+            if existing.contains_key(key) {
+                set.deletes.push(format!("{local}{key}").into_bytes());
+            }
+            continue;
+        };
+        match now {
+            Some(kv) if unchanged(rules, entry.secret, key, kv, value) => {}
+            None if defaults.get(key) == Some(value) => {
+                // At its default and without a key (or unset now): the code default serves.
+                if existing.contains_key(key) {
+                    set.deletes.push(format!("{local}{key}").into_bytes());
+                }
+            }
+            _ => {
+                let stored = match (rules.keyring, entry.secret) {
+                    (Some(keyring), true) => {
+                        keyring.seal(&format!("{}{key}", rules.full_prefix), value)?
+                    }
+                    _ => value.clone(),
+                };
+                set.puts.push((format!("{local}{key}"), stored));
+            }
+        }
+    }
+    set.deletes.extend(removed_entries(&local, encoded, &current.kvs));
+    Ok(set)
+}
+
+/// Whether the stored `kv` already holds `value`: the same text, or for a secret, a ciphertext
+/// that opens to it (and is sealed with the writing key, when resealing).
+fn unchanged(rules: &Rules<'_>, secret: bool, key: &str, kv: &KeyValue, value: &str) -> bool {
+    let stored = String::from_utf8_lossy(&kv.value);
+    let Some(keyring) = rules.keyring.filter(|_| secret) else {
+        return stored == value;
+    };
+    let writer = split(&stored).is_some_and(|(id, _)| id == keyring.writing_id());
+    if rules.reseal && !writer {
+        return false;
+    }
+    match keyring.open(&format!("{}{key}", rules.full_prefix), &stored) {
+        Ok(Opened::Decrypted(plain)) => plain.as_str() == value,
+        // In clear (migrating): sealing it is a change.
+        Ok(Opened::Plain) | Err(_) => false,
+    }
+}
+
+/// Keys under an `each` map that are not one of its entries now (not UTF-8 ones included: they
+/// can never be an entry).
+fn removed_entries(local: &str, encoded: &Encoded, kvs: &[KeyValue]) -> Vec<Vec<u8>> {
+    let entries: HashSet<&str> = encoded.entries.iter().map(|e| e.key.as_str()).collect();
+    kvs.iter()
+        .filter(|kv| {
+            let Some(relative) = kv.key.strip_prefix(local.as_bytes()) else {
+                return false;
+            };
+            let under_map = |text: &[u8]| encoded.maps.iter().any(|m| text.starts_with(m.as_bytes()));
+            match std::str::from_utf8(relative) {
+                Ok(relative) => under_map(relative.as_bytes()) && !entries.contains(relative),
+                Err(_) => under_map(relative),
+            }
+        })
+        .map(|kv| kv.key.clone())
+        .collect()
+}
+
+/// The compares that guard a change made against `current`: no key under `range` written
+/// after the read, and (when they fit in `limit`) every key that existed then still there
+/// with the same create revision, since a deleted key leaves no revision to compare.
+pub(crate) fn guards(range: &KeyRange, current: &Current, limit: usize) -> Vec<Compare> {
+    let mut compares = vec![Compare::mod_revision(
+        range.clone(),
+        CompareOp::Less,
+        current.revision + 1,
+    )];
+    if current.kvs.len() < limit {
+        compares.extend(current.kvs.iter().map(|kv| {
+            Compare::create_revision(
+                KeyRange::key(kv.key.clone()),
+                CompareOp::Equal,
+                kv.create_revision,
+            )
+        }));
+    }
+    compares
+}
+
+/// A change that was made, or found to change nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Committed {
+    /// The revision of the change; for one that wrote nothing, the revision of the last write
+    /// to the config's keys ([`Current::last_write`]), where etcd already held the value.
+    pub(crate) revision: i64,
+    /// False when nothing needed writing: no txn was sent, no note written.
+    pub(crate) written: bool,
+}
+
+impl Store {
+    /// One Range over `T`'s keys, with their revisions.
+    pub(crate) async fn read_current<T: EtcdConfig>(&self) -> crate::Result<Current> {
+        let page = self.client().kv().get(self.range_of::<T>()).await?;
+        Ok(Current {
+            revision: page.header.revision,
+            kvs: page.kvs,
+        })
+    }
+
+    /// The operations that make etcd hold `value` instead of `current` (see [`Rules`]),
+    /// after validating and encoding it.
+    pub(crate) fn change_of<T: EtcdConfig>(
+        &self,
+        value: &T,
+        current: &Current,
+        unset: &HashSet<String>,
+        reseal: bool,
+    ) -> crate::Result<ChangeSet> {
+        let prefix = self.prefix_of::<T>();
+        let encoded = self.encode_checked(value)?;
+        let rules = Rules {
+            full_prefix: &prefix,
+            keyring: self.keyring(),
+            unset,
+            reseal,
+        };
+        change_set::<T>(&encoded, current, &rules)
+    }
+
+    /// Writes what makes etcd hold `value` instead of `current`, with `note`, in one txn that
+    /// applies only if no key of `T` changed since `current` was read. A change that changes
+    /// nothing writes nothing, note included.
+    ///
+    /// # Errors
+    ///
+    /// What [`Store::save`] refuses before sending; [`Error::Conflict`] if the keys changed.
+    pub(crate) async fn commit<T: EtcdConfig>(
+        &self,
+        value: &T,
+        current: &Current,
+        unset: &HashSet<String>,
+        reseal: bool,
+        note: &ChangeNote,
+    ) -> crate::Result<Committed> {
+        let prefix = self.prefix_of::<T>();
+        let set = self.change_of(value, current, unset, reseal)?;
+        if set.is_empty() {
+            return Ok(Committed {
+                revision: current.last_write(),
+                written: false,
+            });
+        }
+        self.check_bytes(&prefix, &set.puts)?;
+        let notes = self.note_ops::<T>(note).await?;
+        self.check_size(&prefix, set.len() + notes.len())?;
+        let compares = guards(&self.range_of::<T>(), current, self.max_txn_ops());
+        let response = self
+            .client()
+            .kv()
+            .txn()
+            .when(compares)
+            .and_then(set.ops().chain(notes))
+            .await?;
+        if !response.succeeded {
+            return Err(Error::Conflict {
+                prefix,
+                expected: current.revision,
+                current: response.header.revision,
+            });
+        }
+        Ok(Committed {
+            revision: response.header.revision,
+            written: true,
+        })
+    }
+}

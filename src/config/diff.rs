@@ -1,0 +1,114 @@
+//! Field diffs: between two values ([`diff`]), and of the operations a change performs, for the
+//! command line's preview and its report of what was written.
+
+use std::collections::BTreeMap;
+
+use super::change_set::{ChangeSet, Current};
+use super::decode::local_prefix_of;
+use super::paths::{field_of_key, is_secret};
+use super::watch::{changed_fields, stored};
+use super::EtcdConfig;
+
+/// One field that differs between two values, from [`diff`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FieldDiff {
+    /// The field path, e.g. `tls.cert_path`.
+    pub field: String,
+    /// The value before as stored (`None`: absent), or `None` for a secret field.
+    pub before: Option<String>,
+    /// The value after as stored (`None`: absent), or `None` for a secret field.
+    pub after: Option<String>,
+    /// True for a secret field: only *that* it changed is shown.
+    pub secret: bool,
+    /// Whether the field's key is added, changed or removed (for a secret, the only thing
+    /// shown besides its path).
+    pub kind: DiffKind,
+}
+
+/// What happens to a field's key, in a [`FieldDiff`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DiffKind {
+    /// It had no key (or no value) and gets one.
+    Added,
+    /// Its stored text changes.
+    Changed,
+    /// Its key goes.
+    Removed,
+}
+
+impl DiffKind {
+    fn of(before: bool, after: bool) -> DiffKind {
+        match (before, after) {
+            (false, _) => DiffKind::Added,
+            (true, true) => DiffKind::Changed,
+            (true, false) => DiffKind::Removed,
+        }
+    }
+}
+
+/// The fields whose stored form differs between `before` and `after`, by field path; secret
+/// fields are shown as changed only, never with their values.
+pub fn diff<T: EtcdConfig>(before: &T, after: &T) -> Vec<FieldDiff> {
+    let old = stored(before);
+    let new = stored(after);
+    let schema = T::schema();
+    let value_at = |map: &BTreeMap<String, (String, Option<String>)>, field: &str| {
+        map.values()
+            .find(|(f, _)| f == field)
+            .and_then(|(_, v)| v.clone())
+    };
+    changed_fields(&old, &new)
+        .into_iter()
+        .map(|field| {
+            let is_secret = is_secret(&schema, &field);
+            let (was, will) = (value_at(&old, &field), value_at(&new, &field));
+            FieldDiff {
+                kind: DiffKind::of(was.is_some(), will.is_some()),
+                before: was.filter(|_| !is_secret),
+                after: will.filter(|_| !is_secret),
+                secret: is_secret,
+                field,
+            }
+        })
+        .collect()
+}
+
+/// The field diff of exactly the operations `set` performs on `current`: one line per key put
+/// or deleted, nothing for keys it leaves alone. Secret values are never included.
+#[cfg_attr(not(feature = "cli"), allow(dead_code))]
+pub(crate) fn diff_of_change<T: EtcdConfig>(current: &Current, set: &ChangeSet) -> Vec<FieldDiff> {
+    let schema = T::schema();
+    let local = local_prefix_of::<T>();
+    let stored_now: BTreeMap<&[u8], &[u8]> = current
+        .kvs
+        .iter()
+        .map(|kv| (kv.key.as_slice(), kv.value.as_slice()))
+        .collect();
+    let line = |key: &[u8], after: Option<&str>| {
+        let text = String::from_utf8_lossy(key);
+        let (field, secret) = field_of_key(&schema, &text).unwrap_or_else(|| {
+            let relative = text.strip_prefix(&local).unwrap_or(&text);
+            (relative.replace('/', "."), false)
+        });
+        let before = stored_now
+            .get(key)
+            .map(|v| String::from_utf8_lossy(v).into_owned());
+        FieldDiff {
+            kind: DiffKind::of(before.is_some(), after.is_some()),
+            before: before.filter(|_| !secret),
+            after: after.filter(|_| !secret).map(str::to_owned),
+            secret,
+            field,
+        }
+    };
+    let mut lines: Vec<FieldDiff> = set
+        .puts
+        .iter()
+        .map(|(key, value)| line(key.as_bytes(), Some(value)))
+        .chain(set.deletes.iter().map(|key| line(key, None)))
+        .collect();
+    lines.sort_by(|a, b| a.field.cmp(&b.field));
+    lines
+}
