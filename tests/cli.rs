@@ -77,7 +77,8 @@ async fn an_operator_session() {
     )
     .await
     .unwrap();
-    assert!(out.contains("~ greeting: \"\" -> \"hi\""), "{out}");
+    // Its key was absent (the code default served): the set adds it.
+    assert!(out.contains("+ greeting: \"hi\""), "{out}");
     let show = admin(&store, &["show"]).await.unwrap();
     assert!(
         show.contains("greeting = hi") && show.contains("token = (secret, set)"),
@@ -99,7 +100,7 @@ async fn an_operator_session() {
         .await
         .unwrap();
     assert!(
-        dry.contains("~ workers: \"2\" -> \"8\"") && dry.contains("dry run"),
+        dry.contains("+ workers: \"8\"") && dry.contains("dry run"),
         "{dry}"
     );
     assert!(dry.contains("would put /cli/app/workers = \"8\""), "{dry}");
@@ -119,7 +120,8 @@ async fn an_operator_session() {
         .await
         .unwrap();
     let history = admin(&store, &["history"]).await.unwrap();
-    let lines: Vec<&str> = history.lines().collect();
+    let lines: Vec<&str> = history.lines().skip(1).collect();
+    assert!(history.starts_with("REVISION\tAUTHOR"), "a header line: {history}");
     assert_eq!(lines.len(), 3, "{history}");
     assert!(
         lines[0].contains("setup") && lines[0].contains("token"),
@@ -141,8 +143,15 @@ async fn an_operator_session() {
     )
     .await
     .unwrap();
-    assert!(rolled.contains("~ workers: \"8\" -> \"2\""), "{rolled}");
+    // Back to before bob's change: workers had no key then, so the rollback deletes it and
+    // the code default serves again.
+    assert!(
+        rolled.contains("- workers: \"8\" (key removed: the default \"2\" applies)"),
+        "{rolled}"
+    );
     assert_eq!(store.load::<App>().await.unwrap().workers, 2);
+    let gone = etcd.client().await.kv().get("/cli/app/workers").await.unwrap();
+    assert!(gone.kvs.is_empty(), "the rollback removed the key");
     let schema = admin(&store, &["schema"]).await.unwrap();
     assert!(schema.contains("/cli/app/workers"), "{schema}");
 }
@@ -167,8 +176,11 @@ async fn edit_apply_and_diff_files() {
     let preview = admin(&store, &["diff", file.to_str().unwrap()])
         .await
         .unwrap();
-    assert!(preview.contains("~ workers: \"2\" -> \"9\""), "{preview}");
-    assert!(preview.contains("~ greeting: \"hi\" -> \"\""), "{preview}");
+    assert!(preview.contains("+ workers: \"9\""), "{preview}");
+    assert!(
+        preview.contains("- greeting: \"hi\" (key removed: the default \"\" applies)"),
+        "{preview}"
+    );
     admin(&store, &["apply", file.to_str().unwrap()])
         .await
         .unwrap();

@@ -108,6 +108,13 @@ fn etcdctl_get(etcd: &Etcd, key: &str) -> (String, i64) {
     (value, revision)
 }
 
+/// The store's revision as etcdctl reports it.
+fn etcd_revision(etcd: &Etcd) -> i64 {
+    let out = etcd.etcdctl(&["get", "/", "-w", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    json["header"]["revision"].as_i64().unwrap()
+}
+
 // Several threads: the binary runs blocking while this process's live configs follow etcd.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_built_command_line_as_a_user_runs_it() {
@@ -120,7 +127,7 @@ async fn the_built_command_line_as_a_user_runs_it() {
 
     // Nothing in etcd yet: the required greeting is missing, and the error says so.
     let out = admin(&["show"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(7), "the config in etcd does not load: {out:?}");
     assert!(text(&out.stderr).contains("greeting"), "{out:?}");
 
     let out = admin(&[
@@ -149,9 +156,10 @@ async fn the_built_command_line_as_a_user_runs_it() {
     assert!(text(&out.stderr).contains("between 1 and 64"), "{out:?}");
     assert_eq!(
         etcdctl_get(&etcd, "/services/demo/workers"),
-        ("2".to_owned(), revision),
-        "the first set wrote every field, defaults too; the refused one wrote nothing"
+        (String::new(), 0),
+        "defaults stay in code: no key for workers; the refused set wrote nothing"
     );
+    assert_eq!(etcd_revision(&etcd), revision, "nothing written since the first set");
     let out = admin(&["set", "no_such_field=1"]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(text(&out.stderr).contains("no_such_field"), "{out:?}");
@@ -165,7 +173,9 @@ async fn the_built_command_line_as_a_user_runs_it() {
     assert_eq!(written["revision"], revision);
     assert_eq!(
         written["diff"],
-        serde_json::json!([{ "path": "workers", "secret": false, "before": "2", "after": "8" }])
+        serde_json::json!([{
+            "path": "workers", "secret": false, "before": null, "after": "8", "change": "added"
+        }])
     );
     let out = admin(&["show", "--json"]);
     let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -198,7 +208,7 @@ async fn the_built_command_line_as_a_user_runs_it() {
     let out = admin(&["set", "workers=12", "--wait", "10"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(
-        text(&out.stdout).contains("every reporting instance (2) applied it"),
+        text(&out.stdout).contains("every reporting instance (2) is current"),
         "{out:?}"
     );
     let out = admin(&["set", "workers=32", "--wait", "10"]);

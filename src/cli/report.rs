@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use super::files::{edits_to, read_file};
 use super::{io, print_json, Output};
 use crate::config::{
-    diff as diff_of, field_of_key, unix_ms, DiffKind, EtcdConfig, FieldDiff, FleetRecord, Store,
+    diff as diff_of, diff_of_change, field_of_key, unix_ms, DiffKind, EtcdConfig, FieldDiff, FleetRecord, Store,
 };
 use crate::error::{Error, Result};
 use crate::key_range::KeyRange;
@@ -71,11 +71,10 @@ pub(super) async fn diff<T: EtcdConfig>(
                 .iter()
                 .map(|(p, v)| (p.as_str(), v.as_deref()))
                 .collect();
+            // Exactly what applying the file would write.
             let planned = store.plan_edit::<T>(&borrowed).await?;
-            let now = planned.before.as_ref().ok_or_else(|| {
-                Error::invalid("the config in etcd is not valid now: nothing to compare")
-            })?;
-            diff_of(now, &planned.after)
+            let set = store.change_of(&planned.after, &planned.current, &planned.unset, false)?;
+            diff_of_change::<T>(&planned.current, &set)
         }
         (None, Some(from)) => {
             let before = store.load_at::<T>(from).await?;
@@ -288,6 +287,11 @@ pub(super) fn diff_json(changes: &[FieldDiff]) -> Value {
                 "secret": change.secret,
                 "before": change.before,
                 "after": change.after,
+                "change": match change.kind {
+                    DiffKind::Added => "added",
+                    DiffKind::Removed => "removed",
+                    _ => "changed",
+                },
             })
         })
         .collect()

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::fleet::unix_ms;
 use super::change_set::{Committed, Current};
 use super::paths::{is_required, is_secret, key_of};
+use super::decode::local_prefix_of;
 use super::store::decode_entries;
 use super::watch::{changed_fields, stored};
 use super::{EtcdConfig, Store};
@@ -331,22 +332,41 @@ impl Store {
     }
 
     /// What [`rollback`](Self::rollback) to `revision` would write: the value then, against
-    /// the keys now (which need not load).
+    /// the keys now (which need not load). A defaulted field that had no key then loses its
+    /// key again, so etcd holds what it held.
     pub(crate) async fn plan_rollback<T: EtcdConfig>(
         &self,
         revision: i64,
     ) -> Result<PlannedEdit<T>> {
-        let after = self.load_at::<T>(revision).await?;
+        let prefix = self.prefix_of::<T>();
+        let then = self
+            .client()
+            .kv()
+            .get(self.range_of::<T>())
+            .revision(revision)
+            .await?;
+        let then = Current {
+            revision,
+            kvs: then.kvs,
+        };
+        let after = decode_entries::<T>(&prefix, self.keyring(), revision, &then.raw_keys::<T>())?;
         let current = self.read_current::<T>().await?;
-        let keys = current.raw_keys::<T>();
         let now = current.revision;
-        let before = decode_entries::<T>(&self.prefix_of::<T>(), self.keyring(), now, &keys).ok();
+        let before = decode_entries::<T>(&prefix, self.keyring(), now, &current.raw_keys::<T>()).ok();
+        let local = local_prefix_of::<T>();
+        let held_then: HashSet<&[u8]> = then.kvs.iter().map(|kv| kv.key.as_slice()).collect();
+        let unset = current
+            .kvs
+            .iter()
+            .filter(|kv| !held_then.contains(kv.key.as_slice()))
+            .filter_map(|kv| Some(kv.key_str().ok()?.strip_prefix(&local)?.to_owned()))
+            .collect();
         Ok(PlannedEdit {
             revision: now,
             before,
             after,
             current,
-            unset: HashSet::new(),
+            unset,
         })
     }
 
@@ -461,11 +481,19 @@ fn local_notes_prefix<T: EtcdConfig>() -> String {
 /// fields it gives), not as a stored config at some revision. Problems of keys the edit does
 /// not touch mean the config stays broken after it: said so too.
 fn invalid_input(err: Error, edited: &[String]) -> Error {
-    let Error::Decode {
-        prefix, problems, ..
-    } = err
-    else {
-        return err;
+    let (prefix, problems) = match err {
+        Error::Decode {
+            prefix, problems, ..
+        } => (prefix, problems),
+        // What `validate` says of the value the change would make: not saved.
+        Error::Rejected { prefix, reason, .. } => {
+            return Error::Rejected {
+                prefix,
+                revision: None,
+                reason,
+            }
+        }
+        other => return other,
     };
     let (given, others): (Vec<_>, Vec<_>) = problems.into_iter().partition(|p| {
         let relative = p.key.strip_prefix(prefix.as_str()).unwrap_or(&p.key);
