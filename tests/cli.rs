@@ -121,7 +121,10 @@ async fn an_operator_session() {
         .unwrap();
     let history = admin(&store, &["history"]).await.unwrap();
     let lines: Vec<&str> = history.lines().skip(1).collect();
-    assert!(history.starts_with("REVISION\tAUTHOR"), "a header line: {history}");
+    assert!(
+        history.starts_with("REVISION\tAUTHOR"),
+        "a header line: {history}"
+    );
     assert_eq!(lines.len(), 3, "{history}");
     assert!(
         lines[0].contains("setup") && lines[0].contains("token"),
@@ -150,7 +153,13 @@ async fn an_operator_session() {
         "{rolled}"
     );
     assert_eq!(store.load::<App>().await.unwrap().workers, 2);
-    let gone = etcd.client().await.kv().get("/cli/app/workers").await.unwrap();
+    let gone = etcd
+        .client()
+        .await
+        .kv()
+        .get("/cli/app/workers")
+        .await
+        .unwrap();
     assert!(gone.kvs.is_empty(), "the rollback removed the key");
     let schema = admin(&store, &["schema"]).await.unwrap();
     assert!(schema.contains("/cli/app/workers"), "{schema}");

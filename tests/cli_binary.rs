@@ -127,7 +127,11 @@ async fn the_built_command_line_as_a_user_runs_it() {
 
     // Nothing in etcd yet: the required greeting is missing, and the error says so.
     let out = admin(&["show"]);
-    assert_eq!(out.status.code(), Some(7), "the config in etcd does not load: {out:?}");
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "the config in etcd does not load: {out:?}"
+    );
     assert!(text(&out.stderr).contains("greeting"), "{out:?}");
 
     let out = admin(&[
@@ -159,7 +163,11 @@ async fn the_built_command_line_as_a_user_runs_it() {
         (String::new(), 0),
         "defaults stay in code: no key for workers; the refused set wrote nothing"
     );
-    assert_eq!(etcd_revision(&etcd), revision, "nothing written since the first set");
+    assert_eq!(
+        etcd_revision(&etcd),
+        revision,
+        "nothing written since the first set"
+    );
     let out = admin(&["set", "no_such_field=1"]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(text(&out.stderr).contains("no_such_field"), "{out:?}");

@@ -277,7 +277,10 @@ pub async fn run<T: EtcdConfig>(
 /// | 7 | `show`/`get`: the config in etcd does not load (what etcd holds was printed) |
 pub fn exit_code(err: &Error) -> i32 {
     match err {
-        Error::Decode { .. } | Error::Rejected { revision: Some(_), .. } => 7,
+        Error::Decode { .. }
+        | Error::Rejected {
+            revision: Some(_), ..
+        } => 7,
         Error::InvalidArgument { .. }
         | Error::Encode { .. }
         | Error::TxnTooLarge { .. }

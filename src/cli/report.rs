@@ -11,7 +11,8 @@ use serde_json::{json, Value};
 use super::files::{edits_to, read_file};
 use super::{io, print_json, Output};
 use crate::config::{
-    diff as diff_of, diff_of_change, field_of_key, unix_ms, DiffKind, EtcdConfig, FieldDiff, FleetRecord, Store,
+    diff as diff_of, diff_of_change, field_of_key, unix_ms, DiffKind, EtcdConfig, FieldDiff,
+    FleetRecord, Store,
 };
 use crate::error::{Error, Result};
 use crate::key_range::KeyRange;

@@ -11,8 +11,7 @@ use serde_json::{json, Value};
 use super::report::{shown, Shown};
 use super::{io, print_json, Output};
 use crate::config::{
-    decode_entries, field_of_key, key_of, local_prefix_of, unknown_keys, Current, EtcdConfig,
-    Store,
+    decode_entries, field_of_key, key_of, local_prefix_of, unknown_keys, Current, EtcdConfig, Store,
 };
 use crate::error::{Error, Result};
 
@@ -50,7 +49,12 @@ pub(super) async fn show<T: EtcdConfig>(
     let read = read::<T>(store).await?;
     let prefix = store.prefix_of::<T>();
     let revision = read.current.revision;
-    let present: BTreeSet<&[u8]> = read.current.kvs.iter().map(|kv| kv.key.as_slice()).collect();
+    let present: BTreeSet<&[u8]> = read
+        .current
+        .kvs
+        .iter()
+        .map(|kv| kv.key.as_slice())
+        .collect();
     let fields = match &read.loaded {
         Ok(value) => shown(value)?,
         Err(_) => stored_fields::<T>(&read.current),
@@ -102,7 +106,10 @@ pub(super) async fn show<T: EtcdConfig>(
         writeln!(out, "{} = {text}", field.path).map_err(io)?;
     }
     for (key, near) in &read.unknown {
-        let hint = near.as_ref().map(|f| format!(" (did you mean `{f}`?)")).unwrap_or_default();
+        let hint = near
+            .as_ref()
+            .map(|f| format!(" (did you mean `{f}`?)"))
+            .unwrap_or_default();
         writeln!(out, "# unknown key {prefix}{key}: no field reads it{hint}").map_err(io)?;
     }
     for problem in problems.unwrap_or_default() {

@@ -128,7 +128,10 @@ pub(super) async fn rotate<T: EtcdConfig>(
         if committed.written {
             writeln!(out, "secrets re-encrypted with key `{id}`")
         } else {
-            writeln!(out, "no change: every secret is sealed with key `{id}` already")
+            writeln!(
+                out,
+                "no change: every secret is sealed with key `{id}` already"
+            )
         }
         .map_err(io)?;
     }
@@ -169,9 +172,8 @@ fn dry_run<T: EtcdConfig>(
             })
             .chain(deletes.iter().map(|key| json!({ "delete": key })))
             .collect();
-        let note = (!set.is_empty()).then(
-            || json!({ "under": notes, "author": note.author, "reason": note.reason }),
-        );
+        let note = (!set.is_empty())
+            .then(|| json!({ "under": notes, "author": note.author, "reason": note.reason }));
         return print_json(
             out,
             &json!({

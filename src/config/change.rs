@@ -13,10 +13,10 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use super::fleet::unix_ms;
 use super::change_set::{Committed, Current};
-use super::paths::{is_required, is_secret, key_of};
 use super::decode::local_prefix_of;
+use super::fleet::unix_ms;
+use super::paths::{is_required, is_secret, key_of};
 use super::store::decode_entries;
 use super::watch::{changed_fields, stored};
 use super::{EtcdConfig, Store};
@@ -175,7 +175,10 @@ impl Store {
                 revision: None,
                 reason,
             })?;
-            match self.commit(&value, &current, &HashSet::new(), false, note).await {
+            match self
+                .commit(&value, &current, &HashSet::new(), false, note)
+                .await
+            {
                 Err(err @ Error::Conflict { .. }) => last_conflict = Some(err),
                 other => return other.map(|c| c.revision),
             }
@@ -236,8 +239,14 @@ impl Store {
         planned: &PlannedEdit<T>,
         note: &ChangeNote,
     ) -> Result<Committed> {
-        self.commit(&planned.after, &planned.current, &planned.unset, false, note)
-            .await
+        self.commit(
+            &planned.after,
+            &planned.current,
+            &planned.unset,
+            false,
+            note,
+        )
+        .await
     }
 
     /// What [`set`](Self::set) (`Some` values) and [`unset`](Self::unset) (`None`) would do,
@@ -352,7 +361,8 @@ impl Store {
         let after = decode_entries::<T>(&prefix, self.keyring(), revision, &then.raw_keys::<T>())?;
         let current = self.read_current::<T>().await?;
         let now = current.revision;
-        let before = decode_entries::<T>(&prefix, self.keyring(), now, &current.raw_keys::<T>()).ok();
+        let before =
+            decode_entries::<T>(&prefix, self.keyring(), now, &current.raw_keys::<T>()).ok();
         let local = local_prefix_of::<T>();
         let held_then: HashSet<&[u8]> = then.kvs.iter().map(|kv| kv.key.as_slice()).collect();
         let unset = current
@@ -394,11 +404,21 @@ impl Store {
         };
         let current = self.read_current::<T>().await?;
         let keys = current.raw_keys::<T>();
-        let value =
-            decode_entries::<T>(&self.prefix_of::<T>(), Some(keyring), current.revision, &keys)?;
+        let value = decode_entries::<T>(
+            &self.prefix_of::<T>(),
+            Some(keyring),
+            current.revision,
+            &keys,
+        )?;
         let why = format!("secrets re-encrypted with key `{}`", keyring.writing_id());
-        self.commit(&value, &current, &HashSet::new(), true, &note.prefixed(&why))
-            .await
+        self.commit(
+            &value,
+            &current,
+            &HashSet::new(),
+            true,
+            &note.prefixed(&why),
+        )
+        .await
     }
 
     /// Every change of `T` that etcd's history still holds (back to the last compaction, with

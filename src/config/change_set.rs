@@ -149,7 +149,8 @@ pub(crate) fn change_set<T: EtcdConfig>(
             }
         }
     }
-    set.deletes.extend(removed_entries(&local, encoded, &current.kvs));
+    set.deletes
+        .extend(removed_entries(&local, encoded, &current.kvs));
     Ok(set)
 }
 
@@ -180,7 +181,8 @@ fn removed_entries(local: &str, encoded: &Encoded, kvs: &[KeyValue]) -> Vec<Vec<
             let Some(relative) = kv.key.strip_prefix(local.as_bytes()) else {
                 return false;
             };
-            let under_map = |text: &[u8]| encoded.maps.iter().any(|m| text.starts_with(m.as_bytes()));
+            let under_map =
+                |text: &[u8]| encoded.maps.iter().any(|m| text.starts_with(m.as_bytes()));
             match std::str::from_utf8(relative) {
                 Ok(relative) => under_map(relative.as_bytes()) && !entries.contains(relative),
                 Err(_) => under_map(relative),

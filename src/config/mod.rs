@@ -24,16 +24,12 @@ mod watch;
 
 pub use access::Access;
 pub use change::{Change, ChangeNote, PlannedEdit, KEPT_NOTES};
-pub use diff::{diff, DiffKind, FieldDiff};
-pub(crate) use decode::local_prefix_of;
 #[cfg(feature = "cli")]
 pub(crate) use change_set::{ChangeSet, Committed, Current};
-#[cfg(feature = "cli")]
-pub(crate) use paths::{key_of, unknown_keys};
-#[cfg(feature = "cli")]
-pub(crate) use store::decode_entries;
+pub(crate) use decode::local_prefix_of;
 #[cfg(feature = "cli")]
 pub(crate) use diff::diff_of_change;
+pub use diff::{diff, DiffKind, FieldDiff};
 #[cfg(feature = "cli")]
 pub(crate) use fleet::unix_ms;
 pub use fleet::FleetRecord;
@@ -44,8 +40,12 @@ pub use live::{
 };
 #[cfg(feature = "cli")]
 pub(crate) use paths::{field_of_key, is_secret};
+#[cfg(feature = "cli")]
+pub(crate) use paths::{key_of, unknown_keys};
 pub use schema::{Schema, SchemaField};
 pub use secret::Secret;
+#[cfg(feature = "cli")]
+pub(crate) use store::decode_entries;
 pub use store::{Store, Versioned};
 pub use watch::{ConfigWatch, UnknownKey, Update};
 

@@ -104,7 +104,10 @@ pub(crate) fn key_of(schema: &Schema, path: &str) -> Result<String> {
 /// The candidate closest to `word`, if one is close enough to be a typo of it: the same once
 /// case, `-`, `_`, `.` and `/` are ignored (`rate_limit` for `rate-limit`), or at most a third
 /// of its letters apart (`greting` for `greeting`).
-pub(crate) fn closest<'c>(word: &str, candidates: impl IntoIterator<Item = &'c str>) -> Option<&'c str> {
+pub(crate) fn closest<'c>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'c str>,
+) -> Option<&'c str> {
     let plain = |s: &str| -> Vec<char> {
         s.chars()
             .filter(|c| !matches!(c, '-' | '_' | '.' | '/'))
@@ -130,7 +133,9 @@ fn edit_distance(a: &[char], b: &[char]) -> usize {
         row[0] = i + 1;
         for (j, cb) in b.iter().enumerate() {
             let above = row[j + 1];
-            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != cb));
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != cb));
             diagonal = above;
         }
     }
@@ -148,13 +153,20 @@ pub(crate) fn unknown_keys<'k>(
         .fields
         .iter()
         .filter(|f| !f.key.contains("<name>"))
-        .map(|f| (f.key.strip_prefix(&local).unwrap_or(&f.key).to_owned(), f.field.as_str()))
+        .map(|f| {
+            (
+                f.key.strip_prefix(&local).unwrap_or(&f.key).to_owned(),
+                f.field.as_str(),
+            )
+        })
         .collect();
     keys.into_iter()
         .filter(|key| field_of_key(schema, &format!("{local}{key}")).is_none())
         .map(|key| {
             let near = closest(key, known.iter().map(|(k, _)| k.as_str()));
-            let field = near.and_then(|k| known.iter().find(|(kk, _)| kk == k)).map(|(_, f)| (*f).to_owned());
+            let field = near
+                .and_then(|k| known.iter().find(|(kk, _)| kk == k))
+                .map(|(_, f)| (*f).to_owned());
             (key.to_owned(), field)
         })
         .collect()
@@ -172,6 +184,10 @@ mod tests {
         assert_eq!(closest("tls/enable", fields), Some("tls/enabled"));
         assert_eq!(closest("workres", fields), Some("workers"));
         assert_eq!(closest("colour", fields), None);
-        assert_eq!(closest("greeting", fields), None, "not a near miss of itself");
+        assert_eq!(
+            closest("greeting", fields),
+            None,
+            "not a near miss of itself"
+        );
     }
 }

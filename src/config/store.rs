@@ -3,8 +3,8 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use super::decode::{local_prefix_of, RawKeys, Source};
 use super::change_set::defaults_of;
+use super::decode::{local_prefix_of, RawKeys, Source};
 use super::encode::Encoded;
 use super::keyring::Keyring;
 use super::EtcdConfig;
@@ -224,7 +224,11 @@ impl Store {
                 _ => value.clone(),
             };
             let at_default = defaults.get(&entry.key) == Some(&value);
-            let list = if at_default { &mut if_present } else { &mut puts };
+            let list = if at_default {
+                &mut if_present
+            } else {
+                &mut puts
+            };
             list.push((format!("{local}{}", entry.key), value));
         }
         self.check_size(&prefix, puts.len() + if_present.len())?;

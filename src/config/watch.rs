@@ -13,9 +13,9 @@ use futures_util::StreamExt;
 use sync_wrapper::SyncWrapper;
 
 use super::decode::{relative_key, RawKeys};
-use super::paths::unknown_keys;
 use super::encode::Encoded;
 use super::keyring::Keyring;
+use super::paths::unknown_keys;
 use super::store::decode_entries;
 use super::{EtcdConfig, Store, Versioned};
 use crate::backoff::Backoff;
