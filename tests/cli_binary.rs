@@ -288,3 +288,145 @@ async fn the_built_command_line_as_a_user_runs_it() {
     assert_eq!(out.status.code(), Some(5), "{out:?}");
     assert!(text(&out.stderr).contains(&closed), "{out:?}");
 }
+
+/// The incident drill with the built binary, as an on-call engineer runs it: a `set` that
+/// changes nothing writes nothing and `--wait` succeeds at once; a bad hand edit is rejected
+/// by the running instance (`status` says behind, `show` prints what etcd holds, exit 7);
+/// `set` restores the value with `--wait` (exit 0) and the instance is current again;
+/// `history` lists both changes with their fields; a wait that runs out is exit 6; a secret
+/// in a file given to `apply` is refused and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_incident_drill() {
+    let etcd = Etcd::single().await;
+    let endpoint = etcd.client_endpoints()[0].clone();
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::write(&keys, format!("k1 {}\n", "1f".repeat(32))).unwrap();
+    let admin = |args: &[&str]| run_admin(&endpoint, &keys, args);
+    let out = admin(&["set", "greeting=hello", "workers=4"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+
+    let store = Store::new(etcd.client().await).with_keyring(Keyring::from_file(&keys).unwrap());
+    let live = store
+        .live_with::<settings::Settings>(LiveOptions::new().report_as("demo-1"))
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        if !store.fleet::<Strict>().await.unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Setting what is there: "no change", nothing written, the wait returns at once.
+    let before = etcd_revision(&etcd);
+    let out = admin(&[
+        "set",
+        "greeting=hello",
+        "--reason",
+        "just checking",
+        "--wait",
+        "5",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(text(&out.stdout).contains("no change"), "{out:?}");
+    assert!(!text(&out.stdout).contains("saved at"), "{out:?}");
+    assert_eq!(etcd_revision(&etcd), before, "a no-op wrote a revision");
+
+    // A bad hand edit: the instance keeps 4 and says why; status says behind, on one line.
+    etcd.etcdctl(&["put", "/services/demo/workers", "400"]);
+    for _ in 0..100 {
+        if live.status().is_behind() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(live.get().workers, 4);
+    let out = admin(&["status"]);
+    let status = text(&out.stdout);
+    let row = status.lines().find(|l| l.starts_with("demo-1")).unwrap();
+    assert!(
+        row.contains("behind") && row.contains("between 1 and 64"),
+        "{status}"
+    );
+    let out = admin(&["show"]);
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    assert!(text(&out.stdout).contains("workers = 400"), "{out:?}");
+    assert!(text(&out.stdout).contains("DOES NOT LOAD"), "{out:?}");
+
+    // The fix: set restores the value; every instance is current for it.
+    let out = admin(&[
+        "set",
+        "workers=4",
+        "--author",
+        "oncall",
+        "--reason",
+        "revert",
+        "--wait",
+        "10",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        text(&out.stdout).contains("~ workers: \"400\" -> \"4\""),
+        "{out:?}"
+    );
+    assert!(
+        text(&out.stdout).contains("every reporting instance (1) is current"),
+        "{out:?}"
+    );
+    let out = admin(&["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["instances"][0]["current"], true, "{status}");
+    let out = admin(&["status"]);
+    let row = text(&out.stdout)
+        .lines()
+        .find(|l| l.starts_with("demo-1"))
+        .unwrap()
+        .to_owned();
+    assert!(
+        row.ends_with("current\t-"),
+        "the old rejection is not news: {row}"
+    );
+    let out = admin(&["history", "--json"]);
+    let history: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let history = history.as_array().unwrap();
+    let (hand, fix) = (&history[history.len() - 2], &history[history.len() - 1]);
+    assert_eq!(hand["changed"], serde_json::json!(["workers"]));
+    assert_eq!(
+        (&hand["valid"], &hand["noted"], &hand["author"]),
+        (&false.into(), &false.into(), &"".into())
+    );
+    assert_eq!(fix["changed"], serde_json::json!(["workers"]));
+    assert_eq!(
+        (&fix["valid"], &fix["author"]),
+        (&true.into(), &"oncall".into())
+    );
+
+    // A wait that runs out: its own exit code, naming the instance not current yet.
+    let _slow = store
+        .live_with::<settings::Settings>(
+            LiveOptions::new()
+                .report_as("slow-1")
+                .settle(Duration::from_secs(60)),
+        )
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        if store.fleet::<Strict>().await.unwrap().len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let out = admin(&["set", "workers=5", "--wait", "2"]);
+    assert_eq!(out.status.code(), Some(6), "{out:?}");
+    assert!(text(&out.stderr).contains("slow-1"), "{out:?}");
+
+    // A secret in a file is refused by name; etcd is unchanged.
+    let seed = dir.path().join("seed.toml");
+    std::fs::write(&seed, "greeting = \"x\"\napi_token = \"-\"\n").unwrap();
+    let before = etcd_revision(&etcd);
+    let out = admin(&["apply", seed.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(text(&out.stderr).contains("set api_token=-"), "{out:?}");
+    assert_eq!(etcd_revision(&etcd), before);
+}

@@ -33,16 +33,19 @@
 //!
 //! | command | JSON |
 //! |---|---|
-//! | `show` | `{"prefix", "revision", "fields": {path: value}, "secrets": [path]}` |
-//! | `get` | `{"path", "value"}` (`"secret": true` and no value for a secret) |
-//! | writes | `{"dry_run", "diff": [..], "revision"?, "operations"?, "rollout"?}` |
-//! | `diff` | `{"diff": [{"path", "secret", "before", "after"}]}` (absent: `null`) |
-//! | `history` | `[{"revision", "changed": [path], "valid", "author", "reason"}]` |
+//! | `show` | `{"prefix", "revision", "valid", "fields": {path: value}, "secrets", "defaults": [path], "unknown_keys": [{"key", "did_you_mean"}], "problems"}` |
+//! | `get` | `{"path", "value", "default"}` (`"secret": true` and no value for a secret) |
+//! | writes | `{"dry_run", "written", "diff": [..], "revision"?, "operations"?, "rollout"?}` |
+//! | `diff` | `{"diff": [{"path", "secret", "before", "after", "change"}]}` (absent: `null`) |
+//! | `history` | `[{"revision", "changed": [path], "valid", "author", "reason", "noted"}]` |
 //! | `status` | `{"changed_at", "instances": [..], "by_revision": {rev: [instance]}}` |
 //! | `watch` | `{"revision", "changed": [path]}` or `{"revision", "rejected": reason}` |
 //! | `schema` | JSON Schema |
 //!
-//! `show --json` lists secret fields apart: `"secrets": {path: "set" | "unset"}`.
+//! `show --json` lists secret fields apart: `"secrets": {path: "set" | "unset"}`; `defaults`
+//! lists the fields served by the code default (no key in etcd); `problems` is `null` unless
+//! the config does not load (then `valid` is false, `fields` holds what etcd holds, and the
+//! command fails with exit code 7). A write that changes nothing has `"written": false`.
 
 use std::io::Write;
 use std::path::PathBuf;

@@ -31,8 +31,10 @@ pub(super) async fn history<T: EtcdConfig>(
                     "revision": change.revision,
                     "changed": change.changed,
                     "valid": change.valid,
-                    "author": change.note.as_ref().map(|n| &n.author),
-                    "reason": change.note.as_ref().map(|n| &n.reason),
+                    // Strings either way: a hand edit (no note) has empty ones and `noted: false`.
+                    "author": change.note.as_ref().map_or("", |n| n.author.as_str()),
+                    "reason": change.note.as_ref().map_or("", |n| n.reason.as_str()),
+                    "noted": change.note.is_some(),
                 })
             })
             .collect();

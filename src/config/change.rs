@@ -15,8 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use super::change_set::{Committed, Current};
 use super::decode::local_prefix_of;
+use super::decode::RawKeys;
 use super::fleet::unix_ms;
-use super::paths::{is_required, is_secret, key_of};
+use super::paths::{field_of_key, is_required, is_secret, key_of};
 use super::store::decode_entries;
 use super::watch::{changed_fields, stored};
 use super::{EtcdConfig, Store};
@@ -441,28 +442,24 @@ impl Store {
             .collect();
         let head = notes.header.revision;
         let mut changes = Vec::new();
-        let mut previous: Option<BTreeMap<String, (String, Option<String>)>> = None;
-        let mut first = true;
+        // The last revision's keys, and its value as stored when it was valid.
+        let mut previous: Option<(RawKeys, Option<Stored>)> = None;
         self.walk_history::<T>(head, |revision, keys| {
             let decoded = decode_entries::<T>(&prefix, self.keyring(), revision, keys);
             let now = decoded.as_ref().ok().map(stored);
-            if first {
-                // The compaction point: where the replay starts, not a change.
-                first = false;
-                previous = now;
-                return;
-            }
-            let changed = match (&previous, &now) {
-                (Some(before), Some(after)) => changed_fields(before, after),
-                // The first valid value: every field it holds is new.
-                (None, Some(after)) => changed_fields(&BTreeMap::new(), after),
-                (_, None) => Vec::new(),
+            let Some((before_keys, before)) = previous.replace((keys.clone(), now.clone())) else {
+                return; // the compaction point: where the replay starts, not a change
             };
-            // A noted write that changed no value (secrets re-encrypted, a rollback to the
-            // same value) is still a change someone made: listed, with no fields.
+            let changed = match (&before, &now) {
+                (Some(before), Some(after)) => changed_fields(before, after),
+                // Either side does not load: the fields whose keys were written or deleted.
+                _ => changed_keys::<T>(&before_keys, keys),
+            };
+            // A noted write that changed no value (secrets re-encrypted) is still a change
+            // someone made: listed, with no fields. Keys no field reads are not a change.
             let noted = by_revision.contains_key(&revision);
-            if now.is_some() && changed.is_empty() && previous.is_some() && !noted {
-                return; // touched keys no field reads
+            if changed.is_empty() && !noted {
+                return;
             }
             changes.push(Change {
                 revision,
@@ -470,9 +467,6 @@ impl Store {
                 valid: decoded.is_ok(),
                 note: by_revision.remove(&revision),
             });
-            if now.is_some() {
-                previous = now;
-            }
         })
         .await?;
         // Notes of changes older than the replay.
@@ -539,4 +533,21 @@ fn invalid_input(err: Error, edited: &[String]) -> Error {
         ));
     }
     Error::invalid(format!("{reason}\nnothing was written"))
+}
+
+/// A value as stored: `key -> (field path, value)`.
+type Stored = BTreeMap<String, (String, Option<String>)>;
+
+/// The field paths whose keys differ between two states of the prefix (written, added or
+/// deleted), keys no field owns left out: a change's fields when either side does not load.
+fn changed_keys<T: EtcdConfig>(before: &RawKeys, after: &RawKeys) -> Vec<String> {
+    let schema = T::schema();
+    let local = local_prefix_of::<T>();
+    let mut fields: Vec<String> = before
+        .diff(after)
+        .filter_map(|key| Some(field_of_key(&schema, &format!("{local}{key}"))?.0))
+        .collect();
+    fields.sort();
+    fields.dedup();
+    fields
 }

@@ -41,6 +41,20 @@ impl RawKeys {
         self.entries.iter().map(|(k, _)| k.as_str())
     }
 
+    /// The UTF-8 keys whose value differs between `self` and `other`, or that only one holds.
+    pub(crate) fn diff<'a>(&'a self, other: &'a RawKeys) -> impl Iterator<Item = &'a str> + 'a {
+        let value = |keys: &'a RawKeys, key: &str| {
+            keys.entries
+                .binary_search_by(|(k, _)| k.as_str().cmp(key))
+                .ok()
+                .map(|i| &keys.entries[i].1)
+        };
+        let changed = move |key: &&'a str| value(self, key) != value(other, key);
+        self.keys()
+            .chain(other.keys().filter(move |k| value(self, k).is_none()))
+            .filter(changed)
+    }
+
     /// Sets `relative` to `value`, as a watch's put event does.
     pub(crate) fn put(&mut self, relative: &[u8], value: Vec<u8>) {
         match std::str::from_utf8(relative) {
