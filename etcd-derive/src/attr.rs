@@ -21,6 +21,42 @@ const SECRET: &str = "secret";
 const SKIP: &str = "skip";
 const WITH: &str = "with";
 
+const CONTAINER: &[&str] = &[PREFIX, RENAME_ALL, VALIDATE, DENY_UNKNOWN_KEYS];
+const FIELD: &[&str] = &[DEFAULT, RENAME, NESTED, EACH, SECRET, SKIP, WITH];
+
+/// The error for an attribute name that is not one of `valid`: the valid ones, and the one
+/// meant where it is a near miss (`defualt` for `default`).
+fn unknown(kind: &str, name: &str, valid: &[&str]) -> String {
+    let near = valid
+        .iter()
+        .map(|v| (distance(name, v), *v))
+        .filter(|(d, v)| *d <= (name.len() / 3).max(1) || v.starts_with(name))
+        .min_by_key(|(d, _)| *d);
+    let hint = near.map_or(String::new(), |(_, v)| format!("; did you mean `{v}`?"));
+    format!(
+        "unknown etcd {kind} attribute `{name}`{hint} (valid: {})",
+        valid.join(", ")
+    )
+}
+
+/// Levenshtein distance, for near misses.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
 /// A value given at most once; a second occurrence is reported where it appears.
 pub(crate) struct Once<T> {
     name: &'static str,
@@ -138,10 +174,7 @@ impl Container {
                     // #[etcd(deny_unknown_keys)]
                     DENY_UNKNOWN_KEYS => c.deny_unknown_keys.set(cx, &meta, ()),
                     _ => {
-                        cx.error_at(
-                            &meta.path,
-                            format!("unknown etcd container attribute `{name}`"),
-                        );
+                        cx.error_at(&meta.path, unknown("container", &name, CONTAINER));
                         skip_value(&meta)?;
                     }
                 }
@@ -203,7 +236,7 @@ impl Field {
                         }
                     }
                     _ => {
-                        cx.error_at(&meta.path, format!("unknown etcd field attribute `{name}`"));
+                        cx.error_at(&meta.path, unknown("field", &name, FIELD));
                         skip_value(&meta)?;
                     }
                 }
