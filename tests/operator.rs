@@ -409,3 +409,66 @@ async fn a_dropped_sender_stops_the_live_config() {
     assert!(live.changed().await.is_err());
     assert!(live.status().is_behind());
 }
+
+/// A live config whose watch is on a member that freezes (SIGSTOP) while writes go through
+/// the others: the progress request that confirms the value goes unanswered, so within the
+/// request timeout (plus the 5 s between requests) the watch moves to a healthy member,
+/// `status()` stops claiming `Following` meanwhile (a `Reconnecting` event, then
+/// `Reconnected`), and the write arrives, long before the keep-alive (30 s + 10 s) would
+/// have noticed.
+#[tokio::test]
+async fn a_frozen_member_under_a_live_config_is_left_within_the_request_timeout() {
+    if support::skip_behind_front("a_frozen_member_under_a_live_config") {
+        return;
+    }
+    let etcd = Etcd::cluster().await;
+    let options = etcd.options().request_timeout(Duration::from_secs(2));
+    let client = Client::connect(etcd.endpoints(), options).await.unwrap();
+    let store = Store::new(client.clone());
+    store
+        .set::<App>(&[("greeting", "before")], &note())
+        .await
+        .unwrap();
+    let live = store.live::<App>().await.unwrap();
+    let mut events = live.events();
+    // The first progress answer arms the probe.
+    let started = live.status().confirmed_current_at.unwrap();
+    eventually("a progress answer", || async {
+        (live.status().confirmed_current_at.unwrap() > started).then_some(())
+    })
+    .await;
+
+    let frozen = etcd.member_in_use(&client).await;
+    etcd.pause(frozen);
+    let paused_at = std::time::Instant::now();
+    let writer = Client::connect(etcd.endpoints_without(frozen), etcd.options())
+        .await
+        .unwrap();
+    let writer = Store::new(writer);
+    loop {
+        // Through an election, if the frozen member led.
+        match writer.set::<App>(&[("greeting", "after")], &note()).await {
+            Ok(_) => break,
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    let mut seen = Vec::new();
+    while live.get().greeting != "after" {
+        match tokio::time::timeout(Duration::from_secs(25), events.next()).await {
+            Ok(Some(event)) => seen.push(event),
+            other => panic!("the write did not arrive: {other:?}, events {seen:?}"),
+        }
+    }
+    let took = paused_at.elapsed();
+    etcd.resume(frozen);
+    assert!(took < Duration::from_secs(20), "took {took:?}: {seen:?}");
+    let reconnecting = seen
+        .iter()
+        .position(|e| matches!(e, LiveEvent::Reconnecting { .. }));
+    let reconnected = seen.iter().position(|e| *e == LiveEvent::Reconnected);
+    assert!(
+        matches!((reconnecting, reconnected), (Some(a), Some(b)) if a < b),
+        "{seen:?}"
+    );
+    assert_eq!(live.status().state, etcd_config::FollowerState::Following);
+}

@@ -46,7 +46,9 @@ impl Hub {
             return;
         }
         if response.watch_id == -1 && response.events.is_empty() {
-            // A progress answer for the whole stream.
+            // A progress answer for the whole stream: from now on, one that does not come is
+            // a dead stream.
+            self.probe.armed = true;
             let ids: Vec<u64> = self.by_watch_id.values().copied().collect();
             for id in ids {
                 self.deliver(id, header, Vec::new());

@@ -117,6 +117,21 @@ struct Hub {
     creates: Creates,
     stream: Supervised<pb::WatchRequest, pb::WatchResponse>,
     confirming: Arc<AtomicUsize>,
+    /// The liveness probe: see [`Probe`].
+    probe: Probe,
+}
+
+/// The progress requests that confirm live configs are a liveness probe too: once the open
+/// stream has answered one (etcd's gRPC proxy never does, and is never probed), a request
+/// that gets no message at all within the request timeout means the member is frozen or cut
+/// off, and the stream moves to another endpoint. Keep-alive pings find the same, but only
+/// after their own, longer timeout.
+#[derive(Default)]
+struct Probe {
+    /// The stream has answered a progress request.
+    armed: bool,
+    /// When a progress request went out with nothing received since.
+    asked: Option<tokio::time::Instant>,
 }
 
 impl Hub {
@@ -133,6 +148,7 @@ impl Hub {
             creates: Creates::new(),
             stream: Supervised::new(transport, "Watch"),
             confirming,
+            probe: Probe::default(),
         }
     }
 
@@ -169,6 +185,13 @@ impl Hub {
                     _ => std::future::pending().await,
                 }
             };
+            let asked = self.probe.asked.filter(|_| self.probe.armed);
+            let unanswered = async {
+                match (asked, request_timeout) {
+                    (Some(asked), Some(timeout)) => tokio::time::sleep_until(asked + timeout).await,
+                    _ => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 command = self.commands.recv() => match command {
                     Some(command) => self.command(command),
@@ -177,19 +200,26 @@ impl Hub {
                 // The member stopped answering creates (frozen, partitioned, overloaded): every
                 // watch behind this one would wait forever.
                 () = stuck => self.broken("a watch create went unanswered"),
+                () = unanswered => {
+                    self.broken("no answer to a progress request within the request timeout");
+                }
                 // Live configs want etcd to confirm, now and then, that they are current: one
                 // request answers for every watch on the stream.
                 // (The count is read at each tick: a precondition would be read only when the
                 // wait starts, and a quiet stream never wakes the loop to read it again.)
                 _ = progress.tick() => {
-                    if self.confirming.load(Ordering::Relaxed) > 0 {
+                    if self.confirming.load(Ordering::Relaxed) > 0 && self.stream.is_open() {
                         self.send(pb::watch_request::RequestUnion::ProgressRequest(
                             pb::WatchProgressRequest {},
                         ));
+                        self.probe.asked.get_or_insert_with(tokio::time::Instant::now);
                     }
                 }
                 message = self.stream.message() => match message {
-                    Ok(Some(response)) => self.response(response).await,
+                    Ok(Some(response)) => {
+                        self.probe.asked = None;
+                        self.response(response).await;
+                    }
                     Ok(None) => self.broken("the server closed the watch stream"),
                     Err(status) => self.broken(status.message()),
                 },
@@ -219,6 +249,7 @@ impl Hub {
     }
 
     async fn open(&mut self) -> Result<()> {
+        self.probe = Probe::default();
         // Every watch not paused is created again, oldest first.
         self.queue.clear();
         self.creates.reset();
@@ -259,6 +290,7 @@ impl Hub {
 
     /// The stream is gone: every watch not paused waits to be created again.
     fn restart(&mut self) {
+        self.probe = Probe::default();
         self.queue.clear();
         self.creates.reset();
         for watcher in self.watchers.values_mut() {
