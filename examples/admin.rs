@@ -28,6 +28,7 @@ struct Admin {
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let admin = Admin::parse();
+    let json = admin.command.json();
     let endpoints = std::env::var("ETCD_ENDPOINTS").unwrap_or_else(|_| "127.0.0.1:2379".into());
     let result = async {
         let client = Client::connect(endpoints.split(','), ConnectOptions::default()).await?;
@@ -35,7 +36,7 @@ async fn main() {
         etcd_config::cli::run::<Settings>(&store, admin.command, &mut std::io::stdout()).await
     };
     if let Err(err) = result.await {
-        eprintln!("error: {err}");
+        etcd_config::cli::print_error(&err, json, &mut std::io::stderr());
         std::process::exit(etcd_config::cli::exit_code(&err));
     }
 }

@@ -358,3 +358,101 @@ async fn a_lost_race_is_exit_code_3() {
     assert_eq!(etcd_config::cli::exit_code(&err), 3);
     assert_eq!(store.load::<App>().await.unwrap().workers, 5);
 }
+
+#[derive(EtcdConfig, Debug, Clone, PartialEq)]
+#[etcd(prefix = "/cli/limits", rename_all = "kebab-case")]
+struct Limits {
+    #[etcd(default = 2)]
+    workers: u32,
+    #[etcd(each)]
+    tenant_limits: std::collections::BTreeMap<String, Limit>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
+struct Limit {
+    rps: u32,
+    burst: u32,
+}
+
+#[derive(Parser)]
+struct LimitsAdmin {
+    #[command(subcommand)]
+    command: etcd_config::cli::Command,
+}
+
+async fn limits_admin(store: &Store, args: &[&str]) -> (Result<(), etcd_config::Error>, String) {
+    let parsed = LimitsAdmin::try_parse_from(std::iter::once("admin").chain(args.iter().copied()))
+        .expect("valid arguments");
+    let mut out = Vec::new();
+    let result = etcd_config::cli::run::<Limits>(store, parsed.command, &mut out).await;
+    (result, String::from_utf8(out).unwrap())
+}
+
+/// A file given to `apply` takes native TOML for map entries (`[tenant_limits] acme = { rps =
+/// 3, burst = 1 }`); `get` and `show` on a config that does not load print what etcd holds
+/// with the problem by its field and fail with exit code 7; show marks code defaults and
+/// names keys no field reads, with a near miss.
+#[tokio::test]
+async fn native_toml_and_a_broken_config_shown() {
+    let etcd = Etcd::single().await;
+    let store = Store::new(etcd.client().await);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("limits.toml");
+    std::fs::write(
+        &file,
+        "[tenant_limits]\nacme = { rps = 3, burst = 1 }\nglobex = { rps = 9, burst = 2 }\n",
+    )
+    .unwrap();
+    let (result, out) = limits_admin(&store, &["apply", file.to_str().unwrap()]).await;
+    result.unwrap();
+    assert!(
+        out.contains("+ tenant_limits.acme: \"{\\\"burst\\\":1,\\\"rps\\\":3}\""),
+        "{out}"
+    );
+    let held = etcd.etcdctl(&[
+        "get",
+        "/cli/limits/tenant-limits/globex",
+        "--print-value-only",
+    ]);
+    assert_eq!(
+        String::from_utf8(held.stdout).unwrap().trim(),
+        r#"{"burst":2,"rps":9}"#
+    );
+
+    let (result, out) = limits_admin(&store, &["show"]).await;
+    result.unwrap();
+    assert!(
+        out.contains("workers = 2    (default: no key in etcd)"),
+        "{out}"
+    );
+
+    etcd.etcdctl(&["put", "/cli/limits/workres", "4"]);
+    etcd.etcdctl(&[
+        "put",
+        "/cli/limits/tenant-limits/acme",
+        "{\"rps\":\"fast\"}",
+    ]);
+    let (result, out) = limits_admin(&store, &["show"]).await;
+    let err = result.unwrap_err();
+    assert_eq!(etcd_config::cli::exit_code(&err), 7, "{err}");
+    assert!(out.contains("DOES NOT LOAD"), "{out}");
+    assert!(
+        out.contains("tenant_limits.acme = {\"rps\":\"fast\"}"),
+        "{out}"
+    );
+    assert!(out.contains("! /cli/limits/tenant-limits/acme"), "{out}");
+    assert!(
+        out.contains(
+            "unknown key /cli/limits/workres: no field reads it (did you mean `workers`?)"
+        ),
+        "{out}"
+    );
+    let (result, out) = limits_admin(&store, &["get", "tenant_limits.acme"]).await;
+    assert_eq!(etcd_config::cli::exit_code(&result.unwrap_err()), 7);
+    assert_eq!(out, "{\"rps\":\"fast\"}\n");
+    let (result, _) = limits_admin(&store, &["show", "--json"]).await;
+    let mut json_err = Vec::new();
+    etcd_config::cli::print_error(&result.unwrap_err(), true, &mut json_err);
+    let json_err: serde_json::Value = serde_json::from_slice(&json_err).unwrap();
+    assert_eq!(json_err["exit_code"], 7);
+}

@@ -96,8 +96,17 @@ async fn applied_and_rejected_are_counted_per_prefix() {
     metrics::set_global_recorder(seen.clone()).expect("the only recorder in this test binary");
     let mut etcd = Etcd::single().await;
     let store = Store::new(etcd.client().await);
-    let live = store.live::<Metered>().await.unwrap();
     let kv = etcd.client().await.kv();
+    let before = kv.put("/metered/other", "x").await.unwrap().header.revision;
+    let live = store.live::<Metered>().await.unwrap();
+    // The revision gauge is set at the start, before any change.
+    wait_until(
+        "the revision gauge at the start",
+        Duration::from_secs(10),
+        || seen.get("etcd_config_live_revision"),
+        |&revision| revision == u64::try_from(before).unwrap(),
+    )
+    .await;
     let good = kv.put("/metered/size", "3").await.unwrap().header.revision;
     kv.put("/metered/size", "0").await.unwrap();
     wait_until(

@@ -472,3 +472,54 @@ async fn a_frozen_member_under_a_live_config_is_left_within_the_request_timeout(
     );
     assert_eq!(live.status().state, etcd_config::FollowerState::Following);
 }
+
+/// History is exact: after `Store::delete` every earlier change is still listed with its
+/// fields and the delete is a change to an invalid value; after a compaction at a revision
+/// where the config was invalid, a one-field fix lists that one field.
+#[tokio::test]
+async fn history_is_exact_over_deletes_and_compactions() {
+    let etcd = Etcd::single().await;
+    let client = etcd.client().await;
+    let store = Store::new(client.clone());
+    let first = store
+        .set::<App>(&[("greeting", "hello")], &note())
+        .await
+        .unwrap();
+    let second = store
+        .set::<App>(&[("workers", "3")], &note())
+        .await
+        .unwrap();
+    let deleted = store.delete::<App>().await.unwrap();
+    let history = store.history::<App>().await.unwrap();
+    let listed: Vec<(i64, Vec<String>, bool)> = history
+        .iter()
+        .map(|c| (c.revision, c.changed.clone(), c.valid))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (first, vec!["greeting".to_owned()], true),
+            (second, vec!["workers".to_owned()], true),
+            (
+                deleted,
+                vec!["greeting".to_owned(), "workers".to_owned()],
+                false
+            ),
+        ]
+    );
+
+    client.kv().put("/ops/app/greeting", "hi").await.unwrap();
+    let bad = client.kv().put("/ops/app/workers", "400").await.unwrap();
+    client.kv().compact(bad.header.revision).await.unwrap();
+    let fixed = store
+        .set::<App>(&[("workers", "4")], &note())
+        .await
+        .unwrap();
+    let history = store.history::<App>().await.unwrap();
+    let last = history.last().unwrap();
+    assert_eq!(
+        (last.revision, last.changed.clone()),
+        (fixed, vec!["workers".to_owned()])
+    );
+    assert!(last.valid);
+}

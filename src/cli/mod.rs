@@ -15,7 +15,11 @@
 //!
 //! # async fn demo(store: Store) -> etcd_config::Result<()> {
 //! let admin = Admin::parse();
-//! etcd_config::cli::run::<Gateway>(&store, admin.command, &mut std::io::stdout()).await?;
+//! let json = admin.command.json();
+//! if let Err(err) = etcd_config::cli::run::<Gateway>(&store, admin.command, &mut std::io::stdout()).await {
+//!     etcd_config::cli::print_error(&err, json, &mut std::io::stderr());
+//!     std::process::exit(etcd_config::cli::exit_code(&err));
+//! }
 //! # Ok(()) }
 //! ```
 //!
@@ -168,6 +172,40 @@ pub enum Command {
         #[command(flatten)]
         output: Output,
     },
+}
+
+impl Command {
+    /// Whether the command was asked for JSON (`--json`): its errors should be JSON too
+    /// ([`print_error`]).
+    pub fn json(&self) -> bool {
+        match self {
+            Command::Show { output }
+            | Command::Get { output, .. }
+            | Command::History { output }
+            | Command::Diff { output, .. }
+            | Command::Schema { output }
+            | Command::Status { output }
+            | Command::Watch { output } => output.json,
+            Command::Set { write, .. }
+            | Command::Unset { write, .. }
+            | Command::Rollback { write, .. }
+            | Command::Apply { write, .. }
+            | Command::Edit { write }
+            | Command::Rotate { write } => write.output.json,
+        }
+    }
+}
+
+/// Prints a failed command's error for whoever runs it: `error: ...` as text, or with `json`
+/// one JSON object on a line, `{"error": message, "exit_code": n}`, so that a script reading
+/// `--json` output never has to parse prose. Secret values are never part of an error.
+pub fn print_error(err: &Error, json: bool, to: &mut impl Write) {
+    let _ = if json {
+        let value = serde_json::json!({ "error": err.to_string(), "exit_code": exit_code(err) });
+        writeln!(to, "{value}")
+    } else {
+        writeln!(to, "error: {err}")
+    };
 }
 
 /// How a command prints.

@@ -5,11 +5,17 @@ use std::ops::ControlFlow;
 
 use futures_util::StreamExt;
 
+use std::time::Duration;
+
 use super::decode::RawKeys;
 use super::store::decode_entries;
 use super::watch::replay;
 use super::{EtcdConfig, Store};
 use crate::error::{Result, ServerErrorKind};
+
+/// How long a history replay waits for more events once the keys of a deleted config are
+/// gone.
+const QUIET: Duration = Duration::from_millis(500);
 
 impl Store {
     /// The newest revision up to `before` at which `T`'s keys made a valid value, back to the
@@ -51,13 +57,17 @@ impl Store {
         // follow, so the replay has reached `until` once it holds exactly these keys.
         let last = read_at(until).await?;
         let newest_put = last.kvs.iter().map(|kv| kv.mod_revision).max().unwrap_or(0);
+        // With no key left (the config was deleted), no revision tells where the history
+        // ends: the replay ends once the keys are gone and the watch has been quiet for a
+        // moment (it replays history as fast as etcd reads it).
+        let emptied = last.kvs.is_empty();
         let target = RawKeys::from_kvs::<T>(last.kvs.into_iter().map(|kv| (kv.key, kv.value)));
-        let reached = |at: i64, keys: &RawKeys| at >= newest_put && *keys == target;
+        let reached = |at: i64, keys: &RawKeys| !emptied && at >= newest_put && *keys == target;
 
         let base = read_at(start).await?;
         let mut keys = RawKeys::from_kvs::<T>(base.kvs.into_iter().map(|kv| (kv.key, kv.value)));
         each(start, &keys);
-        if reached(start, &keys) {
+        if reached(start, &keys) || (emptied && start >= until) {
             return Ok(());
         }
         let mut watch = self
@@ -65,7 +75,16 @@ impl Store {
             .watch(self.range_of::<T>())
             .start_revision(start + 1)
             .await?;
-        while let Some(response) = watch.next().await {
+        loop {
+            let response = if emptied && keys == target {
+                match tokio::time::timeout(QUIET, watch.next()).await {
+                    Ok(response) => response,
+                    Err(_) => break,
+                }
+            } else {
+                watch.next().await
+            };
+            let Some(response) = response else { break };
             let flow = replay::<T>(&mut keys, response?.events, |revision, keys| {
                 if revision > until {
                     return ControlFlow::Break(()); // cannot happen: `until` is reached first
