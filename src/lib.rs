@@ -103,16 +103,29 @@
 //! [`Store::set`] and [`Store::unset`] by field path with text values, [`Store::history`]
 //! (each change back to the last compaction, with the fields it changed and its
 //! [`ChangeNote`]), [`Store::load_at`], [`Store::rollback`], [`diff`] (secret fields as changed
-//! only) and [`Store::wait_rollout`] (every instance that reports on the config applied the
-//! change, or [`Error::RolloutRejected`] naming the one that refused it). A note, who and why,
-//! is written in the same transaction as the change, under `<prefix>.notes/`, and the newest
+//! only) and [`Store::wait_rollout`] (every instance that reports on the config is current
+//! for the change, or [`Error::RolloutRejected`] naming the one that refused it, or
+//! [`Error::RolloutTimeout`] naming those not current in time). A note, who and why, is
+//! written in the same transaction as the change, under `<prefix>.notes/`, and the newest
 //! [`KEPT_NOTES`] are kept, so they outlive a compaction.
+//!
+//! Every change follows the same rules:
+//! - it sends only the keys whose stored text changes (and the deletes), under one compare
+//!   guarding the prefix; a change that changes nothing writes nothing, note included, and
+//!   returns the revision of the config's last write;
+//! - defaults stay in code: no write creates the key of a defaulted field at its default
+//!   (a key that exists is kept); [`Store::unset`] deletes a defaulted field's key;
+//! - `set`, `unset` and `rollback` work over a config that does not load: only the value
+//!   they write must be valid;
+//! - an instance is *current* for revision R when the value it serves is the config as etcd
+//!   holds it at R ([`FleetRecord::current_through`], [`LiveStatus::current_through`]): after
+//!   a rejected hand edit is repaired by restoring the old value, it is current again.
 //!
 //! With the cargo feature `cli`, `cli::Command` is the same as a clap subcommand set that a
 //! service embeds in its own binary (`examples/admin.rs`): `show get set unset edit apply
-//! diff history rollback schema status watch`, `--json` on each, and `cli::exit_code` telling
-//! invalid input (2), a conflict (3), an instance's refusal (4) and an unreachable etcd (5)
-//! apart.
+//! diff history rollback rotate schema status watch`, `--json` on each, and `cli::exit_code`
+//! telling invalid input (2), a conflict (3), an instance's refusal (4), an unreachable etcd
+//! (5), a wait that ran out (6) and a config that does not load (7) apart.
 //!
 //! # Secrets
 //!

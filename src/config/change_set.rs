@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashSet};
 use super::decode::{local_prefix_of, RawKeys};
 use super::encode::Encoded;
 use super::keyring::{split, Keyring, Opened};
-use super::{ChangeNote, EtcdConfig, Store};
+use super::{ChangeNote, EtcdConfig, Schema, Store};
 use crate::client::{Compare, CompareOp, KeyValue, TxnOp};
 use crate::error::Error;
 use crate::key_range::KeyRange;
@@ -90,10 +90,11 @@ pub(crate) struct Rules<'a> {
     pub(crate) reseal: bool,
 }
 
-/// The defaults of `T`'s non-secret fields as stored, by key relative to the prefix.
+/// The defaults of `T`'s fields as stored (secret ones included: they are compared with the
+/// value in clear, never shown), by key relative to the prefix.
 pub(crate) fn defaults_of<T: EtcdConfig>() -> BTreeMap<String, String> {
     let strip = local_prefix_of::<T>();
-    T::schema()
+    Schema::described::<T>(true)
         .fields
         .into_iter()
         .filter_map(|field| {

@@ -46,11 +46,18 @@ impl Schema {
     }
 
     pub(crate) fn of<T: EtcdConfig>() -> Schema {
+        Schema::described::<T>(false)
+    }
+
+    /// The schema, with the defaults of secret fields too when `secret_defaults` (for the
+    /// crate's own use: whether a field is at its default, never to show).
+    pub(crate) fn described<T: EtcdConfig>(secret_defaults: bool) -> Schema {
         let mut fields = Vec::new();
         T::__describe(&mut Describe {
             key_prefix: crate::config::local_prefix_of::<T>(),
             field_prefix: String::new(),
             out: &mut fields,
+            secret_defaults,
         });
         Schema {
             prefix: T::PREFIX.to_owned(),
@@ -172,6 +179,8 @@ pub struct Describe<'a> {
     key_prefix: String,
     field_prefix: String,
     out: &'a mut Vec<SchemaField>,
+    /// Keep secret fields' defaults (never shown: see [`Schema::described`]).
+    secret_defaults: bool,
 }
 
 /// The properties of one field, as the derive knows them.
@@ -193,7 +202,9 @@ impl Describe<'_> {
             field: format!("{}{}", self.field_prefix, info.field),
             type_name: info.type_name.to_owned(),
             // A secret's default is a secret too.
-            default: default.and_then(Result::ok).filter(|_| !info.secret),
+            default: default
+                .and_then(Result::ok)
+                .filter(|_| !info.secret || self.secret_defaults),
             doc: info.doc.to_owned(),
             required: info.required,
             secret: info.secret,
@@ -206,6 +217,7 @@ impl Describe<'_> {
             key_prefix: format!("{}{key}/", self.key_prefix),
             field_prefix: format!("{}{field}.", self.field_prefix),
             out: self.out,
+            secret_defaults: self.secret_defaults,
         });
     }
 

@@ -219,11 +219,11 @@ impl Store {
         let mut if_present = Vec::new();
         for entry in &encoded.entries {
             let Some(value) = &entry.value else { continue };
+            let at_default = defaults.get(&entry.key) == Some(value);
             let value = match (&self.keyring, entry.secret) {
                 (Some(keyring), true) => keyring.seal(&format!("{prefix}{}", entry.key), value)?,
                 _ => value.clone(),
             };
-            let at_default = defaults.get(&entry.key) == Some(&value);
             let list = if at_default {
                 &mut if_present
             } else {
