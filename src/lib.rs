@@ -269,9 +269,9 @@ pub use key_range::{KeyRange, RangeKind};
 pub use client::KeyValue;
 pub use config::{
     codec, diff, from_key_values, to_key_values, Access, Change, ChangeNote, ConfigWatch, DiffKind,
-    EtcdConfig, FieldDiff, FleetRecord, FollowerState, Keyring, Live, LiveEvent, LiveEvents,
-    LiveOptions, LiveSender, LiveStatus, PlannedEdit, Rejection, Schema, SchemaField, Secret,
-    Selected, Store, UnknownKey, Update, Versioned, WhenInvalid, KEPT_NOTES,
+    EtcdConfig, EtcdFields, FieldDiff, FleetRecord, FollowerState, Keyring, Live, LiveEvent,
+    LiveEvents, LiveOptions, LiveSender, LiveStatus, PlannedEdit, Rejection, Schema, SchemaField,
+    Secret, Selected, Store, UnknownKey, Update, Versioned, WhenInvalid, KEPT_NOTES,
 };
 /// `#[derive(EtcdConfig)]`: see [`EtcdConfig`] and the crate docs for its attributes.
 pub use etcd_derive::EtcdConfig;
@@ -281,7 +281,8 @@ pub use etcd_derive::EtcdConfig;
 pub mod __private {
     pub use crate::config::codec::duration;
     pub use crate::config::codec::{decode, encode};
-    pub use crate::config::{Decoder, Describe, Encoder, EtcdConfig, FieldInfo};
+    pub use crate::config::nest_of;
+    pub use crate::config::{Decoder, Describe, Encoder, EtcdConfig, EtcdFields, FieldInfo, Nest};
     pub use core;
     pub use std::collections::{BTreeMap, HashMap};
     pub use std::string::String;

@@ -137,11 +137,13 @@ impl Field<'_> {
         }
     }
 
-    /// The type whose values the codec handles: `T` of `Option<T>`, `V` of a map, else the type.
+    /// The type whose values the codec handles: `T` of `Option<T>`, `V` of an `each` map, else
+    /// the type itself (a map without `each` is one value, stored as JSON).
     pub(crate) fn value_type(&self) -> &Type {
         match self.shape {
-            Shape::Option(inner) | Shape::Map(inner) => inner,
-            Shape::Plain => self.ty,
+            Shape::Option(inner) => inner,
+            Shape::Map(inner) if self.attrs.each.is_set() => inner,
+            Shape::Map(_) | Shape::Plain => self.ty,
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use proc_macro2::TokenStream;
 use quote::{quote, ToTokens};
+use syn::spanned::Spanned;
 
 use crate::ast::{self, Field, Input, Storage};
 use crate::attr;
@@ -46,7 +47,7 @@ impl<'a> Plan<'a> {
 
 fn impl_struct(input: &Input<'_>) -> TokenStream {
     let ident = &input.original.ident;
-    // Present: `valid` reports a missing prefix, and then this is not called.
+    // None for a struct that is only ever nested: its keys are under its parent's.
     let prefix = input
         .attrs
         .prefix
@@ -75,19 +76,32 @@ fn impl_struct(input: &Input<'_>) -> TokenStream {
     });
     let validate = input.attrs.validate.get().map(|path| {
         quote! {
-            fn validate(&self) -> ::core::result::Result<(), ::etcd_config::__private::String> {
+            fn __validate(&self) -> ::core::result::Result<(), ::etcd_config::__private::String> {
                 #path(self)
             }
         }
     });
+    // Only a struct with a prefix can be a config on its own; without one it can be nested.
+    let config = (!prefix.is_empty()).then(|| {
+        quote! {
+            #[automatically_derived]
+            impl ::etcd_config::__private::EtcdConfig for #ident {
+                const PREFIX: &'static str = #prefix;
+            }
+        }
+    });
+
+    let nests = plans.iter().filter_map(nest_const);
 
     quote! {
         #[allow(non_upper_case_globals, unused_attributes, unused_qualifications)]
         const _: () = {
-            #[automatically_derived]
-            impl ::etcd_config::__private::EtcdConfig for #ident {
-                const PREFIX: &'static str = #prefix;
+            #(#nests)*
 
+            #config
+
+            #[automatically_derived]
+            impl ::etcd_config::__private::EtcdFields for #ident {
                 #validate
 
                 fn __describe(__out: &mut ::etcd_config::__private::Describe<'_>) {
@@ -174,8 +188,15 @@ fn describe_field(plan: &Plan<'_>) -> Option<TokenStream> {
     };
     Some(match &plan.storage {
         Storage::Skipped => return None,
-        Storage::EachNested { entry } => quote!(__out.each_nested::<#entry>(#key, #name);),
-        Storage::Nested => quote!(__out.nested::<#ty>(#key, #name);),
+        Storage::EachNested { .. } | Storage::Nested => {
+            let nest = nest_ident(plan);
+            let describe = if matches!(plan.storage, Storage::Nested) {
+                quote!(nested)
+            } else {
+                quote!(each_nested)
+            };
+            quote!(__out.#describe(#key, #name, &#nest);)
+        }
         Storage::Each { .. } => {
             let info = info();
             quote!(__out.each(#info);)
@@ -198,6 +219,26 @@ fn describe_field(plan: &Plan<'_>) -> Option<TokenStream> {
     })
 }
 
+/// The const holding a nested field type's methods ([`nest_const`]).
+fn nest_ident(plan: &Plan<'_>) -> syn::Ident {
+    quote::format_ident!("__NEST_{}", plan.name)
+}
+
+/// For a nested field, the one place that requires its type to derive `EtcdConfig`: a type
+/// that does not is one error, under the type as the user wrote it.
+fn nest_const(plan: &Plan<'_>) -> Option<TokenStream> {
+    let ty = match plan.storage {
+        Storage::Nested => plan.field.ty,
+        Storage::EachNested { entry } => entry,
+        _ => return None,
+    };
+    let nest = nest_ident(plan);
+    Some(quote::quote_spanned! {ty.span()=>
+        const #nest: ::etcd_config::__private::Nest<#ty> =
+            ::etcd_config::__private::nest_of::<#ty>();
+    })
+}
+
 fn encode_field(plan: &Plan<'_>) -> Option<TokenStream> {
     let Plan {
         field,
@@ -210,8 +251,14 @@ fn encode_field(plan: &Plan<'_>) -> Option<TokenStream> {
     let (encode, _) = codec(field);
     Some(match plan.storage {
         Storage::Skipped => return None,
-        Storage::EachNested { .. } => quote!(__out.each_nested(#key, #name, &self.#member);),
-        Storage::Nested => quote!(__out.nested(#key, #name, &self.#member);),
+        Storage::EachNested { .. } => {
+            let nest = nest_ident(plan);
+            quote!(__out.each_nested(#key, #name, &self.#member, &#nest);)
+        }
+        Storage::Nested => {
+            let nest = nest_ident(plan);
+            quote!(__out.nested(#key, #name, &self.#member, &#nest);)
+        }
         Storage::Each { .. } => quote!(__out.each(#key, #name, #secret, &self.#member, #encode);),
         Storage::Optional => {
             quote!(__out.optional(#key, #name, #secret, &self.#member, #encode);)
@@ -236,9 +283,13 @@ fn decode_field(plan: &Plan<'_>) -> TokenStream {
     match &plan.storage {
         Storage::Skipped => quote!(::core::default::Default::default()),
         Storage::EachNested { entry } => {
-            quote!(__input.each_nested::<#ty, #entry>(#key, #name))
+            let nest = nest_ident(plan);
+            quote!(__input.each_nested::<#ty, #entry>(#key, #name, &#nest))
         }
-        Storage::Nested => quote!(__input.nested::<#ty>(#key, #name)),
+        Storage::Nested => {
+            let nest = nest_ident(plan);
+            quote!(__input.nested::<#ty>(#key, #name, &#nest))
+        }
         Storage::Each { entry } => {
             quote!(__input.each::<#ty, #entry>(#key, #name, #secret, #expected, #decode))
         }

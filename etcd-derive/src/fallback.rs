@@ -4,7 +4,7 @@
 use proc_macro2::TokenStream;
 use quote::quote;
 
-/// The errors, plus a stub impl of `EtcdConfig`. For a generic struct the stub carries the
+/// The errors, plus stub impls of `EtcdConfig` and `EtcdFields`. For a generic struct the stub carries the
 /// struct's generics, and bounds `Self` by what the trait requires, so it never adds an error
 /// of its own.
 pub(crate) fn stub(input: &syn::DeriveInput, errors: Vec<syn::Error>) -> TokenStream {
@@ -25,6 +25,13 @@ pub(crate) fn stub(input: &syn::DeriveInput, errors: Vec<syn::Error>) -> TokenSt
                 #(#bounds,)*
             {
                 const PREFIX: &'static str = "";
+            }
+
+            #[automatically_derived]
+            impl #impl_generics ::etcd_config::__private::EtcdFields for #ident #ty_generics
+            where
+                #(#bounds,)*
+            {
                 fn __describe(_: &mut ::etcd_config::__private::Describe<'_>) {}
                 fn __encode(&self, _: &mut ::etcd_config::__private::Encoder<'_>) {}
                 fn __decode(

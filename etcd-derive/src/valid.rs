@@ -20,17 +20,22 @@ fn check_container(cx: &Ctxt, input: &Input<'_>) {
             "EtcdConfig does not support generic structs",
         );
     }
+    // Without a prefix the struct can only be nested (`#[etcd(nested)]`): loading it on its
+    // own does not compile (see `local_prefix_of`).
     match input.attrs.prefix.get() {
-        None => cx.error_at(
-            &original.ident,
-            "missing #[etcd(prefix = \"...\")]: the key prefix this struct is stored under, e.g. \"/services/gateway\"",
-        ),
+        None => {}
         Some(lit) => {
             let prefix = lit.value();
             if !prefix.starts_with('/') {
-                cx.error_at(lit, "prefix must start with `/`, e.g. \"/services/gateway\"");
+                cx.error_at(
+                    lit,
+                    "prefix must start with `/`, e.g. \"/services/gateway\"",
+                );
             } else if prefix.ends_with('/') {
-                cx.error_at(lit, "prefix must not end with `/`: the struct owns the keys under prefix + \"/\"");
+                cx.error_at(
+                    lit,
+                    "prefix must not end with `/`: the struct owns the keys under prefix + \"/\"",
+                );
             } else if prefix.contains("//") {
                 cx.error_at(lit, "prefix must not contain an empty segment (`//`)");
             }

@@ -5,7 +5,7 @@ use std::cell::{Cell, RefCell};
 use zeroize::Zeroizing;
 
 use super::keyring::{split, Keyring, Opened, Unreadable};
-use super::EtcdConfig;
+use super::{EtcdConfig, Nest};
 use crate::error::{Problem, ProblemKind};
 use crate::key_range::Escaped;
 
@@ -329,15 +329,15 @@ impl<'s> Decoder<'s> {
     }
 
     /// A `#[etcd(nested)]` struct under `key/`, checked by its own `validate`.
-    pub fn nested<T: EtcdConfig>(&mut self, key: &str, field: &str) -> Option<T> {
+    pub fn nested<T>(&mut self, key: &str, field: &str, nest: &Nest<T>) -> Option<T> {
         let mut nested = self.nest(key, field);
-        let value = T::__decode(&mut nested)?;
-        nested.validated(value)
+        let value = (nest.decode)(&mut nested)?;
+        nested.validated(value, nest)
     }
 
     /// `value` if its `validate` accepts it; else `None` and a problem naming this struct.
-    fn validated<T: EtcdConfig>(&self, value: T) -> Option<T> {
-        match value.validate() {
+    fn validated<T>(&self, value: T, nest: &Nest<T>) -> Option<T> {
+        match (nest.validate)(&value) {
             Ok(()) => Some(value),
             Err(reason) => {
                 let field = self.field_prefix.trim_end_matches('.').to_owned();
@@ -375,10 +375,9 @@ impl<'s> Decoder<'s> {
     }
 
     /// A `#[etcd(each, nested)]` map of structs, each under `key/<name>/`.
-    pub fn each_nested<M, V>(&mut self, key: &str, field: &str) -> Option<M>
+    pub fn each_nested<M, V>(&mut self, key: &str, field: &str, nest: &Nest<V>) -> Option<M>
     where
         M: FromIterator<(String, V)>,
-        V: EtcdConfig,
     {
         let map = self.nest(key, field);
         let mut names: Vec<&str> = self
@@ -394,7 +393,7 @@ impl<'s> Decoder<'s> {
         let mut entries = Vec::new();
         for name in names {
             let mut entry = map.nest(name, name);
-            match V::__decode(&mut entry).and_then(|value| entry.validated(value)) {
+            match (nest.decode)(&mut entry).and_then(|value| entry.validated(value, nest)) {
                 Some(value) => entries.push((name.to_owned(), value)),
                 None => ok = false,
             }

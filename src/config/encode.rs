@@ -4,7 +4,7 @@
 //! would put (with its value) or delete (a `None` field), and the `each` maps whose entries are
 //! owned wholesale, so that `save` can also delete entries that were removed.
 
-use super::EtcdConfig;
+use super::{EtcdConfig, Nest};
 
 /// One key of a struct: its value, or `None` when the key must be absent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,14 +111,14 @@ impl Encoder<'_> {
     }
 
     /// A `#[etcd(nested)]` struct, under `key/`, checked by its own `validate`.
-    pub fn nested<T: EtcdConfig>(&mut self, key: &str, field: &str, value: &T) {
-        self.nest(key, field).validated(value);
+    pub fn nested<T>(&mut self, key: &str, field: &str, value: &T, nest: &Nest<T>) {
+        self.nest(key, field).validated(value, nest);
     }
 
     /// Encodes a nested struct here and records whether its `validate` accepts it.
-    fn validated<T: EtcdConfig>(&mut self, value: &T) {
-        value.__encode(self);
-        if let Err(reason) = value.validate() {
+    fn validated<T>(&mut self, value: &T, nest: &Nest<T>) {
+        (nest.encode)(value, self);
+        if let Err(reason) = (nest.validate)(value) {
             let field = self.field_prefix.trim_end_matches('.').to_owned();
             self.out.rejected.push((field, reason));
         }
@@ -158,17 +158,18 @@ impl Encoder<'_> {
     }
 
     /// A `#[etcd(each, nested)]` map of structs: each entry's keys under `key/<name>/`.
-    pub fn each_nested<'m, V: EtcdConfig>(
+    pub fn each_nested<'m, V: 'm>(
         &mut self,
         key: &str,
         field: &str,
         entries: impl IntoIterator<Item = (&'m String, &'m V)>,
+        nest: &Nest<V>,
     ) {
         self.out.maps.push(format!("{}{key}/", self.key_prefix));
         let mut map = self.nest(key, field);
         for (name, value) in entries {
             if map.check_name(name, true) {
-                map.nest(name, name).validated(value);
+                map.nest(name, name).validated(value, nest);
             }
         }
     }

@@ -58,21 +58,18 @@ pub use encode::Encoder;
 #[doc(hidden)]
 pub use schema::{Describe, FieldInfo};
 
-/// A settings struct stored in etcd, one key per field under [`PREFIX`](EtcdConfig::PREFIX).
-///
-/// Implement it with `#[derive(EtcdConfig)]`; the hidden methods are the derive's business.
-pub trait EtcdConfig: Sized + Send + Sync + 'static {
-    /// The key prefix, e.g. `/services/gateway`; the struct owns every key under `PREFIX/`.
-    const PREFIX: &'static str;
-
-    /// Every key with its type, default, doc comment, and whether it is required or secret.
-    fn schema() -> Schema {
-        Schema::of::<Self>()
-    }
-
-    /// Checks a decoded value (`#[etcd(validate = "path")]`). A value it rejects is never
-    /// saved, and is not accepted from etcd.
-    fn validate(&self) -> Result<(), String> {
+/// The fields of a config struct, as keys: what `#[derive(EtcdConfig)]` implements for every
+/// struct, with a prefix or without. A struct without `#[etcd(prefix = "...")]` has only this:
+/// it can be `#[etcd(nested)]` in another (its keys under the field's key there), but not
+/// loaded, saved or watched on its own. The methods are the derive's business.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` must derive EtcdConfig to be nested",
+    label = "`{Self}` does not derive EtcdConfig",
+    note = "add `#[derive(EtcdConfig)]` to `{Self}` (it needs no prefix of its own to be nested)"
+)]
+pub trait EtcdFields: Sized + Send + Sync + 'static {
+    #[doc(hidden)]
+    fn __validate(&self) -> Result<(), String> {
         Ok(())
     }
 
@@ -84,6 +81,52 @@ pub trait EtcdConfig: Sized + Send + Sync + 'static {
 
     #[doc(hidden)]
     fn __decode(input: &mut Decoder<'_>) -> Option<Self>;
+}
+
+/// What the derive needs of a nested struct's type, looked up once per field: the one place
+/// that requires `EtcdFields`, so a type that does not derive `EtcdConfig` is one error, under
+/// the field's type, not one per generated method.
+#[doc(hidden)]
+pub struct Nest<T> {
+    describe: fn(&mut Describe<'_>),
+    encode: fn(&T, &mut Encoder<'_>),
+    decode: fn(&mut Decoder<'_>) -> Option<T>,
+    validate: fn(&T) -> Result<(), String>,
+}
+
+/// `T`'s methods, for a nested field of type `T`.
+#[doc(hidden)]
+pub const fn nest_of<T: EtcdFields>() -> Nest<T> {
+    Nest {
+        describe: T::__describe,
+        encode: T::__encode,
+        decode: T::__decode,
+        validate: T::__validate,
+    }
+}
+
+/// A settings struct stored in etcd, one key per field under [`PREFIX`](EtcdConfig::PREFIX).
+///
+/// Implement it with `#[derive(EtcdConfig)]` and `#[etcd(prefix = "...")]`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a config with a prefix of its own",
+    label = "`{Self}` has no `#[etcd(prefix = \"...\")]`",
+    note = "add `#[derive(EtcdConfig)]` and `#[etcd(prefix = \"/...\")]` to `{Self}` to load, save or watch it on its own; without a prefix it can only be `#[etcd(nested)]` in another config"
+)]
+pub trait EtcdConfig: EtcdFields {
+    /// The key prefix, e.g. `/services/gateway`; the struct owns every key under `PREFIX/`.
+    const PREFIX: &'static str;
+
+    /// Every key with its type, default, doc comment, and whether it is required or secret.
+    fn schema() -> Schema {
+        Schema::of::<Self>()
+    }
+
+    /// Checks a decoded value (`#[etcd(validate = "path")]`). A value it rejects is never
+    /// saved, and is not accepted from etcd.
+    fn validate(&self) -> Result<(), String> {
+        self.__validate()
+    }
 }
 
 /// Decodes `T` from keys and values as etcd holds them, without etcd: what

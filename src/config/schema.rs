@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde_json::{json, Map, Value};
 
-use super::EtcdConfig;
+use super::{EtcdConfig, Nest};
 
 /// One key of a config struct.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,8 +212,8 @@ impl Describe<'_> {
     }
 
     /// A `#[etcd(nested)]` struct: its keys, under `key/`.
-    pub fn nested<T: EtcdConfig>(&mut self, key: &str, field: &str) {
-        T::__describe(&mut Describe {
+    pub fn nested<T>(&mut self, key: &str, field: &str, nest: &Nest<T>) {
+        (nest.describe)(&mut Describe {
             key_prefix: format!("{}{key}/", self.key_prefix),
             field_prefix: format!("{}{field}.", self.field_prefix),
             out: self.out,
@@ -237,7 +237,7 @@ impl Describe<'_> {
     }
 
     /// A `#[etcd(each, nested)]` map of structs: the struct's keys under `key/<name>/`.
-    pub fn each_nested<T: EtcdConfig>(&mut self, key: &str, field: &str) {
-        self.nested::<T>(&format!("{key}/<name>"), &format!("{field}.<name>"));
+    pub fn each_nested<T>(&mut self, key: &str, field: &str, nest: &Nest<T>) {
+        self.nested(&format!("{key}/<name>"), &format!("{field}.<name>"), nest);
     }
 }

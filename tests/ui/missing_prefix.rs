@@ -1,8 +1,0 @@
-use etcd_config::EtcdConfig;
-
-#[derive(EtcdConfig)]
-struct Settings {
-    port: u16,
-}
-
-fn main() {}
