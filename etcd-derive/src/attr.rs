@@ -95,7 +95,8 @@ impl<T> Once<T> {
 pub(crate) struct Container {
     pub(crate) prefix: Once<LitStr>,
     pub(crate) rename_all: Once<Case>,
-    pub(crate) validate: Once<Path>,
+    /// The string as written (for spans) and the path it names.
+    pub(crate) validate: Once<(LitStr, Path)>,
     pub(crate) deny_unknown_keys: Once<()>,
 }
 
@@ -164,7 +165,7 @@ impl Container {
                     VALIDATE => {
                         let lit: LitStr = meta.value()?.parse()?;
                         match lit.parse::<Path>() {
-                            Ok(path) => c.validate.set(cx, &meta, path),
+                            Ok(path) => c.validate.set(cx, &meta, (lit.clone(), path)),
                             Err(_) => cx.error_at(
                                 &lit,
                                 "validate must name a function, e.g. \"Self::check\"",

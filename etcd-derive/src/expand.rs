@@ -74,10 +74,12 @@ fn impl_struct(input: &Input<'_>) -> TokenStream {
             _ => quote! { #name: #local? },
         }
     });
-    let validate = input.attrs.validate.get().map(|path| {
+    let validate = input.attrs.validate.get().map(|(lit, path)| {
+        // Spanned at the attribute's string: a function of the wrong shape is one error there.
+        let check = quote::quote_spanned!(lit.span()=> #path);
         quote! {
             fn __validate(&self) -> ::core::result::Result<(), ::etcd_config::__private::String> {
-                #path(self)
+                ::etcd_config::__private::validate_with(self, #check)
             }
         }
     });
@@ -92,11 +94,13 @@ fn impl_struct(input: &Input<'_>) -> TokenStream {
     });
 
     let nests = plans.iter().filter_map(nest_const);
+    let codecs = plans.iter().filter_map(codec_const);
 
     quote! {
         #[allow(non_upper_case_globals, unused_attributes, unused_qualifications)]
         const _: () = {
             #(#nests)*
+            #(#codecs)*
 
             #config
 
@@ -140,11 +144,41 @@ fn codec(field: &Field<'_>) -> (TokenStream, TokenStream) {
             quote!(::etcd_config::__private::duration::decode),
         )
     } else {
+        let codec = codec_ident(field);
         (
-            quote!(|__v: &#ty| ::etcd_config::__private::encode(__v)),
-            quote!(|__s: &str| ::etcd_config::__private::decode::<#ty>(__s)),
+            quote!(|__v: &#ty| (#codec.encode)(__v)),
+            quote!(|__s: &str| (#codec.decode)(__s)),
         )
     }
+}
+
+/// Whether the field's values go through the default (serde) codec.
+fn serde_codec(plan: &Plan<'_>) -> bool {
+    let field = plan.field;
+    let stored = !matches!(
+        plan.storage,
+        Storage::Skipped | Storage::Nested | Storage::EachNested { .. }
+    );
+    stored && field.attrs.with.get().is_none() && !ast::is_duration(field.value_type())
+}
+
+/// The const holding a field type's default codec ([`codec_const`]).
+fn codec_ident(field: &Field<'_>) -> syn::Ident {
+    quote::format_ident!("__CODEC_{}", field.name())
+}
+
+/// For a field stored with the default codec, the one place that requires its type to be
+/// serde's: a type that is not is one error, under the type as the user wrote it.
+fn codec_const(plan: &Plan<'_>) -> Option<TokenStream> {
+    if !serde_codec(plan) {
+        return None;
+    }
+    let ty = plan.field.value_type();
+    let codec = codec_ident(plan.field);
+    Some(quote::quote_spanned! {ty.span()=>
+        const #codec: ::etcd_config::__private::Codec<#ty> =
+            ::etcd_config::__private::codec_of::<#ty>();
+    })
 }
 
 /// The type as a person writes it: `Vec<String>`, `BTreeMap<String, Route>`.

@@ -123,11 +123,44 @@ fn check_field(cx: &Ctxt, field: &Field<'_>) {
             }
         }
     }
+    check_default_literal(cx, field);
     if let Some(rename) = a.rename.get() {
         let key = rename.value();
         if key.is_empty() || key.starts_with('/') || key.ends_with('/') || key.contains("//") {
             cx.error_at(rename, "rename must be a non-empty relative key such as \"log\" or \"limits/max\" (no leading, trailing or double `/`)");
         }
+    }
+}
+
+/// A string default on a number or a `bool` (`#[etcd(default = "eight")] workers: u32`): the
+/// default is a Rust expression of the field's type, not text. (A string literal converts with
+/// `From<&str>` for the types that have it: `String`, `PathBuf`, ...)
+fn check_default_literal(cx: &Ctxt, field: &Field<'_>) {
+    let Some(crate::attr::Default::Expr(expr)) = field.attrs.default.get() else {
+        return;
+    };
+    let syn::Expr::Lit(syn::ExprLit {
+        lit: syn::Lit::Str(text),
+        ..
+    }) = &**expr
+    else {
+        return;
+    };
+    let ty = quote::ToTokens::to_token_stream(field.ty).to_string();
+    const PLAIN: &[&str] = &[
+        "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64", "i128", "isize",
+        "f32", "f64", "bool",
+    ];
+    if PLAIN.contains(&ty.as_str()) {
+        let example = if ty == "bool" { "true" } else { "8" };
+        cx.error_at(
+            text,
+            format!(
+                "the default of `{}` must be a `{ty}` expression, such as `default = {example}`, \
+                 not a string",
+                field.name()
+            ),
+        );
     }
 }
 

@@ -44,6 +44,56 @@ use std::time::Duration;
 use serde::de::{DeserializeOwned, IntoDeserializer};
 use serde::Serialize;
 
+/// A type a field can hold with the default codec: anything serde can write and read.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be stored in a field: it must implement serde's `Serialize` and `Deserialize`",
+    label = "`{Self}` is not `Serialize + Deserialize`",
+    note = "add `#[derive(serde::Serialize, serde::Deserialize)]` to `{Self}`; if it derives EtcdConfig, mark the field `#[etcd(nested)]`; or give the field a codec with `#[etcd(with = \"module\")]`"
+)]
+pub trait FieldValue: Serialize + DeserializeOwned {}
+
+impl<T: Serialize + DeserializeOwned> FieldValue for T {}
+
+/// The default codec of one field type, looked up once per field by the derive: the one
+/// place that requires [`FieldValue`], so a type without serde's traits is one error under
+/// the field's type.
+#[doc(hidden)]
+pub struct Codec<T> {
+    pub encode: fn(&T) -> Result<String, String>,
+    pub decode: fn(&str) -> Result<T, String>,
+}
+
+/// [`encode`] and [`decode`] for `T`.
+#[doc(hidden)]
+pub const fn codec_of<T: FieldValue>() -> Codec<T> {
+    Codec {
+        encode: encode::<T>,
+        decode: decode::<T>,
+    }
+}
+
+/// A `validate` function: `fn(&S) -> Result<(), String>`.
+#[diagnostic::on_unimplemented(
+    message = "`validate` must name a function `fn(&{S}) -> Result<(), String>`",
+    label = "not a `fn(&{S}) -> Result<(), String>`"
+)]
+pub trait ValidateFn<S> {
+    #[doc(hidden)]
+    fn check(&self, value: &S) -> Result<(), String>;
+}
+
+impl<S, F: Fn(&S) -> Result<(), String>> ValidateFn<S> for F {
+    fn check(&self, value: &S) -> Result<(), String> {
+        self(value)
+    }
+}
+
+/// Runs a struct's `validate` function (the derive's call, spanned at the attribute).
+#[doc(hidden)]
+pub fn validate_with<S>(value: &S, check: impl ValidateFn<S>) -> Result<(), String> {
+    check.check(value)
+}
+
 /// Encodes a serde value by the rules above; an error if no form reads back as `value`.
 pub fn encode<T: Serialize + DeserializeOwned>(value: &T) -> Result<String, String> {
     let tree = serde_json::to_value(value).map_err(|e| e.to_string())?;
