@@ -110,7 +110,12 @@ pub(super) fn tls_config(options: &TlsOptions) -> Result<Tls> {
             roots.add(cert).map_err(|err| bad(ca, &err))?;
         }
     }
-    let builder = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
+    // ring, not aws-lc-rs: no C toolchain beyond a compiler, and a lighter build. rustls
+    // 0.23.48 deprecates ring's provider for lacking post-quantum key exchange; etcd's
+    // clusters are reached over TLS 1.2/1.3 with classic groups, so it stays the choice.
+    #[allow(deprecated)]
+    let provider = ring::default_provider();
+    let builder = ClientConfig::builder_with_provider(Arc::new(provider))
         .with_safe_default_protocol_versions()
         .map_err(|err| Error::config(format!("TLS: {err}")))?
         .with_root_certificates(roots);
