@@ -94,7 +94,7 @@
 //! despite an invalid value ([`WhenInvalid`]), a cache file, and a lease-bound fleet record
 //! ([`Store::fleet`]). [`Live::fixed`] and [`Live::channel`] are test doubles that need no
 //! etcd. With the cargo feature `metrics`, live configs export counters and gauges through
-//! the `metrics` facade (names and labels: see the README).
+//! the `metrics` facade (names and labels: see docs/OPERATING.md).
 //!
 //! # Changing a config
 //!
