@@ -241,8 +241,9 @@ async fn the_built_command_line_as_a_user_runs_it() {
     assert!(!text(&out.stderr).contains("tok-8c1f"), "{out:?}");
     let out = admin_with_input(&endpoint, &keys, &["set", "api_token=-"], "tok-8c1f\n");
     assert_eq!(out.status.code(), Some(0), "{out:?}");
+    // Its first set is an addition: the empty default had no key.
     assert!(
-        text(&out.stdout).contains("~ api_token (secret, changed)"),
+        text(&out.stdout).contains("+ api_token (secret, set)"),
         "{out:?}"
     );
     let (stored, _) = etcdctl_get(&etcd, "/services/demo/api-token");

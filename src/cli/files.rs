@@ -1,12 +1,9 @@
 //! Files of field paths to values (TOML, or JSON), for `edit`, `apply` and `diff FILE`.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 
-use super::report::shown;
-use super::write::edit;
-use super::WriteArgs;
+use super::display::shown;
 use crate::config::{is_secret, key_of, EtcdConfig, Schema, Store};
 use crate::error::{Error, Result};
 
@@ -93,56 +90,19 @@ pub(super) async fn edits_to<T: EtcdConfig>(
     Ok(edits)
 }
 
-pub(super) async fn apply<T: EtcdConfig>(
-    store: &Store,
-    wanted: &BTreeMap<String, String>,
-    write: &WriteArgs,
-    out: &mut impl Write,
-) -> Result<()> {
-    let edits = edits_to::<T>(store, wanted).await?;
-    let borrowed: Vec<(&str, Option<&str>)> = edits
-        .iter()
-        .map(|(p, v)| (p.as_str(), v.as_deref()))
-        .collect();
-    edit::<T>(store, &borrowed, write, out).await
-}
-
-/// Opens `$EDITOR` on the config as TOML, secret fields left out (and left as they are), then
-/// applies what was saved.
-pub(super) async fn edit_in_editor<T: EtcdConfig>(
-    store: &Store,
-    write: &WriteArgs,
-    out: &mut impl Write,
-) -> Result<()> {
-    let loaded = store.load::<T>().await?;
+/// The file `edit` opens: the config as TOML of field paths, secret fields left out.
+pub(super) fn editor_file<T: EtcdConfig>(loaded: &T) -> Result<String> {
     let mut text = format!(
         "# {} (secret fields are not shown and stay as they are)\n",
         T::PREFIX
     );
-    for field in shown(&loaded)? {
+    for field in shown(loaded)? {
         if let Some(value) = &field.value {
             let line = format!("{} = {}\n", toml_key(&field.path), toml_string(value));
             text.push_str(&line);
         }
     }
-    let path = std::env::temp_dir().join(format!("etcd-config-edit-{}.toml", std::process::id()));
-    std::fs::write(&path, text).map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?;
-    let editor = std::env::var("EDITOR").unwrap_or_else(|_| "vi".to_owned());
-    let status = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!("{editor} \"$1\""))
-        .arg("sh")
-        .arg(&path)
-        .status()
-        .map_err(|e| Error::invalid(format!("cannot run {editor}: {e}")))?;
-    let wanted = read_file::<T>(&path);
-    let _ = std::fs::remove_file(&path);
-    if !status.success() {
-        return Err(Error::invalid(format!(
-            "{editor} failed ({status}); nothing saved"
-        )));
-    }
-    apply::<T>(store, &wanted?, write, out).await
+    Ok(text)
 }
 
 /// A TOML key for a field path: bare where TOML allows, quoted otherwise.

@@ -54,6 +54,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
+mod display;
 mod files;
 mod report;
 mod show;
@@ -287,16 +288,16 @@ pub async fn run<T: EtcdConfig>(
         } => report::diff::<T>(store, file, from, to, output, out).await,
         Command::Apply { file, write } => {
             let wanted = files::read_file::<T>(&file)?;
-            files::apply::<T>(store, &wanted, &write, out).await
+            write::apply::<T>(store, &wanted, &write, out).await
         }
-        Command::Edit { write } => files::edit_in_editor::<T>(store, &write, out).await,
+        Command::Edit { write } => write::edit_in_editor::<T>(store, &write, out).await,
         Command::Rotate { write } => write::rotate::<T>(store, &write, out).await,
         Command::Schema { output } => {
             let schema = T::schema();
             if output.json {
-                writeln!(out, "{:#}", schema.to_json_schema()).map_err(io)
+                writeln!(out, "{:#}", schema.to_json_schema()).map_err(display::io)
             } else {
-                write!(out, "{schema}").map_err(io)
+                write!(out, "{schema}").map_err(display::io)
             }
         }
         Command::Status { output } => report::status::<T>(store, output, out).await,
@@ -333,14 +334,4 @@ pub fn exit_code(err: &Error) -> i32 {
         Error::Connect { .. } | Error::Timeout { .. } | Error::Transport { .. } => 5,
         _ => 1,
     }
-}
-
-/// An output error, as the command's error.
-fn io(err: std::io::Error) -> Error {
-    Error::invalid(format!("cannot write the output: {err}"))
-}
-
-/// Prints one JSON value on a line.
-fn print_json(out: &mut impl Write, value: &serde_json::Value) -> Result<()> {
-    writeln!(out, "{value}").map_err(io)
 }

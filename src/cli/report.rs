@@ -8,12 +8,10 @@ use std::path::PathBuf;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
+use super::display::{diff_json, io, one_line, print_diff, print_json};
 use super::files::{edits_to, read_file};
-use super::{io, print_json, Output};
-use crate::config::{
-    diff as diff_of, diff_of_change, field_of_key, unix_ms, DiffKind, EtcdConfig, FieldDiff,
-    FleetRecord, Store,
-};
+use super::Output;
+use crate::config::{diff as diff_of, diff_of_change, unix_ms, EtcdConfig, FleetRecord, Store};
 use crate::error::{Error, Result};
 use crate::key_range::KeyRange;
 
@@ -173,15 +171,6 @@ pub(super) async fn status<T: EtcdConfig>(
     Ok(())
 }
 
-/// `text` on one line: line breaks (a decode error lists its problems on several) become `; `.
-fn one_line(text: &str) -> String {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
 /// Whether an instance serves the config as it is: `current` (it is current through the
 /// config's last change), `behind` (it is not, or it rejects the config etcd holds now), or
 /// `unconfirmed for Ns` (etcd has not confirmed its value lately).
@@ -242,98 +231,6 @@ pub(super) async fn watch<T: EtcdConfig>(
             (Err(err), false) => writeln!(out, "rejected: {err}").map_err(io)?,
         }
         out.flush().map_err(io)?;
-    }
-    Ok(())
-}
-
-/// One field as the command line shows it.
-pub(super) struct Shown {
-    /// The key, as the store's client addresses it.
-    pub(super) key: String,
-    pub(super) path: String,
-    /// The stored value; `None` for a secret field.
-    pub(super) value: Option<String>,
-}
-
-impl Shown {
-    pub(super) fn text(&self) -> &str {
-        self.value.as_deref().unwrap_or("(secret, set)")
-    }
-}
-
-/// Every field of `value` by field path, as stored, secrets without their values.
-pub(super) fn shown<T: EtcdConfig>(value: &T) -> Result<Vec<Shown>> {
-    let schema = T::schema();
-    let strip = crate::config::local_prefix_of::<T>();
-    Ok(crate::config::to_key_values(value)?
-        .into_iter()
-        .map(|(key, value)| {
-            let (path, secret) = field_of_key(&schema, &key).unwrap_or_else(|| {
-                let relative = key.strip_prefix(&strip).unwrap_or(&key);
-                (relative.replace('/', "."), false)
-            });
-            Shown {
-                key,
-                path,
-                value: (!secret).then_some(value),
-            }
-        })
-        .collect())
-}
-
-pub(super) fn diff_json(changes: &[FieldDiff]) -> Value {
-    changes
-        .iter()
-        .map(|change| {
-            json!({
-                "path": change.field,
-                "secret": change.secret,
-                "before": change.before,
-                "after": change.after,
-                "change": match change.kind {
-                    DiffKind::Added => "added",
-                    DiffKind::Removed => "removed",
-                    _ => "changed",
-                },
-            })
-        })
-        .collect()
-}
-
-/// Prints a field diff, one line per field: `+` added, `~` changed, `-` removed (with the code
-/// default that serves from then on, for a defaulted field); secrets without values.
-pub(super) fn print_diff<T: EtcdConfig>(out: &mut impl Write, changes: &[FieldDiff]) -> Result<()> {
-    if changes.is_empty() {
-        return writeln!(out, "no change").map_err(io);
-    }
-    let schema = T::schema();
-    let default_of = |field: &str| {
-        schema
-            .fields
-            .iter()
-            .find(|f| f.field == field)
-            .and_then(|f| f.default.clone())
-    };
-    for change in changes {
-        let field = &change.field;
-        match (change.secret, change.kind, &change.before, &change.after) {
-            (true, DiffKind::Added, ..) => writeln!(out, "+ {field} (secret, set)"),
-            (true, DiffKind::Removed, ..) => writeln!(out, "- {field} (secret, removed)"),
-            (true, ..) => writeln!(out, "~ {field} (secret, changed)"),
-            (false, _, None, Some(after)) => writeln!(out, "+ {field}: {after:?}"),
-            (false, _, Some(before), None) => match default_of(field) {
-                Some(default) => writeln!(
-                    out,
-                    "- {field}: {before:?} (key removed: the default {default:?} applies)"
-                ),
-                None => writeln!(out, "- {field}: {before:?}"),
-            },
-            (false, _, Some(before), Some(after)) => {
-                writeln!(out, "~ {field}: {before:?} -> {after:?}")
-            }
-            (false, _, None, None) => Ok(()),
-        }
-        .map_err(io)?;
     }
     Ok(())
 }

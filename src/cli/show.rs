@@ -8,10 +8,10 @@ use std::io::Write;
 
 use serde_json::{json, Value};
 
-use super::report::{shown, Shown};
-use super::{io, print_json, Output};
+use super::display::{io, print_json, shown, Shown};
+use super::Output;
 use crate::config::{
-    decode_entries, field_of_key, key_of, local_prefix_of, unknown_keys, Current, EtcdConfig, Store,
+    decode_entries, field_of_key, key_of, keys, unknown_keys, Current, EtcdConfig, Store,
 };
 use crate::error::{Error, Result};
 
@@ -125,7 +125,7 @@ pub(super) async fn get<T: EtcdConfig>(
     out: &mut impl Write,
 ) -> Result<()> {
     let schema = T::schema();
-    let key = format!("{}{}", local_prefix_of::<T>(), key_of(&schema, path)?);
+    let key = format!("{}{}", keys::fields::<T>(), key_of(&schema, path)?);
     let read = read::<T>(store).await?;
     let stored = read.current.kvs.iter().find(|kv| kv.key == key.as_bytes());
     let field = match (&read.loaded, stored) {
@@ -156,7 +156,7 @@ pub(super) async fn get<T: EtcdConfig>(
 /// without their values): a config that does not decode, shown as it is.
 fn stored_fields<T: EtcdConfig>(current: &Current) -> Vec<Shown> {
     let schema = T::schema();
-    let local = local_prefix_of::<T>();
+    let local = keys::fields::<T>();
     current
         .kvs
         .iter()

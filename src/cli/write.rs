@@ -1,13 +1,15 @@
 //! The commands that write (set, unset, apply, edit, rollback): the diff first, then the
 //! write with its note, or with `--dry-run` the operations it would send; then the rollout.
 
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::report::{diff_json, print_diff};
-use super::{io, print_json, WriteArgs};
+use super::display::{diff_json, io, print_diff, print_json};
+use super::files::{editor_file, edits_to, read_file};
+use super::WriteArgs;
 use crate::config::{
     diff_of_change, field_of_key, is_secret, ChangeNote, ChangeSet, Committed, EtcdConfig,
     FieldDiff, PlannedEdit, Store,
@@ -277,4 +279,47 @@ fn rollout_json(rollout: &Result<usize>) -> Value {
         }),
         Err(err) => json!({ "applied": false, "error": err.to_string() }),
     }
+}
+
+pub(super) async fn apply<T: EtcdConfig>(
+    store: &Store,
+    wanted: &BTreeMap<String, String>,
+    write: &WriteArgs,
+    out: &mut impl Write,
+) -> Result<()> {
+    let edits = edits_to::<T>(store, wanted).await?;
+    let borrowed: Vec<(&str, Option<&str>)> = edits
+        .iter()
+        .map(|(p, v)| (p.as_str(), v.as_deref()))
+        .collect();
+    edit::<T>(store, &borrowed, write, out).await
+}
+
+/// Opens `$EDITOR` on the config as TOML, secret fields left out (and left as they are), then
+/// applies what was saved.
+pub(super) async fn edit_in_editor<T: EtcdConfig>(
+    store: &Store,
+    write: &WriteArgs,
+    out: &mut impl Write,
+) -> Result<()> {
+    let loaded = store.load::<T>().await?;
+    let text = editor_file::<T>(&loaded)?;
+    let path = std::env::temp_dir().join(format!("etcd-config-edit-{}.toml", std::process::id()));
+    std::fs::write(&path, text).map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?;
+    let editor = std::env::var("EDITOR").unwrap_or_else(|_| "vi".to_owned());
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{editor} \"$1\""))
+        .arg("sh")
+        .arg(&path)
+        .status()
+        .map_err(|e| Error::invalid(format!("cannot run {editor}: {e}")))?;
+    let wanted = read_file::<T>(&path);
+    let _ = std::fs::remove_file(&path);
+    if !status.success() {
+        return Err(Error::invalid(format!(
+            "{editor} failed ({status}); nothing saved"
+        )));
+    }
+    apply::<T>(store, &wanted?, write, out).await
 }

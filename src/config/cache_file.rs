@@ -28,7 +28,7 @@ pub(super) fn write_cache_logged<T: EtcdConfig>(
 fn write_cache<T: EtcdConfig>(prefix: &str, path: &Path, value: &T, revision: i64) -> Result<()> {
     use std::io::Write as _;
 
-    let strip = crate::config::local_prefix_of::<T>();
+    let strip = crate::config::keys::fields::<T>();
     let keys: serde_json::Map<String, serde_json::Value> = to_key_values(value)?
         .into_iter()
         .map(|(k, v)| (k.strip_prefix(&strip).unwrap_or(&k).to_owned(), v.into()))

@@ -1,86 +1,20 @@
-//! Changing a config safely: typed edits with compare-and-swap, change notes written in the
-//! same transaction, the history of changes from etcd's own, loads at a past revision,
-//! rollback, diffs by field path, and waiting for the fleet to take a change.
-//!
-//! A note is stored at `namespace + T::PREFIX + ".notes/<time>-<nonce>"`, outside the keys `T`
-//! owns: JSON with the author, the reason and the time, readable with `etcdctl`. It is written
-//! by the same Txn as the change, so its create revision *is* the change's revision; the last
-//! [`KEPT_NOTES`] notes are kept, so they outlive a compaction of the config's history.
+//! Changing a config safely: typed edits with compare-and-swap (`edit`), changes by field path
+//! (`set`, `unset`, `plan_edit`), loads at a past revision and rollback, and re-encrypting
+//! secrets. What each writes is worked out by [`change_set`](super::change_set), with a note
+//! ([`notes`](super::notes)) in the same transaction.
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::SystemTime;
-
-use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
 
 use super::change_set::{Committed, Current};
-use super::decode::local_prefix_of;
-use super::decode::RawKeys;
-use super::fleet::unix_ms;
-use super::paths::{field_of_key, is_required, is_secret, key_of};
+use super::keys;
+use super::notes::ChangeNote;
+use super::paths::{is_required, is_secret, key_of};
 use super::store::decode_entries;
-use super::watch::{changed_fields, stored};
 use super::{EtcdConfig, Store};
-use crate::client::TxnOp;
 use crate::error::{Error, Result};
-use crate::key_range::KeyRange;
-
-/// How many change notes are kept per config (the oldest are deleted by later changes).
-pub const KEPT_NOTES: usize = 100;
 
 /// How often [`Store::edit`] loads and tries again when someone else changed the config.
 const EDIT_ATTEMPTS: usize = 5;
-
-/// Who changes a config, and why: written with the change, in the same transaction.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct ChangeNote {
-    /// Who made the change.
-    pub author: String,
-    /// Why (may be empty).
-    pub reason: String,
-}
-
-impl ChangeNote {
-    /// A change by `author`.
-    pub fn by(author: impl Into<String>) -> ChangeNote {
-        ChangeNote {
-            author: author.into(),
-            reason: String::new(),
-        }
-    }
-
-    /// Says why.
-    #[must_use]
-    pub fn reason(mut self, reason: impl Into<String>) -> ChangeNote {
-        self.reason = reason.into();
-        self
-    }
-
-    /// The same note, its reason led by what the tool did (`rollback to revision 3: why`).
-    pub(crate) fn prefixed(&self, what: &str) -> ChangeNote {
-        let reason = match self.reason.as_str() {
-            "" => what.to_owned(),
-            why => format!("{what}: {why}"),
-        };
-        ChangeNote::by(self.author.clone()).reason(reason)
-    }
-}
-
-/// One change in a config's history, from [`Store::history`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Change {
-    /// The revision of the change.
-    pub revision: i64,
-    /// The field paths it changed. Known back to the last compaction; empty for older changes,
-    /// which are known from their notes alone.
-    pub changed: Vec<String>,
-    /// Whether the value after it was valid (decoded and passed `validate`).
-    pub valid: bool,
-    /// Who made it and why, if it was made with a note.
-    pub note: Option<ChangeNote>,
-}
 
 /// An edit worked out but not written, from [`Store::plan_edit`].
 #[derive(Debug, Clone)]
@@ -98,56 +32,7 @@ pub struct PlannedEdit<T> {
     pub(crate) unset: HashSet<String>,
 }
 
-/// A note as stored.
-#[derive(Serialize, Deserialize)]
-struct StoredNote {
-    author: String,
-    reason: String,
-    at_ms: u64,
-}
-
 impl Store {
-    /// Where `T`'s change notes live, as etcd holds them: `namespace + T::PREFIX + ".notes/"`.
-    pub fn notes_prefix_of<T: EtcdConfig>(&self) -> String {
-        format!("{}{}", self.namespace_str(), local_notes_prefix::<T>())
-    }
-
-    /// The range of `T`'s change notes, as this store's [`client`](Self::client) addresses
-    /// them (inside the store's namespace).
-    pub fn notes_range_of<T: EtcdConfig>(&self) -> KeyRange {
-        KeyRange::prefix(local_notes_prefix::<T>())
-    }
-
-    /// The Txn operations that write `note` and drop the notes beyond [`KEPT_NOTES`].
-    pub(super) async fn note_ops<T: EtcdConfig>(&self, note: &ChangeNote) -> Result<Vec<TxnOp>> {
-        static NONCE: AtomicU64 = AtomicU64::new(0);
-        let prefix = local_notes_prefix::<T>();
-        let old = self
-            .client()
-            .kv()
-            .get(KeyRange::prefix(prefix.clone()))
-            .keys_only()
-            .await?;
-        let now = unix_ms(SystemTime::now());
-        let nonce = NONCE.fetch_add(1, Ordering::Relaxed);
-        let key = format!("{prefix}{now:013}-{}-{nonce}", std::process::id());
-        let value = serde_json::to_string(&StoredNote {
-            author: note.author.clone(),
-            reason: note.reason.clone(),
-            at_ms: now,
-        })
-        .unwrap_or_default();
-        let mut ops = vec![TxnOp::put(key, value)];
-        let excess = (old.kvs.len() + 1).saturating_sub(KEPT_NOTES);
-        ops.extend(
-            old.kvs
-                .iter()
-                .take(excess)
-                .map(|kv| TxnOp::delete(KeyRange::key(kv.key.clone()))),
-        );
-        Ok(ops)
-    }
-
     /// Loads `T`, lets `change` edit it, validates the result and writes the fields whose
     /// stored text changed, with `note` in the same Txn, if no key of `T` changed since the
     /// load; on a conflict loads and tries again (five attempts). Returns the revision of the
@@ -364,7 +249,7 @@ impl Store {
         let now = current.revision;
         let before =
             decode_entries::<T>(&prefix, self.keyring(), now, &current.raw_keys::<T>()).ok();
-        let local = local_prefix_of::<T>();
+        let local = keys::fields::<T>();
         let held_then: HashSet<&[u8]> = then.kvs.iter().map(|kv| kv.key.as_slice()).collect();
         let unset = current
             .kvs
@@ -421,74 +306,6 @@ impl Store {
         )
         .await
     }
-
-    /// Every change of `T` that etcd's history still holds (back to the last compaction, with
-    /// the field paths each changed), and older changes known from their notes, oldest first.
-    pub async fn history<T: EtcdConfig>(&self) -> Result<Vec<Change>> {
-        let prefix = self.prefix_of::<T>();
-        let notes = self
-            .client()
-            .kv()
-            .get(KeyRange::prefix(local_notes_prefix::<T>()))
-            .await?;
-        let mut by_revision: BTreeMap<i64, ChangeNote> = notes
-            .kvs
-            .iter()
-            .filter_map(|kv| {
-                let note: StoredNote = serde_json::from_slice(&kv.value).ok()?;
-                let note = ChangeNote::by(note.author).reason(note.reason);
-                Some((kv.create_revision, note))
-            })
-            .collect();
-        let head = notes.header.revision;
-        let mut changes = Vec::new();
-        // The last revision's keys, and its value as stored when it was valid.
-        let mut previous: Option<(RawKeys, Option<Stored>)> = None;
-        self.walk_history::<T>(head, |revision, keys| {
-            let decoded = decode_entries::<T>(&prefix, self.keyring(), revision, keys);
-            let now = decoded.as_ref().ok().map(stored);
-            let Some((before_keys, before)) = previous.replace((keys.clone(), now.clone())) else {
-                return; // the compaction point: where the replay starts, not a change
-            };
-            let changed = match (&before, &now) {
-                (Some(before), Some(after)) => changed_fields(before, after),
-                // Either side does not load: the fields whose keys were written or deleted.
-                _ => changed_keys::<T>(&before_keys, keys),
-            };
-            // A noted write that changed no value (secrets re-encrypted) is still a change
-            // someone made: listed, with no fields. Keys no field reads are not a change.
-            let noted = by_revision.contains_key(&revision);
-            if changed.is_empty() && !noted {
-                return;
-            }
-            changes.push(Change {
-                revision,
-                changed,
-                valid: decoded.is_ok(),
-                note: by_revision.remove(&revision),
-            });
-        })
-        .await?;
-        // Notes of changes older than the replay.
-        let replayed_from = changes.first().map_or(head + 1, |c| c.revision);
-        let mut older: Vec<Change> = by_revision
-            .into_iter()
-            .filter(|(revision, _)| *revision < replayed_from)
-            .map(|(revision, note)| Change {
-                revision,
-                changed: Vec::new(),
-                valid: true,
-                note: Some(note),
-            })
-            .collect();
-        older.extend(changes);
-        Ok(older)
-    }
-}
-
-/// Where `T`'s change notes live, as a store's client addresses them (inside its namespace).
-fn local_notes_prefix<T: EtcdConfig>() -> String {
-    format!("{}.notes/", T::PREFIX)
 }
 
 /// A value given to `set` that does not make a valid config: said as bad input (naming the
@@ -533,21 +350,4 @@ fn invalid_input(err: Error, edited: &[String]) -> Error {
         ));
     }
     Error::invalid(format!("{reason}\nnothing was written"))
-}
-
-/// A value as stored: `key -> (field path, value)`.
-type Stored = BTreeMap<String, (String, Option<String>)>;
-
-/// The field paths whose keys differ between two states of the prefix (written, added or
-/// deleted), keys no field owns left out: a change's fields when either side does not load.
-fn changed_keys<T: EtcdConfig>(before: &RawKeys, after: &RawKeys) -> Vec<String> {
-    let schema = T::schema();
-    let local = local_prefix_of::<T>();
-    let mut fields: Vec<String> = before
-        .diff(after)
-        .filter_map(|key| Some(field_of_key(&schema, &format!("{local}{key}"))?.0))
-        .collect();
-    fields.sort();
-    fields.dedup();
-    fields
 }

@@ -12,10 +12,12 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use super::decode::{local_prefix_of, RawKeys};
+use super::decode::RawKeys;
 use super::encode::Encoded;
 use super::keyring::{split, Keyring, Opened};
-use super::{ChangeNote, EtcdConfig, Schema, Store};
+use super::keys;
+use super::notes::ChangeNote;
+use super::{EtcdConfig, Schema, Store};
 use crate::client::{Compare, CompareOp, KeyValue, TxnOp};
 use crate::error::Error;
 use crate::key_range::KeyRange;
@@ -93,7 +95,7 @@ pub(crate) struct Rules<'a> {
 /// The defaults of `T`'s fields as stored (secret ones included: they are compared with the
 /// value in clear, never shown), by key relative to the prefix.
 pub(crate) fn defaults_of<T: EtcdConfig>() -> BTreeMap<String, String> {
-    let strip = local_prefix_of::<T>();
+    let strip = keys::fields::<T>();
     Schema::described::<T>(true)
         .fields
         .into_iter()
@@ -114,7 +116,7 @@ pub(crate) fn change_set<T: EtcdConfig>(
     current: &Current,
     rules: &Rules<'_>,
 ) -> crate::Result<ChangeSet> {
-    let local = local_prefix_of::<T>();
+    let local = keys::fields::<T>();
     let existing: BTreeMap<&str, &KeyValue> = current
         .kvs
         .iter()

@@ -29,7 +29,7 @@ impl RawKeys {
     ) -> RawKeys {
         let mut keys = RawKeys::default();
         for (key, value) in kvs {
-            if let Some(relative) = relative_key::<T>(&key) {
+            if let Some(relative) = super::keys::relative::<T>(&key) {
                 keys.put(relative, value);
             }
         }
@@ -91,17 +91,6 @@ impl RawKeys {
             }
         }
     }
-}
-
-/// `T`'s prefix as a store's client addresses it, inside the store's namespace:
-/// `T::PREFIX` + `/`.
-pub(crate) fn local_prefix_of<T: EtcdConfig>() -> String {
-    format!("{}/", T::PREFIX)
-}
-
-/// `key` relative to `T`'s prefix, if it is under it (`key` as a store's client gives it).
-pub(crate) fn relative_key<T: EtcdConfig>(key: &[u8]) -> Option<&[u8]> {
-    key.strip_prefix(T::PREFIX.as_bytes())?.strip_prefix(b"/")
 }
 
 /// The keys under one struct's prefix, as `(key relative to prefix/, value)`, sorted by key.

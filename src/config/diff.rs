@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::change_set::{ChangeSet, Current};
-use super::decode::local_prefix_of;
+use super::keys;
 use super::paths::{field_of_key, is_secret};
 use super::watch::{changed_fields, stored};
 use super::EtcdConfig;
@@ -80,7 +80,7 @@ pub fn diff<T: EtcdConfig>(before: &T, after: &T) -> Vec<FieldDiff> {
 #[cfg_attr(not(feature = "cli"), allow(dead_code))]
 pub(crate) fn diff_of_change<T: EtcdConfig>(current: &Current, set: &ChangeSet) -> Vec<FieldDiff> {
     let schema = T::schema();
-    let local = local_prefix_of::<T>();
+    let local = keys::fields::<T>();
     let stored_now: BTreeMap<&[u8], &[u8]> = current
         .kvs
         .iter()

@@ -21,11 +21,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::{EtcdConfig, Store};
+use super::{keys, EtcdConfig, Store};
 use crate::backoff::Backoff;
 use crate::client::KeepAlive;
 use crate::error::{Error, Result, ServerErrorKind};
-use crate::key_range::KeyRange;
 
 /// How long a record outlives its process: the TTL of its lease, in seconds.
 const RECORD_TTL: i64 = 10;
@@ -86,32 +85,16 @@ pub(crate) fn unix_ms(at: SystemTime) -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Where the fleet records of `T` live, as a store's client addresses them (inside its
-/// namespace).
-pub(crate) fn local_fleet_prefix<T: EtcdConfig>() -> String {
-    format!("{}.fleet/", T::PREFIX)
-}
-
 fn from_unix_ms(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
 }
 
 impl Store {
-    /// Where the fleet records of `T` live, as etcd holds them:
-    /// `namespace + T::PREFIX + ".fleet/"`.
-    pub fn fleet_prefix_of<T: EtcdConfig>(&self) -> String {
-        format!("{}{}", self.namespace_str(), local_fleet_prefix::<T>())
-    }
-
     /// Every instance's record for `T` (one Range), sorted by instance name. Records that are
     /// not this crate's JSON are skipped.
     pub async fn fleet<T: EtcdConfig>(&self) -> Result<Vec<FleetRecord>> {
-        let prefix = local_fleet_prefix::<T>();
-        let page = self
-            .client()
-            .kv()
-            .get(KeyRange::prefix(prefix.clone()))
-            .await?;
+        let prefix = keys::fleet::<T>();
+        let page = self.client().kv().get(self.fleet_range_of::<T>()).await?;
         Ok(page
             .kvs
             .iter()

@@ -1,5 +1,7 @@
-//! A config's past values, from etcd's own history: what a live config falls back to when the
-//! value in etcd is invalid at start-up ([`LiveOptions::when_invalid`](super::LiveOptions::when_invalid)).
+//! A config's past, from etcd's own history: every change with the fields it changed and its
+//! note ([`Store::history`]), and the last valid value, which a live config falls back to when
+//! the value in etcd is invalid at start-up
+//! ([`LiveOptions::when_invalid`](super::LiveOptions::when_invalid)).
 
 use std::ops::ControlFlow;
 
@@ -7,9 +9,15 @@ use futures_util::StreamExt;
 
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use super::decode::RawKeys;
+use super::keys;
+use super::notes::ChangeNote;
+use super::paths::field_of_key;
 use super::store::decode_entries;
 use super::watch::replay;
+use super::watch::{changed_fields, stored};
 use super::{EtcdConfig, Store};
 use crate::error::{Result, ServerErrorKind};
 
@@ -17,7 +25,71 @@ use crate::error::{Result, ServerErrorKind};
 /// gone.
 const QUIET: Duration = Duration::from_millis(500);
 
+/// One change in a config's history, from [`Store::history`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Change {
+    /// The revision of the change.
+    pub revision: i64,
+    /// The field paths it changed. Known back to the last compaction; empty for older changes,
+    /// which are known from their notes alone.
+    pub changed: Vec<String>,
+    /// Whether the value after it was valid (decoded and passed `validate`).
+    pub valid: bool,
+    /// Who made it and why, if it was made with a note.
+    pub note: Option<ChangeNote>,
+}
+
 impl Store {
+    /// Every change of `T` that etcd's history still holds (back to the last compaction, with
+    /// the field paths each changed), and older changes known from their notes, oldest first.
+    pub async fn history<T: EtcdConfig>(&self) -> Result<Vec<Change>> {
+        let prefix = self.prefix_of::<T>();
+        let (mut by_revision, head) = self.notes_by_revision::<T>().await?;
+        let mut changes = Vec::new();
+        // The last revision's keys, and its value as stored when it was valid.
+        let mut previous: Option<(RawKeys, Option<Stored>)> = None;
+        self.walk_history::<T>(head, |revision, keys| {
+            let decoded = decode_entries::<T>(&prefix, self.keyring(), revision, keys);
+            let now = decoded.as_ref().ok().map(stored);
+            let Some((before_keys, before)) = previous.replace((keys.clone(), now.clone())) else {
+                return; // the compaction point: where the replay starts, not a change
+            };
+            let changed = match (&before, &now) {
+                (Some(before), Some(after)) => changed_fields(before, after),
+                // Either side does not load: the fields whose keys were written or deleted.
+                _ => changed_keys::<T>(&before_keys, keys),
+            };
+            // A noted write that changed no value (secrets re-encrypted) is still a change
+            // someone made: listed, with no fields. Keys no field reads are not a change.
+            let noted = by_revision.contains_key(&revision);
+            if changed.is_empty() && !noted {
+                return;
+            }
+            changes.push(Change {
+                revision,
+                changed,
+                valid: decoded.is_ok(),
+                note: by_revision.remove(&revision),
+            });
+        })
+        .await?;
+        // Notes of changes older than the replay.
+        let replayed_from = changes.first().map_or(head + 1, |c| c.revision);
+        let mut older: Vec<Change> = by_revision
+            .into_iter()
+            .filter(|(revision, _)| *revision < replayed_from)
+            .map(|(revision, note)| Change {
+                revision,
+                changed: Vec::new(),
+                valid: true,
+                note: Some(note),
+            })
+            .collect();
+        older.extend(changes);
+        Ok(older)
+    }
+
     /// The newest revision up to `before` at which `T`'s keys made a valid value, back to the
     /// last compaction, with that value; `None` if there is none in the history etcd keeps.
     pub(crate) async fn last_valid_before<T: EtcdConfig>(
@@ -126,4 +198,21 @@ impl Store {
         }
         Ok(low)
     }
+}
+
+/// A value as stored: `key -> (field path, value)`.
+type Stored = BTreeMap<String, (String, Option<String>)>;
+
+/// The field paths whose keys differ between two states of the prefix (written, added or
+/// deleted), keys no field owns left out: a change's fields when either side does not load.
+fn changed_keys<T: EtcdConfig>(before: &RawKeys, after: &RawKeys) -> Vec<String> {
+    let schema = T::schema();
+    let local = keys::fields::<T>();
+    let mut fields: Vec<String> = before
+        .diff(after)
+        .filter_map(|key| Some(field_of_key(&schema, &format!("{local}{key}"))?.0))
+        .collect();
+    fields.sort();
+    fields.dedup();
+    fields
 }

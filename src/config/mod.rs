@@ -15,7 +15,9 @@ mod encode;
 mod fleet;
 mod history;
 mod keyring;
+pub(crate) mod keys;
 mod live;
+mod notes;
 mod paths;
 mod schema;
 mod secret;
@@ -23,21 +25,22 @@ mod store;
 mod watch;
 
 pub use access::Access;
-pub use change::{Change, ChangeNote, PlannedEdit, KEPT_NOTES};
+pub use change::PlannedEdit;
 #[cfg(feature = "cli")]
 pub(crate) use change_set::{ChangeSet, Committed, Current};
-pub(crate) use decode::local_prefix_of;
 #[cfg(feature = "cli")]
 pub(crate) use diff::diff_of_change;
 pub use diff::{diff, DiffKind, FieldDiff};
 #[cfg(feature = "cli")]
 pub(crate) use fleet::unix_ms;
 pub use fleet::FleetRecord;
+pub use history::Change;
 pub use keyring::Keyring;
 pub use live::{
     FollowerState, Live, LiveEvent, LiveEvents, LiveOptions, LiveSender, LiveStatus, Rejection,
     Selected, WhenInvalid,
 };
+pub use notes::{ChangeNote, KEPT_NOTES};
 #[cfg(feature = "cli")]
 pub(crate) use paths::{field_of_key, is_secret};
 #[cfg(feature = "cli")]
@@ -165,7 +168,7 @@ pub fn to_key_values<T: EtcdConfig>(value: &T) -> Result<Vec<(String, String)>> 
     let encoded = encode::Encoded::of(value);
     if let Some((field, key, reason)) = encoded.errors.into_iter().next() {
         return Err(Error::Encode {
-            key: format!("{}/{key}", T::PREFIX),
+            key: format!("{}{key}", keys::fields::<T>()),
             field,
             reason,
         });
@@ -173,6 +176,6 @@ pub fn to_key_values<T: EtcdConfig>(value: &T) -> Result<Vec<(String, String)>> 
     Ok(encoded
         .entries
         .into_iter()
-        .filter_map(|e| Some((format!("{}/{}", T::PREFIX, e.key), e.value?)))
+        .filter_map(|e| Some((format!("{}{}", keys::fields::<T>(), e.key), e.value?)))
         .collect())
 }

@@ -77,7 +77,7 @@ pub(crate) fn is_required(schema: &Schema, path: &str) -> bool {
 /// `routes.blue.weight`): the schema's field whose path matches, `<name>` standing for one map
 /// entry's name.
 pub(crate) fn key_of(schema: &Schema, path: &str) -> Result<String> {
-    let strip = format!("{}/", schema.prefix);
+    let strip = super::keys::fields_under(&schema.prefix);
     if let Some((field, names)) = field_at(schema, path) {
         let template = field.key.strip_prefix(&strip).unwrap_or(&field.key);
         let mut names = names.into_iter();
@@ -148,7 +148,7 @@ pub(crate) fn unknown_keys<'k>(
     schema: &Schema,
     keys: impl IntoIterator<Item = &'k str>,
 ) -> Vec<(String, Option<String>)> {
-    let local = format!("{}/", schema.prefix);
+    let local = super::keys::fields_under(&schema.prefix);
     let known: Vec<(String, &str)> = schema
         .fields
         .iter()

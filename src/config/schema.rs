@@ -42,7 +42,7 @@ impl Schema {
     /// The keys the struct owns (everything under `prefix/`, outside any namespace): the range a
     /// role needs, as [`Store::grant`](crate::Store::grant) grants it.
     pub fn range(&self) -> crate::KeyRange {
-        crate::KeyRange::prefix(format!("{}/", self.prefix))
+        crate::KeyRange::prefix(super::keys::fields_under(&self.prefix))
     }
 
     pub(crate) fn of<T: EtcdConfig>() -> Schema {
@@ -54,7 +54,7 @@ impl Schema {
     pub(crate) fn described<T: EtcdConfig>(secret_defaults: bool) -> Schema {
         let mut fields = Vec::new();
         T::__describe(&mut Describe {
-            key_prefix: crate::config::local_prefix_of::<T>(),
+            key_prefix: crate::config::keys::fields::<T>(),
             field_prefix: String::new(),
             out: &mut fields,
             secret_defaults,
@@ -71,7 +71,7 @@ impl Schema {
     pub fn to_json_schema(&self) -> Value {
         let mut properties = Map::new();
         let mut required = Vec::new();
-        let strip = format!("{}/", self.prefix);
+        let strip = super::keys::fields_under(&self.prefix);
         for field in &self.fields {
             let name = field
                 .key

@@ -1,12 +1,12 @@
 //! [`Store`]: load, save, compare-and-swap and delete config structs.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use super::change_set::defaults_of;
-use super::decode::{local_prefix_of, RawKeys, Source};
+use super::decode::{RawKeys, Source};
 use super::encode::Encoded;
 use super::keyring::Keyring;
+use super::keys;
 use super::EtcdConfig;
 use crate::client::KeyValue;
 use crate::client::{Compare, CompareOp, Txn, TxnOp};
@@ -118,25 +118,6 @@ impl Store {
         &self.client
     }
 
-    /// The full key prefix `T` owns in this store, as etcd (and `etcdctl`) holds it:
-    /// namespace + `T::PREFIX` + `/`.
-    pub fn prefix_of<T: EtcdConfig>(&self) -> String {
-        format!("{}{}", self.namespace_str(), local_prefix_of::<T>())
-    }
-
-    /// This store's namespace (empty for none); a namespace that is not UTF-8 is shown with
-    /// replacement characters.
-    pub(crate) fn namespace_str(&self) -> Cow<'_, str> {
-        String::from_utf8_lossy(self.client.namespace_prefix())
-    }
-
-    /// The range of keys `T` owns in this store, as its [`client`](Self::client) addresses
-    /// them: everything under `T::PREFIX` + `/`, in the store's namespace. Without a namespace,
-    /// everything under [`prefix_of`](Self::prefix_of).
-    pub fn range_of<T: EtcdConfig>(&self) -> KeyRange {
-        KeyRange::prefix(local_prefix_of::<T>())
-    }
-
     /// Loads `T`: one Range over its prefix. See [`load_versioned`](Self::load_versioned).
     pub async fn load<T: EtcdConfig>(&self) -> Result<T> {
         Ok(self.load_versioned::<T>().await?.value)
@@ -212,7 +193,7 @@ impl Store {
         let encoded = self.encode_checked(value)?;
         // Keys as the client addresses them; the full key (namespace included) is what a
         // secret's ciphertext is bound to.
-        let local = local_prefix_of::<T>();
+        let local = keys::fields::<T>();
         let defaults = defaults_of::<T>();
         let mut puts = Vec::new();
         // Fields at their default: put only where a key exists (defaults stay in code).
@@ -434,7 +415,7 @@ pub(crate) fn decode_kvs<T: EtcdConfig>(
     kvs: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
 ) -> Result<T> {
     decode_entries(
-        &local_prefix_of::<T>(),
+        &keys::fields::<T>(),
         None,
         revision,
         &RawKeys::from_kvs::<T>(kvs),

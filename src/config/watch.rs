@@ -12,9 +12,10 @@ use futures_core::Stream;
 use futures_util::StreamExt;
 use sync_wrapper::SyncWrapper;
 
-use super::decode::{relative_key, RawKeys};
+use super::decode::RawKeys;
 use super::encode::Encoded;
 use super::keyring::Keyring;
+use super::keys;
 use super::paths::unknown_keys;
 use super::store::decode_entries;
 use super::{EtcdConfig, Store, Versioned};
@@ -179,7 +180,7 @@ fn unknown_in<T: EtcdConfig>(
     let unknown: Vec<UnknownKey> = unknown_keys(&T::schema(), keys.keys())
         .into_iter()
         .map(|(key, did_you_mean)| UnknownKey {
-            key: format!("{}/{key}", T::PREFIX),
+            key: format!("{}{key}", keys::fields::<T>()),
             did_you_mean,
         })
         .collect();
@@ -464,7 +465,7 @@ pub(super) fn replay<T: EtcdConfig>(
             events.next_if(|e| e.kv.mod_revision == revision)
         }));
         for event in batch {
-            let Some(relative) = relative_key::<T>(&event.kv.key) else {
+            let Some(relative) = keys::relative::<T>(&event.kv.key) else {
                 continue;
             };
             match event.kind {

@@ -60,7 +60,7 @@ impl<T: EtcdConfig> Live<T> {
     ///
     /// The first value is taken as it is, at revision 1.
     pub fn channel(value: T) -> (LiveSender<T>, Live<T>) {
-        let prefix = crate::config::local_prefix_of::<T>();
+        let prefix = crate::config::keys::fields::<T>();
         let initial = Snapshot {
             value: Arc::new(value),
             revision: 1,

@@ -24,7 +24,8 @@ pub use select::Selected;
 pub use status::{FollowerState, LiveEvent, LiveEvents, LiveStatus, Rejection};
 
 use super::cache_file::write_cache_logged;
-use super::fleet::{local_fleet_prefix, start_reporter, unix_ms, Confirmed, Record};
+use super::fleet::{start_reporter, unix_ms, Confirmed, Record};
+use super::keys;
 use super::{EtcdConfig, Store, UnknownKey, Versioned};
 use crate::client::{OutageListener, StreamHealth};
 use crate::error::{Error, Result};
@@ -343,7 +344,7 @@ impl Store {
                 unconfirmed_since_ms: None,
             };
             drop(tracking);
-            let key = format!("{}{instance}", local_fleet_prefix::<T>());
+            let key = keys::fleet_record::<T>(instance);
             let live = Arc::downgrade(&shared);
             let confirmed: Confirmed = Box::new(move || {
                 use metrics::Confirmation;
