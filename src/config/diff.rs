@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 
 use super::change_set::{ChangeSet, Current};
+use super::follower::{changed_fields, stored};
 use super::keys;
 use super::paths::{field_of_key, is_secret};
-use super::watch::{changed_fields, stored};
 use super::EtcdConfig;
 
 /// One field that differs between two values, from [`diff`].

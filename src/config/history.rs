@@ -12,12 +12,11 @@ use std::time::Duration;
 use std::collections::BTreeMap;
 
 use super::decode::RawKeys;
+use super::follower::{changed_fields, replay, stored};
 use super::keys;
 use super::notes::ChangeNote;
 use super::paths::field_of_key;
 use super::store::decode_entries;
-use super::watch::replay;
-use super::watch::{changed_fields, stored};
 use super::{EtcdConfig, Store};
 use crate::error::{Result, ServerErrorKind};
 

@@ -13,6 +13,7 @@ mod decode;
 mod diff;
 mod encode;
 mod fleet;
+mod follower;
 mod history;
 mod keyring;
 pub(crate) mod keys;
@@ -22,6 +23,7 @@ mod paths;
 mod schema;
 mod secret;
 mod store;
+mod update;
 mod watch;
 
 pub use access::Access;
@@ -50,7 +52,8 @@ pub use secret::Secret;
 #[cfg(feature = "cli")]
 pub(crate) use store::decode_entries;
 pub use store::{Store, Versioned};
-pub use watch::{ConfigWatch, UnknownKey, Update};
+pub use update::{UnknownKey, Update};
+pub use watch::ConfigWatch;
 
 #[doc(hidden)]
 pub use decode::Decoder;

@@ -34,7 +34,7 @@ use tokio::sync::watch;
 use super::follow::Publisher;
 use super::{Live, Shared, Snapshot};
 use crate::config::encode::Encoded;
-use crate::config::watch::{changed_fields, stored};
+use crate::config::follower::{changed_fields, stored};
 use crate::config::EtcdConfig;
 
 impl<T: EtcdConfig> Live<T> {

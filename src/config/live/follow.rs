@@ -15,7 +15,7 @@ use super::{metrics, Shared, Snapshot};
 use crate::backoff::Backoff;
 use crate::config::cache_file::write_cache_logged;
 use crate::config::fleet::{unix_ms, Record};
-use crate::config::watch::{changed_fields, stored, Followed, Follower, Started};
+use crate::config::follower::{changed_fields, stored, Followed, Follower, Started};
 use crate::config::{EtcdConfig, Store, UnknownKey, Update};
 
 /// Where a live config's news goes: the shared value and status, the change signal, the event

@@ -8,7 +8,7 @@ use super::options::{LiveOptions, WhenInvalid};
 use super::status::Rejection;
 use super::Snapshot;
 use crate::config::cache_file::read_cache;
-use crate::config::watch::Started;
+use crate::config::follower::Started;
 use crate::config::{EtcdConfig, Store};
 use crate::error::{Error, Result};
 
