@@ -17,7 +17,7 @@ use crate::error::Result;
 /// A stream of [`Update`]s of one config (from [`Store::watch`]). Dropping it stops the watch.
 ///
 /// Items are `Err` for a revision whose keys do not decode or that `validate` rejects
-/// ([`Error::Decode`] / [`Error::Rejected`], naming the revision and keys); the stream goes on,
+/// ([`Error::Decode`](crate::Error::Decode) / [`Error::Rejected`](crate::Error::Rejected), naming the revision and keys); the stream goes on,
 /// and later revisions are decoded against everything etcd then holds. The stream ends with an
 /// error only when it cannot go on (e.g. the user may not read the prefix).
 pub struct ConfigWatch<T> {
