@@ -166,11 +166,7 @@ impl Task {
         };
         if response.ttl <= 0 {
             // Expired or revoked: etcd answers a renewal of an unknown lease with TTL 0.
-            let lost = Error::Server {
-                kind: ServerErrorKind::LeaseNotFound,
-                message: "etcdserver: requested lease not found".to_owned(),
-                request: format!("LeaseKeepAlive {:x}", response.id),
-            };
+            let lost = Error::lease_not_found(response.id);
             kept.report.send_replace(Renewal::Failed(lost));
             self.leases.remove(&response.id);
             return;

@@ -48,7 +48,7 @@ impl Lease {
         let response = self.client.call(pb::LeaseGrantRequest { ttl, id }).await?;
         if !response.error.is_empty() {
             return Err(Error::Server {
-                kind: crate::ServerErrorKind::from_message(&response.error),
+                kind: crate::error::ServerErrorKind::from_message(&response.error),
                 message: response.error,
                 request: format!("LeaseGrant ttl={ttl}"),
             });
@@ -95,7 +95,7 @@ impl Lease {
     ///
     /// # Errors
     ///
-    /// [`ServerErrorKind::LeaseNotFound`](crate::ServerErrorKind::LeaseNotFound) for a lease
+    /// [`ServerErrorKind::LeaseNotFound`](crate::error::ServerErrorKind::LeaseNotFound) for a lease
     /// that does not exist; [`Error::Connect`] or [`Error::Timeout`] if etcd does not answer
     /// the first renewal within the request timeout.
     pub async fn keep_alive(&self, id: i64) -> Result<KeepAlive> {
@@ -133,15 +133,11 @@ impl Lease {
     /// Renews a lease once, returning its new TTL (one message on a LeaseKeepAlive stream).
     ///
     /// A lease that has expired or does not exist gives
-    /// [`ServerErrorKind::LeaseNotFound`](crate::ServerErrorKind::LeaseNotFound).
+    /// [`ServerErrorKind::LeaseNotFound`](crate::error::ServerErrorKind::LeaseNotFound).
     pub async fn keep_alive_once(&self, id: i64) -> Result<i64> {
         let response = self.client.call(pb::LeaseKeepAliveRequest { id }).await?;
         if response.ttl <= 0 {
-            return Err(Error::Server {
-                kind: crate::ServerErrorKind::LeaseNotFound,
-                message: "etcdserver: requested lease not found".to_owned(),
-                request: format!("LeaseKeepAlive {id:x}"),
-            });
+            return Err(Error::lease_not_found(id));
         }
         Ok(response.ttl)
     }

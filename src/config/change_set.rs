@@ -115,7 +115,7 @@ pub(crate) fn change_set<T: EtcdConfig>(
     encoded: &Encoded,
     current: &Current,
     rules: &Rules<'_>,
-) -> crate::Result<ChangeSet> {
+) -> crate::error::Result<ChangeSet> {
     let local = keys::fields::<T>();
     let existing: BTreeMap<&str, &KeyValue> = current
         .kvs
@@ -228,7 +228,7 @@ pub(crate) struct Committed {
 
 impl Store {
     /// One Range over `T`'s keys, with their revisions.
-    pub(crate) async fn read_current<T: EtcdConfig>(&self) -> crate::Result<Current> {
+    pub(crate) async fn read_current<T: EtcdConfig>(&self) -> crate::error::Result<Current> {
         let page = self.client().kv().get(self.range_of::<T>()).await?;
         Ok(Current {
             revision: page.header.revision,
@@ -244,7 +244,7 @@ impl Store {
         current: &Current,
         unset: &HashSet<String>,
         reseal: bool,
-    ) -> crate::Result<ChangeSet> {
+    ) -> crate::error::Result<ChangeSet> {
         let prefix = self.prefix_of::<T>();
         let encoded = self.encode_checked(value)?;
         let rules = Rules {
@@ -270,7 +270,7 @@ impl Store {
         unset: &HashSet<String>,
         reseal: bool,
         note: &ChangeNote,
-    ) -> crate::Result<Committed> {
+    ) -> crate::error::Result<Committed> {
         let prefix = self.prefix_of::<T>();
         let set = self.change_of(value, current, unset, reseal)?;
         if set.is_empty() {

@@ -41,8 +41,8 @@ pub struct Schema {
 impl Schema {
     /// The keys the struct owns (everything under `prefix/`, outside any namespace): the range a
     /// role needs, as [`Store::grant`](crate::Store::grant) grants it.
-    pub fn range(&self) -> crate::KeyRange {
-        crate::KeyRange::prefix(super::keys::fields_under(&self.prefix))
+    pub fn range(&self) -> crate::key_range::KeyRange {
+        crate::key_range::KeyRange::prefix(super::keys::fields_under(&self.prefix))
     }
 
     pub(crate) fn of<T: EtcdConfig>() -> Schema {

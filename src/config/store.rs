@@ -11,7 +11,8 @@ use super::EtcdConfig;
 use crate::client::KeyValue;
 use crate::client::{Compare, CompareOp, Txn, TxnOp};
 use crate::error::{Error, Result};
-use crate::{Client, KeyRange};
+use crate::client::Client;
+use crate::key_range::KeyRange;
 
 /// etcd's default `--max-txn-ops`.
 const DEFAULT_MAX_TXN_OPS: usize = 128;

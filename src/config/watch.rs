@@ -100,7 +100,7 @@ mod tests {
     fn handles_are_send_and_sync() {
         fn check<X: Send + Sync>() {}
         check::<super::ConfigWatch<String>>();
-        check::<crate::Live<String>>();
+        check::<super::super::Live<String>>();
         check::<crate::client::watch::WatchStream>();
     }
 }

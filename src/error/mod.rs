@@ -247,6 +247,16 @@ impl Error {
         }
     }
 
+    /// A renewal of lease `id` answered with TTL 0: etcd's way of saying the lease expired or
+    /// was revoked (its renewal stream carries no error message).
+    pub(crate) fn lease_not_found(id: i64) -> Self {
+        Error::Server {
+            kind: ServerErrorKind::LeaseNotFound,
+            message: "etcdserver: requested lease not found".to_owned(),
+            request: format!("LeaseKeepAlive {id:x}"),
+        }
+    }
+
     pub(crate) fn invalid(reason: impl Into<String>) -> Self {
         Error::InvalidArgument {
             reason: reason.into(),

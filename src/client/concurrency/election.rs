@@ -15,7 +15,7 @@ use crate::client::{
 };
 use crate::error::{Error, Result};
 use crate::key_range::KeyRange;
-use crate::ServerErrorKind;
+use crate::error::ServerErrorKind;
 
 /// An election named by a key prefix: contenders campaign with a value, the first in line
 /// leads and can change its value (proclaim) or step down (resign); anyone can read or observe
