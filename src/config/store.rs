@@ -8,10 +8,10 @@ use super::encode::Encoded;
 use super::keyring::Keyring;
 use super::keys;
 use super::EtcdConfig;
+use crate::client::Client;
 use crate::client::KeyValue;
 use crate::client::{Compare, CompareOp, Txn, TxnOp};
 use crate::error::{Error, Result};
-use crate::client::Client;
 use crate::key_range::KeyRange;
 
 /// etcd's default `--max-txn-ops`.

@@ -14,7 +14,6 @@ mod problem;
 mod server;
 mod status;
 
-use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,13 +26,14 @@ pub use status::GrpcStatus;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong talking to etcd.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// etcd received the request and refused it.
     ///
     /// `message` is exactly what the server said; `kind` is that message decoded; `request`
     /// names what was refused, so that `Display` can say which key it was about.
+    #[error("etcd refused {request} ({kind:?}): {message}")]
     Server {
         /// Which of etcd's errors this is.
         kind: ServerErrorKind,
@@ -44,6 +44,7 @@ pub enum Error {
         request: String,
     },
     /// No endpoint could be reached within the dial timeout.
+    #[error("could not connect to any etcd endpoint ({}): {reason}", endpoints.join(", "))]
     Connect {
         /// Every endpoint that was tried.
         endpoints: Vec<String>,
@@ -52,6 +53,11 @@ pub enum Error {
     },
     /// The connection to an endpoint failed while a request was in flight, and the request was
     /// not safe to send again (a write that may already have been applied).
+    #[error(
+        "connection to etcd endpoint {endpoint} failed during the request \
+         (not retried: it may have been applied): {}",
+        source.message()
+    )]
     Transport {
         /// The endpoint that failed.
         endpoint: String,
@@ -59,6 +65,10 @@ pub enum Error {
         source: GrpcStatus,
     },
     /// A request did not complete within its deadline.
+    #[error(
+        "etcd request `{operation}` timed out after {after:?}{}",
+        waiting_for(endpoint)
+    )]
     Timeout {
         /// What was being done, e.g. `Range /services/gateway/`.
         operation: String,
@@ -68,16 +78,19 @@ pub enum Error {
         endpoint: Option<String>,
     },
     /// The request was refused before anything was sent because an argument is invalid.
+    #[error("invalid argument: {reason}")]
     InvalidArgument {
         /// What is wrong, naming the argument.
         reason: String,
     },
     /// An endpoint string or TLS file could not be used.
+    #[error("invalid client configuration: {reason}")]
     Config {
         /// What is wrong, naming the endpoint or file.
         reason: String,
     },
     /// A live config's cache file could not be read, written or understood.
+    #[error("config cache file {}: {reason}", path.display())]
     CacheFile {
         /// The file.
         path: PathBuf,
@@ -88,11 +101,13 @@ pub enum Error {
     },
     /// etcd answered with something this client cannot use (e.g. an auth token that is not
     /// valid gRPC metadata).
+    #[error("unexpected answer from etcd: {reason}")]
     Protocol {
         /// What was wrong with the answer, and which request it answered.
         reason: String,
     },
     /// The server does not have this call (an older etcd).
+    #[error("etcd endpoint {endpoint} does not support {operation}; upgrade etcd to use it")]
     Unsupported {
         /// The call, and the etcd version that introduced it.
         operation: String,
@@ -100,6 +115,10 @@ pub enum Error {
         endpoint: String,
     },
     /// The keys under a config's prefix do not make a valid value. Lists every problem.
+    #[error(
+        "config under {prefix} at revision {revision} is not valid:{}",
+        listed(problems)
+    )]
     Decode {
         /// The full key prefix of the config, e.g. `/services/gateway/`.
         prefix: String,
@@ -109,6 +128,7 @@ pub enum Error {
         problems: Vec<Problem>,
     },
     /// A field's value could not be encoded.
+    #[error("cannot encode field `{field}` for key {key}: {reason}")]
     Encode {
         /// The full key.
         key: String,
@@ -118,6 +138,11 @@ pub enum Error {
         reason: String,
     },
     /// The config's `validate` function refused the value.
+    #[error(
+        "config under {prefix}{} was rejected by its validate function{}: {reason}",
+        at_revision(revision),
+        not_saved(revision)
+    )]
     Rejected {
         /// The full key prefix of the config.
         prefix: String,
@@ -128,6 +153,7 @@ pub enum Error {
     },
     /// An instance of the fleet rejected a change while waiting for its rollout
     /// (`Store::wait_rollout`): its `validate` refused the value, or it did not decode there.
+    #[error("instance {instance} rejected revision {revision} of {prefix}: {reason}")]
     RolloutRejected {
         /// The full key prefix of the config.
         prefix: String,
@@ -141,6 +167,11 @@ pub enum Error {
     /// A rollout wait (`Store::wait_rollout`, the command line's `--wait`) ran out of time:
     /// some reporting instances were not current for the revision yet. The change itself was
     /// written; nothing is undone.
+    #[error(
+        "revision {revision} of {prefix} was written, but after {after:?} these instances are \
+         not current for it yet: {}",
+        serving(behind)
+    )]
     RolloutTimeout {
         /// The full key prefix of the config.
         prefix: String,
@@ -153,6 +184,10 @@ pub enum Error {
     },
     /// A compare-and-swap found that keys under the prefix changed since the expected revision;
     /// nothing was written.
+    #[error(
+        "keys under {prefix} changed after revision {expected} (now at {current}); nothing was \
+         written: load again and retry"
+    )]
     Conflict {
         /// The full key prefix of the config.
         prefix: String,
@@ -162,6 +197,10 @@ pub enum Error {
         current: i64,
     },
     /// Saving would need more txn operations than the server allows; nothing was sent.
+    #[error(
+        "saving {prefix} needs {ops} txn operations but the limit is {limit} \
+         (etcd's --max-txn-ops); nothing was sent"
+    )]
     TxnTooLarge {
         /// The full key prefix of the config.
         prefix: String,
@@ -173,6 +212,10 @@ pub enum Error {
     /// A request is larger than the client may send
     /// ([`ConnectOptions::max_send_message_size`](crate::ConnectOptions::max_send_message_size));
     /// it was refused here, so nothing was sent or applied.
+    #[error(
+        "{request} is {size} bytes, over the client's limit of {limit} bytes \
+         (max_send_message_size); nothing was sent"
+    )]
     RequestTooLarge {
         /// The request, with its key (for a save: the config's largest value).
         request: String,
@@ -183,6 +226,7 @@ pub enum Error {
     },
     /// A snapshot could not be saved: the writer failed, or the data does not match the
     /// SHA-256 checksum etcd sent with it. What was written must be discarded.
+    #[error("the snapshot from {endpoint} could not be saved: {reason}")]
     Snapshot {
         /// The endpoint the snapshot came from.
         endpoint: String,
@@ -192,6 +236,10 @@ pub enum Error {
     /// Every member asked answered a read from a store revision older than one this client
     /// had already seen: they are behind (cut off from the leader, or lagging), and their
     /// answer would take the client back in time. Try again later, or read linearizably.
+    #[error(
+        "every etcd member answered {request} from revision {revision}, behind revision \
+         {seen} this client already saw"
+    )]
     Behind {
         /// The read.
         request: String,
@@ -202,17 +250,22 @@ pub enum Error {
     },
     /// A session's lease expired or was revoked (e.g. the process was frozen longer than its
     /// TTL): the locks and leadership held through it are gone.
+    #[error(
+        "the session's lease {lease:x} expired or was revoked: its locks and leadership are gone"
+    )]
     SessionLost {
         /// The session's lease.
         lease: i64,
     },
     /// A lock or a leadership that this handle does not hold (any more): another holder, a
     /// resignation, or a lost session.
+    #[error("{what} is not held by this handle")]
     NotHeld {
         /// What, e.g. `leadership of /elections/gw/`.
         what: String,
     },
     /// A background task (a live config's watch) stopped and will not deliver more.
+    #[error("{what} stopped: {reason}")]
     Stopped {
         /// What stopped.
         what: String,
@@ -220,6 +273,7 @@ pub enum Error {
         reason: String,
     },
     /// The server answered with a gRPC status that is not one of etcd's errors.
+    #[error("etcd endpoint {endpoint} answered {}: {}", source.code(), source.message())]
     Grpc {
         /// The endpoint that answered.
         endpoint: String,
@@ -281,165 +335,39 @@ impl Error {
     }
 }
 
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Server {
-                kind,
-                message,
-                request,
-            } => write!(f, "etcd refused {request} ({kind:?}): {message}"),
-            Error::Connect { endpoints, reason } => write!(
-                f,
-                "could not connect to any etcd endpoint ({}): {reason}",
-                endpoints.join(", ")
-            ),
-            Error::Transport { endpoint, source } => write!(
-                f,
-                "connection to etcd endpoint {endpoint} failed during the request \
-                 (not retried: it may have been applied): {}",
-                source.message()
-            ),
-            Error::Timeout {
-                operation,
-                after,
-                endpoint,
-            } => {
-                write!(f, "etcd request `{operation}` timed out after {after:?}")?;
-                if let Some(endpoint) = endpoint {
-                    write!(f, " waiting for endpoint {endpoint}")?;
-                }
-                Ok(())
-            }
-            Error::InvalidArgument { reason } => write!(f, "invalid argument: {reason}"),
-            Error::Config { reason } => write!(f, "invalid client configuration: {reason}"),
-            Error::CacheFile { path, reason, .. } => {
-                write!(f, "config cache file {}: {reason}", path.display())
-            }
-            Error::Protocol { reason } => write!(f, "unexpected answer from etcd: {reason}"),
-            Error::Decode {
-                prefix,
-                revision,
-                problems,
-            } => {
-                write!(f, "config under {prefix} at revision {revision} is not valid:")?;
-                for problem in problems {
-                    write!(f, "\n  - {problem}")?;
-                }
-                Ok(())
-            }
-            Error::Encode { key, field, reason } => {
-                write!(f, "cannot encode field `{field}` for key {key}: {reason}")
-            }
-            Error::Rejected {
-                prefix,
-                revision,
-                reason,
-            } => match revision {
-                Some(revision) => write!(
-                    f,
-                    "config under {prefix} at revision {revision} was rejected by its validate function: {reason}"
-                ),
-                None => write!(
-                    f,
-                    "config under {prefix} was rejected by its validate function and not saved: {reason}"
-                ),
-            },
-            Error::RolloutRejected {
-                prefix,
-                instance,
-                revision,
-                reason,
-            } => write!(
-                f,
-                "instance {instance} rejected revision {revision} of {prefix}: {reason}"
-            ),
-            Error::RolloutTimeout {
-                prefix,
-                revision,
-                behind,
-                after,
-            } => {
-                write!(
-                    f,
-                    "revision {revision} of {prefix} was written, but after {after:?} these \
-                     instances are not current for it yet:"
-                )?;
-                for (i, (instance, serves)) in behind.iter().enumerate() {
-                    let sep = if i == 0 { " " } else { ", " };
-                    write!(f, "{sep}{instance} (serves revision {serves})")?;
-                }
-                Ok(())
-            }
-            Error::Conflict {
-                prefix,
-                expected,
-                current,
-            } => write!(
-                f,
-                "keys under {prefix} changed after revision {expected} (now at {current}); nothing was written: load again and retry"
-            ),
-            Error::TxnTooLarge { prefix, ops, limit } => write!(
-                f,
-                "saving {prefix} needs {ops} txn operations but the limit is {limit} \
-                 (etcd's --max-txn-ops); nothing was sent"
-            ),
-            Error::RequestTooLarge {
-                request,
-                size,
-                limit,
-            } => write!(
-                f,
-                "{request} is {size} bytes, over the client's limit of {limit} bytes \
-                 (max_send_message_size); nothing was sent"
-            ),
-            Error::Unsupported {
-                operation,
-                endpoint,
-            } => write!(
-                f,
-                "etcd endpoint {endpoint} does not support {operation}; upgrade etcd to use it"
-            ),
-            Error::Snapshot { endpoint, reason } => {
-                write!(f, "the snapshot from {endpoint} could not be saved: {reason}")
-            }
-            Error::Stopped { what, reason } => write!(f, "{what} stopped: {reason}"),
-            Error::SessionLost { lease } => write!(
-                f,
-                "the session's lease {lease:x} expired or was revoked: its locks and \
-                 leadership are gone"
-            ),
-            Error::NotHeld { what } => write!(f, "{what} is not held by this handle"),
-            Error::Behind {
-                request,
-                revision,
-                seen,
-            } => write!(
-                f,
-                "every etcd member answered {request} from revision {revision}, behind revision \
-                 {seen} this client already saw"
-            ),
-            Error::Grpc { endpoint, source } => write!(
-                f,
-                "etcd endpoint {endpoint} answered {}: {}",
-                source.code(),
-                source.message()
-            ),
-        }
+/// ` waiting for endpoint E`, when the request got as far as an endpoint.
+fn waiting_for(endpoint: &Option<String>) -> String {
+    endpoint
+        .as_ref()
+        .map_or(String::new(), |e| format!(" waiting for endpoint {e}"))
+}
+
+/// Every problem on a line of its own.
+fn listed(problems: &[Problem]) -> String {
+    problems.iter().map(|p| format!("\n  - {p}")).collect()
+}
+
+/// ` at revision N` for a value read from etcd.
+fn at_revision(revision: &Option<i64>) -> String {
+    revision.map_or(String::new(), |r| format!(" at revision {r}"))
+}
+
+/// ` and not saved` for a value about to be saved.
+fn not_saved(revision: &Option<i64>) -> &'static str {
+    if revision.is_some() {
+        ""
+    } else {
+        " and not saved"
     }
 }
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::Transport { source, .. } | Error::Grpc { source, .. } => Some(source),
-            Error::CacheFile {
-                source: Some(source),
-                ..
-            } => Some(source.as_ref()),
-            _ => None,
-        }
-    }
+/// `a (serves revision 1), b (serves revision 2)`.
+fn serving(behind: &[(String, i64)]) -> String {
+    let listed: Vec<String> = behind
+        .iter()
+        .map(|(instance, serves)| format!("{instance} (serves revision {serves})"))
+        .collect();
+    listed.join(", ")
 }
 
 #[cfg(test)]

@@ -13,9 +13,9 @@ use crate::client::{
     Client, Compare, CompareOp, EventKind, KeyValue, Put, SortOrder, SortTarget, TxnOp,
     TxnOpResponse,
 };
+use crate::error::ServerErrorKind;
 use crate::error::{Error, Result};
 use crate::key_range::KeyRange;
-use crate::error::ServerErrorKind;
 
 /// An election named by a key prefix: contenders campaign with a value, the first in line
 /// leads and can change its value (proclaim) or step down (resign); anyone can read or observe

@@ -98,7 +98,9 @@ impl Session {
     pub async fn close(self) -> Result<()> {
         match self.inner.client.lease().revoke(self.lease()).await {
             Ok(_) => Ok(()),
-            Err(err) if err.server_kind() == Some(crate::error::ServerErrorKind::LeaseNotFound) => Ok(()),
+            Err(err) if err.server_kind() == Some(crate::error::ServerErrorKind::LeaseNotFound) => {
+                Ok(())
+            }
             Err(err) => Err(err),
         }
     }
