@@ -2,24 +2,15 @@
 
 use std::sync::Arc;
 
-use super::change_set::defaults_of;
 use super::decode::{RawKeys, Source};
-use super::encode::Encoded;
 use super::keyring::Keyring;
 use super::keys;
 use super::EtcdConfig;
 use crate::client::Client;
-use crate::client::KeyValue;
-use crate::client::{Compare, CompareOp, Txn, TxnOp};
 use crate::error::{Error, Result};
-use crate::key_range::KeyRange;
 
 /// etcd's default `--max-txn-ops`.
 const DEFAULT_MAX_TXN_OPS: usize = 128;
-
-/// How many times `save` re-reads and retries when another writer slips in between its read of
-/// the existing keys and its transaction.
-const SAVE_ATTEMPTS: usize = 5;
 
 /// A value and the etcd revision it was read at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,7 +46,7 @@ pub struct Store {
     /// Carries the store's namespace ([`Client::namespace`]): every request names keys
     /// relative to it, and answers come back without it.
     client: Client,
-    max_txn_ops: usize,
+    pub(super) max_txn_ops: usize,
     keyring: Option<Arc<Keyring>>,
 }
 
@@ -160,7 +151,7 @@ impl Store {
     /// Txn would exceed the txn limit, both before anything is written; [`Error::Conflict`] if
     /// other writers kept changing the prefix through every attempt.
     pub async fn save<T: EtcdConfig>(&self, value: &T) -> Result<i64> {
-        self.write(value, None, &[]).await
+        self.write(value, None).await
     }
 
     /// Saves `value` only if no key under `T`'s prefix was created, modified or deleted after
@@ -173,7 +164,7 @@ impl Store {
     /// [`save`](Self::save) otherwise. A `revision` older than the last compaction cannot be
     /// checked and gives the server's `Compacted` error.
     pub async fn save_if_unchanged<T: EtcdConfig>(&self, value: &T, revision: i64) -> Result<i64> {
-        self.write(value, Some(revision), &[]).await
+        self.write(value, Some(revision)).await
     }
 
     /// Deletes every key `T` owns: one DeleteRange over its prefix. Returns the revision.
@@ -181,232 +172,6 @@ impl Store {
         let response = self.client.kv().delete(self.range_of::<T>()).await?;
         Ok(response.header.revision)
     }
-
-    /// Saves `value` (only if unchanged since `expected`, when given), with `extra` operations
-    /// in the same Txn (a change note); returns the revision.
-    pub(super) async fn write<T: EtcdConfig>(
-        &self,
-        value: &T,
-        expected: Option<i64>,
-        extra: &[TxnOp],
-    ) -> Result<i64> {
-        let prefix = self.prefix_of::<T>();
-        let encoded = self.encode_checked(value)?;
-        // Keys as the client addresses them; the full key (namespace included) is what a
-        // secret's ciphertext is bound to.
-        let local = keys::fields::<T>();
-        let defaults = defaults_of::<T>();
-        let mut puts = Vec::new();
-        // Fields at their default: put only where a key exists (defaults stay in code).
-        let mut if_present = Vec::new();
-        for entry in &encoded.entries {
-            let Some(value) = &entry.value else { continue };
-            let at_default = defaults.get(&entry.key) == Some(value);
-            let value = match (&self.keyring, entry.secret) {
-                (Some(keyring), true) => keyring.seal(&format!("{prefix}{}", entry.key), value)?,
-                _ => value.clone(),
-            };
-            let list = if at_default {
-                &mut if_present
-            } else {
-                &mut puts
-            };
-            list.push((format!("{local}{}", entry.key), value));
-        }
-        self.check_size(&prefix, puts.len() + if_present.len())?;
-        self.check_bytes(&prefix, &puts)?;
-        let range = self.range_of::<T>();
-
-        if expected.is_none() && encoded.maps.is_empty() {
-            // Nothing to discover: the keys of `None` fields are deleted whether or not they
-            // exist, so the save is a single Txn with no read before it.
-            let absent: Vec<String> = encoded
-                .entries
-                .iter()
-                .filter(|e| e.value.is_none())
-                .map(|e| format!("{local}{}", e.key))
-                .collect();
-            self.check_size(
-                &prefix,
-                puts.len() + if_present.len() + absent.len() + extra.len(),
-            )?;
-            // One nested txn per defaulted field: it puts only where the key exists, so the
-            // save stays one round trip.
-            let kept = if_present.iter().map(|(key, value)| {
-                TxnOp::txn(
-                    Txn::new()
-                        .when([Compare::version(key.as_str(), CompareOp::Greater, 0)])
-                        .and_then([TxnOp::put(key.as_str(), value.as_str())]),
-                )
-            });
-            let ops = puts
-                .iter()
-                .map(|(key, value)| TxnOp::put(key.as_str(), value.as_str()))
-                .chain(kept)
-                .chain(absent.iter().map(|key| TxnOp::delete(key.as_str())))
-                .chain(extra.iter().cloned());
-            let response = self.client.kv().txn().and_then(ops).await?;
-            return Ok(response.header.revision);
-        }
-
-        let attempts = if expected.is_some() { 1 } else { SAVE_ATTEMPTS };
-        let mut current = 0;
-        for _ in 0..attempts {
-            // Which keys exist (now, or at the expected revision)?
-            let mut read = self.client.kv().get(range.clone()).keys_only();
-            if let Some(revision) = expected {
-                read = read.revision(revision);
-            }
-            let existing = read.await?;
-            let deletes = removed_keys(&local, &encoded.entries, &encoded.maps, &existing.kvs);
-            let present: std::collections::HashSet<&[u8]> =
-                existing.kvs.iter().map(|kv| kv.key.as_slice()).collect();
-            let kept = if_present
-                .iter()
-                .filter(|(key, _)| present.contains(key.as_bytes()));
-            let puts: Vec<&(String, String)> = puts.iter().chain(kept).collect();
-            self.check_size(&prefix, puts.len() + deletes.len() + extra.len())?;
-
-            let since = expected.unwrap_or(existing.header.revision);
-            let mut compares = vec![Compare::mod_revision(
-                range.clone(),
-                CompareOp::Less,
-                since + 1,
-            )];
-            if expected.is_some() {
-                // A key deleted since `since` leaves no mod revision to compare: check that
-                // every key that existed then still exists with the same create revision.
-                compares.extend(existing.kvs.iter().map(|kv| {
-                    Compare::create_revision(
-                        KeyRange::key(kv.key.clone()),
-                        CompareOp::Equal,
-                        kv.create_revision,
-                    )
-                }));
-                self.check_size(&prefix, compares.len())?;
-            }
-            let ops = puts
-                .iter()
-                .map(|(key, value)| TxnOp::put(key.as_str(), value.as_str()))
-                .chain(
-                    deletes
-                        .into_iter()
-                        .map(|key| TxnOp::delete(KeyRange::key(key))),
-                )
-                .chain(extra.iter().cloned());
-            let response = self.client.kv().txn().when(compares).and_then(ops).await?;
-            if response.succeeded {
-                return Ok(response.header.revision);
-            }
-            current = response.header.revision;
-        }
-        Err(Error::Conflict {
-            prefix,
-            expected: expected.unwrap_or(0),
-            current,
-        })
-    }
-
-    /// Validates `value` and encodes it, refusing a value that cannot be stored (with the
-    /// field and key) or that a nested struct's `validate` refuses; nothing is sent.
-    pub(super) fn encode_checked<T: EtcdConfig>(&self, value: &T) -> Result<Encoded> {
-        let prefix = self.prefix_of::<T>();
-        value.validate().map_err(|reason| Error::Rejected {
-            prefix: prefix.clone(),
-            revision: None,
-            reason,
-        })?;
-        let mut encoded = Encoded::of(value);
-        if let Some((field, key, reason)) = std::mem::take(&mut encoded.errors).into_iter().next() {
-            return Err(Error::Encode {
-                key: format!("{prefix}{key}"),
-                field,
-                reason,
-            });
-        }
-        if let Some((field, reason)) = std::mem::take(&mut encoded.rejected).into_iter().next() {
-            return Err(Error::Rejected {
-                prefix,
-                revision: None,
-                reason: format!("field `{field}`: {reason}"),
-            });
-        }
-        Ok(encoded)
-    }
-
-    /// Refuses a save whose values alone exceed the client's max send size, naming the largest
-    /// value's key (the client would refuse the Txn too, but could only name its first key).
-    pub(super) fn check_bytes(&self, prefix: &str, puts: &[(String, String)]) -> Result<()> {
-        let limit = self.client.transport().options.max_send_message_size;
-        let namespace = self.namespace_str();
-        let size: usize = puts
-            .iter()
-            .map(|(k, v)| namespace.len() + k.len() + v.len())
-            .sum();
-        match puts.iter().max_by_key(|(_, v)| v.len()) {
-            Some((key, value)) if size > limit => Err(Error::RequestTooLarge {
-                request: format!(
-                    "saving {prefix} (its largest value, {namespace}{key}, is {} bytes)",
-                    value.len()
-                ),
-                size,
-                limit,
-            }),
-            _ => Ok(()),
-        }
-    }
-
-    /// The txn limit this store assumes ([`with_max_txn_ops`](Self::with_max_txn_ops)).
-    pub(super) fn max_txn_ops(&self) -> usize {
-        self.max_txn_ops
-    }
-
-    pub(super) fn check_size(&self, prefix: &str, ops: usize) -> Result<()> {
-        if ops > self.max_txn_ops {
-            return Err(Error::TxnTooLarge {
-                prefix: prefix.to_owned(),
-                ops,
-                limit: self.max_txn_ops,
-            });
-        }
-        Ok(())
-    }
-}
-
-/// The existing keys a save must delete: those of `None` fields, and those under an `each` map
-/// that are not one of its entries now.
-fn removed_keys(
-    prefix: &str,
-    entries: &[super::encode::Entry],
-    maps: &[String],
-    existing: &[KeyValue],
-) -> Vec<Vec<u8>> {
-    let put: std::collections::HashSet<&str> = entries
-        .iter()
-        .filter(|e| e.value.is_some())
-        .map(|e| e.key.as_str())
-        .collect();
-    let absent: std::collections::HashSet<&str> = entries
-        .iter()
-        .filter(|e| e.value.is_none())
-        .map(|e| e.key.as_str())
-        .collect();
-    existing
-        .iter()
-        .filter(|kv| {
-            let Some(relative) = kv.key.strip_prefix(prefix.as_bytes()) else {
-                return false;
-            };
-            let Ok(relative) = std::str::from_utf8(relative) else {
-                // Not UTF-8, so never an entry: under a map, it is a stale entry to remove.
-                return maps.iter().any(|m| relative.starts_with(m.as_bytes()));
-            };
-            absent.contains(relative)
-                || (!put.contains(relative)
-                    && maps.iter().any(|m| relative.starts_with(m.as_str())))
-        })
-        .map(|kv| kv.key.clone())
-        .collect()
 }
 
 /// Decodes `T` from the keys and values of one Range over its prefix, outside any namespace
