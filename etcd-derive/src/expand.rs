@@ -74,24 +74,8 @@ fn impl_struct(input: &Input<'_>) -> TokenStream {
             _ => quote! { #name: #local? },
         }
     });
-    let validate = input.attrs.validate.get().map(|(lit, path)| {
-        // Spanned at the attribute's string: a function of the wrong shape is one error there.
-        let check = quote::quote_spanned!(lit.span()=> #path);
-        quote! {
-            fn __validate(&self) -> ::core::result::Result<(), ::etcd_config::__private::String> {
-                ::etcd_config::__private::validate_with(self, #check)
-            }
-        }
-    });
-    // Only a struct with a prefix can be a config on its own; without one it can be nested.
-    let config = (!prefix.is_empty()).then(|| {
-        quote! {
-            #[automatically_derived]
-            impl ::etcd_config::__private::EtcdConfig for #ident {
-                const PREFIX: &'static str = #prefix;
-            }
-        }
-    });
+    let validate = validate_fn(input);
+    let config = config_impl(input, &prefix);
 
     let nests = plans.iter().filter_map(nest_const);
     let codecs = plans.iter().filter_map(codec_const);
@@ -128,6 +112,33 @@ fn impl_struct(input: &Input<'_>) -> TokenStream {
             }
         };
     }
+}
+
+/// `__validate`, calling the struct's `validate` function, if it has one.
+fn validate_fn(input: &Input<'_>) -> Option<TokenStream> {
+    input.attrs.validate.get().map(|(lit, path)| {
+        // Spanned at the attribute's string: a function of the wrong shape is one error there.
+        let check = quote::quote_spanned!(lit.span()=> #path);
+        quote! {
+            fn __validate(&self) -> ::core::result::Result<(), ::etcd_config::__private::String> {
+                ::etcd_config::__private::validate_with(self, #check)
+            }
+        }
+    })
+}
+
+/// The `EtcdConfig` impl: only a struct with a prefix is a config on its own; without one it
+/// can be nested.
+fn config_impl(input: &Input<'_>, prefix: &str) -> Option<TokenStream> {
+    let ident = &input.original.ident;
+    (!prefix.is_empty()).then(|| {
+        quote! {
+            #[automatically_derived]
+            impl ::etcd_config::__private::EtcdConfig for #ident {
+                const PREFIX: &'static str = #prefix;
+            }
+        }
+    })
 }
 
 /// `(encode, decode)` closures for the field's values.

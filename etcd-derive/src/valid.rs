@@ -79,6 +79,20 @@ fn check_field(cx: &Ctxt, field: &Field<'_>) {
             "`secret` marks a value; mark the secret fields inside the nested struct instead",
         ));
     }
+    check_shape(cx, field);
+    check_default_literal(cx, field);
+    if let Some(rename) = a.rename.get() {
+        let key = rename.value();
+        if key.is_empty() || key.starts_with('/') || key.ends_with('/') || key.contains("//") {
+            cx.error_at(rename, "rename must be a non-empty relative key such as \"log\" or \"limits/max\" (no leading, trailing or double `/`)");
+        }
+    }
+}
+
+/// What the field's type allows: `default` and `nested` not on an `Option`, `each` only on a
+/// map with `String` keys.
+fn check_shape(cx: &Ctxt, field: &Field<'_>) {
+    let a = &field.attrs;
     match field.shape {
         Shape::Option(_) => {
             if let Some(span) = a.default.span() {
@@ -121,13 +135,6 @@ fn check_field(cx: &Ctxt, field: &Field<'_>) {
                     "`each` needs a BTreeMap<String, V> or HashMap<String, V> field",
                 ));
             }
-        }
-    }
-    check_default_literal(cx, field);
-    if let Some(rename) = a.rename.get() {
-        let key = rename.value();
-        if key.is_empty() || key.starts_with('/') || key.ends_with('/') || key.contains("//") {
-            cx.error_at(rename, "rename must be a non-empty relative key such as \"log\" or \"limits/max\" (no leading, trailing or double `/`)");
         }
     }
 }

@@ -166,12 +166,7 @@ impl<T: EtcdConfig> Started<T> {
     /// Starts watching right after the load of `entries` at `revision`, `good` being the
     /// last good value.
     async fn after(store: &Store, entries: RawKeys, revision: i64, good: Arc<T>) -> Result<Self> {
-        let stream = store
-            .client()
-            .watch(store.range_of::<T>())
-            .start_revision(revision + 1)
-            .buffer(8)
-            .await?;
+        let stream = watch_after::<T>(store, revision).await?;
         let tracked = Tracked::new(entries, revision, good);
         Ok(Started { tracked, stream })
     }
@@ -362,6 +357,20 @@ pub(super) fn replay<T: EtcdConfig>(
     ControlFlow::Continue(())
 }
 
+/// The watch of `T`'s keys from the revision after a load at `revision`, so nothing between
+/// the load and the watch is missed.
+async fn watch_after<T: EtcdConfig>(
+    store: &Store,
+    revision: i64,
+) -> Result<crate::client::watch::WatchStream> {
+    store
+        .client()
+        .watch(store.range_of::<T>())
+        .start_revision(revision + 1)
+        .buffer(8)
+        .await
+}
+
 /// Loads again after a compaction and restarts the watch after that load.
 async fn resync<T: EtcdConfig>(
     store: &Store,
@@ -372,12 +381,7 @@ async fn resync<T: EtcdConfig>(
     loop {
         let attempt = async {
             let (revision, entries) = store.load_raw::<T>().await?;
-            let watch = store
-                .client()
-                .watch(store.range_of::<T>())
-                .start_revision(revision + 1)
-                .buffer(8)
-                .await?;
+            let watch = watch_after::<T>(store, revision).await?;
             Ok::<_, Error>((revision, entries, watch))
         };
         match attempt.await {
