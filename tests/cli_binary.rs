@@ -430,4 +430,15 @@ async fn the_incident_drill() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(text(&out.stderr).contains("set api_token=-"), "{out:?}");
     assert_eq!(etcd_revision(&etcd), before);
+
+    // A file that leaves out a required field: apply would make the config invalid; it says
+    // which field, and writes nothing.
+    std::fs::write(&seed, "workers = 3\n").unwrap();
+    let out = admin(&["apply", seed.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("leaves out `greeting`"),
+        "{out:?}"
+    );
+    assert_eq!(etcd_revision(&etcd), before);
 }

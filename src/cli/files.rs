@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::display::shown;
-use crate::config::{is_secret, key_of, EtcdConfig, Schema, Store};
+use crate::config::{field_of_key, is_required, is_secret, key_of, EtcdConfig, Schema, Store};
 use crate::error::{Error, Result};
 
 /// A file of field paths to values: TOML, or JSON by the `.json` extension. Nested tables
@@ -80,12 +80,25 @@ pub(super) async fn edits_to<T: EtcdConfig>(
         .iter()
         .map(|(path, value)| (path.clone(), Some(value.clone())))
         .collect();
-    if let Ok(now) = store.load::<T>().await {
-        for field in shown(&now)? {
-            if !wanted.contains_key(&field.path) && !is_secret(&schema, &field.path) {
-                edits.push((field.path, None));
-            }
+    // The fields etcd holds a key for (whether or not the config loads now) that the file
+    // leaves out are removed; secrets stay.
+    let current = store.read_current::<T>().await?;
+    let mut held: Vec<String> = current
+        .kvs
+        .iter()
+        .filter_map(|kv| field_of_key(&schema, kv.key_str().ok()?))
+        .filter(|(path, secret)| !secret && !wanted.contains_key(path))
+        .map(|(path, _)| path)
+        .collect();
+    held.dedup();
+    for path in held {
+        if is_required(&schema, &path) {
+            return Err(Error::invalid(format!(
+                "the file leaves out `{path}`, which is required: apply makes the config what \
+                 the file says, so add `{path} = ...` to it; nothing was written"
+            )));
         }
+        edits.push((path, None));
     }
     Ok(edits)
 }

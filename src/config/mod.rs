@@ -45,7 +45,7 @@ pub use live::{
 };
 pub use notes::{ChangeNote, KEPT_NOTES};
 #[cfg(feature = "cli")]
-pub(crate) use paths::{field_of_key, is_secret};
+pub(crate) use paths::{field_of_key, is_required, is_secret};
 #[cfg(feature = "cli")]
 pub(crate) use paths::{key_of, unknown_keys};
 pub use schema::{Schema, SchemaField};

@@ -277,6 +277,8 @@ async fn follow<T: EtcdConfig>(
     publisher: Publisher<T>,
     mut settling: Option<Box<Settling<T>>>,
 ) {
+    // What the first load found: keys no field reads are reported from the start.
+    publisher.unknown(follower.unknown_keys());
     loop {
         let sleep = settling.as_ref().and_then(|s| s.due()).map(|due| {
             Box::pin(tokio::time::sleep_until(tokio::time::Instant::from_std(
