@@ -170,9 +170,10 @@ where
 /// (`None` fields have no key). Does not run `validate`.
 pub fn to_key_values<T: EtcdConfig>(value: &T) -> Result<Vec<(String, String)>> {
     let encoded = encode::Encoded::of(value);
+    let prefix = keys::fields::<T>();
     if let Some((field, key, reason)) = encoded.errors.into_iter().next() {
         return Err(Error::Encode {
-            key: format!("{}{key}", keys::fields::<T>()),
+            key: format!("{prefix}{key}"),
             field,
             reason,
         });
@@ -180,6 +181,6 @@ pub fn to_key_values<T: EtcdConfig>(value: &T) -> Result<Vec<(String, String)>> 
     Ok(encoded
         .entries
         .into_iter()
-        .filter_map(|e| Some((format!("{}{}", keys::fields::<T>(), e.key), e.value?)))
+        .filter_map(|e| Some((format!("{prefix}{}", e.key), e.value?)))
         .collect())
 }
