@@ -5,7 +5,7 @@
 //! read and saves it in one transaction.
 //!
 //! ```
-//! use etcd_config::{config, EtcdConfig};
+//! use etcd_config::{from_key_values, to_key_values, EtcdConfig};
 //! use std::time::Duration;
 //!
 //! #[derive(EtcdConfig, Debug, PartialEq)]
@@ -20,14 +20,14 @@
 //!
 //! // What `etcdctl get --prefix /services/gateway/` would show after a save:
 //! let gw = Gateway { listen_port: 9090, upstream: "http://a:80".into(), request_timeout: None };
-//! let stored = config::to_key_values(&gw)?;
+//! let stored = to_key_values(&gw)?;
 //! assert_eq!(stored, [
 //!     ("/services/gateway/listen-port".to_owned(), "9090".to_owned()),
 //!     ("/services/gateway/upstream".to_owned(), "http://a:80".to_owned()),
 //! ]);
 //!
 //! // What a load makes of keys typed by hand:
-//! let loaded: Gateway = config::from_key_values([
+//! let loaded: Gateway = from_key_values([
 //!     ("/services/gateway/upstream", "http://b:80"),
 //!     ("/services/gateway/request-timeout", "1m30s"),
 //! ])?;
@@ -163,7 +163,7 @@
 //!   credentials and key material are attached with `with_*` (`with_user`, `with_tls`).
 //! - Handles ([`Client`], [`Store`], [`Live`]) are cheap clones taken by `&self`; a derived
 //!   handle is a new value and leaves the original as it was ([`Store::namespace`],
-//!   [`Store::with_max_txn_ops`]).
+//!   [`Store::max_txn_ops`]).
 //! - One [`Error`] type, `Clone`, every variant documented; etcd's own refusals are
 //!   [`Error::Server`] with a [`ServerErrorKind`].
 //!
@@ -253,7 +253,7 @@
 
 mod backoff;
 pub mod client;
-pub mod config;
+mod config;
 mod error;
 mod key_range;
 pub mod proto;

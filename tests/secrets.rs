@@ -196,7 +196,7 @@ async fn plain_values_migrate_when_allowed() {
     assert!(err.to_string().contains("stored in clear"), "{err}");
     assert!(!err.to_string().contains("hunter2"), "{err}");
 
-    let migrating = Store::new(etcd.client().await).with_keyring(ring(&["k1"]).accept_plain(true));
+    let migrating = Store::new(etcd.client().await).with_keyring(ring(&["k1"]).accept_plain());
     assert_eq!(
         migrating.load::<App>().await.unwrap(),
         app("hunter2", "AKIA-1")

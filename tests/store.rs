@@ -433,7 +433,7 @@ async fn txn_limit_and_validation_are_checked_before_sending() {
         "{err}"
     );
     assert!(err.to_string().contains("200") && err.to_string().contains("128"));
-    let small = store.clone().with_max_txn_ops(5);
+    let small = store.clone().max_txn_ops(5);
     let err = small.save(&Gateway::sample()).await.unwrap_err();
     assert!(
         matches!(

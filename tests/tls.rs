@@ -67,18 +67,24 @@ async fn untrusted_server_is_refused() {
     assert!(matches!(err, Error::Connect { .. }), "{err}");
 }
 
-/// Plain http to an https endpoint, an https URL without TLS options, and a missing CA file are
-/// clear errors.
+/// Plain http to an https endpoint, an https URL without TLS options, a missing CA file and TLS
+/// without one are clear errors.
 #[tokio::test]
 async fn tls_configuration_errors() {
     let err = Client::connect(["https://127.0.0.1:1"], ConnectOptions::default())
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Config { .. }), "{err}");
+    assert!(matches!(err, Error::ClientOptions { .. }), "{err}");
     assert!(err.to_string().contains("https://127.0.0.1:1"), "{err}");
 
     let options =
         ConnectOptions::default().with_tls(TlsOptions::new().ca_file("/nonexistent/ca.pem"));
     let err = Client::connect(["127.0.0.1:1"], options).await.unwrap_err();
     assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
+
+    // TLS without a CA file would trust nothing: refused by name, before any connection.
+    let options = ConnectOptions::default().with_tls(TlsOptions::new());
+    let err = Client::connect(["127.0.0.1:1"], options).await.unwrap_err();
+    assert!(matches!(err, Error::ClientOptions { .. }), "{err}");
+    assert!(err.to_string().contains("TlsOptions::ca_file"), "{err}");
 }

@@ -40,11 +40,25 @@ impl Lease {
 
     /// Grants a lease of `ttl` seconds with an ID chosen by etcd (one LeaseGrant round trip).
     pub async fn grant(&self, ttl: i64) -> Result<LeaseInfo> {
-        self.grant_with_id(ttl, 0).await
+        self.grant_request(ttl, 0).await
     }
 
-    /// Grants a lease of `ttl` seconds with the given ID (0 lets etcd choose).
+    /// Grants a lease of `ttl` seconds with the ID `id` (one LeaseGrant round trip).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for `id` 0, which is etcd's "choose one for me": call
+    /// [`grant`](Self::grant) for that. etcd's `DuplicateKey`-like refusal if the ID is taken.
     pub async fn grant_with_id(&self, ttl: i64, id: i64) -> Result<LeaseInfo> {
+        if id == 0 {
+            return Err(Error::invalid(
+                "lease id 0 means \"etcd chooses\": call Lease::grant(ttl) for that",
+            ));
+        }
+        self.grant_request(ttl, id).await
+    }
+
+    async fn grant_request(&self, ttl: i64, id: i64) -> Result<LeaseInfo> {
         let response = self.client.call(pb::LeaseGrantRequest { ttl, id }).await?;
         if !response.error.is_empty() {
             return Err(Error::Server {

@@ -33,7 +33,7 @@ pub struct Maintenance {
 /// A member's view of itself and the cluster.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
-pub struct Status {
+pub struct MemberStatus {
     /// Who answered (its `member_id` is the member described).
     pub header: ResponseHeader,
     /// The etcd version, e.g. `3.5.1`.
@@ -103,9 +103,9 @@ impl Maintenance {
     }
 
     /// The status of the member the client is talking to.
-    pub async fn status(&self) -> Result<Status> {
+    pub async fn status(&self) -> Result<MemberStatus> {
         let r = self.client.call(pb::StatusRequest {}).await?;
-        Ok(Status {
+        Ok(MemberStatus {
             header: r.header.into(),
             version: r.version,
             db_size: r.db_size,

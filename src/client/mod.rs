@@ -38,7 +38,7 @@ pub use concurrency::{Election, Leader, Mutex, Session};
 pub use key_value::{KeyValue, SortOrder, SortTarget};
 pub use kv::{Compact, Delete, DeleteResponse, Get, GetResponse, Kv, Put, PutResponse};
 pub use lease::{KeepAlive, Lease, LeaseInfo, TimeToLive};
-pub use maintenance::{Alarm, AlarmMember, Downgrade, Hash, HashKv, Maintenance, Status};
+pub use maintenance::{Alarm, AlarmMember, Downgrade, Hash, HashKv, Maintenance, MemberStatus};
 pub use options::{ConnectOptions, TlsOptions};
 pub(crate) use stream::{OutageListener, StreamHealth};
 use token::Credentials;
@@ -78,7 +78,7 @@ impl Client {
     /// # Errors
     ///
     /// [`Error::Connect`](crate::Error::Connect), naming every endpoint, when none answers
-    /// within the dial timeout; [`Error::Config`](crate::Error::Config) for an endpoint or TLS
+    /// within the dial timeout; [`Error::ClientOptions`](crate::Error::ClientOptions) for an endpoint or TLS
     /// file that cannot be used; the server's error (e.g. `AuthFailed`) if authentication fails.
     pub async fn connect<E, S>(endpoints: E, options: ConnectOptions) -> Result<Client>
     where

@@ -140,8 +140,9 @@ impl fmt::Debug for ConnectOptions {
 /// TLS settings (rustls): the CA that signed the servers' certificates, and for mutual TLS a
 /// client certificate and key. Files are PEM.
 ///
-/// With no CA file, the servers' certificates must chain to a CA given here; the crate does not
-/// read the system trust store (etcd clusters normally use a private CA).
+/// A CA file is required: the servers' certificates must chain to the CA given here, and
+/// connecting without one is refused with [`Error::ClientOptions`](crate::Error::ClientOptions)
+/// (the crate does not read the system trust store: etcd clusters normally use a private CA).
 #[derive(Debug, Clone, Default)]
 pub struct TlsOptions {
     pub(crate) ca_file: Option<PathBuf>,

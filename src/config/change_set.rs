@@ -282,7 +282,7 @@ impl Store {
         self.check_bytes(&prefix, &set.puts)?;
         let notes = self.note_ops::<T>(note).await?;
         self.check_size(&prefix, set.len() + notes.len())?;
-        let compares = guards(&self.range_of::<T>(), current, self.max_txn_ops());
+        let compares = guards(&self.range_of::<T>(), current, self.txn_limit());
         let response = self
             .client()
             .kv()

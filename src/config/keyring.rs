@@ -157,8 +157,8 @@ impl Keyring {
     /// a key ring: the next save encrypts them). Off by default: a plain value where an
     /// encrypted one is expected is a decode problem.
     #[must_use]
-    pub fn accept_plain(mut self, accept: bool) -> Keyring {
-        self.accept_plain = accept;
+    pub fn accept_plain(mut self) -> Keyring {
+        self.accept_plain = true;
         self
     }
 

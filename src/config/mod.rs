@@ -141,7 +141,7 @@ pub trait EtcdConfig: EtcdFields {
 /// `T::PREFIX/` are ignored. Every problem is reported at once ([`Error::Decode`]).
 ///
 /// ```
-/// use etcd_config::{config, EtcdConfig};
+/// use etcd_config::{from_key_values, EtcdConfig};
 ///
 /// #[derive(EtcdConfig, Debug, PartialEq)]
 /// #[etcd(prefix = "/app", rename_all = "kebab-case")]
@@ -150,7 +150,7 @@ pub trait EtcdConfig: EtcdFields {
 ///     name: Option<String>,
 /// }
 ///
-/// let app: App = config::from_key_values([("/app/max-conns", "10"), ("/app/name", "web")])?;
+/// let app: App = from_key_values([("/app/max-conns", "10"), ("/app/name", "web")])?;
 /// assert_eq!(app, App { max_conns: 10, name: Some("web".into()) });
 /// # Ok::<(), etcd_config::Error>(())
 /// ```

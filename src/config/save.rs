@@ -228,8 +228,8 @@ impl Store {
         }
     }
 
-    /// The txn limit this store assumes ([`with_max_txn_ops`](Self::with_max_txn_ops)).
-    pub(super) fn max_txn_ops(&self) -> usize {
+    /// The txn limit this store assumes ([`max_txn_ops`](Self::max_txn_ops)).
+    pub(super) fn txn_limit(&self) -> usize {
         self.max_txn_ops
     }
 

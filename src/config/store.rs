@@ -97,7 +97,7 @@ impl Store {
     /// The server's `--max-txn-ops`, if not etcd's default 128: `save` refuses a struct
     /// needing more operations before sending anything.
     #[must_use]
-    pub fn with_max_txn_ops(&self, limit: usize) -> Store {
+    pub fn max_txn_ops(&self, limit: usize) -> Store {
         Store {
             max_txn_ops: limit,
             ..self.clone()

@@ -83,9 +83,11 @@ pub enum Error {
         /// What is wrong, naming the argument.
         reason: String,
     },
-    /// An endpoint string or TLS file could not be used.
+    /// The client's own options could not be used: an endpoint string, a TLS file, TLS
+    /// without a CA file. (Named for [`ConnectOptions`](crate::ConnectOptions); "config" in
+    /// this crate means settings structs.)
     #[error("invalid client configuration: {reason}")]
-    Config {
+    ClientOptions {
         /// What is wrong, naming the endpoint or file.
         reason: String,
     },
@@ -206,7 +208,7 @@ pub enum Error {
         prefix: String,
         /// How many operations (or compares) the txn needs.
         ops: usize,
-        /// The limit (`--max-txn-ops`, 128 by default; see `Store::with_max_txn_ops`).
+        /// The limit (`--max-txn-ops`, 128 by default; see `Store::max_txn_ops`).
         limit: usize,
     },
     /// A request is larger than the client may send
@@ -328,8 +330,8 @@ impl Error {
         }
     }
 
-    pub(crate) fn config(reason: impl Into<String>) -> Self {
-        Error::Config {
+    pub(crate) fn client_options(reason: impl Into<String>) -> Self {
+        Error::ClientOptions {
             reason: reason.into(),
         }
     }

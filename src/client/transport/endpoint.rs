@@ -24,7 +24,7 @@ pub(super) struct Tls {
 /// into where to connect and how.
 pub(super) fn target(name: &str, tls: Option<&Tls>) -> Result<Target> {
     let invalid = |why: &dyn std::fmt::Display| {
-        Error::config(format!("endpoint `{name}` is not a valid address: {why}"))
+        Error::client_options(format!("endpoint `{name}` is not a valid address: {why}"))
     };
     let uri: Uri = if name.contains("://") {
         name.parse()
@@ -68,7 +68,7 @@ pub(super) fn target(name: &str, tls: Option<&Tls>) -> Result<Target> {
     let tls = match (secure, tls) {
         (false, _) => None,
         (true, None) => {
-            return Err(Error::config(format!(
+            return Err(Error::client_options(format!(
             "endpoint `{name}` uses https but no TLS options were given (ConnectOptions::with_tls)"
         )))
         }
@@ -88,11 +88,12 @@ pub(super) fn target(name: &str, tls: Option<&Tls>) -> Result<Target> {
 /// Reads the TLS files into a rustls configuration (ring, TLS 1.2 and 1.3, ALPN `h2`).
 pub(super) fn tls_config(options: &TlsOptions) -> Result<Tls> {
     let read = |path: &std::path::Path| {
-        std::fs::read(path)
-            .map_err(|err| Error::config(format!("cannot read TLS file {}: {err}", path.display())))
+        std::fs::read(path).map_err(|err| {
+            Error::client_options(format!("cannot read TLS file {}: {err}", path.display()))
+        })
     };
     let bad = |path: &std::path::Path, why: &dyn std::fmt::Display| {
-        Error::config(format!("TLS file {}: {why}", path.display()))
+        Error::client_options(format!("TLS file {}: {why}", path.display()))
     };
     let certificates = |path: &std::path::Path| -> Result<Vec<CertificateDer<'static>>> {
         let pem = read(path)?;
@@ -104,11 +105,17 @@ pub(super) fn tls_config(options: &TlsOptions) -> Result<Tls> {
         }
         Ok(certs)
     };
+    // Never an empty trust store: it would refuse every server with a puzzling handshake
+    // error. The crate trusts exactly the CA a user names.
+    let Some(ca) = &options.ca_file else {
+        return Err(Error::client_options(
+            "TLS needs a CA file (TlsOptions::ca_file): this client trusts exactly the CA that \
+             signed the etcd servers' certificates, never the system's trust store",
+        ));
+    };
     let mut roots = RootCertStore::empty();
-    if let Some(ca) = &options.ca_file {
-        for cert in certificates(ca)? {
-            roots.add(cert).map_err(|err| bad(ca, &err))?;
-        }
+    for cert in certificates(ca)? {
+        roots.add(cert).map_err(|err| bad(ca, &err))?;
     }
     // ring, not aws-lc-rs: no C toolchain beyond a compiler, and a lighter build. rustls
     // 0.23.48 deprecates ring's provider for lacking post-quantum key exchange; etcd's
@@ -117,7 +124,7 @@ pub(super) fn tls_config(options: &TlsOptions) -> Result<Tls> {
     let provider = ring::default_provider();
     let builder = ClientConfig::builder_with_provider(Arc::new(provider))
         .with_safe_default_protocol_versions()
-        .map_err(|err| Error::config(format!("TLS: {err}")))?
+        .map_err(|err| Error::client_options(format!("TLS: {err}")))?
         .with_root_certificates(roots);
     let mut config = match &options.identity {
         None => builder.with_no_client_auth(),
@@ -133,13 +140,13 @@ pub(super) fn tls_config(options: &TlsOptions) -> Result<Tls> {
         }
     };
     config.alpn_protocols = vec![b"h2".to_vec()];
-    let domain = match &options.domain {
-        Some(domain) => Some(
-            ServerName::try_from(domain.clone())
-                .map_err(|err| Error::config(format!("TLS domain name `{domain}`: {err}")))?,
-        ),
-        None => None,
-    };
+    let domain =
+        match &options.domain {
+            Some(domain) => Some(ServerName::try_from(domain.clone()).map_err(|err| {
+                Error::client_options(format!("TLS domain name `{domain}`: {err}"))
+            })?),
+            None => None,
+        };
     Ok(Tls {
         config: Arc::new(config),
         domain,

@@ -135,7 +135,7 @@ impl Transport {
         credentials: Option<Credentials>,
     ) -> Result<Transport> {
         if endpoints.is_empty() {
-            return Err(Error::config("no endpoints given"));
+            return Err(Error::client_options("no endpoints given"));
         }
         let tls = match &options.tls {
             Some(tls) => Some(tls_config(tls)?),
