@@ -317,3 +317,8 @@ mod tests {
         assert_eq!(KeyRange::all().to_string(), "all keys");
     }
 }
+
+/// A raw `(key, range_end)` pair as a person reads it, for error messages.
+pub(crate) fn describe(key: &[u8], range_end: &[u8]) -> String {
+    KeyRange::from_raw(key, range_end).to_string()
+}

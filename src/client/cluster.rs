@@ -4,8 +4,8 @@ use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::kv::BoxFuture;
 use super::transport::Transport;
+use super::BoxFuture;
 use super::{Client, ResponseHeader};
 use crate::error::Result;
 use crate::proto::etcdserverpb as pb;

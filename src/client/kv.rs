@@ -1,19 +1,15 @@
 //! etcd's KV service: Range, Put, DeleteRange and Compact, as builders you `.await`.
 
-use std::future::{Future, IntoFuture};
-use std::pin::Pin;
+use std::future::IntoFuture;
 
 use super::key_value::{KeyValue, SortOrder, SortTarget};
 use super::namespace::{Enter, Leave};
 use super::rpc::Rpc;
+use super::BoxFuture;
 use super::{Client, ResponseHeader};
 use crate::error::{Error, Result};
 use crate::key_range::KeyRange;
 use crate::proto::etcdserverpb as pb;
-
-/// What awaiting a builder gives: one call to etcd, boxed so that the builder types stay
-/// nameable.
-pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'static>>;
 
 /// Handle to the KV service of a [`Client`]. Cheap to clone.
 ///
@@ -57,12 +53,6 @@ impl Kv {
     /// Deletes the keys in `range` (one DeleteRange round trip).
     pub fn delete(&self, range: impl Into<KeyRange>) -> Delete<Kv> {
         Delete::new(range).on(self.clone())
-    }
-
-    /// Starts a transaction: compares, then the operations to run if they all hold or if any
-    /// fails. One Txn round trip, applied atomically at one revision.
-    pub fn txn(&self) -> super::txn::Txn<Kv> {
-        super::txn::Txn::new().on(self.clone())
     }
 
     /// Discards the history before `revision` (one Compact round trip). Reads at older
@@ -482,9 +472,4 @@ impl From<pb::CompactionResponse> for ResponseHeader {
     fn from(response: pb::CompactionResponse) -> Self {
         response.header.into()
     }
-}
-
-/// A raw `(key, range_end)` pair as a person reads it, for error messages.
-pub(crate) fn describe(key: &[u8], range_end: &[u8]) -> String {
-    KeyRange::from_raw(key, range_end).to_string()
 }

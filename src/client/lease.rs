@@ -5,8 +5,8 @@ use std::future::IntoFuture;
 use tokio::sync::watch;
 
 use super::keep_alive::Renewal;
-use super::kv::BoxFuture;
 use super::namespace::Leave as _;
+use super::BoxFuture;
 use super::{Client, ResponseHeader};
 use crate::error::{Error, Result};
 use crate::proto::etcdserverpb as pb;

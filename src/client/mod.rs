@@ -49,6 +49,11 @@ pub use watch::{Event, EventKind, WatchBuilder, WatchResponse, WatchStream};
 use crate::error::Result;
 use crate::proto::etcdserverpb as pb;
 
+/// What awaiting a builder gives: one call to etcd, boxed so that the builder types stay
+/// nameable.
+pub(crate) type BoxFuture<T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T>> + Send + 'static>>;
+
 /// A connection to an etcd cluster.
 ///
 /// Cloning is cheap and every clone shares the same connections, token and failover state, so

@@ -7,9 +7,9 @@
 
 use std::future::Future;
 
-use super::kv::describe;
-use super::transport::{Conn, Retry};
-use crate::key_range::Escaped;
+use super::transport::{Conn, Retry, Transport};
+use crate::error::Result;
+use crate::key_range::{describe, Escaped};
 use crate::proto::etcdserverpb as pb;
 
 /// What a gRPC stub call returns.
@@ -43,6 +43,24 @@ pub(crate) trait Rpc: prost::Message + Clone + Send + 'static {
         } else {
             format!("{} {subject}", Self::NAME)
         }
+    }
+}
+
+/// The calls above go through the transport; the transport knows nothing of them.
+impl Transport {
+    /// Sends one of etcd's unary calls (see [`Rpc`]) with failover, retries, the auth token and
+    /// the request timeout.
+    pub(crate) async fn call<R: Rpc>(&self, request: R) -> Result<R::Response> {
+        let retry = request.retry();
+        self.unary(R::describe, retry, request, R::send).await
+    }
+
+    /// Like [`call`](Self::call) but sends no token and never re-authenticates: for
+    /// `Authenticate` itself.
+    pub(crate) async fn call_without_token<R: Rpc>(&self, request: R) -> Result<R::Response> {
+        let operation = request.describe();
+        self.unary_without_token(|| operation, request, R::send)
+            .await
     }
 }
 
@@ -166,57 +184,6 @@ rpcs! {
         };
     AuthRoleRevokePermissionRequest => AuthRoleRevokePermissionResponse: "RoleRevokePermission",
         Mutation, auth.role_revoke_permission, |r| format!("{} {}", r.role, describe(&r.key, &r.range_end));
-}
-
-impl Rpc for pb::TxnRequest {
-    type Response = pb::TxnResponse;
-    const NAME: &'static str = "Txn";
-
-    /// A txn that only reads may be sent again after a broken connection; one that writes may
-    /// not.
-    fn retry(&self) -> Retry {
-        if writes(self) {
-            Retry::Mutation
-        } else {
-            Retry::Idempotent
-        }
-    }
-
-    fn subject(&self) -> String {
-        use pb::request_op::Request;
-        let first = self
-            .success
-            .iter()
-            .chain(&self.failure)
-            .find_map(|op| match &op.request {
-                Some(Request::RequestRange(g)) => Some(describe(&g.key, &g.range_end)),
-                Some(Request::RequestPut(p)) => Some(describe(&p.key, &[])),
-                Some(Request::RequestDeleteRange(d)) => Some(describe(&d.key, &d.range_end)),
-                _ => None,
-            });
-        format!(
-            "of {} ops starting at {}",
-            super::txn::count_ops(self),
-            first.unwrap_or_default()
-        )
-    }
-
-    async fn send(conn: Conn, request: tonic::Request<Self>) -> Reply<Self::Response> {
-        conn.kv().txn(request).await
-    }
-}
-
-/// Whether a txn writes anything, nested txns included.
-fn writes(request: &pb::TxnRequest) -> bool {
-    request
-        .success
-        .iter()
-        .chain(&request.failure)
-        .any(|op| match &op.request {
-            Some(pb::request_op::Request::RequestRange(_)) | None => false,
-            Some(pb::request_op::Request::RequestTxn(inner)) => writes(inner),
-            Some(_) => true,
-        })
 }
 
 /// One renewal, as a LeaseKeepAlive stream of one message and its first answer.

@@ -5,6 +5,10 @@
 //! both cases a fresh token makes the same request succeed. When many calls fail at once, only
 //! the first re-authenticates: each call remembers the *generation* of the token it sent, and a
 //! call that finds a newer generation already in place simply retries with it.
+//!
+//! This file and the transport use each other, on purpose: the transport holds the
+//! credentials and attaches the token to every call, and renewing the token is itself a call
+//! (`Authenticate`, sent with `call_without_token` so that it never recurses into a renewal).
 
 use std::future::Future;
 use std::pin::Pin;

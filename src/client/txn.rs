@@ -2,9 +2,13 @@
 
 use std::future::IntoFuture;
 
-use super::kv::{BoxFuture, Delete, DeleteResponse, Get, GetResponse, Kv, Put, PutResponse};
+use super::kv::{Delete, DeleteResponse, Get, GetResponse, Kv, Put, PutResponse};
+use super::rpc::{Reply, Rpc};
+use super::transport::{Conn, Retry};
+use super::BoxFuture;
 use super::ResponseHeader;
 use crate::error::Result;
+use crate::key_range::describe;
 use crate::key_range::KeyRange;
 use crate::proto::etcdserverpb as pb;
 
@@ -147,6 +151,14 @@ impl From<Delete<()>> for TxnOp {
 impl From<Txn<()>> for TxnOp {
     fn from(txn: Txn<()>) -> Self {
         TxnOp(pb::request_op::Request::RequestTxn(txn.request))
+    }
+}
+
+impl Kv {
+    /// Starts a transaction: compares, then the operations to run if they all hold or if any
+    /// fails. One Txn round trip, applied atomically at one revision.
+    pub fn txn(&self) -> Txn<Kv> {
+        Txn::new().on(self.clone())
     }
 }
 
@@ -300,4 +312,55 @@ impl IntoFuture for Txn<Kv> {
     fn into_future(self) -> Self::IntoFuture {
         super::kv::write(self.client, self.request)
     }
+}
+
+impl Rpc for pb::TxnRequest {
+    type Response = pb::TxnResponse;
+    const NAME: &'static str = "Txn";
+
+    /// A txn that only reads may be sent again after a broken connection; one that writes may
+    /// not.
+    fn retry(&self) -> Retry {
+        if writes(self) {
+            Retry::Mutation
+        } else {
+            Retry::Idempotent
+        }
+    }
+
+    fn subject(&self) -> String {
+        use pb::request_op::Request;
+        let first = self
+            .success
+            .iter()
+            .chain(&self.failure)
+            .find_map(|op| match &op.request {
+                Some(Request::RequestRange(g)) => Some(describe(&g.key, &g.range_end)),
+                Some(Request::RequestPut(p)) => Some(describe(&p.key, &[])),
+                Some(Request::RequestDeleteRange(d)) => Some(describe(&d.key, &d.range_end)),
+                _ => None,
+            });
+        format!(
+            "of {} ops starting at {}",
+            count_ops(self),
+            first.unwrap_or_default()
+        )
+    }
+
+    async fn send(conn: Conn, request: tonic::Request<Self>) -> Reply<Self::Response> {
+        conn.kv().txn(request).await
+    }
+}
+
+/// Whether a txn writes anything, nested txns included.
+fn writes(request: &pb::TxnRequest) -> bool {
+    request
+        .success
+        .iter()
+        .chain(&request.failure)
+        .any(|op| match &op.request {
+            Some(pb::request_op::Request::RequestRange(_)) | None => false,
+            Some(pb::request_op::Request::RequestTxn(inner)) => writes(inner),
+            Some(_) => true,
+        })
 }

@@ -10,10 +10,10 @@ use futures_core::Stream;
 use tokio::sync::{mpsc, oneshot};
 
 use super::key_value::KeyValue;
-use super::kv::BoxFuture;
 use super::namespace::Enter as _;
 use super::watch_hub::{describe, Command};
 use super::watch_queue as queue;
+use super::BoxFuture;
 use super::{Client, ResponseHeader};
 use crate::error::{Error, Result};
 use crate::key_range::KeyRange;

@@ -11,7 +11,6 @@ use super::connection::NotSent;
 use super::endpoint::source_chain;
 use super::{Conn, Retry, Transport, NONE};
 use crate::backoff::Backoff;
-use crate::client::rpc::Rpc;
 use crate::error::{Error, GrpcStatus, Result, ServerErrorKind};
 
 /// What a failed gRPC call means for the retry loop.
@@ -70,26 +69,11 @@ fn transient(kind: ServerErrorKind) -> bool {
 }
 
 impl Transport {
-    /// Sends one of etcd's unary calls (see [`Rpc`]) with failover, retries, the auth token and
-    /// the request timeout.
-    pub(crate) async fn call<R: Rpc>(&self, request: R) -> Result<R::Response> {
-        let retry = request.retry();
-        self.unary(R::describe, retry, request, R::send).await
-    }
-
-    /// Like [`call`](Self::call) but sends no token and never re-authenticates: for
-    /// `Authenticate` itself.
-    pub(crate) async fn call_without_token<R: Rpc>(&self, request: R) -> Result<R::Response> {
-        let operation = request.describe();
-        self.unary_without_token(|| operation, request, R::send)
-            .await
-    }
-
     /// Runs one unary call with failover, retries, the auth token and the request timeout.
     ///
     /// `call` receives a connection and a request carrying the token; it is invoked once per
     /// attempt. `operation` describes the request in a timeout error (e.g. `Range prefix /a/`).
-    async fn unary<Req, Resp, F, Fut>(
+    pub(crate) async fn unary<Req, Resp, F, Fut>(
         &self,
         operation: impl FnOnce(&Req) -> String,
         retry: Retry,
@@ -118,9 +102,9 @@ impl Transport {
             .await
     }
 
-    /// Like [`unary`](Self::unary) but sends no token and never re-authenticates: for
+    /// Like `unary` but sends no token and never re-authenticates: for
     /// `Authenticate` itself.
-    async fn unary_without_token<Req, Resp, F, Fut>(
+    pub(crate) async fn unary_without_token<Req, Resp, F, Fut>(
         &self,
         operation: impl FnOnce() -> String,
         message: Req,

@@ -103,7 +103,7 @@ struct Watcher {
 pub(super) fn describe(request: &pb::WatchCreateRequest) -> String {
     format!(
         "Watch {}",
-        super::kv::describe(&request.key, &request.range_end)
+        crate::key_range::describe(&request.key, &request.range_end)
     )
 }
 
