@@ -219,6 +219,11 @@ impl From<String> for KeyRange {
     }
 }
 
+/// A raw `(key, range_end)` pair as a person reads it, for error messages.
+pub(crate) fn describe(key: &[u8], range_end: &[u8]) -> String {
+    KeyRange::from_raw(key, range_end).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::{KeyRange, RangeKind};
@@ -316,9 +321,4 @@ mod tests {
         assert_eq!(KeyRange::key(vec![b'a', 0xff]).to_string(), "a\\xff");
         assert_eq!(KeyRange::all().to_string(), "all keys");
     }
-}
-
-/// A raw `(key, range_end)` pair as a person reads it, for error messages.
-pub(crate) fn describe(key: &[u8], range_end: &[u8]) -> String {
-    KeyRange::from_raw(key, range_end).to_string()
 }
