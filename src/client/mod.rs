@@ -25,9 +25,6 @@ mod token;
 pub(crate) mod transport;
 mod txn;
 pub(crate) mod watch;
-mod watch_creates;
-mod watch_hub;
-mod watch_queue;
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};
@@ -64,7 +61,7 @@ pub(crate) type BoxFuture<T> =
 pub struct Client {
     transport: Arc<Transport>,
     /// The task that owns the client's one Watch stream, started by the first watch.
-    watch_hub: Arc<OnceLock<watch_hub::WatchHub>>,
+    watch_hub: Arc<OnceLock<watch::hub::WatchHub>>,
     keeper: Arc<OnceLock<keep_alive::Keeper>>,
     /// Every key this client names is under it ([`Client::namespace`]); empty for none.
     namespace: Arc<[u8]>,
@@ -132,9 +129,9 @@ impl Client {
             .get_or_init(|| keep_alive::Keeper::start(Arc::downgrade(&self.transport)))
     }
 
-    pub(crate) fn watch_hub(&self) -> &watch_hub::WatchHub {
+    pub(crate) fn watch_hub(&self) -> &watch::hub::WatchHub {
         self.watch_hub
-            .get_or_init(|| watch_hub::WatchHub::start(Arc::downgrade(&self.transport)))
+            .get_or_init(|| watch::hub::WatchHub::start(Arc::downgrade(&self.transport)))
     }
 
     /// Key-value operations: get, put, delete, txn, compact.

@@ -1,72 +1,32 @@
 //! etcd's Watch service: many watches over one gRPC stream per client.
+//!
+//! This file holds the handles ([`WatchBuilder`], [`WatchStream`]); [`hub`] the task that owns
+//! the stream, with `creates` (creates in flight) and `queue` (each watch's bounded buffer);
+//! `event` the types a watch delivers.
 
 use std::future::IntoFuture;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_core::Stream;
 use tokio::sync::{mpsc, oneshot};
 
-use super::key_value::KeyValue;
+mod creates;
+mod event;
+pub(crate) mod hub;
+mod queue;
+
 use super::namespace::Enter as _;
-use super::watch_hub::{describe, Command};
-use super::watch_queue as queue;
 use super::BoxFuture;
-use super::{Client, ResponseHeader};
+use super::Client;
 use crate::error::{Error, Result};
 use crate::key_range::KeyRange;
-use crate::proto::{etcdserverpb as pb, mvccpb};
-
-/// What happened to a key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventKind {
-    /// The key was created or changed.
-    Put,
-    /// The key was deleted.
-    Delete,
-}
-
-/// One change to one key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Event {
-    /// Put or delete.
-    pub kind: EventKind,
-    /// The key after the change; for a delete, the key with the delete's revision as
-    /// `mod_revision` and no value.
-    pub kv: KeyValue,
-    /// The key before the change, if the watch asked for [`prev_kv`](WatchBuilder::prev_kv).
-    pub prev_kv: Option<KeyValue>,
-}
-
-impl From<mvccpb::Event> for Event {
-    fn from(event: mvccpb::Event) -> Self {
-        let kind = match mvccpb::event::EventType::try_from(event.r#type) {
-            Ok(mvccpb::event::EventType::Delete) => EventKind::Delete,
-            _ => EventKind::Put,
-        };
-        Event {
-            kind,
-            kv: event.kv.map(KeyValue::from).unwrap_or_default(),
-            prev_kv: event.prev_kv.map(KeyValue::from),
-        }
-    }
-}
-
-/// A batch of events from one watch, or a progress notification (no events).
-///
-/// All events of one revision (one txn) arrive in the same response.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct WatchResponse {
-    /// Who answered; `header.revision` is the store revision when it was sent.
-    pub header: ResponseHeader,
-    /// The events, in revision order. Empty for a progress notification: the watch has seen
-    /// everything up to `header.revision`.
-    pub events: Vec<Event>,
-}
+use crate::proto::etcdserverpb as pb;
+use event::Shared;
+pub use event::{Event, EventKind, WatchResponse};
+use hub::{describe, Command};
 
 /// Options for a new watch; `.await` it to register the watch (one round trip).
 #[derive(Debug, Clone)]
@@ -199,18 +159,6 @@ impl Client {
     }
 }
 
-/// State a stream shares with the task.
-#[derive(Default)]
-pub(super) struct Shared {
-    /// Set by the task when it paused the watch because the buffer was full.
-    pub(super) paused: AtomicBool,
-    /// The compact revision, if the watch ended because its start revision was compacted.
-    pub(super) compact_revision: AtomicI64,
-    /// The error the watch ended with, when the consumer's buffer was full at that moment: it
-    /// is handed out after the buffered responses, so a watch never ends without saying why.
-    pub(super) ended_with: std::sync::Mutex<Option<Error>>,
-}
-
 /// A registered watch: a [`Stream`] of [`WatchResponse`]s. Dropping it cancels the watch.
 ///
 /// ```no_run
@@ -312,7 +260,7 @@ impl Stream for WatchStream {
             }
             Poll::Ready(Some(Ok(mut response))) if !this.namespace.is_empty() => {
                 for event in &mut response.events {
-                    super::namespace::event_out(&this.namespace, event);
+                    crate::client::namespace::event_out(&this.namespace, event);
                 }
                 Poll::Ready(Some(Ok(response)))
             }

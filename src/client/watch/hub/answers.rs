@@ -4,10 +4,10 @@
 
 use std::sync::atomic::Ordering;
 
-use super::super::watch::{Event, WatchResponse};
-use super::super::watch_queue as queue;
-use super::super::ResponseHeader;
+use super::super::event::{Event, WatchResponse};
+use super::super::queue;
 use super::{describe, Hub, State};
+use crate::client::ResponseHeader;
 use crate::error::{Error, ServerErrorKind};
 use crate::proto::etcdserverpb as pb;
 

@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::stream::{StreamHealth, Supervised};
-use super::transport::Transport;
-use super::watch::{Event, Shared, WatchResponse};
-use super::watch_creates::Creates;
-use super::watch_queue as queue;
+use super::creates::Creates;
+use super::event::{Event, Shared, WatchResponse};
+use super::queue;
+use crate::client::stream::{StreamHealth, Supervised};
+use crate::client::transport::Transport;
 use crate::error::{Error, Result};
 use crate::proto::etcdserverpb as pb;
 
