@@ -26,7 +26,7 @@ pub struct Event {
     /// The key after the change; for a delete, the key with the delete's revision as
     /// `mod_revision` and no value.
     pub kv: KeyValue,
-    /// The key before the change, if the watch asked for [`prev_kv`](WatchBuilder::prev_kv).
+    /// The key before the change, if the watch asked for [`prev_kv`](super::WatchBuilder::prev_kv).
     pub prev_kv: Option<KeyValue>,
 }
 
