@@ -29,7 +29,7 @@ const FIELD: &[&str] = &[DEFAULT, RENAME, NESTED, EACH, SECRET, SKIP, WITH];
 fn unknown(kind: &str, name: &str, valid: &[&str]) -> String {
     let near = valid
         .iter()
-        .map(|v| (distance(name, v), *v))
+        .map(|v| (strsim::levenshtein(name, v), *v))
         .filter(|(d, v)| *d <= (name.len() / 3).max(1) || v.starts_with(name))
         .min_by_key(|(d, _)| *d);
     let hint = near.map_or(String::new(), |(_, v)| format!("; did you mean `{v}`?"));
@@ -37,24 +37,6 @@ fn unknown(kind: &str, name: &str, valid: &[&str]) -> String {
         "unknown etcd {kind} attribute `{name}`{hint} (valid: {})",
         valid.join(", ")
     )
-}
-
-/// Levenshtein distance, for near misses.
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = (above + 1)
-                .min(row[j] + 1)
-                .min(diagonal + usize::from(ca != *cb));
-            diagonal = above;
-        }
-    }
-    row[b.len()]
 }
 
 /// A value given at most once; a second occurrence is reported where it appears.

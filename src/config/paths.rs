@@ -108,38 +108,21 @@ pub(crate) fn closest<'c>(
     word: &str,
     candidates: impl IntoIterator<Item = &'c str>,
 ) -> Option<&'c str> {
-    let plain = |s: &str| -> Vec<char> {
+    let plain = |s: &str| -> String {
         s.chars()
             .filter(|c| !matches!(c, '-' | '_' | '.' | '/'))
             .flat_map(char::to_lowercase)
             .collect()
     };
     let target = plain(word);
-    let limit = (target.len() / 3).max(1);
+    let limit = (target.chars().count() / 3).max(1);
     candidates
         .into_iter()
         .filter(|c| *c != word)
-        .map(|c| (edit_distance(&target, &plain(c)), c))
+        .map(|c| (strsim::levenshtein(&target, &plain(c)), c))
         .filter(|(d, _)| *d <= limit)
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
-}
-
-/// Levenshtein distance between two strings of characters.
-fn edit_distance(a: &[char], b: &[char]) -> usize {
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = (above + 1)
-                .min(row[j] + 1)
-                .min(diagonal + usize::from(ca != cb));
-            diagonal = above;
-        }
-    }
-    row[b.len()]
 }
 
 /// The keys of `keys` (relative to the prefix) that no field of `schema` owns, each with the
