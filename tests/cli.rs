@@ -1,7 +1,6 @@
 //! The admin command line (cargo feature `cli`) against a real etcd, driven through clap as a
 //! service's binary would parse it: show hides secrets, set validates and notes who and why,
 //! a dry run writes nothing, history and rollback, the fleet status.
-#![cfg(feature = "cli")]
 
 mod support;
 

@@ -3,7 +3,6 @@
 //! fleet with a stricter build of the service, and an etcd that is not there.
 //!
 //! `scripts/test` builds the binary first (`cargo build --features cli --example admin`).
-#![cfg(feature = "cli")]
 
 mod support;
 

@@ -1,7 +1,6 @@
 //! Live configs' metrics (cargo feature `metrics`) against a real etcd: a recorder installed
 //! as the global one sees the applied and rejected counts, the revision, the confirmation age
 //! and reconnections, per prefix.
-#![cfg(feature = "metrics")]
 
 mod support;
 
