@@ -270,8 +270,8 @@ pub use client::KeyValue;
 pub use config::{
     codec, diff, from_key_values, to_key_values, Access, Change, ChangeNote, ConfigWatch, DiffKind,
     EtcdConfig, EtcdFields, FieldDiff, FleetRecord, FollowerState, Keyring, Live, LiveEvent,
-    LiveEvents, LiveOptions, LiveSender, LiveStatus, PlannedEdit, Rejection, Schema, SchemaField,
-    Secret, Selected, Store, UnknownKey, Update, Versioned, WhenInvalid, KEPT_NOTES,
+    LiveEvents, LiveOptions, LiveRef, LiveSender, LiveStatus, PlannedEdit, Rejection, Schema,
+    SchemaField, Secret, Selected, Store, UnknownKey, Update, Versioned, WhenInvalid, KEPT_NOTES,
 };
 /// `#[derive(EtcdConfig)]`: see [`EtcdConfig`] and the crate docs for its attributes.
 pub use etcd_derive::EtcdConfig;

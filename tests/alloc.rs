@@ -3,19 +3,22 @@
 //! byte or copy the whole input per field would fail here long before anyone timed it.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::Cell;
 use std::time::Duration;
 
-use etcd_config::EtcdConfig;
 use etcd_config::{from_key_values, to_key_values};
+use etcd_config::{EtcdConfig, Live};
 
 struct Counting;
 
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    /// This thread's allocations: tests run in parallel, each counts only its own.
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        ALLOCATIONS.with(|n| n.set(n.get() + 1));
         unsafe { System.alloc(layout) }
     }
 
@@ -53,9 +56,9 @@ struct Service {
 }
 
 fn allocations(work: impl FnOnce()) -> usize {
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = ALLOCATIONS.with(Cell::get);
     work();
-    ALLOCATIONS.load(Ordering::Relaxed) - before
+    ALLOCATIONS.with(Cell::get) - before
 }
 
 /// Decoding 20 keys costs a few allocations per field (the field's own value, its key path),
@@ -102,4 +105,37 @@ fn decoding_a_20_field_struct_allocates_a_bounded_number_of_times() {
         encoded <= 20 * 8,
         "encoding allocated {encoded} times for 20 fields"
     );
+}
+
+/// `Live::read` is the hot-path read: a million of them allocate nothing (`get` clones an
+/// `Arc`, which does not allocate either, but writes a shared counter).
+#[test]
+fn reading_a_live_config_allocates_nothing() {
+    #[derive(EtcdConfig, Debug, Clone, PartialEq)]
+    #[etcd(prefix = "/hot")]
+    struct Hot {
+        port: u16,
+        name: String,
+    }
+    let live = Live::fixed(Hot {
+        port: 8080,
+        name: "edge".into(),
+    });
+    let _ = live.read().port; // the first guard may set up this thread's slot
+    let mut sum = 0u64;
+    let counted = allocations(|| {
+        for _ in 0..1_000_000 {
+            let value = live.read();
+            sum += u64::from(value.port) + value.name.len() as u64;
+        }
+    });
+    assert_eq!(sum, 1_000_000 * 8084);
+    assert_eq!(counted, 0, "Live::read allocated");
+    let selected = live.select(|c| c.port);
+    let counted = allocations(|| {
+        for _ in 0..1000 {
+            assert_eq!(*selected.read(), 8080);
+        }
+    });
+    assert_eq!(counted, 0, "Selected::read allocated");
 }

@@ -40,8 +40,8 @@ pub use fleet::FleetRecord;
 pub use history::Change;
 pub use keyring::Keyring;
 pub use live::{
-    FollowerState, Live, LiveEvent, LiveEvents, LiveOptions, LiveSender, LiveStatus, Rejection,
-    Selected, WhenInvalid,
+    FollowerState, Live, LiveEvent, LiveEvents, LiveOptions, LiveRef, LiveSender, LiveStatus,
+    Rejection, Selected, WhenInvalid,
 };
 pub use notes::{ChangeNote, KEPT_NOTES};
 #[cfg(feature = "cli")]

@@ -155,6 +155,26 @@ impl<T> Shared<T> {
     }
 }
 
+/// A read of a [`Live`] config's current value, from [`Live::read`]: derefs to the value.
+pub struct LiveRef<'a, T> {
+    guard: arc_swap::Guard<Arc<Snapshot<T>>>,
+    live: std::marker::PhantomData<&'a Live<T>>,
+}
+
+impl<T> std::ops::Deref for LiveRef<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.guard.value
+    }
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for LiveRef<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (**self).fmt(f)
+    }
+}
+
 /// A config kept up to date by a background watch. Cheap to clone; `get` never blocks.
 ///
 /// A rejected update (one that does not decode, or that `validate` refuses) changes nothing:
@@ -191,9 +211,32 @@ impl<T: EtcdConfig> std::fmt::Debug for Live<T> {
 }
 
 impl<T: EtcdConfig> Live<T> {
-    /// The current value. Lock-free: one atomic load and a reference count.
+    /// The current value, to keep: lock-free, one atomic load and a reference count (a write
+    /// to a counter every reader of this config shares). On a hot path, prefer
+    /// [`read`](Self::read).
     pub fn get(&self) -> Arc<T> {
         self.shared.current.load().value.clone()
+    }
+
+    /// The current value, to read now: a guard that writes nothing shared and allocates
+    /// nothing, so threads reading one config on every request do not contend. Hold it
+    /// briefly (for a request, not across an `await` that may last): while it lives, the value
+    /// it points to stays alive even if a newer one is applied.
+    ///
+    /// ```
+    /// # use etcd_config::{EtcdConfig, Live};
+    /// # #[derive(EtcdConfig, Debug, Clone, PartialEq)]
+    /// # #[etcd(prefix = "/app")]
+    /// # struct App { port: u16 }
+    /// let live = Live::fixed(App { port: 8080 });
+    /// let port = live.read().port;
+    /// # assert_eq!(port, 8080);
+    /// ```
+    pub fn read(&self) -> LiveRef<'_, T> {
+        LiveRef {
+            guard: self.shared.current.load(),
+            live: std::marker::PhantomData,
+        }
     }
 
     /// The revision of the value `get` returns now (for a stale value, the revision it was
