@@ -424,6 +424,10 @@ async fn native_toml_and_a_broken_config_shown() {
         out.contains("workers = 2    (default: no key in etcd)"),
         "{out}"
     );
+    // The schema shows what a map entry's JSON looks like.
+    let (result, out) = limits_admin(&store, &["schema"]).await;
+    result.unwrap();
+    assert!(out.contains(r#"Limit as {"rps":0,"burst":0}"#), "{out}");
 
     etcd.etcdctl(&["put", "/cli/limits/workres", "4"]);
     etcd.etcdctl(&[

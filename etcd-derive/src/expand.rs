@@ -244,7 +244,13 @@ fn describe_field(plan: &Plan<'_>) -> Option<TokenStream> {
         }
         Storage::Each { .. } => {
             let info = info();
-            quote!(__out.each(#info);)
+            let sample = if serde_codec(plan) {
+                let codec = codec_ident(field);
+                quote!(::core::option::Option::Some(#codec.sample))
+            } else {
+                quote!(::core::option::Option::None)
+            };
+            quote!(__out.each(#info, #sample);)
         }
         Storage::Optional | Storage::Required => {
             let info = info();

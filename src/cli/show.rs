@@ -13,7 +13,7 @@ use super::Output;
 use crate::config::{
     decode_entries, field_of_key, key_of, keys, unknown_keys, Current, EtcdConfig, Store,
 };
-use crate::error::{Error, Result};
+use crate::error::{Error, ProblemKind, Result};
 
 /// The config as etcd holds it now, decoded if it loads.
 struct Read<T> {
@@ -63,34 +63,8 @@ pub(super) async fn show<T: EtcdConfig>(
     let secret_state = |f: &Shown| if defaulted(f) { "unset" } else { "set" };
     let problems = read.loaded.as_ref().err().map(problems_of);
     if output.json {
-        let values: serde_json::Map<String, Value> = fields
-            .iter()
-            .filter_map(|f| Some((f.path.clone(), f.value.clone()?.into())))
-            .collect();
-        let secrets: serde_json::Map<String, Value> = fields
-            .iter()
-            .filter(|f| f.value.is_none())
-            .map(|f| (f.path.clone(), secret_state(f).into()))
-            .collect();
-        let defaults: Vec<&str> = fields
-            .iter()
-            .filter(|f| defaulted(f) && f.value.is_some())
-            .map(|f| f.path.as_str())
-            .collect();
-        return print_json(
-            out,
-            &json!({
-                "prefix": prefix,
-                "revision": revision,
-                "valid": read.loaded.is_ok(),
-                "fields": values,
-                "secrets": secrets,
-                "defaults": defaults,
-                "unknown_keys": unknown_json(&prefix, &read.unknown),
-                "problems": problems,
-            }),
-        )
-        .and(read.loaded.map(drop));
+        let json = show_json(&read, &prefix, &fields, &defaulted, problems);
+        return print_json(out, &json).and(read.loaded.map(drop));
     }
     let state = match &read.loaded {
         Ok(_) => String::new(),
@@ -115,7 +89,54 @@ pub(super) async fn show<T: EtcdConfig>(
     for problem in problems.unwrap_or_default() {
         writeln!(out, "! {problem}").map_err(io)?;
     }
+    if store.keyring().is_none() && encrypted_secrets(&read.loaded) {
+        writeln!(
+            out,
+            "# this command line has no key ring: it cannot read the encrypted secrets, and a \
+             service whose store has none would refuse to load too (give it the service's key \
+             file, e.g. the ETCD_CONFIG_KEYS the service reads)"
+        )
+        .map_err(io)?;
+    }
     read.loaded.map(drop)
+}
+
+/// `show --json`: every field by path, secrets as set or unset, the fields served by the
+/// code default, keys no field reads, and the problems of a config that does not load.
+fn show_json<T>(
+    read: &Read<T>,
+    prefix: &str,
+    fields: &[Shown],
+    defaulted: &dyn Fn(&Shown) -> bool,
+    problems: Option<Vec<String>>,
+) -> Value {
+    let values: serde_json::Map<String, Value> = fields
+        .iter()
+        .filter_map(|f| Some((f.path.clone(), f.value.clone()?.into())))
+        .collect();
+    let secrets: serde_json::Map<String, Value> = fields
+        .iter()
+        .filter(|f| f.value.is_none())
+        .map(|f| {
+            let state = if defaulted(f) { "unset" } else { "set" };
+            (f.path.clone(), state.into())
+        })
+        .collect();
+    let defaults: Vec<&str> = fields
+        .iter()
+        .filter(|f| defaulted(f) && f.value.is_some())
+        .map(|f| f.path.as_str())
+        .collect();
+    json!({
+        "prefix": prefix,
+        "revision": read.current.revision,
+        "valid": read.loaded.is_ok(),
+        "fields": values,
+        "secrets": secrets,
+        "defaults": defaults,
+        "unknown_keys": unknown_json(prefix, &read.unknown),
+        "problems": problems,
+    })
 }
 
 pub(super) async fn get<T: EtcdConfig>(
@@ -170,6 +191,22 @@ fn stored_fields<T: EtcdConfig>(current: &Current) -> Vec<Shown> {
             Some(Shown { key, path, value })
         })
         .collect()
+}
+
+/// Whether decoding failed on a secret that is encrypted (with a key ring, it would open).
+fn encrypted_secrets<T>(loaded: &Result<T>) -> bool {
+    let Err(Error::Decode { problems, .. }) = loaded else {
+        return false;
+    };
+    problems.iter().any(|p| {
+        matches!(
+            &p.kind,
+            ProblemKind::Secret {
+                key_id: Some(_),
+                ..
+            }
+        )
+    })
 }
 
 /// What is wrong with a config that does not load, one line each (no secret values: the

@@ -61,6 +61,8 @@ impl<T: Serialize + DeserializeOwned> FieldValue for T {}
 pub struct Codec<T> {
     pub encode: fn(&T) -> Result<String, String>,
     pub decode: fn(&str) -> Result<T, String>,
+    /// A sample value's JSON, for the schema of a map entry.
+    pub sample: fn() -> Option<String>,
 }
 
 /// [`encode`] and [`decode`] for `T`.
@@ -69,6 +71,7 @@ pub const fn codec_of<T: FieldValue>() -> Codec<T> {
     Codec {
         encode: encode::<T>,
         decode: decode::<T>,
+        sample: super::sample::sample_json::<T>,
     }
 }
 

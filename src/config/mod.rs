@@ -20,6 +20,7 @@ pub(crate) mod keys;
 mod live;
 mod notes;
 mod paths;
+mod sample;
 mod save;
 mod schema;
 mod secret;

@@ -24,6 +24,9 @@ pub struct SchemaField {
     pub required: bool,
     /// True for `#[etcd(secret)]` fields.
     pub secret: bool,
+    /// For a map entry stored as JSON, what one looks like: a sample value's JSON
+    /// (`{"path":"","weight":0}`), so a person sees the shape to write.
+    pub example: Option<String>,
 }
 
 /// Every key a config struct owns, from [`EtcdConfig::schema`].
@@ -82,6 +85,10 @@ impl Schema {
             property.insert("type".into(), json!(json_type(&field.type_name)));
             property.insert("x-rust-type".into(), json!(field.type_name));
             property.insert("x-etcd-key".into(), json!(field.key));
+            if let Some(example) = &field.example {
+                let value: Value = serde_json::from_str(example).unwrap_or(Value::Null);
+                property.insert("examples".into(), json!([value]));
+            }
             if !field.doc.is_empty() {
                 property.insert("description".into(), json!(field.doc));
             }
@@ -133,13 +140,11 @@ impl fmt::Display for Schema {
                     flags.push_str(", secret");
                 }
                 let doc = field.doc.lines().next().unwrap_or("").to_owned();
-                [
-                    field.key.clone(),
-                    field.type_name.clone(),
-                    default,
-                    flags,
-                    doc,
-                ]
+                let type_name = match &field.example {
+                    Some(example) => format!("{} as {example}", field.type_name),
+                    None => field.type_name.clone(),
+                };
+                [field.key.clone(), type_name, default, flags, doc]
             })
             .collect();
         let mut widths = header.map(str::len);
@@ -208,6 +213,7 @@ impl Describe<'_> {
             doc: info.doc.to_owned(),
             required: info.required,
             secret: info.secret,
+            example: None,
         });
     }
 
@@ -221,8 +227,10 @@ impl Describe<'_> {
         });
     }
 
-    /// A `#[etcd(each)]` map of values: one `key/<name>` row.
-    pub fn each(&mut self, info: FieldInfo<'_>) {
+    /// A `#[etcd(each)]` map of values: one `key/<name>` row, with what an entry looks like
+    /// when it is JSON (`sample`; never for a secret map).
+    pub fn each(&mut self, info: FieldInfo<'_>, sample: Option<fn() -> Option<String>>) {
+        let secret = info.secret;
         let key = format!("{}/<name>", info.key);
         let field = format!("{}.<name>", info.field);
         self.value(
@@ -234,6 +242,12 @@ impl Describe<'_> {
             },
             None,
         );
+        let example = sample.filter(|_| !secret).and_then(|sample| sample());
+        // JSON values only: a plain text entry (a string, a number) needs no example.
+        let example = example.filter(|json| json.starts_with(['{', '[']));
+        if let Some(row) = self.out.last_mut() {
+            row.example = example;
+        }
     }
 
     /// A `#[etcd(each, nested)]` map of structs: the struct's keys under `key/<name>/`.

@@ -154,6 +154,8 @@ impl Transport {
         }
     }
 
+    /// The retry loop of one call: an attempt per endpoint as needed, under the policy of
+    /// the module docs. `in_flight` tells the caller's timeout which endpoint is waited on.
     async fn attempts<Req, Resp, F, Fut>(
         &self,
         retry: Retry,
@@ -171,18 +173,15 @@ impl Transport {
         if credentials.is_some() {
             self.authenticated().await?;
         }
-        let mut reauthenticated = false;
-        let mut unreachable_in_a_row = 0;
-        let mut not_sent_in_a_row = 0;
-        let mut backoff = Backoff::new(Duration::from_millis(20), Duration::from_millis(500));
+        let mut tries = Tries::new();
         loop {
             let index = self.current.load(Ordering::Acquire);
             let conn = match self.conn(index).await {
                 Ok(conn) => conn,
                 Err(why) => {
                     self.fail_over(index);
-                    unreachable_in_a_row += 1;
-                    if unreachable_in_a_row >= self.endpoint_count() {
+                    tries.unreachable_in_a_row += 1;
+                    if tries.unreachable_in_a_row >= self.endpoint_count() {
                         return Err(Error::Connect {
                             endpoints: self.endpoint_names(),
                             reason: why,
@@ -191,7 +190,7 @@ impl Transport {
                     continue;
                 }
             };
-            unreachable_in_a_row = 0;
+            tries.unreachable_in_a_row = 0;
             in_flight.store(index, Ordering::Release);
 
             let mut request = tonic::Request::new(message.clone());
@@ -218,64 +217,115 @@ impl Transport {
                 Ok(response) => return Ok(response.into_inner()),
                 Err(status) => status,
             };
-            let failure = Failure::classify(status);
-            if !matches!(failure, Failure::NotSent(_)) {
-                not_sent_in_a_row = 0;
-            }
-            let endpoint = self.endpoint_name(index);
-            match failure {
-                Failure::Server(kind, message) => {
-                    if let (Some(credentials), true, false) =
-                        (credentials, kind.needs_new_token(), reauthenticated)
-                    {
-                        reauthenticated = true;
+            let may_refresh = credentials.is_some() && !tries.reauthenticated;
+            match self.after_failure(
+                Failure::classify(status),
+                retry,
+                index,
+                may_refresh,
+                &mut tries,
+            ) {
+                Next::Again => {}
+                Next::AfterBackoff => tries.backoff.wait().await,
+                Next::Refresh => {
+                    tries.reauthenticated = true;
+                    if let Some(credentials) = credentials {
                         credentials.refresh(self, generation).await?;
-                        continue;
-                    }
-                    if retry == Retry::Idempotent && transient(kind) {
-                        tracing::debug!(%endpoint, %message, "transient etcd error; retrying");
-                        self.fail_over(index);
-                        backoff.wait().await;
-                        continue;
-                    }
-                    return Err(Error::Server {
-                        kind,
-                        message,
-                        request: String::new(),
-                    });
-                }
-                Failure::NotSent(status) => {
-                    // The connection closed just as the request was handed to it. The next
-                    // attempt dials again, and only a failed dial counts as unreachable; a
-                    // member that keeps closing new connections is retried with a backoff
-                    // until the request timeout.
-                    tracing::debug!(%endpoint, error = %source_chain(&status), "request not sent; dialing again");
-                    self.fail_over(index);
-                    not_sent_in_a_row += 1;
-                    if not_sent_in_a_row >= self.endpoint_count() {
-                        backoff.wait().await;
                     }
                 }
-                Failure::Broken(status) => {
-                    self.fail_over(index);
-                    if retry == Retry::Mutation {
-                        return Err(Error::Transport {
-                            endpoint,
-                            source: GrpcStatus::new(status),
-                        });
-                    }
-                    tracing::debug!(%endpoint, error = %status.message(), "connection broke; retrying read");
-                    backoff.wait().await;
-                }
-                Failure::Other(status) => {
-                    return Err(Error::Grpc {
-                        endpoint,
-                        source: GrpcStatus::new(status),
-                    })
-                }
+                Next::Fail(err) => return Err(err),
             }
         }
     }
+
+    /// What a failed attempt on endpoint `index` means for the next: the policy of the module
+    /// docs, in one place.
+    fn after_failure(
+        &self,
+        failure: Failure,
+        retry: Retry,
+        index: usize,
+        may_refresh: bool,
+        tries: &mut Tries,
+    ) -> Next {
+        if !matches!(failure, Failure::NotSent(_)) {
+            tries.not_sent_in_a_row = 0;
+        }
+        let endpoint = self.endpoint_name(index);
+        match failure {
+            Failure::Server(kind, _) if may_refresh && kind.needs_new_token() => Next::Refresh,
+            Failure::Server(kind, message) if retry == Retry::Idempotent && transient(kind) => {
+                tracing::debug!(%endpoint, %message, "transient etcd error; retrying");
+                self.fail_over(index);
+                Next::AfterBackoff
+            }
+            Failure::Server(kind, message) => Next::Fail(Error::Server {
+                kind,
+                message,
+                request: String::new(),
+            }),
+            Failure::NotSent(status) => {
+                // The connection closed just as the request was handed to it. The next
+                // attempt dials again, and only a failed dial counts as unreachable; a member
+                // that keeps closing new connections is retried with a backoff until the
+                // request timeout.
+                tracing::debug!(%endpoint, error = %source_chain(&status), "request not sent; dialing again");
+                self.fail_over(index);
+                tries.not_sent_in_a_row += 1;
+                if tries.not_sent_in_a_row >= self.endpoint_count() {
+                    Next::AfterBackoff
+                } else {
+                    Next::Again
+                }
+            }
+            Failure::Broken(status) => {
+                self.fail_over(index);
+                if retry == Retry::Mutation {
+                    return Next::Fail(Error::Transport {
+                        endpoint,
+                        source: GrpcStatus::new(status),
+                    });
+                }
+                tracing::debug!(%endpoint, error = %status.message(), "connection broke; retrying read");
+                Next::AfterBackoff
+            }
+            Failure::Other(status) => Next::Fail(Error::Grpc {
+                endpoint,
+                source: GrpcStatus::new(status),
+            }),
+        }
+    }
+}
+
+/// What the retry loop of one call remembers between attempts.
+struct Tries {
+    reauthenticated: bool,
+    unreachable_in_a_row: usize,
+    not_sent_in_a_row: usize,
+    backoff: Backoff,
+}
+
+impl Tries {
+    fn new() -> Tries {
+        Tries {
+            reauthenticated: false,
+            unreachable_in_a_row: 0,
+            not_sent_in_a_row: 0,
+            backoff: Backoff::new(Duration::from_millis(20), Duration::from_millis(500)),
+        }
+    }
+}
+
+/// What to do after a failed attempt.
+enum Next {
+    /// Try again at once (on the endpoint now current).
+    Again,
+    /// Try again after the backoff.
+    AfterBackoff,
+    /// Renew the token, then try again (once per call).
+    Refresh,
+    /// Give up with this error.
+    Fail(Error),
 }
 
 /// Turns a status from a stream (which does its own retrying) into the crate's error;
