@@ -55,6 +55,11 @@ impl Hub {
             }
             return;
         }
+        if response.events.is_empty() && !response.fragment {
+            // A progress answer for one watch (etcd before 3.4.24 and 3.5.8 answers a progress
+            // request watch by watch): the stream answers them too.
+            self.probe.armed = true;
+        }
         let Some(&id) = self.by_watch_id.get(&response.watch_id) else {
             return; // a watch we cancelled or paused; its late events are not wanted
         };
