@@ -107,6 +107,17 @@ fn etcdctl_get(etcd: &Etcd, key: &str) -> (String, i64) {
     (value, revision)
 }
 
+/// Waits (up to 10 s) until `instances` report on the demo config.
+async fn fleet_of(store: &Store, instances: usize) {
+    for _ in 0..100 {
+        if store.fleet::<Strict>().await.unwrap().len() == instances {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{instances} instance(s) did not report within 10 s");
+}
+
 /// The store's revision as etcdctl reports it.
 fn etcd_revision(etcd: &Etcd) -> i64 {
     let out = etcd.etcdctl(&["get", "/", "-w", "json"]);
@@ -206,12 +217,7 @@ async fn the_built_command_line_as_a_user_runs_it() {
         .live_with::<settings::Settings>(LiveOptions::new().report_as("normal-1"))
         .await
         .unwrap();
-    for _ in 0..100 {
-        if store.fleet::<Strict>().await.unwrap().len() == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    fleet_of(&store, 2).await;
     let out = admin(&["set", "workers=12", "--wait", "10"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(
@@ -311,12 +317,7 @@ async fn the_incident_drill() {
         .live_with::<settings::Settings>(LiveOptions::new().report_as("demo-1"))
         .await
         .unwrap();
-    for _ in 0..100 {
-        if !store.fleet::<Strict>().await.unwrap().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    fleet_of(&store, 1).await;
 
     // Setting what is there: "no change", nothing written, the wait returns at once.
     let before = etcd_revision(&etcd);
@@ -411,12 +412,7 @@ async fn the_incident_drill() {
         )
         .await
         .unwrap();
-    for _ in 0..100 {
-        if store.fleet::<Strict>().await.unwrap().len() == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    fleet_of(&store, 2).await;
     let out = admin(&["set", "workers=5", "--wait", "2"]);
     assert_eq!(out.status.code(), Some(6), "{out:?}");
     assert!(text(&out.stderr).contains("slow-1"), "{out:?}");
