@@ -1,5 +1,6 @@
 //! etcd's Auth service: enabling auth, users, roles, and permissions over key ranges.
 
+use super::rpc::Rpc;
 use super::{Client, ResponseHeader};
 use crate::error::{Error, Result};
 use crate::key_range::KeyRange;
@@ -109,7 +110,45 @@ fn check_range(range: &KeyRange) -> Result<()> {
     Ok(())
 }
 
+/// An auth answer that carries nothing but its header.
+trait HeaderOnly {
+    fn into_header(self) -> Option<pb::ResponseHeader>;
+}
+
+macro_rules! header_only {
+    ($($response:ident),* $(,)?) => {
+        $(impl HeaderOnly for pb::$response {
+            fn into_header(self) -> Option<pb::ResponseHeader> {
+                self.header
+            }
+        })*
+    };
+}
+
+header_only!(
+    AuthEnableResponse,
+    AuthDisableResponse,
+    AuthUserAddResponse,
+    AuthUserDeleteResponse,
+    AuthUserChangePasswordResponse,
+    AuthUserGrantRoleResponse,
+    AuthUserRevokeRoleResponse,
+    AuthRoleAddResponse,
+    AuthRoleDeleteResponse,
+    AuthRoleGrantPermissionResponse,
+    AuthRoleRevokePermissionResponse
+);
+
 impl Auth {
+    /// Sends a call whose answer is its header alone (one round trip).
+    async fn change<R>(&self, request: R) -> Result<ResponseHeader>
+    where
+        R: Rpc,
+        R::Response: HeaderOnly,
+    {
+        Ok(self.client.call(request).await?.into_header().into())
+    }
+
     pub(crate) fn new(client: Client) -> Self {
         Auth { client }
     }
@@ -118,14 +157,12 @@ impl Auth {
     /// ([`ServerErrorKind::RootUserNotExist`](crate::ServerErrorKind::RootUserNotExist)).
     /// Clients without credentials are refused from then on.
     pub async fn auth_enable(&self) -> Result<ResponseHeader> {
-        let r = self.client.call(pb::AuthEnableRequest {}).await?;
-        Ok(r.header.into())
+        self.change(pb::AuthEnableRequest {}).await
     }
 
     /// Turns auth off (root only).
     pub async fn auth_disable(&self) -> Result<ResponseHeader> {
-        let r = self.client.call(pb::AuthDisableRequest {}).await?;
-        Ok(r.header.into())
+        self.change(pb::AuthDisableRequest {}).await
     }
 
     /// Whether auth is enabled. etcd 3.4 has no such call: there this is
@@ -158,24 +195,20 @@ impl Auth {
     /// Adds a user with a password.
     pub async fn user_add(&self, user: &str, password: &str) -> Result<ResponseHeader> {
         check_name("user", user)?;
-        let r = self
-            .client
-            .call(pb::AuthUserAddRequest {
-                name: user.to_owned(),
-                password: password.to_owned(),
-                options: Some(authpb::UserAddOptions { no_password: false }),
-                hashed_password: String::new(),
-            })
-            .await?;
-        Ok(r.header.into())
+        self.change(pb::AuthUserAddRequest {
+            name: user.to_owned(),
+            password: password.to_owned(),
+            options: Some(authpb::UserAddOptions { no_password: false }),
+            hashed_password: String::new(),
+        })
+        .await
     }
 
     /// Deletes a user.
     pub async fn user_delete(&self, user: &str) -> Result<ResponseHeader> {
         check_name("user", user)?;
         let name = user.to_owned();
-        let r = self.client.call(pb::AuthUserDeleteRequest { name }).await?;
-        Ok(r.header.into())
+        self.change(pb::AuthUserDeleteRequest { name }).await
     }
 
     /// The roles a user holds.
@@ -195,15 +228,12 @@ impl Auth {
     /// Sets a user's password.
     pub async fn user_change_password(&self, user: &str, password: &str) -> Result<ResponseHeader> {
         check_name("user", user)?;
-        let r = self
-            .client
-            .call(pb::AuthUserChangePasswordRequest {
-                name: user.to_owned(),
-                password: password.to_owned(),
-                hashed_password: String::new(),
-            })
-            .await?;
-        Ok(r.header.into())
+        self.change(pb::AuthUserChangePasswordRequest {
+            name: user.to_owned(),
+            password: password.to_owned(),
+            hashed_password: String::new(),
+        })
+        .await
     }
 
     /// Gives a user a role.
@@ -211,11 +241,8 @@ impl Auth {
         check_name("user", user)?;
         check_name("role", role)?;
         let (user, role) = (user.to_owned(), role.to_owned());
-        let r = self
-            .client
-            .call(pb::AuthUserGrantRoleRequest { user, role })
-            .await?;
-        Ok(r.header.into())
+        self.change(pb::AuthUserGrantRoleRequest { user, role })
+            .await
     }
 
     /// Takes a role from a user.
@@ -223,27 +250,22 @@ impl Auth {
         check_name("user", user)?;
         check_name("role", role)?;
         let (name, role) = (user.to_owned(), role.to_owned());
-        let r = self
-            .client
-            .call(pb::AuthUserRevokeRoleRequest { name, role })
-            .await?;
-        Ok(r.header.into())
+        self.change(pb::AuthUserRevokeRoleRequest { name, role })
+            .await
     }
 
     /// Adds a role with no permissions.
     pub async fn role_add(&self, role: &str) -> Result<ResponseHeader> {
         check_name("role", role)?;
         let name = role.to_owned();
-        let r = self.client.call(pb::AuthRoleAddRequest { name }).await?;
-        Ok(r.header.into())
+        self.change(pb::AuthRoleAddRequest { name }).await
     }
 
     /// Deletes a role (and takes it from every user).
     pub async fn role_delete(&self, role: &str) -> Result<ResponseHeader> {
         check_name("role", role)?;
         let role = role.to_owned();
-        let r = self.client.call(pb::AuthRoleDeleteRequest { role }).await?;
-        Ok(r.header.into())
+        self.change(pb::AuthRoleDeleteRequest { role }).await
     }
 
     /// A role's permissions, each range as a person would have written it (one key, prefix,
@@ -276,18 +298,15 @@ impl Auth {
             PermissionKind::ReadWrite => authpb::permission::Type::Readwrite,
         };
         let (key, range_end) = permission.range.into_parts();
-        let r = self
-            .client
-            .call(pb::AuthRoleGrantPermissionRequest {
-                name: role.to_owned(),
-                perm: Some(authpb::Permission {
-                    perm_type: perm_type as i32,
-                    key,
-                    range_end,
-                }),
-            })
-            .await?;
-        Ok(r.header.into())
+        self.change(pb::AuthRoleGrantPermissionRequest {
+            name: role.to_owned(),
+            perm: Some(authpb::Permission {
+                perm_type: perm_type as i32,
+                key,
+                range_end,
+            }),
+        })
+        .await
     }
 
     /// Removes a role's permission on exactly `range` (as it was granted).
@@ -300,14 +319,11 @@ impl Auth {
         let range = range.into();
         check_range(&range)?;
         let (key, range_end) = range.into_parts();
-        let r = self
-            .client
-            .call(pb::AuthRoleRevokePermissionRequest {
-                role: role.to_owned(),
-                key,
-                range_end,
-            })
-            .await?;
-        Ok(r.header.into())
+        self.change(pb::AuthRoleRevokePermissionRequest {
+            role: role.to_owned(),
+            key,
+            range_end,
+        })
+        .await
     }
 }
