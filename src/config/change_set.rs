@@ -17,6 +17,7 @@ use super::encode::Encoded;
 use super::keyring::{split, Keyring, Opened};
 use super::keys;
 use super::notes::ChangeNote;
+use super::save::removed_keys;
 use super::{EtcdConfig, Schema, Store};
 use crate::client::{Compare, CompareOp, KeyValue, TxnOp};
 use crate::error::Error;
@@ -127,12 +128,8 @@ pub(crate) fn change_set<T: EtcdConfig>(
     for entry in &encoded.entries {
         let key = entry.key.as_str();
         let now = existing.get(key).filter(|_| !rules.unset.contains(key));
-        let Some(value) = &entry.value else {
-            if existing.contains_key(key) {
-                set.deletes.push(format!("{local}{key}").into_bytes());
-            }
-            continue;
-        };
+        // A `None` field's key, if it exists, is among `removed_keys` below.
+        let Some(value) = &entry.value else { continue };
         match now {
             Some(kv) if unchanged(rules, entry.secret, key, kv, value) => {}
             None if defaults.get(key) == Some(value) => {
@@ -152,8 +149,12 @@ pub(crate) fn change_set<T: EtcdConfig>(
             }
         }
     }
-    set.deletes
-        .extend(removed_entries(&local, encoded, &current.kvs));
+    set.deletes.extend(removed_keys(
+        &local,
+        &encoded.entries,
+        &encoded.maps,
+        &current.kvs,
+    ));
     Ok(set)
 }
 
@@ -173,26 +174,6 @@ fn unchanged(rules: &Rules<'_>, secret: bool, key: &str, kv: &KeyValue, value: &
         // In clear (migrating): sealing it is a change.
         Ok(Opened::Plain) | Err(_) => false,
     }
-}
-
-/// Keys under an `each` map that are not one of its entries now (not UTF-8 ones included: they
-/// can never be an entry).
-fn removed_entries(local: &str, encoded: &Encoded, kvs: &[KeyValue]) -> Vec<Vec<u8>> {
-    let entries: HashSet<&str> = encoded.entries.iter().map(|e| e.key.as_str()).collect();
-    kvs.iter()
-        .filter(|kv| {
-            let Some(relative) = kv.key.strip_prefix(local.as_bytes()) else {
-                return false;
-            };
-            let under_map =
-                |text: &[u8]| encoded.maps.iter().any(|m| text.starts_with(m.as_bytes()));
-            match std::str::from_utf8(relative) {
-                Ok(relative) => under_map(relative.as_bytes()) && !entries.contains(relative),
-                Err(_) => under_map(relative),
-            }
-        })
-        .map(|kv| kv.key.clone())
-        .collect()
 }
 
 /// The compares that guard a change made against `current`: no key under `range` written

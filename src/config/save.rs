@@ -247,7 +247,7 @@ impl Store {
 
 /// The existing keys a save must delete: those of `None` fields, and those under an `each` map
 /// that are not one of its entries now.
-fn removed_keys(
+pub(super) fn removed_keys(
     prefix: &str,
     entries: &[Entry],
     maps: &[String],
