@@ -13,11 +13,10 @@
 use std::collections::{BTreeMap, HashSet};
 
 use super::decode::RawKeys;
-use super::encode::Encoded;
+use super::encode::{Encoded, Entry};
 use super::keyring::{split, Keyring, Opened};
 use super::keys;
 use super::notes::ChangeNote;
-use super::save::removed_keys;
 use super::{EtcdConfig, Schema, Store};
 use crate::client::{Compare, CompareOp, KeyValue, TxnOp};
 use crate::error::Error;
@@ -174,6 +173,42 @@ fn unchanged(rules: &Rules<'_>, secret: bool, key: &str, kv: &KeyValue, value: &
         // In clear (migrating): sealing it is a change.
         Ok(Opened::Plain) | Err(_) => false,
     }
+}
+
+/// The existing keys a save must delete: those of `None` fields, and those under an `each` map
+/// that are not one of its entries now.
+pub(super) fn removed_keys(
+    prefix: &str,
+    entries: &[Entry],
+    maps: &[String],
+    existing: &[KeyValue],
+) -> Vec<Vec<u8>> {
+    let put: HashSet<&str> = entries
+        .iter()
+        .filter(|e| e.value.is_some())
+        .map(|e| e.key.as_str())
+        .collect();
+    let absent: HashSet<&str> = entries
+        .iter()
+        .filter(|e| e.value.is_none())
+        .map(|e| e.key.as_str())
+        .collect();
+    existing
+        .iter()
+        .filter(|kv| {
+            let Some(relative) = kv.key.strip_prefix(prefix.as_bytes()) else {
+                return false;
+            };
+            let Ok(relative) = std::str::from_utf8(relative) else {
+                // Not UTF-8, so never an entry: under a map, it is a stale entry to remove.
+                return maps.iter().any(|m| relative.starts_with(m.as_bytes()));
+            };
+            absent.contains(relative)
+                || (!put.contains(relative)
+                    && maps.iter().any(|m| relative.starts_with(m.as_str())))
+        })
+        .map(|kv| kv.key.clone())
+        .collect()
 }
 
 /// The compares that guard a change made against `current`: no key under `range` written

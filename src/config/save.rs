@@ -6,11 +6,11 @@
 
 use std::collections::HashSet;
 
-use super::change_set::defaults_of;
-use super::encode::{Encoded, Entry};
+use super::change_set::{defaults_of, removed_keys};
+use super::encode::Encoded;
 use super::keys;
 use super::{EtcdConfig, Store};
-use crate::client::{Compare, CompareOp, KeyValue, Txn, TxnOp};
+use crate::client::{Compare, CompareOp, Txn, TxnOp};
 use crate::error::{Error, Result};
 use crate::key_range::KeyRange;
 
@@ -243,40 +243,4 @@ impl Store {
         }
         Ok(())
     }
-}
-
-/// The existing keys a save must delete: those of `None` fields, and those under an `each` map
-/// that are not one of its entries now.
-pub(super) fn removed_keys(
-    prefix: &str,
-    entries: &[Entry],
-    maps: &[String],
-    existing: &[KeyValue],
-) -> Vec<Vec<u8>> {
-    let put: HashSet<&str> = entries
-        .iter()
-        .filter(|e| e.value.is_some())
-        .map(|e| e.key.as_str())
-        .collect();
-    let absent: HashSet<&str> = entries
-        .iter()
-        .filter(|e| e.value.is_none())
-        .map(|e| e.key.as_str())
-        .collect();
-    existing
-        .iter()
-        .filter(|kv| {
-            let Some(relative) = kv.key.strip_prefix(prefix.as_bytes()) else {
-                return false;
-            };
-            let Ok(relative) = std::str::from_utf8(relative) else {
-                // Not UTF-8, so never an entry: under a map, it is a stale entry to remove.
-                return maps.iter().any(|m| relative.starts_with(m.as_bytes()));
-            };
-            absent.contains(relative)
-                || (!put.contains(relative)
-                    && maps.iter().any(|m| relative.starts_with(m.as_str())))
-        })
-        .map(|kv| kv.key.clone())
-        .collect()
 }
