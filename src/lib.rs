@@ -269,9 +269,10 @@ pub use key_range::{KeyRange, RangeKind};
 pub use client::KeyValue;
 pub use config::{
     codec, diff, from_key_values, to_key_values, Access, Change, ChangeNote, ConfigWatch, DiffKind,
-    EtcdConfig, EtcdFields, FieldDiff, FleetRecord, FollowerState, Keyring, Live, LiveEvent,
-    LiveEvents, LiveOptions, LiveRef, LiveSender, LiveStatus, PlannedEdit, Rejection, Schema,
-    SchemaField, Secret, Selected, Store, UnknownKey, Update, Versioned, WhenInvalid, KEPT_NOTES,
+    EtcdConfig, EtcdFields, FieldDiff, FieldEdits, FleetRecord, FollowerState, Keyring, Live,
+    LiveEvent, LiveEvents, LiveOptions, LiveRef, LiveSender, LiveStatus, PlannedEdit, Rejection,
+    Schema, SchemaField, Secret, Selected, Store, UnknownKey, Update, Versioned, WhenInvalid,
+    KEPT_NOTES,
 };
 /// `#[derive(EtcdConfig)]`: see [`EtcdConfig`] and the crate docs for its attributes.
 pub use etcd_derive::EtcdConfig;

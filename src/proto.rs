@@ -1,4 +1,4 @@
-//! etcd v3's wire types and gRPC client stubs, generated from `proto/` into `src/proto/`
+//! etcd v3's wire types, generated from `proto/` into `src/proto/`
 //! (checked in; `cargo build --features regenerate-proto` writes them again).
 //!
 //! An escape hatch: the crate's own API never asks you to touch these types.
@@ -7,6 +7,7 @@
 #[allow(
     missing_docs,
     unreachable_pub,
+    dead_code,
     clippy::all,
     clippy::pedantic,
     rustdoc::all
@@ -31,6 +32,6 @@ pub use generated::mvccpb;
 /// etcd's auth records: `User`, `Role`, `Permission`.
 pub use generated::authpb;
 
-/// etcd's services (KV, Watch, Lease, Cluster, Maintenance, Auth), their messages and client
-/// stubs (`kv_client::KvClient`, ...).
+/// The messages of etcd's services (KV, Watch, Lease, Cluster, Maintenance, Auth). The client
+/// stubs stay inside the crate: [`Client`](crate::Client) drives them.
 pub use generated::etcdserverpb;

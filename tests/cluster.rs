@@ -70,6 +70,16 @@ async fn add_and_remove_a_learner() {
         Some(ServerErrorKind::LearnerNotReady),
         "{err}"
     );
+    // Its peer URL can change (member_update takes URLs as member_add does).
+    let moved = format!("http://127.0.0.1:{}", support::free_port());
+    client
+        .cluster()
+        .member_update(learner.id, [moved.as_str()])
+        .await
+        .unwrap();
+    let listed = client.cluster().member_list().await.unwrap();
+    let updated = listed.members.iter().find(|m| m.id == learner.id).unwrap();
+    assert_eq!(updated.peer_urls, [moved]);
     let after = client.cluster().member_remove(learner.id).await.unwrap();
     assert_eq!(after.members.len(), 3);
     let err = client

@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::display::shown;
-use crate::config::{field_of_key, is_required, is_secret, key_of, EtcdConfig, Schema, Store};
+use crate::config::{
+    field_of_key, is_required, is_secret, key_of, EtcdConfig, FieldEdits, Schema, Store,
+};
 use crate::error::{Error, Result};
 
 /// A file of field paths to values: TOML, or JSON by the `.json` extension. Nested tables
@@ -68,7 +70,7 @@ fn flatten(
 pub(super) async fn edits_to<T: EtcdConfig>(
     store: &Store,
     wanted: &BTreeMap<String, String>,
-) -> Result<Vec<(String, Option<String>)>> {
+) -> Result<FieldEdits> {
     let schema = T::schema();
     if let Some(path) = wanted.keys().find(|path| is_secret(&schema, path)) {
         return Err(Error::invalid(format!(
@@ -76,7 +78,7 @@ pub(super) async fn edits_to<T: EtcdConfig>(
              `set {path}=-` with the value on standard input; nothing was written"
         )));
     }
-    let mut edits: Vec<(String, Option<String>)> = wanted
+    let mut edits: FieldEdits = wanted
         .iter()
         .map(|(path, value)| (path.clone(), Some(value.clone())))
         .collect();
@@ -98,7 +100,7 @@ pub(super) async fn edits_to<T: EtcdConfig>(
                  the file says, so add `{path} = ...` to it; nothing was written"
             )));
         }
-        edits.push((path, None));
+        edits.push(path, None);
     }
     Ok(edits)
 }

@@ -264,16 +264,14 @@ pub async fn run<T: EtcdConfig>(
         Command::Show { output } => show::show::<T>(store, output, out).await,
         Command::Get { path, output } => show::get::<T>(store, &path, output, out).await,
         Command::Set { assignments, write } => {
-            let owned = write::assignments::<T>(&assignments)?;
-            let edits: Vec<(&str, Option<&str>)> = owned
-                .iter()
-                .map(|(p, v)| (p.as_str(), Some(v.as_str())))
+            let edits = write::assignments::<T>(&assignments)?
+                .into_iter()
+                .map(|(path, value)| (path, Some(value)))
                 .collect();
             write::edit::<T>(store, &edits, &write, out).await
         }
         Command::Unset { paths, write } => {
-            let edits: Vec<(&str, Option<&str>)> =
-                paths.iter().map(|p| (p.as_str(), None)).collect();
+            let edits = paths.into_iter().map(|p| (p, None::<String>)).collect();
             write::edit::<T>(store, &edits, &write, out).await
         }
         Command::History { output } => report::history::<T>(store, output, out).await,

@@ -68,12 +68,8 @@ pub(super) async fn diff<T: EtcdConfig>(
         (Some(file), _) => {
             let wanted = read_file::<T>(&file)?;
             let edits = edits_to::<T>(store, &wanted).await?;
-            let borrowed: Vec<(&str, Option<&str>)> = edits
-                .iter()
-                .map(|(p, v)| (p.as_str(), v.as_deref()))
-                .collect();
             // Exactly what applying the file would write.
-            let planned = store.plan_edit::<T>(&borrowed).await?;
+            let planned = store.plan_edit::<T>(&edits).await?;
             let set = store.change_of(&planned.after, &planned.current, &planned.unset, false)?;
             diff_of_change::<T>(&planned.current, &set)
         }

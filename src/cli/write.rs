@@ -12,7 +12,7 @@ use super::files::{editor_file, edits_to, read_file};
 use super::WriteArgs;
 use crate::config::{
     diff_of_change, field_of_key, is_secret, ChangeNote, ChangeSet, Committed, EtcdConfig,
-    FieldDiff, PlannedEdit, Store,
+    FieldDiff, FieldEdits, PlannedEdit, Store,
 };
 use crate::error::{Error, Result};
 
@@ -55,7 +55,7 @@ fn read_secret(path: &str) -> Result<String> {
 /// Sets (`Some`) and removes (`None`) fields by path, as one change.
 pub(super) async fn edit<T: EtcdConfig>(
     store: &Store,
-    edits: &[(&str, Option<&str>)],
+    edits: &FieldEdits,
     write: &WriteArgs,
     out: &mut impl Write,
 ) -> Result<()> {
@@ -288,11 +288,7 @@ pub(super) async fn apply<T: EtcdConfig>(
     out: &mut impl Write,
 ) -> Result<()> {
     let edits = edits_to::<T>(store, wanted).await?;
-    let borrowed: Vec<(&str, Option<&str>)> = edits
-        .iter()
-        .map(|(p, v)| (p.as_str(), v.as_deref()))
-        .collect();
-    edit::<T>(store, &borrowed, write, out).await
+    edit::<T>(store, &edits, write, out).await
 }
 
 /// Opens `$EDITOR` on the config as TOML, secret fields left out (and left as they are), then

@@ -101,7 +101,12 @@ impl Cluster {
     }
 
     /// Changes a member's peer URLs.
-    pub async fn member_update(&self, id: u64, peer_urls: Vec<String>) -> Result<Members> {
+    pub async fn member_update(
+        &self,
+        id: u64,
+        peer_urls: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Result<Members> {
+        let peer_urls = peer_urls.into_iter().map(Into::into).collect();
         let r = self
             .client
             .call(pb::MemberUpdateRequest { id, peer_urls })

@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::stream::Supervised;
+use super::stream::{fails_waiting, Reopen, Supervised};
 use super::transport::Transport;
 use crate::error::{Error, Result, ServerErrorKind};
 use crate::proto::etcdserverpb as pb;
@@ -92,17 +92,14 @@ impl Task {
             if !self.stream.is_open() {
                 if let Err(err) = self.open().await {
                     tracing::debug!(error = %err, "lease keep-alive stream could not be opened");
-                    // A member that timed out is left behind and the next one tried.
-                    if !matches!(err, Error::Timeout { .. }) {
+                    if fails_waiting(&err) {
                         self.fail_pending(&err);
                     }
-                    tokio::select! {
-                        () = tokio::time::sleep(self.stream.next_delay()) => {}
-                        added = self.added.recv() => match added {
-                            Some((id, report)) => self.add(id, report),
-                            None if self.leases.is_empty() => return,
-                            None => {}
-                        },
+                    match self.stream.wait_to_reopen(&mut self.added).await {
+                        Reopen::Now => {}
+                        Reopen::Command((id, report)) => self.add(id, report),
+                        Reopen::Closed if self.leases.is_empty() => return,
+                        Reopen::Closed => {}
                     }
                     continue;
                 }

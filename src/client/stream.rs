@@ -25,6 +25,23 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// What a stream's first request carries: the messages queued before it was opened.
 pub(crate) type Outbound<Req> = tonic::Request<UnboundedReceiverStream<Req>>;
 
+/// Whether an open that failed with `err` fails the requests waiting for the stream: an
+/// unreachable etcd fails them at once, while a member that timed out is left behind and the
+/// next one tried first.
+pub(crate) fn fails_waiting(err: &Error) -> bool {
+    !matches!(err, Error::Timeout { .. })
+}
+
+/// What ended [`Supervised::wait_to_reopen`].
+pub(crate) enum Reopen<C> {
+    /// The backoff ran out: open again.
+    Now,
+    /// A command came first: the owner takes it, then opens again.
+    Command(C),
+    /// The command channel closed: every handle is gone.
+    Closed,
+}
+
 /// One open stream.
 struct Open<Req, Resp> {
     endpoint: usize,
@@ -203,9 +220,19 @@ impl<Req, Resp> Supervised<Req, Resp> {
         Ok(())
     }
 
-    /// Waits before the next attempt to open, doubling the wait each time.
-    pub(crate) fn next_delay(&mut self) -> Duration {
-        self.backoff.next_delay()
+    /// After a failed open: waits out the backoff (doubling each time) while still taking the
+    /// owner's commands, so a new watch or lease is not held up behind a dead endpoint.
+    pub(crate) async fn wait_to_reopen<C>(
+        &mut self,
+        commands: &mut mpsc::UnboundedReceiver<C>,
+    ) -> Reopen<C> {
+        tokio::select! {
+            () = tokio::time::sleep(self.backoff.next_delay()) => Reopen::Now,
+            command = commands.recv() => match command {
+                Some(command) => Reopen::Command(command),
+                None => Reopen::Closed,
+            },
+        }
     }
 
     /// Sends one message on the open stream; false if none is open.

@@ -6,6 +6,7 @@
 use std::collections::HashSet;
 
 use super::change_set::{Committed, Current};
+use super::edits::FieldEdits;
 use super::keys;
 use super::notes::ChangeNote;
 use super::paths::{is_required, is_secret, key_of};
@@ -89,7 +90,7 @@ impl Store {
         assignments: &[(&str, &str)],
         note: &ChangeNote,
     ) -> Result<i64> {
-        let edits: Vec<_> = assignments
+        let edits = assignments
             .iter()
             .map(|(path, value)| (*path, Some(*value)))
             .collect();
@@ -104,7 +105,7 @@ impl Store {
     ///
     /// As [`set`](Self::set); a required field (no default) cannot be unset.
     pub async fn unset<T: EtcdConfig>(&self, paths: &[&str], note: &ChangeNote) -> Result<i64> {
-        let edits: Vec<_> = paths.iter().map(|path| (*path, None)).collect();
+        let edits = paths.iter().map(|path| (*path, None::<&str>)).collect();
         self.change_fields::<T>(&edits, note).await
     }
 
@@ -112,7 +113,7 @@ impl Store {
     /// [`set`](Self::set) and [`unset`](Self::unset) do.
     pub async fn change_fields<T: EtcdConfig>(
         &self,
-        edits: &[(&str, Option<&str>)],
+        edits: &FieldEdits,
         note: &ChangeNote,
     ) -> Result<i64> {
         let planned = self.plan_edit::<T>(edits).await?;
@@ -137,15 +138,12 @@ impl Store {
 
     /// What [`set`](Self::set) (`Some` values) and [`unset`](Self::unset) (`None`) would do,
     /// without writing: the value now (if it is valid) and the value after, validated.
-    pub async fn plan_edit<T: EtcdConfig>(
-        &self,
-        edits: &[(&str, Option<&str>)],
-    ) -> Result<PlannedEdit<T>> {
+    pub async fn plan_edit<T: EtcdConfig>(&self, edits: &FieldEdits) -> Result<PlannedEdit<T>> {
         let prefix = self.prefix_of::<T>();
         let schema = T::schema();
         let mut unset = HashSet::new();
         let mut relative = Vec::new();
-        for (path, value) in edits {
+        for (path, value) in edits.iter() {
             let key = key_of(&schema, path)?;
             if value.is_none() {
                 if is_required(&schema, path) {

@@ -52,6 +52,7 @@ use serde::Serialize;
 )]
 pub trait FieldValue: Serialize + DeserializeOwned {}
 
+#[diagnostic::do_not_recommend]
 impl<T: Serialize + DeserializeOwned> FieldValue for T {}
 
 /// The default codec of one field type, looked up once per field by the derive: the one

@@ -11,6 +11,7 @@ mod change_set;
 pub mod codec;
 mod decode;
 mod diff;
+mod edits;
 mod encode;
 mod fleet;
 mod follower;
@@ -35,6 +36,7 @@ pub(crate) use change_set::{ChangeSet, Committed, Current};
 #[cfg(feature = "cli")]
 pub(crate) use diff::diff_of_change;
 pub use diff::{diff, DiffKind, FieldDiff};
+pub use edits::FieldEdits;
 #[cfg(feature = "cli")]
 pub(crate) use fleet::unix_ms;
 pub use fleet::FleetRecord;

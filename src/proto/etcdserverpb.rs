@@ -1037,7 +1037,7 @@ impl AlarmType {
     }
 }
 /// Generated client implementations.
-pub mod kv_client {
+pub(crate) mod kv_client {
     #![allow(
         unused_variables,
         dead_code,
@@ -1218,7 +1218,7 @@ pub mod kv_client {
     }
 }
 /// Generated client implementations.
-pub mod watch_client {
+pub(crate) mod watch_client {
     #![allow(
         unused_variables,
         dead_code,
@@ -1321,7 +1321,7 @@ pub mod watch_client {
     }
 }
 /// Generated client implementations.
-pub mod lease_client {
+pub(crate) mod lease_client {
     #![allow(
         unused_variables,
         dead_code,
@@ -1525,7 +1525,7 @@ pub mod lease_client {
     }
 }
 /// Generated client implementations.
-pub mod cluster_client {
+pub(crate) mod cluster_client {
     #![allow(
         unused_variables,
         dead_code,
@@ -1727,7 +1727,7 @@ pub mod cluster_client {
     }
 }
 /// Generated client implementations.
-pub mod maintenance_client {
+pub(crate) mod maintenance_client {
     #![allow(
         unused_variables,
         dead_code,
@@ -1990,7 +1990,7 @@ pub mod maintenance_client {
     }
 }
 /// Generated client implementations.
-pub mod auth_client {
+pub(crate) mod auth_client {
     #![allow(
         unused_variables,
         dead_code,

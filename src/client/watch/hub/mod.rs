@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::creates::Creates;
 use super::event::{Event, Shared, WatchResponse};
 use super::queue;
-use crate::client::stream::{StreamHealth, Supervised};
+use crate::client::stream::{fails_waiting, Reopen, StreamHealth, Supervised};
 use crate::client::transport::Transport;
 use crate::error::{Error, Result};
 use crate::proto::etcdserverpb as pb;
@@ -159,20 +159,16 @@ impl Hub {
             if !self.stream.is_open() && self.watchers.values().any(|w| w.state != State::Paused) {
                 if let Err(err) = self.open().await {
                     tracing::debug!(error = %err, "watch stream could not be opened; retrying");
-                    // Unreachable etcd fails new watches at once; a member that timed out is
-                    // left behind and the next one tried.
-                    if !matches!(err, Error::Timeout { .. }) {
+                    if fails_waiting(&err) {
                         self.fail_unconfirmed(&err);
                     }
                     if self.watchers.is_empty() {
                         continue;
                     }
-                    tokio::select! {
-                        () = tokio::time::sleep(self.stream.next_delay()) => {}
-                        command = self.commands.recv() => match command {
-                            Some(command) => self.command(command),
-                            None => return,
-                        },
+                    match self.stream.wait_to_reopen(&mut self.commands).await {
+                        Reopen::Now => {}
+                        Reopen::Command(command) => self.command(command),
+                        Reopen::Closed => return,
                     }
                     continue;
                 }

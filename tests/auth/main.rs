@@ -1,7 +1,11 @@
 //! Users, roles and permissions over key ranges against a real etcd, including the reference
 //! case of range grants that etcd merges, etcdctl interop, and least privilege for a config.
 
+#[path = "../support/mod.rs"]
 mod support;
+
+mod token;
+mod watch;
 
 use std::time::Duration;
 

@@ -2,7 +2,11 @@
 //! the crate read naturally with etcdctl and share one revision; compare-and-swap; namespaces;
 //! decode errors listing every problem; the txn limit.
 
+#[path = "../support/mod.rs"]
 mod support;
+
+mod change;
+mod history;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -11,6 +15,32 @@ use etcd_config::ProblemKind;
 use etcd_config::{Error, EtcdConfig, KeyRange, Store};
 use serde::{Deserialize, Serialize};
 use support::{Etcd, Front};
+
+/// The config the change and history tests share: defaults, a secret, an optional field and a
+/// validation rule.
+#[derive(EtcdConfig, Debug, Clone, PartialEq)]
+#[etcd(
+    prefix = "/svc/pool",
+    rename_all = "kebab-case",
+    validate = "Pool::check"
+)]
+struct Pool {
+    #[etcd(default = 4)]
+    size: u32,
+    #[etcd(default)]
+    host: String,
+    #[etcd(secret, default)]
+    password: String,
+    max_idle: Option<u32>,
+}
+
+impl Pool {
+    fn check(&self) -> Result<(), String> {
+        (self.size > 0 && self.size <= 100)
+            .then_some(())
+            .ok_or_else(|| format!("size must be 1..=100, not {}", self.size))
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]

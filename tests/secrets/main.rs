@@ -3,7 +3,10 @@
 //! problem without the value while a live config keeps its last good value, rotation
 //! re-encrypts in one revision and old keys read until removed, plain values migrate.
 
+#[path = "../support/mod.rs"]
 mod support;
+
+mod leaks;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! etcd rejects it, with one re-authentication for many concurrent calls. Counts of
 //! `Authenticate` calls come from etcd's own metrics, not from the client.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

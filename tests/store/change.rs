@@ -3,35 +3,13 @@
 //! changed paths and notes, loads at a past revision, rollback, diffs without secret values,
 //! and waiting for the fleet to take a change (or naming who rejected it).
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
+use super::Pool;
 use etcd_config::{diff, ChangeNote, EtcdConfig, LiveOptions, Store};
 use support::Etcd;
-
-#[derive(EtcdConfig, Debug, Clone, PartialEq)]
-#[etcd(
-    prefix = "/svc/pool",
-    rename_all = "kebab-case",
-    validate = "Pool::check"
-)]
-struct Pool {
-    #[etcd(default = 4)]
-    size: u32,
-    #[etcd(default)]
-    host: String,
-    #[etcd(secret, default)]
-    password: String,
-}
-
-impl Pool {
-    fn check(&self) -> Result<(), String> {
-        (self.size > 0 && self.size <= 100)
-            .then_some(())
-            .ok_or_else(|| format!("size must be 1..=100, not {}", self.size))
-    }
-}
 
 /// An edit is one Txn: the new value and its note share a revision, and etcdctl reads both.
 #[tokio::test]
@@ -97,6 +75,7 @@ async fn concurrent_edits_are_each_applied_once() {
             size: 1,
             host: String::new(),
             password: String::new(),
+            max_idle: None,
         })
         .await
         .unwrap();

@@ -3,7 +3,7 @@
 //! status, however it goes wrong: a value that does not parse, a ciphertext from another key,
 //! a key id the ring lacks, a plain value where an encrypted one is expected.
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};

@@ -4,7 +4,7 @@
 //! real. etcd 3.4 answers a create sent with an expired token "invalid auth token", etcd 3.5
 //! "permission denied"; either way no watch may end or stall, and every revision arrives once.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

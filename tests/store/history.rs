@@ -2,22 +2,13 @@
 //! is in it with the fields it changed, nothing else is, and notes outlive a compaction (the
 //! newest 100 of them).
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 
-use etcd_config::{ChangeNote, EtcdConfig, Store, KEPT_NOTES};
+use super::Pool;
+use etcd_config::{ChangeNote, Store, KEPT_NOTES};
 use support::Etcd;
-
-#[derive(EtcdConfig, Debug, Clone, PartialEq)]
-#[etcd(prefix = "/hist/pool", rename_all = "kebab-case")]
-struct Pool {
-    #[etcd(default = 4)]
-    size: u32,
-    #[etcd(default)]
-    host: String,
-    max_idle: Option<u32>,
-}
 
 /// etcd's current revision, from the header of a read.
 async fn head_revision(store: &Store) -> i64 {
@@ -30,7 +21,7 @@ fn keys_at(etcd: &Etcd, revision: i64) -> BTreeMap<String, String> {
     let out = etcd.etcdctl(&[
         "get",
         "--prefix",
-        "/hist/pool/",
+        "/svc/pool/",
         "--rev",
         &revision.to_string(),
     ]);
@@ -40,7 +31,7 @@ fn keys_at(etcd: &Etcd, revision: i64) -> BTreeMap<String, String> {
     lines
         .chunks(2)
         .map(|pair| {
-            let field = pair[0].strip_prefix("/hist/pool/").unwrap().to_owned();
+            let field = pair[0].strip_prefix("/svc/pool/").unwrap().to_owned();
             (field, pair[1].to_owned())
         })
         .collect()
@@ -63,9 +54,9 @@ async fn history_matches_etcdctl_revision_by_revision() {
         let out = etcd.etcdctl(args);
         assert!(out.status.success(), "{out:?}");
     };
-    ctl(&["put", "/hist/pool/max-idle", "3"]);
+    ctl(&["put", "/svc/pool/max-idle", "3"]);
     ctl(&["put", "/elsewhere", "x"]);
-    ctl(&["put", "/hist/pool/host", "db1"]); // the same value again: no field changes
+    ctl(&["put", "/svc/pool/host", "db1"]); // the same value again: no field changes
     let out = std::process::Command::new(&etcd.etcdctl_command()[0])
         .env("ETCDCTL_API", "3")
         .arg(&etcd.etcdctl_command()[1])
@@ -79,14 +70,14 @@ async fn history_matches_etcdctl_revision_by_revision() {
                 .stdin
                 .take()
                 .unwrap()
-                .write_all(b"\nput /hist/pool/size 16\nput /hist/pool/host db2\n\n\n")?;
+                .write_all(b"\nput /svc/pool/size 16\nput /svc/pool/host db2\n\n\n")?;
             child.wait_with_output()
         })
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    ctl(&["put", "/hist/pool/size", "many"]); // does not decode
-    ctl(&["put", "/hist/pool/size", "12"]);
-    ctl(&["del", "/hist/pool/max-idle"]);
+    ctl(&["put", "/svc/pool/size", "many"]); // does not decode
+    ctl(&["put", "/svc/pool/size", "12"]);
+    ctl(&["del", "/svc/pool/max-idle"]);
     let head = head_revision(&store).await;
 
     let history = store.history::<Pool>().await.unwrap();
@@ -166,7 +157,7 @@ async fn notes_outlive_a_compaction() {
 
     let head = *revisions.last().unwrap();
     store.client().kv().compact(head).await.unwrap();
-    let out = etcd.etcdctl(&["get", "/hist/pool/size", "--rev", &revisions[5].to_string()]);
+    let out = etcd.etcdctl(&["get", "/svc/pool/size", "--rev", &revisions[5].to_string()]);
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("compacted"),
         "{out:?}"
