@@ -262,7 +262,9 @@ mod sync;
 #[cfg(feature = "cli")]
 pub mod cli;
 
-pub use client::{Client, ConnectOptions, ResponseHeader, TlsOptions};
+#[cfg(feature = "tls")]
+pub use client::TlsOptions;
+pub use client::{Client, ConnectOptions, ResponseHeader};
 pub use error::{Error, GrpcStatus, Problem, ProblemKind, Result, ServerErrorKind};
 pub use key_range::{KeyRange, RangeKind};
 

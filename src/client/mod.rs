@@ -36,7 +36,9 @@ pub use key_value::{KeyValue, SortOrder, SortTarget};
 pub use kv::{Compact, Delete, DeleteResponse, Get, GetResponse, Kv, Put, PutResponse};
 pub use lease::{KeepAlive, Lease, LeaseInfo, TimeToLive};
 pub use maintenance::{Alarm, AlarmMember, Downgrade, Hash, HashKv, Maintenance, MemberStatus};
-pub use options::{ConnectOptions, TlsOptions};
+pub use options::ConnectOptions;
+#[cfg(feature = "tls")]
+pub use options::TlsOptions;
 pub(crate) use stream::{OutageListener, StreamHealth};
 use token::Credentials;
 use transport::Transport;

@@ -1,6 +1,7 @@
 //! [`ConnectOptions`]: how a [`Client`](super::Client) dials, authenticates and times out.
 
 use std::fmt;
+#[cfg(feature = "tls")]
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ pub struct ConnectOptions {
     pub(crate) request_timeout: Duration,
     pub(crate) keep_alive: Option<(Duration, Duration)>,
     pub(crate) credentials: Option<(String, String)>,
+    #[cfg(feature = "tls")]
     pub(crate) tls: Option<TlsOptions>,
     pub(crate) max_send_message_size: usize,
     pub(crate) max_receive_message_size: usize,
@@ -36,6 +38,7 @@ impl Default for ConnectOptions {
             request_timeout: Duration::from_secs(10),
             keep_alive: Some((Duration::from_secs(30), Duration::from_secs(10))),
             credentials: None,
+            #[cfg(feature = "tls")]
             tls: None,
             // etcd's own default request limit (--max-request-bytes) is 1.5 MiB plus gRPC
             // overhead; a larger message would be refused by the server anyway.
@@ -90,7 +93,8 @@ impl ConnectOptions {
         self
     }
 
-    /// Connect with TLS. Endpoints without a scheme then use `https://`.
+    /// Connect with TLS (cargo feature `tls`). Endpoints without a scheme then use `https://`.
+    #[cfg(feature = "tls")]
     #[must_use]
     pub fn with_tls(mut self, tls: TlsOptions) -> Self {
         self.tls = Some(tls);
@@ -124,12 +128,15 @@ impl ConnectOptions {
 impl fmt::Debug for ConnectOptions {
     // Written by hand so the password never reaches a log line.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ConnectOptions")
+        let mut debug = f.debug_struct("ConnectOptions");
+        debug
             .field("dial_timeout", &self.dial_timeout)
             .field("request_timeout", &self.request_timeout)
             .field("keep_alive", &self.keep_alive)
-            .field("user", &self.credentials.as_ref().map(|(user, _)| user))
-            .field("tls", &self.tls)
+            .field("user", &self.credentials.as_ref().map(|(user, _)| user));
+        #[cfg(feature = "tls")]
+        debug.field("tls", &self.tls);
+        debug
             .field("max_send_message_size", &self.max_send_message_size)
             .field("max_receive_message_size", &self.max_receive_message_size)
             .field("auto_sync", &self.auto_sync)
@@ -143,6 +150,10 @@ impl fmt::Debug for ConnectOptions {
 /// A CA file is required: the servers' certificates must chain to the CA given here, and
 /// connecting without one is refused with [`Error::ClientOptions`](crate::Error::ClientOptions)
 /// (the crate does not read the system trust store: etcd clusters normally use a private CA).
+///
+/// With the cargo feature `tls` only: without it the client speaks plain HTTP/2 and refuses an
+/// `https://` endpoint.
+#[cfg(feature = "tls")]
 #[derive(Debug, Clone, Default)]
 pub struct TlsOptions {
     pub(crate) ca_file: Option<PathBuf>,
@@ -150,6 +161,7 @@ pub struct TlsOptions {
     pub(crate) domain: Option<String>,
 }
 
+#[cfg(feature = "tls")]
 impl TlsOptions {
     /// TLS with nothing configured yet.
     pub fn new() -> Self {

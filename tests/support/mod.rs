@@ -22,7 +22,9 @@ use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use etcd_config::{Client, ConnectOptions, TlsOptions};
+#[cfg(feature = "tls")]
+use etcd_config::TlsOptions;
+use etcd_config::{Client, ConnectOptions};
 
 /// The password the harness gives etcd's `root` user.
 pub const ROOT_PASSWORD: &str = "root-password";
@@ -265,6 +267,9 @@ impl Etcd {
             .dial_timeout(Duration::from_secs(3))
             .request_timeout(Duration::from_secs(10));
         match &self.tls {
+            #[cfg(not(feature = "tls"))]
+            Some(_) => panic!("a cluster with TLS needs the cargo feature `tls`"),
+            #[cfg(feature = "tls")]
             Some(tls) => options.with_tls(
                 TlsOptions::new()
                     .ca_file(&tls.ca)

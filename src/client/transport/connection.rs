@@ -19,6 +19,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use super::tls::Session;
+use crate::client::options::ConnectOptions;
 use bytes::Bytes;
 use h2::client::SendRequest;
 use h2::{Ping, PingPong, Reason, RecvStream, SendStream};
@@ -26,11 +28,6 @@ use http::Uri;
 use http_body::{Body as _, Frame};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio_rustls::rustls::pki_types::ServerName;
-use tokio_rustls::rustls::ClientConfig;
-use tokio_rustls::TlsConnector;
-
-use crate::client::options::ConnectOptions;
 
 type Body = tonic::body::Body;
 type BoxError = Box<dyn StdError + Send + Sync>;
@@ -47,15 +44,11 @@ pub(super) struct Target {
     /// `host:port` as the socket connects to it.
     address: String,
     /// With TLS: its configuration and the name the server's certificate is checked against.
-    tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
+    tls: Option<Session>,
 }
 
 impl Target {
-    pub(super) fn new(
-        origin: Uri,
-        address: String,
-        tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
-    ) -> Target {
+    pub(super) fn new(origin: Uri, address: String, tls: Option<Session>) -> Target {
         Target {
             origin,
             address,
@@ -79,9 +72,9 @@ impl Target {
             .map_err(|err| format!("cannot set TCP_NODELAY: {err}"))?;
         match &self.tls {
             None => handshake(tcp, options).await,
-            Some((config, name)) => {
-                let tls = TlsConnector::from(config.clone())
-                    .connect(name.clone(), tcp)
+            Some(session) => {
+                let tls = session
+                    .open(tcp)
                     .await
                     .map_err(|err| format!("TLS handshake: {}", super::source_chain(&err)))?;
                 handshake(tls, options).await

@@ -27,6 +27,11 @@
 mod calls;
 mod connection;
 mod endpoint;
+#[cfg(not(feature = "tls"))]
+#[path = "no_tls.rs"]
+mod tls;
+#[cfg(feature = "tls")]
+mod tls;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
@@ -39,7 +44,8 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 pub(crate) use calls::status_error;
 use calls::Failure;
 use connection::{Http2, Target};
-use endpoint::{source_chain, target, tls_config, Tls};
+use endpoint::{source_chain, target};
+use tls::Tls;
 
 use super::options::ConnectOptions;
 use super::token::Credentials;
@@ -137,10 +143,10 @@ impl Transport {
         if endpoints.is_empty() {
             return Err(Error::client_options("no endpoints given"));
         }
-        let tls = match &options.tls {
-            Some(tls) => Some(tls_config(tls)?),
-            None => None,
-        };
+        #[cfg(feature = "tls")]
+        let tls = options.tls.as_ref().map(tls::tls_config).transpose()?;
+        #[cfg(not(feature = "tls"))]
+        let tls: Option<Tls> = None;
         let slots = endpoints
             .iter()
             .map(|name| Slot::new(name, tls.as_ref()))
