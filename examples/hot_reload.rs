@@ -3,8 +3,9 @@
 //! It loads `/services/demo`, then prints its settings whenever they change, and the live
 //! config's events and status. A value that does not parse, or that the settings' `validate`
 //! refuses, is reported and ignored: the service keeps running on the last good settings. It
-//! reports itself to the fleet as `demo-1` (`etcdctl get /services/demo.fleet/demo-1`). Stop it
-//! with Ctrl-C (or SIGTERM).
+//! reports itself to the fleet as `$DEMO_INSTANCE` (default `demo-1`: `etcdctl get
+//! /services/demo.fleet/demo-1`), of build `$DEMO_BUILD` (default `v1`), and so takes part in
+//! rollouts. Stop it with Ctrl-C (or SIGTERM).
 //!
 //! ```sh
 //! ETCD_ENDPOINTS=127.0.0.1:2379 ETCD_CONFIG_KEYS=keys cargo run --example hot_reload
@@ -32,7 +33,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let endpoints = std::env::var("ETCD_ENDPOINTS").unwrap_or_else(|_| "127.0.0.1:2379".into());
     let client = Client::connect(endpoints.split(','), ConnectOptions::default()).await?;
-    let options = LiveOptions::new().report_as("demo-1");
+    // Its name in the fleet (and its identity in rollouts), and its build.
+    let instance = std::env::var("DEMO_INSTANCE").unwrap_or_else(|_| "demo-1".into());
+    let build = std::env::var("DEMO_BUILD").unwrap_or_else(|_| "v1".into());
+    let options = LiveOptions::new().report_as(instance).build(build);
     let mut live = settings::store(client)?
         .live_with::<Settings>(options)
         .await?;

@@ -125,7 +125,19 @@
 //! service embeds in its own binary (`examples/admin.rs`): `show get set unset edit apply
 //! diff history rollback rotate schema status watch`, `--json` on each, and `cli::exit_code`
 //! telling invalid input (2), a conflict (3), an instance's refusal (4), an unreachable etcd
-//! (5), a wait that ran out (6) and a config that does not load (7) apart.
+//! (5), a wait that ran out (6), a config that does not load (7), an aborted rollout (8) and
+//! a write refused because a rollout is active (9) apart.
+//!
+//! # Rolling out a change
+//!
+//! [`Store::start_rollout`] gives a change to the fleet in steps: every reporting live config
+//! checks the candidate with its own `validate` first (preflight), then a stable cohort serves
+//! it ([`Step::Instances`], [`Step::Percent`]), each step baked, and [`Rollout::drive`] commits
+//! it in one transaction or aborts on a rejection, an unhealthy member
+//! ([`Live::report_health`]) or a hand edit. The state lives in etcd under
+//! `<prefix>.rollout/`, so another process can take over ([`Store::resume_driving`]) and
+//! anyone may pause, resume, promote or abort. The protocol, its keys and transactions:
+//! [`Store::start_rollout`] and docs/OPERATING.md.
 //!
 //! # Secrets
 //!
@@ -275,6 +287,10 @@ pub use config::{
     LiveEvent, LiveEvents, LiveOptions, LiveRef, LiveSender, LiveStatus, PlannedEdit, Rejection,
     Schema, SchemaField, Secret, Selected, Store, UnknownKey, Update, Versioned, WhenInvalid,
     KEPT_NOTES,
+};
+pub use config::{
+    Health, InstanceVerdict, Rollout, RolloutOutcome, RolloutPhase, RolloutPlan, RolloutStatus,
+    Serving, Step,
 };
 /// `#[derive(EtcdConfig)]`: see [`EtcdConfig`] and the crate docs for its attributes.
 pub use etcd_derive::EtcdConfig;

@@ -39,9 +39,15 @@ pub(crate) fn store(client: Client) -> etcd_config::Result<Store> {
 
 impl Settings {
     fn check(&self) -> Result<(), String> {
+        // The demo plays two builds of the service with one binary: `DEMO_BUILD=v2` is a
+        // stricter build that allows at most 16 workers (a rollout's preflight asks it too).
+        let max = match std::env::var("DEMO_BUILD").as_deref() {
+            Ok("v2") => 16,
+            _ => 64,
+        };
         match self.workers {
-            1..=64 => Ok(()),
-            n => Err(format!("workers must be between 1 and 64, not {n}")),
+            n if (1..=max).contains(&n) => Ok(()),
+            n => Err(format!("workers must be between 1 and {max}, not {n}")),
         }
     }
 }

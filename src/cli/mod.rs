@@ -57,8 +57,11 @@ use std::path::PathBuf;
 mod display;
 mod files;
 mod report;
+mod rollout;
 mod show;
 mod write;
+
+pub use rollout::{NoteArgs, PlanArgs, RolloutChange, RolloutCommand};
 
 use clap::{Args, Subcommand};
 
@@ -173,9 +176,29 @@ pub enum Command {
         #[command(flatten)]
         output: Output,
     },
+    /// Progressive delivery: `rollout start set|unset|apply ...`, `status`, `pause`,
+    /// `resume`, `promote`, `abort`.
+    Rollout {
+        /// What to do.
+        #[command(subcommand)]
+        command: RolloutCommand,
+    },
 }
 
 impl Command {
+    /// Whether the command writes over an active rollout (`--force`).
+    fn force(&self) -> bool {
+        match self {
+            Command::Set { write, .. }
+            | Command::Unset { write, .. }
+            | Command::Rollback { write, .. }
+            | Command::Apply { write, .. }
+            | Command::Edit { write }
+            | Command::Rotate { write } => write.force,
+            _ => false,
+        }
+    }
+
     /// Whether the command was asked for JSON (`--json`): its errors should be JSON too
     /// ([`print_error`]).
     pub fn json(&self) -> bool {
@@ -193,6 +216,7 @@ impl Command {
             | Command::Apply { write, .. }
             | Command::Edit { write }
             | Command::Rotate { write } => write.output.json,
+            Command::Rollout { command } => command.json(),
         }
     }
 }
@@ -232,6 +256,9 @@ pub struct WriteArgs {
     /// Wait up to this many seconds for every reporting instance to apply the change.
     #[arg(long)]
     pub wait: Option<u64>,
+    /// Write even while a rollout is active, aborting it in the same transaction.
+    #[arg(long)]
+    pub force: bool,
     /// Text or JSON.
     #[command(flatten)]
     pub output: Output,
@@ -260,6 +287,13 @@ pub async fn run<T: EtcdConfig>(
     command: Command,
     out: &mut impl Write,
 ) -> Result<()> {
+    let superseding;
+    let store = if command.force() {
+        superseding = store.clone().superseding_rollouts();
+        &superseding
+    } else {
+        store
+    };
     match command {
         Command::Show { output } => show::show::<T>(store, output, out).await,
         Command::Get { path, output } => show::get::<T>(store, &path, output, out).await,
@@ -300,6 +334,7 @@ pub async fn run<T: EtcdConfig>(
         }
         Command::Status { output } => report::status::<T>(store, output, out).await,
         Command::Watch { output } => report::watch::<T>(store, output, out).await,
+        Command::Rollout { command } => rollout::run::<T>(store, command, out).await,
     }
 }
 
@@ -313,8 +348,10 @@ pub async fn run<T: EtcdConfig>(
 /// | 3 | a conflict: someone else changed the config meanwhile; nothing was written |
 /// | 4 | `--wait`: an instance rejected the change (it was written) |
 /// | 5 | etcd unreachable, or a request to it timed out |
-/// | 6 | `--wait`: not every instance was current in time (the change was written) |
+/// | 6 | `--wait`: not every instance was current in time (the change was written), or the rollout had not ended |
 /// | 7 | `show`/`get`: the config in etcd does not load (what etcd holds was printed) |
+/// | 8 | `rollout start`, `rollout status --wait`: the rollout was aborted |
+/// | 9 | a write refused because a rollout is active (nothing was written; `--force` supersedes it) |
 pub fn exit_code(err: &Error) -> i32 {
     match err {
         Error::Decode { .. }
@@ -328,7 +365,9 @@ pub fn exit_code(err: &Error) -> i32 {
         | Error::Rejected { .. } => 2,
         Error::Conflict { .. } => 3,
         Error::RolloutRejected { .. } => 4,
-        Error::RolloutTimeout { .. } => 6,
+        Error::RolloutTimeout { .. } | Error::RolloutRunning { .. } => 6,
+        Error::RolloutAborted { .. } => 8,
+        Error::RolloutActive { .. } => 9,
         Error::Connect { .. } | Error::Timeout { .. } | Error::Transport { .. } => 5,
         _ => 1,
     }

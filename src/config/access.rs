@@ -11,13 +11,14 @@ use crate::key_range::KeyRange;
 pub enum Access {
     /// Load, watch and `live`: what a service needs.
     Read,
-    /// Read, and write the fleet records under `T::PREFIX + ".fleet/"`: what a service that
-    /// reports ([`LiveOptions::report_as`](crate::LiveOptions::report_as)) needs. It still
-    /// cannot change the config.
+    /// Read, write the fleet records under `T::PREFIX + ".fleet/"` and read the rollout
+    /// area `T::PREFIX + ".rollout/"`: what a service that reports
+    /// ([`LiveOptions::report_as`](crate::LiveOptions::report_as)), and so takes part in
+    /// rollouts, needs. It still cannot change the config.
     ReadAndReport,
-    /// Also save and delete, write change notes under `T::PREFIX + ".notes/"` and read the
-    /// fleet records: what the tool that edits the config needs (every command of the
-    /// command line, `--wait` included).
+    /// Also save and delete, write change notes under `T::PREFIX + ".notes/"`, read the
+    /// fleet records and drive rollouts (`T::PREFIX + ".rollout/"`): what the tool that edits
+    /// the config needs (every command of the command line, `--wait` and `rollout` included).
     ReadWrite,
 }
 
@@ -33,16 +34,21 @@ impl Store {
         let auth = self.client().auth();
         let fleet = KeyRange::prefix(self.fleet_prefix_of::<T>());
         let notes = KeyRange::prefix(self.notes_prefix_of::<T>());
+        let rollout = KeyRange::prefix(self.rollout_prefix_of::<T>());
         let kind = match access {
             Access::Read => PermissionKind::Read,
             Access::ReadAndReport => {
                 let records = Permission::new(PermissionKind::ReadWrite, fleet);
                 auth.role_grant_permission(role, records).await?;
+                let rollouts = Permission::new(PermissionKind::Read, rollout);
+                auth.role_grant_permission(role, rollouts).await?;
                 PermissionKind::Read
             }
             Access::ReadWrite => {
                 let notes = Permission::new(PermissionKind::ReadWrite, notes);
                 auth.role_grant_permission(role, notes).await?;
+                let rollouts = Permission::new(PermissionKind::ReadWrite, rollout);
+                auth.role_grant_permission(role, rollouts).await?;
                 let records = Permission::new(PermissionKind::Read, fleet);
                 auth.role_grant_permission(role, records).await?;
                 PermissionKind::ReadWrite
@@ -54,12 +60,13 @@ impl Store {
     }
 
     /// Takes back what [`grant`](Self::grant) gave `role` on `T` (whichever access it was,
-    /// the fleet records and change notes included).
+    /// the fleet records, change notes and rollout area included).
     pub async fn revoke<T: EtcdConfig>(&self, role: &str) -> Result<ResponseHeader> {
         let auth = self.client().auth();
         let fleet = KeyRange::prefix(self.fleet_prefix_of::<T>());
         let notes = KeyRange::prefix(self.notes_prefix_of::<T>());
-        for range in [fleet, notes] {
+        let rollout = KeyRange::prefix(self.rollout_prefix_of::<T>());
+        for range in [fleet, notes, rollout] {
             match auth.role_revoke_permission(role, range).await {
                 Err(err) if err.server_kind() != Some(ServerErrorKind::PermissionNotGranted) => {
                     return Err(err)

@@ -297,21 +297,24 @@ impl Store {
         }
         self.check_bytes(&prefix, &set.puts)?;
         let notes = self.note_ops::<T>(note).await?;
-        self.check_size(&prefix, set.len() + notes.len())?;
-        let compares = guards(&self.range_of::<T>(), current, self.txn_limit());
+        let (rollout_compares, rollout_ops) = self.rollout_guard::<T>(&note.author).await?;
+        self.check_size(&prefix, set.len() + notes.len() + rollout_ops.len())?;
+        let mut compares = guards(&self.range_of::<T>(), current, self.txn_limit());
+        compares.extend(rollout_compares);
         let response = self
             .client()
             .kv()
             .txn()
             .when(compares)
-            .and_then(set.ops().chain(notes))
+            .and_then(set.ops().chain(notes).chain(rollout_ops))
             .await?;
         if !response.succeeded {
-            return Err(Error::Conflict {
+            let conflict = Error::Conflict {
                 prefix,
                 expected: current.revision,
                 current: response.header.revision,
-            });
+            };
+            return Err(self.refused_write::<T>(conflict).await);
         }
         Ok(Committed {
             revision: response.header.revision,

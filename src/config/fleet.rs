@@ -55,6 +55,42 @@ pub struct FleetRecord {
     /// Since when etcd has not confirmed its value current, once that lasted longer than
     /// [`UNCONFIRMED_AFTER`](Self::UNCONFIRMED_AFTER); `None` while it is confirmed.
     pub unconfirmed_since: Option<SystemTime>,
+    /// Its stable identity for rollout cohorts ([`LiveOptions::identity`]; the instance name
+    /// unless it gave one).
+    ///
+    /// [`LiveOptions::identity`]: super::LiveOptions::identity
+    pub identity: String,
+    /// Its build ([`LiveOptions::build`](super::LiveOptions::build)), if it said.
+    pub build: Option<String>,
+    /// Why it reports itself unhealthy ([`Live::report_health`](super::Live::report_health)).
+    pub unhealthy: Option<String>,
+    /// The rollout whose candidate it serves, if it is a member of one.
+    pub serving: Option<String>,
+    pub(crate) verdict: Option<Verdict>,
+}
+
+/// An instance's verdict on a rollout's candidate, as stored in its record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Verdict {
+    pub(crate) rollout: String,
+    pub(crate) round: u32,
+    /// Why it rejects the candidate; `None`: it accepts it.
+    pub(crate) rejected: Option<String>,
+}
+
+impl FleetRecord {
+    /// Its verdict on round `round` of rollout `id`: `None` until it gave one.
+    pub(crate) fn verdict_on(
+        &self,
+        id: &str,
+        round: u32,
+    ) -> Option<std::result::Result<(), String>> {
+        let verdict = self.verdict.as_ref()?;
+        (verdict.rollout == id && verdict.round == round).then(|| match &verdict.rejected {
+            None => Ok(()),
+            Some(reason) => Err(reason.clone()),
+        })
+    }
 }
 
 impl FleetRecord {
@@ -77,6 +113,16 @@ pub(crate) struct Record {
     pub(crate) last_rejected: Option<(i64, String)>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) unconfirmed_since_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) identity: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) build: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) unhealthy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) serving: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) verdict: Option<Verdict>,
 }
 
 /// Milliseconds since the Unix epoch, for records.
@@ -102,7 +148,6 @@ impl Store {
                 let instance = kv.key_str().ok()?.strip_prefix(&prefix)?.to_owned();
                 let record: Record = serde_json::from_slice(&kv.value).ok()?;
                 Some(FleetRecord {
-                    instance,
                     revision: record.revision,
                     current_through: record.current_through.unwrap_or(record.revision),
                     applied_at: from_unix_ms(record.applied_at_ms),
@@ -110,6 +155,12 @@ impl Store {
                     since: from_unix_ms(record.since_ms),
                     last_rejected: record.last_rejected,
                     unconfirmed_since: record.unconfirmed_since_ms.map(from_unix_ms),
+                    identity: record.identity.unwrap_or_else(|| instance.clone()),
+                    instance,
+                    build: record.build,
+                    unhealthy: record.unhealthy,
+                    serving: record.serving,
+                    verdict: record.verdict,
                 })
             })
             .collect())

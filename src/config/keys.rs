@@ -49,6 +49,11 @@ pub(crate) fn fleet_record<T: EtcdConfig>(instance: &str) -> String {
     format!("{}{instance}", fleet::<T>())
 }
 
+/// `P.rollout/`: `T`'s rollout area (see the rollout module), as the client addresses it.
+pub(crate) fn rollout<T: EtcdConfig>() -> String {
+    format!("{}.rollout/", T::PREFIX)
+}
+
 /// `key` (as the client gives it) relative to `T`'s field prefix, if it is under it.
 pub(crate) fn relative<T: EtcdConfig>(key: &[u8]) -> Option<&[u8]> {
     key.strip_prefix(T::PREFIX.as_bytes())?.strip_prefix(b"/")
@@ -83,6 +88,11 @@ impl Store {
     /// `namespace + T::PREFIX + ".fleet/"`.
     pub fn fleet_prefix_of<T: EtcdConfig>(&self) -> String {
         self.held(&fleet::<T>())
+    }
+
+    /// Where `T`'s rollout area is, as etcd holds it: `namespace + T::PREFIX + ".rollout/"`.
+    pub(crate) fn rollout_prefix_of<T: EtcdConfig>(&self) -> String {
+        self.held(&rollout::<T>())
     }
 
     /// The range of `T`'s fleet records, as this store's client addresses them.

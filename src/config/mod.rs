@@ -21,6 +21,7 @@ pub(crate) mod keys;
 mod live;
 mod notes;
 mod paths;
+mod rollout;
 mod sample;
 mod save;
 mod schema;
@@ -51,6 +52,10 @@ pub use notes::{ChangeNote, KEPT_NOTES};
 pub(crate) use paths::{field_of_key, is_required, is_secret};
 #[cfg(feature = "cli")]
 pub(crate) use paths::{key_of, unknown_keys};
+pub use rollout::{
+    Health, InstanceVerdict, Rollout, RolloutOutcome, RolloutPhase, RolloutPlan, RolloutStatus,
+    Serving, Step,
+};
 pub use schema::{Schema, SchemaField};
 pub use secret::Secret;
 #[cfg(feature = "cli")]

@@ -105,7 +105,24 @@ impl Store {
             .map(|(key, value)| TxnOp::put(key.as_str(), value.as_str()))
             .chain(kept)
             .chain(absent.iter().map(|key| TxnOp::delete(key.as_str())));
-        let response = self.client().kv().txn().and_then(ops).await?;
+        let (compares, rollout_ops) = self.rollout_guard::<T>("a save").await?;
+        let response = self
+            .client()
+            .kv()
+            .txn()
+            .when(compares)
+            .and_then(ops.chain(rollout_ops))
+            .await?;
+        if !response.succeeded {
+            let prefix = prepared.prefix.clone();
+            let current = response.header.revision;
+            let conflict = Error::Conflict {
+                prefix,
+                expected: current,
+                current,
+            };
+            return Err(self.refused_write::<T>(conflict).await);
+        }
         Ok(response.header.revision)
     }
 
@@ -160,17 +177,22 @@ impl Store {
                         .into_iter()
                         .map(|key| TxnOp::delete(KeyRange::key(key))),
                 );
+            let (rollout_compares, rollout_ops) = self.rollout_guard::<T>("a save").await?;
+            compares.extend(rollout_compares);
             let response = self
                 .client()
                 .kv()
                 .txn()
                 .when(compares)
-                .and_then(ops)
+                .and_then(ops.chain(rollout_ops))
                 .await?;
             if response.succeeded {
                 return Ok(response.header.revision);
             }
             current = response.header.revision;
+            if let Some(refusal) = self.rollout_refusal::<T>().await {
+                return Err(refusal);
+            }
         }
         Err(Error::Conflict {
             prefix: prepared.prefix.clone(),

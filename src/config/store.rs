@@ -48,6 +48,8 @@ pub struct Store {
     client: Client,
     pub(super) max_txn_ops: usize,
     keyring: Option<Arc<Keyring>>,
+    /// Typed writes abort an active rollout instead of being refused.
+    supersede_rollouts: bool,
 }
 
 impl Store {
@@ -58,7 +60,22 @@ impl Store {
             client,
             max_txn_ops: DEFAULT_MAX_TXN_OPS,
             keyring: None,
+            supersede_rollouts: false,
         }
+    }
+
+    /// This store with typed writes that supersede rollouts: a write to a config with an
+    /// active rollout aborts the rollout in the same transaction (its note says so) instead of
+    /// being refused with [`Error::RolloutActive`](crate::Error::RolloutActive). For the
+    /// incident fix that cannot wait.
+    #[must_use]
+    pub fn superseding_rollouts(mut self) -> Self {
+        self.supersede_rollouts = true;
+        self
+    }
+
+    pub(crate) fn supersedes_rollouts(&self) -> bool {
+        self.supersede_rollouts
     }
 
     /// A store that encrypts secret fields with `keyring` when it saves, and decrypts them

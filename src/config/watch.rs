@@ -78,9 +78,10 @@ impl Store {
                 let item = match follower.next().await? {
                     Followed::Updated(update) => Ok(update),
                     Followed::Rejected(err) | Followed::Ended(err) => Err(err),
-                    Followed::Confirmed(_) | Followed::Resynced(_) | Followed::Current(_) => {
-                        continue
-                    }
+                    Followed::Confirmed(_)
+                    | Followed::Resynced(_)
+                    | Followed::Current(_)
+                    | Followed::Serving(_) => continue,
                 };
                 return Some((item, follower));
             }

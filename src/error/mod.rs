@@ -13,6 +13,7 @@
 mod problem;
 mod server;
 mod status;
+mod text;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use std::time::Duration;
 pub use problem::{Problem, ProblemKind};
 pub use server::ServerErrorKind;
 pub use status::GrpcStatus;
+use text::{at_revision, listed, not_saved, serving, waiting_for};
 
 /// `Result` with this crate's [`Error`] as the default error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -184,6 +186,53 @@ pub enum Error {
         /// How long the wait lasted.
         after: Duration,
     },
+    /// A rollout of the config is active: a typed write or a second rollout is refused, and
+    /// nothing was written.
+    #[error(
+        "rollout {id} of {prefix} is active, so nothing was written: wait for it, abort it, or \
+         write superseding it (Store::superseding_rollouts, the command line's --force), which \
+         aborts it in the same transaction"
+    )]
+    RolloutActive {
+        /// The full key prefix of the config.
+        prefix: String,
+        /// The active rollout's id.
+        id: String,
+    },
+    /// The command line's `rollout start` or `rollout status --wait`: the rollout ended in
+    /// an abort (nothing of its candidate was written).
+    #[error("rollout {id} was aborted: {reason}")]
+    RolloutAborted {
+        /// The rollout's id.
+        id: String,
+        /// Why.
+        reason: String,
+    },
+    /// `rollout status --wait`: the rollout had not ended when the wait ran out.
+    #[error("rollout {id} is still running after {after:?}")]
+    RolloutRunning {
+        /// The rollout's id.
+        id: String,
+        /// How long the wait lasted.
+        after: Duration,
+    },
+    /// No rollout of the config is active (to pause, resume, promote, abort or drive).
+    #[error("no rollout of {prefix} is active")]
+    NoRollout {
+        /// The full key prefix of the config.
+        prefix: String,
+    },
+    /// Another process took over driving the rollout ([`Store::resume_driving`]); this one
+    /// stopped acting on it.
+    ///
+    /// [`Store::resume_driving`]: crate::Store::resume_driving
+    #[error("rollout {id} of {prefix} is driven by another process now; this one stopped")]
+    RolloutTakenOver {
+        /// The full key prefix of the config.
+        prefix: String,
+        /// The rollout's id.
+        id: String,
+    },
     /// A compare-and-swap found that keys under the prefix changed since the expected revision;
     /// nothing was written.
     #[error(
@@ -337,66 +386,5 @@ impl Error {
     }
 }
 
-/// ` waiting for endpoint E`, when the request got as far as an endpoint.
-fn waiting_for(endpoint: &Option<String>) -> String {
-    endpoint
-        .as_ref()
-        .map_or(String::new(), |e| format!(" waiting for endpoint {e}"))
-}
-
-/// Every problem on a line of its own.
-fn listed(problems: &[Problem]) -> String {
-    problems.iter().map(|p| format!("\n  - {p}")).collect()
-}
-
-/// ` at revision N` for a value read from etcd.
-fn at_revision(revision: &Option<i64>) -> String {
-    revision.map_or(String::new(), |r| format!(" at revision {r}"))
-}
-
-/// ` and not saved` for a value about to be saved.
-fn not_saved(revision: &Option<i64>) -> &'static str {
-    if revision.is_some() {
-        ""
-    } else {
-        " and not saved"
-    }
-}
-
-/// `a (serves revision 1), b (serves revision 2)`.
-fn serving(behind: &[(String, i64)]) -> String {
-    let listed: Vec<String> = behind
-        .iter()
-        .map(|(instance, serves)| format!("{instance} (serves revision {serves})"))
-        .collect();
-    listed.join(", ")
-}
-
 #[cfg(test)]
-mod tests {
-    use super::Error;
-    use std::error::Error as _;
-
-    #[test]
-    fn errors_are_shareable_values() {
-        fn assert_traits<T: Clone + Send + Sync + 'static>() {}
-        assert_traits::<Error>();
-    }
-
-    #[test]
-    fn a_cache_file_error_keeps_its_io_cause() {
-        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
-        let err = Error::CacheFile {
-            path: "/var/cache/gw.json".into(),
-            reason: io.to_string(),
-            source: Some(std::sync::Arc::new(io)),
-        };
-        let copy = err.clone();
-        assert_eq!(
-            copy.to_string(),
-            "config cache file /var/cache/gw.json: denied"
-        );
-        let cause = copy.source().expect("the I/O error is the source");
-        assert_eq!(cause.to_string(), "denied");
-    }
-}
+mod tests;

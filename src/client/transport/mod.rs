@@ -237,38 +237,6 @@ impl Transport {
         slots[index % slots.len()].clone()
     }
 
-    /// Makes `names` the endpoint list, keeping the connections of endpoints it already had
-    /// and staying on the current endpoint if it is still listed; false if nothing changed.
-    pub(crate) fn set_endpoints(&self, names: &[String]) -> Result<bool> {
-        let old = self.slots.load_full();
-        let mut wanted: Vec<&String> = names.iter().collect();
-        wanted.sort();
-        wanted.dedup();
-        let mut had: Vec<&String> = old.iter().map(|slot| &slot.name).collect();
-        had.sort();
-        if wanted.is_empty() || wanted == had {
-            return Ok(false);
-        }
-        let current = old[self.current.load(Ordering::Acquire) % old.len()]
-            .name
-            .clone();
-        let slots = wanted
-            .iter()
-            .map(|name| match old.iter().find(|slot| slot.name == **name) {
-                Some(slot) => Ok(slot.clone()),
-                None => Slot::new(name, self.tls.as_ref()),
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let at = slots
-            .iter()
-            .position(|slot| slot.name == current)
-            .unwrap_or(0);
-        tracing::debug!(endpoints = ?wanted, "etcd endpoints synced from the member list");
-        self.slots.store(Arc::new(slots));
-        self.current.store(at, Ordering::Release);
-        Ok(true)
-    }
-
     /// The connection to endpoint `index`, opened now if there is none.
     async fn conn(&self, index: usize) -> std::result::Result<Conn, String> {
         let slot = self.slot(index);

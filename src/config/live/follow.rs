@@ -15,7 +15,7 @@ use super::{metrics, Shared, Snapshot};
 use crate::backoff::Backoff;
 use crate::config::cache_file::write_cache_logged;
 use crate::config::fleet::{unix_ms, Record};
-use crate::config::follower::{changed_fields, stored, Followed, Follower, Started};
+use crate::config::follower::{changed_fields, stored, Followed, Follower, Overlay, Started};
 use crate::config::{EtcdConfig, Store, UnknownKey, Update};
 
 /// Where a live config's news goes: the shared value and status, the change signal, the event
@@ -124,6 +124,13 @@ impl<T: EtcdConfig> Publisher<T> {
         self.event(LiveEvent::Current { revision });
     }
 
+    /// The value now includes a rollout's candidate, or none: status and record say so.
+    pub(super) fn serving(&self, rollout: Option<String>) {
+        tracing::info!(prefix = %self.prefix(), ?rollout, "serving a rollout's candidate or not");
+        crate::sync::lock(&self.shared.tracking).rare_mut().serving = rollout.clone();
+        self.report(|record| record.serving = rollout);
+    }
+
     /// Keeps the keys no field reads for [`LiveStatus`](super::LiveStatus).
     fn unknown(&self, keys: &[UnknownKey]) {
         let mut tracking = crate::sync::lock(&self.shared.tracking);
@@ -219,6 +226,7 @@ pub(super) fn spawn<T: EtcdConfig>(
     started: Option<Started<T>>,
     publisher: Publisher<T>,
     settle: Option<Settle>,
+    overlays: Option<watch::Receiver<Option<Arc<Overlay>>>>,
 ) {
     let settling = settle.map(|settle| {
         Box::new(Settling {
@@ -230,7 +238,10 @@ pub(super) fn spawn<T: EtcdConfig>(
         // The follower is made here, not in the task: what an async fn takes stays in its
         // state for as long as it runs, and thousands of these may run.
         Some(started) => {
-            let follower = started.into_follower(store.clone());
+            let mut follower = started.into_follower(store.clone());
+            if let Some(overlays) = overlays {
+                follower = follower.with_overlays(overlays);
+            }
             tokio::spawn(follow(
                 follower,
                 Confirming::start(store),
@@ -239,7 +250,12 @@ pub(super) fn spawn<T: EtcdConfig>(
             ));
         }
         None => {
-            tokio::spawn(reach_then_follow(store.clone(), publisher, settling));
+            tokio::spawn(reach_then_follow(
+                store.clone(),
+                publisher,
+                settling,
+                overlays,
+            ));
         }
     }
 }
@@ -250,6 +266,7 @@ async fn reach_then_follow<T: EtcdConfig>(
     store: Store,
     publisher: Publisher<T>,
     settling: Option<Box<Settling<T>>>,
+    overlays: Option<watch::Receiver<Option<Arc<Overlay>>>>,
 ) {
     let Some(started) = reconnect::<T>(&store, &publisher).await else {
         return;
@@ -260,13 +277,11 @@ async fn reach_then_follow<T: EtcdConfig>(
     publisher.apply(value, revision, changed);
     publisher.confirm(revision);
     let confirming = Confirming::start(&store);
-    Box::pin(follow(
-        started.into_follower(store),
-        confirming,
-        publisher,
-        settling,
-    ))
-    .await;
+    let mut follower = started.into_follower(store);
+    if let Some(overlays) = overlays {
+        follower = follower.with_overlays(overlays);
+    }
+    Box::pin(follow(follower, confirming, publisher, settling)).await;
 }
 
 /// The background task. One per live config: it waits on the watch, the settle timer and the
@@ -309,6 +324,7 @@ async fn follow<T: EtcdConfig>(
                 }
                 Some(Followed::Confirmed(revision)) => publisher.confirm(revision),
                 Some(Followed::Current(revision)) => publisher.current(revision),
+                Some(Followed::Serving(rollout)) => publisher.serving(rollout),
                 Some(Followed::Resynced(revision)) => {
                     publisher.event(LiveEvent::Resynced { revision });
                 }

@@ -8,12 +8,13 @@ mod double;
 mod follow;
 mod metrics;
 mod options;
+mod rollout;
 mod select;
 mod start;
 mod status;
 
-use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::{Instant, SystemTime};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use tokio::sync::{broadcast, watch};
@@ -23,14 +24,10 @@ pub use options::{LiveOptions, WhenInvalid};
 pub use select::Selected;
 pub use status::{FollowerState, LiveEvent, LiveEvents, LiveStatus, Rejection};
 
-use super::cache_file::write_cache_logged;
-use super::fleet::{start_reporter, unix_ms, Confirmed, Record};
-use super::keys;
-use super::{EtcdConfig, Store, UnknownKey, Versioned};
+use super::fleet::Record;
+use super::{EtcdConfig, Health, Serving, UnknownKey, Versioned};
 use crate::client::{OutageListener, StreamHealth};
 use crate::error::{Error, Result};
-use follow::Publisher;
-use start::Start;
 
 /// One value of the config and where it came from.
 pub(super) struct Snapshot<T> {
@@ -79,6 +76,8 @@ struct Rare {
     /// the handles, so that a stopped follower goes on reporting itself stopped until the
     /// live config is dropped.
     report: Option<watch::Sender<Record>>,
+    /// The rollout whose candidate the value includes.
+    serving: Option<String>,
 }
 
 impl Tracking {
@@ -299,6 +298,29 @@ impl<T: EtcdConfig> Live<T> {
             pending: tracking.pending,
             current_through: tracking.current_through,
             unknown_keys: rare.map(|r| r.unknown_keys.clone()).unwrap_or_default(),
+            serving: match rare.and_then(|r| r.serving.clone()) {
+                Some(rollout) => Serving::Candidate { rollout },
+                None => Serving::Committed,
+            },
+        }
+    }
+
+    /// Reports this instance's health in its fleet record, as a gate of rollouts: a member
+    /// of a rollout that reports itself unhealthy aborts it (say it from your own signals,
+    /// such as an error rate). Without [`LiveOptions::report_as`] there is no record and this
+    /// does nothing.
+    pub fn report_health(&self, health: Health) {
+        let unhealthy = match health {
+            Health::Healthy => None,
+            Health::Unhealthy(why) => Some(why),
+        };
+        let tracking = crate::sync::lock(&self.shared.tracking);
+        if let Some(report) = tracking.rare().and_then(|r| r.report.as_ref()) {
+            report.send_if_modified(|record| {
+                let changed = record.unhealthy != unhealthy;
+                record.unhealthy = unhealthy;
+                changed
+            });
         }
     }
 
@@ -326,84 +348,6 @@ impl<T: EtcdConfig> Live<T> {
                 .stopped()
                 .cloned()
                 .unwrap_or_else(|| "its watch ended".to_owned()),
-        })
-    }
-}
-
-impl Store {
-    /// A [`Live`] handle on `T`: loads it, then keeps it current from a watch.
-    pub async fn live<T: EtcdConfig>(&self) -> Result<Live<T>> {
-        self.live_with(LiveOptions::default()).await
-    }
-
-    /// [`live`](Self::live) with options, such as a cache file to start from when etcd is down.
-    ///
-    /// # Errors
-    ///
-    /// The first load's error; with a cache file, only if etcd is unreachable *and* the cache
-    /// cannot be read.
-    pub async fn live_with<T: EtcdConfig>(&self, options: LiveOptions) -> Result<Live<T>> {
-        let prefix = self.prefix_of::<T>();
-        let Start {
-            initial,
-            started,
-            unreachable_because,
-            rejected,
-        } = start::first_value::<T>(self, &options).await?;
-        if let (Some(path), false) = (&options.cache_file, initial.stale) {
-            write_cache_logged(&prefix, path, &*initial.value, initial.revision);
-        }
-        metrics::started(&prefix, initial.revision);
-        let health = self.client().watch_hub().health.clone();
-        let shared = Arc::new(Shared::new(initial, prefix, Some(health.clone())));
-        health.listen(Arc::downgrade(&shared) as Weak<dyn OutageListener>);
-        metrics::track(Arc::downgrade(&shared) as Weak<dyn metrics::Confirmation>);
-        {
-            let mut tracking = crate::sync::lock(&shared.tracking);
-            if let Some(reason) = unreachable_because {
-                tracking.rare_mut().unreachable = Some((Instant::now(), reason));
-            }
-            if let Some(rejected) = rejected {
-                // Started on a fallback: not current for the revision it rejected.
-                tracking.current_through = tracking.current_through.min(rejected.revision - 1);
-                tracking.rare_mut().last_rejected = Some(rejected);
-            }
-        }
-        let (notify, changes) = watch::channel(shared.current.load().revision);
-        let report = options.report_as.as_ref().map(|instance| {
-            let snapshot = shared.current.load();
-            let now = unix_ms(SystemTime::now());
-            let tracking = crate::sync::lock(&shared.tracking);
-            let record = Record {
-                revision: snapshot.revision,
-                current_through: Some(tracking.current_through),
-                applied_at_ms: now,
-                state: if snapshot.stale { "stale" } else { "following" }.to_owned(),
-                since_ms: now,
-                last_rejected: tracking
-                    .rare()
-                    .and_then(|r| r.last_rejected.as_ref())
-                    .map(|r| (r.revision, r.reason.clone())),
-                unconfirmed_since_ms: None,
-            };
-            drop(tracking);
-            let key = keys::fleet_record::<T>(instance);
-            let live = Arc::downgrade(&shared);
-            let confirmed: Confirmed = Box::new(move || {
-                use metrics::Confirmation;
-                live.upgrade()?.confirmed_at()
-            });
-            start_reporter(self.clone(), key, record, confirmed)
-        });
-        if report.is_some() {
-            crate::sync::lock(&shared.tracking).rare_mut().report = report;
-        }
-        let publisher = Publisher::new(shared.clone(), notify, options.cache_file);
-        follow::spawn(self, started, publisher, options.settle);
-        Ok(Live {
-            shared,
-            changes,
-            fixed: None,
         })
     }
 }

@@ -9,6 +9,8 @@ pub struct LiveOptions {
     pub(super) cache_file: Option<PathBuf>,
     pub(super) settle: Option<Settle>,
     pub(super) report_as: Option<String>,
+    pub(super) identity: Option<String>,
+    pub(super) build: Option<String>,
     pub(super) when_invalid: WhenInvalid,
 }
 
@@ -86,6 +88,23 @@ impl LiveOptions {
     #[must_use]
     pub fn report_as(mut self, instance: impl Into<String>) -> Self {
         self.report_as = Some(instance.into());
+        self
+    }
+
+    /// The stable identity rollouts rank this instance by (a StatefulSet pod name, a host):
+    /// an instance that restarts under the same identity keeps its place in a rollout's
+    /// cohorts. Defaults to the [`report_as`](Self::report_as) name.
+    #[must_use]
+    pub fn identity(mut self, identity: impl Into<String>) -> Self {
+        self.identity = Some(identity.into());
+        self
+    }
+
+    /// This instance's build (a version, a commit), shown with its preflight verdicts and in
+    /// [`Store::fleet`](crate::Store::fleet).
+    #[must_use]
+    pub fn build(mut self, build: impl Into<String>) -> Self {
+        self.build = Some(build.into());
         self
     }
 

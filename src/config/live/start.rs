@@ -1,15 +1,20 @@
 //! A live config's first value: etcd's, or, when etcd cannot be reached or holds an invalid
 //! value, the cache file's or the newest valid one in etcd's history (as the options say).
 
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Weak};
+use std::time::{Instant, SystemTime};
 
+use tokio::sync::watch;
+
+use super::follow::{self, Publisher};
 use super::options::{LiveOptions, WhenInvalid};
 use super::status::Rejection;
-use super::Snapshot;
-use crate::config::cache_file::read_cache;
+use super::{metrics, rollout, Live, Shared, Snapshot};
+use crate::client::OutageListener;
+use crate::config::cache_file::{read_cache, write_cache_logged};
+use crate::config::fleet::{start_reporter, unix_ms, Confirmed, Record};
 use crate::config::follower::Started;
-use crate::config::{EtcdConfig, Store};
+use crate::config::{keys, EtcdConfig, Store};
 use crate::error::{Error, Result};
 
 /// How a live config starts.
@@ -126,4 +131,91 @@ fn unreachable(err: &Error) -> bool {
         err,
         Error::Connect { .. } | Error::Transport { .. } | Error::Timeout { .. }
     )
+}
+
+impl Store {
+    /// A [`Live`] handle on `T`: loads it, then keeps it current from a watch.
+    pub async fn live<T: EtcdConfig>(&self) -> Result<Live<T>> {
+        self.live_with(LiveOptions::default()).await
+    }
+
+    /// [`live`](Self::live) with options, such as a cache file to start from when etcd is down.
+    ///
+    /// # Errors
+    ///
+    /// The first load's error; with a cache file, only if etcd is unreachable *and* the cache
+    /// cannot be read.
+    pub async fn live_with<T: EtcdConfig>(&self, options: LiveOptions) -> Result<Live<T>> {
+        let prefix = self.prefix_of::<T>();
+        let Start {
+            initial,
+            started,
+            unreachable_because,
+            rejected,
+        } = first_value::<T>(self, &options).await?;
+        if let (Some(path), false) = (&options.cache_file, initial.stale) {
+            write_cache_logged(&prefix, path, &*initial.value, initial.revision);
+        }
+        metrics::started(&prefix, initial.revision);
+        let health = self.client().watch_hub().health.clone();
+        let shared = Arc::new(Shared::new(initial, prefix, Some(health.clone())));
+        health.listen(Arc::downgrade(&shared) as Weak<dyn OutageListener>);
+        metrics::track(Arc::downgrade(&shared) as Weak<dyn metrics::Confirmation>);
+        {
+            let mut tracking = crate::sync::lock(&shared.tracking);
+            if let Some(reason) = unreachable_because {
+                tracking.rare_mut().unreachable = Some((Instant::now(), reason));
+            }
+            if let Some(rejected) = rejected {
+                // Started on a fallback: not current for the revision it rejected.
+                tracking.current_through = tracking.current_through.min(rejected.revision - 1);
+                tracking.rare_mut().last_rejected = Some(rejected);
+            }
+        }
+        let (notify, changes) = watch::channel(shared.current.load().revision);
+        let report = options.report_as.as_ref().map(|instance| {
+            let snapshot = shared.current.load();
+            let now = unix_ms(SystemTime::now());
+            let tracking = crate::sync::lock(&shared.tracking);
+            let record = Record {
+                revision: snapshot.revision,
+                current_through: Some(tracking.current_through),
+                applied_at_ms: now,
+                state: if snapshot.stale { "stale" } else { "following" }.to_owned(),
+                since_ms: now,
+                last_rejected: tracking
+                    .rare()
+                    .and_then(|r| r.last_rejected.as_ref())
+                    .map(|r| (r.revision, r.reason.clone())),
+                unconfirmed_since_ms: None,
+                identity: options.identity.clone(),
+                build: options.build.clone(),
+                unhealthy: None,
+                serving: None,
+                verdict: None,
+            };
+            drop(tracking);
+            let key = keys::fleet_record::<T>(instance);
+            let live = Arc::downgrade(&shared);
+            let confirmed: Confirmed = Box::new(move || {
+                use metrics::Confirmation;
+                live.upgrade()?.confirmed_at()
+            });
+            start_reporter(self.clone(), key, record, confirmed)
+        });
+        if report.is_some() {
+            crate::sync::lock(&shared.tracking).rare_mut().report = report;
+        }
+        let overlays = options.report_as.as_ref().map(|name| {
+            let identity = options.identity.clone().unwrap_or_else(|| name.clone());
+            rollout::start::<T>(self.clone(), Arc::downgrade(&shared), identity)
+        });
+        let publisher = Publisher::new(shared.clone(), notify, options.cache_file);
+        follow::spawn(self, started, publisher, options.settle, overlays);
+        Ok(Live {
+            shared,
+            changes,
+            fixed: None,
+        })
+    }
 }

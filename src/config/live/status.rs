@@ -51,6 +51,8 @@ pub struct LiveStatus {
     /// Keys under the prefix that no field reads (a typo in a hand edit: `greting`), with
     /// the field each nearly names. A warning is logged for each revision that has them.
     pub unknown_keys: Vec<crate::config::UnknownKey>,
+    /// Whether the value includes a rollout's candidate (this instance is a member).
+    pub serving: crate::config::Serving,
 }
 
 impl LiveStatus {

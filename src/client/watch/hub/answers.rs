@@ -48,7 +48,7 @@ impl Hub {
         if response.watch_id == -1 && response.events.is_empty() {
             // A progress answer for the whole stream: from now on, one that does not come is
             // a dead stream.
-            self.probe.armed = true;
+            self.probe.arm();
             let ids: Vec<u64> = self.by_watch_id.values().copied().collect();
             for id in ids {
                 self.deliver(id, header, Vec::new());
@@ -58,7 +58,7 @@ impl Hub {
         if response.events.is_empty() && !response.fragment {
             // A progress answer for one watch (etcd before 3.4.24 and 3.5.8 answers a progress
             // request watch by watch): the stream answers them too.
-            self.probe.armed = true;
+            self.probe.arm();
         }
         let Some(&id) = self.by_watch_id.get(&response.watch_id) else {
             return; // a watch we cancelled or paused; its late events are not wanted

@@ -4,6 +4,7 @@
 //! live there.
 
 mod answers;
+mod probe;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -19,6 +20,7 @@ use crate::client::stream::{fails_waiting, Reopen, StreamHealth, Supervised};
 use crate::client::transport::Transport;
 use crate::error::{Error, Result};
 use crate::proto::etcdserverpb as pb;
+use probe::{until, Probe};
 
 pub(super) enum Command {
     Create {
@@ -121,19 +123,6 @@ struct Hub {
     probe: Probe,
 }
 
-/// The progress requests that confirm live configs are a liveness probe too: once the open
-/// stream has answered one (etcd's gRPC proxy never does, and is never probed), a request
-/// that gets no message at all within the request timeout means the member is frozen or cut
-/// off, and the stream moves to another endpoint. Keep-alive pings find the same, but only
-/// after their own, longer timeout.
-#[derive(Default)]
-struct Probe {
-    /// The stream has answered a progress request.
-    armed: bool,
-    /// When a progress request went out with nothing received since.
-    asked: Option<tokio::time::Instant>,
-}
-
 impl Hub {
     fn new(
         transport: Weak<Transport>,
@@ -173,21 +162,9 @@ impl Hub {
                     continue;
                 }
             }
-            let oldest_create = self.creates.oldest();
             let request_timeout = self.stream.transport().map(|t| t.options.request_timeout);
-            let stuck = async {
-                match (oldest_create, request_timeout) {
-                    (Some(sent), Some(timeout)) => tokio::time::sleep_until(sent + timeout).await,
-                    _ => std::future::pending().await,
-                }
-            };
-            let asked = self.probe.asked.filter(|_| self.probe.armed);
-            let unanswered = async {
-                match (asked, request_timeout) {
-                    (Some(asked), Some(timeout)) => tokio::time::sleep_until(asked + timeout).await,
-                    _ => std::future::pending().await,
-                }
-            };
+            let stuck = until(self.creates.oldest(), request_timeout);
+            let unanswered = until(self.probe.waiting_since(), request_timeout);
             tokio::select! {
                 command = self.commands.recv() => match command {
                     Some(command) => self.command(command),
@@ -208,12 +185,12 @@ impl Hub {
                         self.send(pb::watch_request::RequestUnion::ProgressRequest(
                             pb::WatchProgressRequest {},
                         ));
-                        self.probe.asked.get_or_insert_with(tokio::time::Instant::now);
+                        self.probe.asked();
                     }
                 }
                 message = self.stream.message() => match message {
                     Ok(Some(response)) => {
-                        self.probe.asked = None;
+                        self.probe.heard();
                         self.response(response).await;
                     }
                     Ok(None) => self.broken("the server closed the watch stream"),

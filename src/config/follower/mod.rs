@@ -6,9 +6,16 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::StreamExt;
+use tokio::sync::watch;
+
+mod overlay;
+mod started;
+
+pub(crate) use overlay::Overlay;
+use started::resync;
+pub(crate) use started::Started;
 
 use super::decode::RawKeys;
 use super::encode::Encoded;
@@ -18,7 +25,6 @@ use super::paths::unknown_keys;
 use super::store::decode_entries;
 use super::update::{UnknownKey, Update};
 use super::{EtcdConfig, Store};
-use crate::backoff::Backoff;
 use crate::client::watch::{Event, EventKind, WatchResponse};
 use crate::error::{Error, Result, ServerErrorKind};
 
@@ -34,6 +40,10 @@ struct Tracked<T> {
     good_stored: BTreeMap<String, (String, Option<String>)>,
     /// Keys under the prefix that no field reads, as of the last valid revision.
     unknown: Vec<UnknownKey>,
+    /// A rollout's candidate, overlaid on `keys` while this instance is one of its members.
+    overlay: Option<Arc<Overlay>>,
+    /// The rollout whose candidate `good` includes.
+    serving: Option<String>,
 }
 
 impl<T: EtcdConfig> Tracked<T> {
@@ -46,6 +56,8 @@ impl<T: EtcdConfig> Tracked<T> {
             good,
             good_stored,
             unknown,
+            overlay: None,
+            serving: None,
         }
     }
 
@@ -66,10 +78,13 @@ impl<T: EtcdConfig> Tracked<T> {
         keys: &RawKeys,
     ) -> Option<Result<Update<T>>> {
         self.revision = revision;
+        let overlaid = self.overlay.as_ref().map(|overlay| overlay.over(keys));
+        let keys = overlaid.as_ref().unwrap_or(keys);
         let value = match decode_entries::<T>(prefix, keyring, revision, keys) {
             Ok(value) => value,
             Err(err) => return Some(Err(err)),
         };
+        self.serving = self.overlay.as_ref().map(|o| o.rollout.clone());
         let new_stored = stored(&value);
         self.unknown = unknown_in::<T>(keys, &new_stored, revision);
         let changed = changed_fields(&self.good_stored, &new_stored);
@@ -143,73 +158,6 @@ pub(super) fn changed_fields(
     changed
 }
 
-/// A config loaded and a watch started right after the load's revision.
-pub(crate) struct Started<T> {
-    tracked: Tracked<T>,
-    stream: crate::client::watch::WatchStream,
-}
-
-impl<T: EtcdConfig> Started<T> {
-    /// Loads `T` (one Range) and starts watching at the load's revision + 1.
-    pub(crate) async fn start(store: &Store) -> Result<Started<T>> {
-        let prefix = store.prefix_of::<T>();
-        let (revision, entries) = store.load_raw::<T>().await?;
-        let good = Arc::new(decode_entries::<T>(
-            &prefix,
-            store.keyring(),
-            revision,
-            &entries,
-        )?);
-        Started::after(store, entries, revision, good).await
-    }
-
-    /// Starts watching right after the load of `entries` at `revision`, `good` being the
-    /// last good value.
-    async fn after(store: &Store, entries: RawKeys, revision: i64, good: Arc<T>) -> Result<Self> {
-        let stream = watch_after::<T>(store, revision).await?;
-        let tracked = Tracked::new(entries, revision, good);
-        Ok(Started { tracked, stream })
-    }
-
-    /// Like [`start`](Self::start), but when the value etcd holds is invalid, starts
-    /// following anyway with `fallback` as the last good value (later revisions are decoded
-    /// against everything etcd then holds). Returns the invalid value's error too, if it was.
-    pub(crate) async fn start_with_fallback(
-        store: &Store,
-        fallback: Arc<T>,
-    ) -> Result<(Started<T>, Option<Error>)> {
-        let prefix = store.prefix_of::<T>();
-        let (revision, entries) = store.load_raw::<T>().await?;
-        let (good, invalid) =
-            match decode_entries::<T>(&prefix, store.keyring(), revision, &entries) {
-                Ok(value) => (Arc::new(value), None),
-                Err(err @ (Error::Decode { .. } | Error::Rejected { .. })) => (fallback, Some(err)),
-                Err(err) => return Err(err),
-            };
-        Ok((
-            Started::after(store, entries, revision, good).await?,
-            invalid,
-        ))
-    }
-
-    /// The value loaded and its revision.
-    pub(crate) fn initial(&self) -> (Arc<T>, i64) {
-        (self.tracked.good.clone(), self.tracked.revision)
-    }
-
-    /// Turns the started watch into the follower that yields its updates.
-    pub(crate) fn into_follower(self, store: Store) -> Follower<T> {
-        Follower {
-            prefix: store.prefix_of::<T>(),
-            tracked: self.tracked,
-            watch: self.stream,
-            store,
-            ready: VecDeque::new(),
-            ended: false,
-        }
-    }
-}
-
 /// Applies a config's watch events revision by revision; [`next`](Self::next) yields what
 /// comes of each.
 pub(crate) struct Follower<T> {
@@ -220,6 +168,8 @@ pub(crate) struct Follower<T> {
     /// Results of a response not handed out yet (a response may hold several revisions).
     ready: VecDeque<Followed<T>>,
     ended: bool,
+    /// The candidates this instance serves as a rollout member (live configs that report).
+    overlays: Option<Box<watch::Receiver<Option<Arc<Overlay>>>>>,
 }
 
 /// What following a config's watch produced.
@@ -239,6 +189,8 @@ pub(crate) enum Followed<T> {
     /// again, a key no field reads, a bad value restored): the value is the config as etcd
     /// holds it at this revision.
     Current(i64),
+    /// The value now includes this rollout's candidate (`Some`), or no candidate (`None`).
+    Serving(Option<String>),
     /// The watch cannot go on; nothing follows.
     Ended(Error),
 }
@@ -253,6 +205,42 @@ impl<T> From<Result<Update<T>>> for Followed<T> {
 }
 
 impl<T: EtcdConfig> Follower<T> {
+    /// Follows the candidates a rollout participant sends (see `live/rollout.rs`).
+    pub(crate) fn with_overlays(mut self, overlays: watch::Receiver<Option<Arc<Overlay>>>) -> Self {
+        self.overlays = Some(Box::new(overlays));
+        self
+    }
+
+    /// A candidate came or went: the value is evaluated again with it.
+    fn overlay_changed(&mut self) {
+        let Some(overlays) = &mut self.overlays else {
+            return;
+        };
+        let overlay = overlays.borrow_and_update().clone();
+        if overlay == self.tracked.overlay {
+            return;
+        }
+        let before = self.tracked.serving.clone();
+        self.tracked.overlay = overlay;
+        let keyring = self.store.keyring();
+        match self.tracked.evaluate(&self.prefix, keyring) {
+            Some(Ok(update)) => self.ready.push_back(Followed::Updated(update)),
+            Some(Err(err)) => {
+                // This member cannot serve the candidate: it keeps what it served.
+                self.tracked.overlay = None;
+                self.ready.push_back(Followed::Rejected(err));
+            }
+            None => {}
+        }
+        if self.tracked.overlay.is_none() {
+            self.tracked.serving = None;
+        }
+        if self.tracked.serving != before {
+            self.ready
+                .push_back(Followed::Serving(self.tracked.serving.clone()));
+        }
+    }
+
     /// The keys under the prefix that no field reads, as of the last valid revision.
     pub(crate) fn unknown_keys(&self) -> &[UnknownKey] {
         &self.tracked.unknown
@@ -268,9 +256,22 @@ impl<T: EtcdConfig> Follower<T> {
             if self.ended {
                 return None;
             }
+            let answer = match &mut self.overlays {
+                None => self.watch.next().await?,
+                Some(overlays) => tokio::select! {
+                    answer = self.watch.next() => answer?,
+                    changed = overlays.changed() => {
+                        match changed {
+                            Ok(()) => self.overlay_changed(),
+                            Err(_) => self.overlays = None,
+                        }
+                        continue;
+                    }
+                },
+            };
             // The answer is taken apart before any other await: what a match holds across an
             // await stays in every follower's state (thousands of live configs may wait here).
-            let compacted = match self.watch.next().await? {
+            let compacted = match answer {
                 Ok(response) if response.events.is_empty() => {
                     let revision = response.header.revision.max(self.tracked.revision);
                     self.ready.push_back(Followed::Confirmed(revision));
@@ -355,52 +356,4 @@ pub(super) fn replay<T: EtcdConfig>(
         after(revision, keys)?;
     }
     ControlFlow::Continue(())
-}
-
-/// The watch of `T`'s keys from the revision after a load at `revision`, so nothing between
-/// the load and the watch is missed.
-async fn watch_after<T: EtcdConfig>(
-    store: &Store,
-    revision: i64,
-) -> Result<crate::client::watch::WatchStream> {
-    store
-        .client()
-        .watch(store.range_of::<T>())
-        .start_revision(revision + 1)
-        .buffer(8)
-        .await
-}
-
-/// Loads again after a compaction and restarts the watch after that load.
-async fn resync<T: EtcdConfig>(
-    store: &Store,
-    prefix: &str,
-    tracked: &mut Tracked<T>,
-) -> Result<(Option<Result<Update<T>>>, crate::client::watch::WatchStream)> {
-    let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
-    loop {
-        let attempt = async {
-            let (revision, entries) = store.load_raw::<T>().await?;
-            let watch = watch_after::<T>(store, revision).await?;
-            Ok::<_, Error>((revision, entries, watch))
-        };
-        match attempt.await {
-            Ok((revision, entries, watch)) => {
-                tracked.keys = entries;
-                tracked.revision = revision;
-                return Ok((tracked.evaluate(prefix, store.keyring()), watch));
-            }
-            // A refusal ends the watch; a compaction (again) or a token that expired once more
-            // (a short TTL on a busy server) is retried.
-            Err(err @ Error::Server { kind, .. })
-                if kind != ServerErrorKind::Compacted && !kind.needs_new_token() =>
-            {
-                return Err(err)
-            }
-            Err(err) => {
-                tracing::debug!(error = %err, "reloading after compaction failed; retrying");
-                backoff.wait().await;
-            }
-        }
-    }
 }

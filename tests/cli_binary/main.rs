@@ -4,7 +4,10 @@
 //!
 //! `scripts/test` builds the binary first (`cargo build --features cli --example admin`).
 
+#[path = "../support/mod.rs"]
 mod support;
+
+mod rollout;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -15,7 +18,7 @@ use etcd_config::{EtcdConfig, Keyring, LiveOptions, Store};
 use support::Etcd;
 
 #[allow(dead_code)]
-#[path = "../examples/shared/settings.rs"]
+#[path = "../../examples/shared/settings.rs"]
 mod settings;
 
 /// The demo service's settings as a stricter build of the service checks them.

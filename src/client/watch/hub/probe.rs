@@ -1,0 +1,48 @@
+//! The watch stream's liveness probe.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// The progress requests that confirm live configs are a liveness probe too: once the open
+/// stream has answered one (etcd's gRPC proxy never does, and is never probed), a request
+/// that gets no message at all within the request timeout means the member is frozen or cut
+/// off, and the stream moves to another endpoint. Keep-alive pings find the same, but only
+/// after their own, longer timeout.
+#[derive(Default)]
+pub(super) struct Probe {
+    /// The stream has answered a progress request.
+    armed: bool,
+    /// When a progress request went out with nothing received since.
+    asked: Option<tokio::time::Instant>,
+}
+
+impl Probe {
+    /// The stream answered a progress request: from now on it is probed.
+    pub(super) fn arm(&mut self) {
+        self.armed = true;
+    }
+
+    /// A progress request went out (the first one unanswered counts).
+    pub(super) fn asked(&mut self) {
+        self.asked.get_or_insert_with(Instant::now);
+    }
+
+    /// A message came on the stream: it is alive.
+    pub(super) fn heard(&mut self) {
+        self.asked = None;
+    }
+
+    /// Since when an answer is awaited, once the probe is armed.
+    pub(super) fn waiting_since(&self) -> Option<Instant> {
+        self.asked.filter(|_| self.armed)
+    }
+}
+
+/// Resolves `timeout` after `since`; never if either is unknown.
+pub(super) async fn until(since: Option<Instant>, timeout: Option<Duration>) {
+    match (since, timeout) {
+        (Some(since), Some(timeout)) => tokio::time::sleep_until(since + timeout).await,
+        _ => std::future::pending().await,
+    }
+}

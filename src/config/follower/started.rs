@@ -1,0 +1,130 @@
+//! A config loaded and its watch started right after the load; and the reload after a
+//! compaction.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Follower, Tracked};
+use crate::backoff::Backoff;
+use crate::config::decode::RawKeys;
+use crate::config::store::decode_entries;
+use crate::config::update::Update;
+use crate::config::{EtcdConfig, Store};
+use crate::error::{Error, Result, ServerErrorKind};
+
+/// A config loaded and a watch started right after the load's revision.
+pub(crate) struct Started<T> {
+    tracked: Tracked<T>,
+    stream: crate::client::watch::WatchStream,
+}
+
+impl<T: EtcdConfig> Started<T> {
+    /// Loads `T` (one Range) and starts watching at the load's revision + 1.
+    pub(crate) async fn start(store: &Store) -> Result<Started<T>> {
+        let prefix = store.prefix_of::<T>();
+        let (revision, entries) = store.load_raw::<T>().await?;
+        let good = Arc::new(decode_entries::<T>(
+            &prefix,
+            store.keyring(),
+            revision,
+            &entries,
+        )?);
+        Started::after(store, entries, revision, good).await
+    }
+
+    /// Starts watching right after the load of `entries` at `revision`, `good` being the
+    /// last good value.
+    async fn after(store: &Store, entries: RawKeys, revision: i64, good: Arc<T>) -> Result<Self> {
+        let stream = watch_after::<T>(store, revision).await?;
+        let tracked = Tracked::new(entries, revision, good);
+        Ok(Started { tracked, stream })
+    }
+
+    /// Like [`start`](Self::start), but when the value etcd holds is invalid, starts
+    /// following anyway with `fallback` as the last good value (later revisions are decoded
+    /// against everything etcd then holds). Returns the invalid value's error too, if it was.
+    pub(crate) async fn start_with_fallback(
+        store: &Store,
+        fallback: Arc<T>,
+    ) -> Result<(Started<T>, Option<Error>)> {
+        let prefix = store.prefix_of::<T>();
+        let (revision, entries) = store.load_raw::<T>().await?;
+        let (good, invalid) =
+            match decode_entries::<T>(&prefix, store.keyring(), revision, &entries) {
+                Ok(value) => (Arc::new(value), None),
+                Err(err @ (Error::Decode { .. } | Error::Rejected { .. })) => (fallback, Some(err)),
+                Err(err) => return Err(err),
+            };
+        Ok((
+            Started::after(store, entries, revision, good).await?,
+            invalid,
+        ))
+    }
+
+    /// The value loaded and its revision.
+    pub(crate) fn initial(&self) -> (Arc<T>, i64) {
+        (self.tracked.good.clone(), self.tracked.revision)
+    }
+
+    /// Turns the started watch into the follower that yields its updates.
+    pub(crate) fn into_follower(self, store: Store) -> Follower<T> {
+        Follower {
+            prefix: store.prefix_of::<T>(),
+            tracked: self.tracked,
+            watch: self.stream,
+            store,
+            ready: VecDeque::new(),
+            ended: false,
+            overlays: None,
+        }
+    }
+}
+
+/// The watch of `T`'s keys from the revision after a load at `revision`, so nothing between
+/// the load and the watch is missed.
+async fn watch_after<T: EtcdConfig>(
+    store: &Store,
+    revision: i64,
+) -> Result<crate::client::watch::WatchStream> {
+    store
+        .client()
+        .watch(store.range_of::<T>())
+        .start_revision(revision + 1)
+        .buffer(8)
+        .await
+}
+
+/// Loads again after a compaction and restarts the watch after that load.
+pub(super) async fn resync<T: EtcdConfig>(
+    store: &Store,
+    prefix: &str,
+    tracked: &mut Tracked<T>,
+) -> Result<(Option<Result<Update<T>>>, crate::client::watch::WatchStream)> {
+    let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
+    loop {
+        let attempt = async {
+            let (revision, entries) = store.load_raw::<T>().await?;
+            let watch = watch_after::<T>(store, revision).await?;
+            Ok::<_, Error>((revision, entries, watch))
+        };
+        match attempt.await {
+            Ok((revision, entries, watch)) => {
+                tracked.keys = entries;
+                tracked.revision = revision;
+                return Ok((tracked.evaluate(prefix, store.keyring()), watch));
+            }
+            // A refusal ends the watch; a compaction (again) or a token that expired once more
+            // (a short TTL on a busy server) is retried.
+            Err(err @ Error::Server { kind, .. })
+                if kind != ServerErrorKind::Compacted && !kind.needs_new_token() =>
+            {
+                return Err(err)
+            }
+            Err(err) => {
+                tracing::debug!(error = %err, "reloading after compaction failed; retrying");
+                backoff.wait().await;
+            }
+        }
+    }
+}
