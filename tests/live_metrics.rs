@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use etcd_config::{EtcdConfig, Store};
+use etcd_config::{ChangeNote, EtcdConfig, LiveOptions, RolloutOutcome, RolloutPlan, Step, Store};
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use support::{wait_until, Etcd};
 
@@ -160,4 +160,61 @@ async fn applied_and_rejected_are_counted_per_prefix() {
     )
     .await;
     assert!(seen.get(age) <= 6, "age {}", seen.get(age));
+
+    // A rollout: the reporting instance's verdict and its serving gauge, and the driver's
+    // outcome, are counted.
+    store
+        .set::<Metered>(&[("size", "2")], &ChangeNote::by("metrics"))
+        .await
+        .unwrap();
+    let _reporting = store
+        .live_with::<Metered>(LiveOptions::new().report_as("m-1"))
+        .await
+        .unwrap();
+    let plan = RolloutPlan::new()
+        .steps([Step::Percent(100)])
+        .bake(Duration::from_millis(200));
+    let rollout = store
+        .start_rollout::<Metered>(
+            |m| {
+                m.size = 5;
+                Ok(())
+            },
+            &ChangeNote::by("metrics"),
+            plan,
+        )
+        .await
+        .unwrap();
+    let outcome = rollout.drive().await.unwrap();
+    assert!(
+        matches!(outcome, RolloutOutcome::Committed { .. }),
+        "{outcome:?}"
+    );
+    let value = |name: &str| {
+        seen.0
+            .lock()
+            .unwrap()
+            .get(name)
+            .map_or(0, |v| v.load(Ordering::Relaxed))
+    };
+    assert_eq!(
+        value("etcd_config_live_rollout_verdicts_total{prefix=/metered/,verdict=accepted}"),
+        1
+    );
+    assert_eq!(
+        value("etcd_config_rollouts_total{prefix=/metered,outcome=committed}"),
+        1
+    );
+    wait_until(
+        "the serving gauge back at 0 after the commit",
+        Duration::from_secs(5),
+        || value("etcd_config_live_serving_candidate{prefix=/metered/}"),
+        |&v| v == 0,
+    )
+    .await;
+    assert!(seen
+        .0
+        .lock()
+        .unwrap()
+        .contains_key("etcd_config_live_serving_candidate{prefix=/metered/}"));
 }

@@ -259,6 +259,10 @@ pub struct WriteArgs {
     /// Write even while a rollout is active, aborting it in the same transaction.
     #[arg(long)]
     pub force: bool,
+    /// Ask every running build to check the change first (a rollout with no steps): any
+    /// rejection aborts it and nothing is written (exit code 8).
+    #[arg(long, conflicts_with = "dry_run")]
+    pub preflight: bool,
     /// Text or JSON.
     #[command(flatten)]
     pub output: Output,

@@ -12,7 +12,7 @@ use super::files::{editor_file, edits_to, read_file};
 use super::WriteArgs;
 use crate::config::{
     diff_of_change, field_of_key, is_secret, ChangeNote, ChangeSet, Committed, EtcdConfig,
-    FieldDiff, FieldEdits, PlannedEdit, Store,
+    FieldDiff, FieldEdits, PlannedEdit, RolloutOutcome, RolloutPlan, Store,
 };
 use crate::error::{Error, Result};
 
@@ -99,8 +99,32 @@ async fn change<T: EtcdConfig>(
     if write.dry_run {
         return dry_run::<T>(store, planned.revision, &set, &changes, note, write, out);
     }
-    let committed = store.commit_plan(planned, note).await?;
+    let committed = if write.preflight && !set.is_empty() {
+        preflight::<T>(store, planned, note).await?
+    } else {
+        store.commit_plan(planned, note).await?
+    };
     written::<T>(store, &changes, committed, write, out).await
+}
+
+/// The change as a rollout with no steps: every reporting build checks it, then it is
+/// committed; a rejection aborts it (nothing written).
+async fn preflight<T: EtcdConfig>(
+    store: &Store,
+    planned: &PlannedEdit<T>,
+    note: &ChangeNote,
+) -> Result<Committed> {
+    let rollout = store
+        .start_rollout_of_plan(planned, note, RolloutPlan::preflight_only())
+        .await?;
+    let id = rollout.id().to_owned();
+    match rollout.drive().await? {
+        RolloutOutcome::Committed { revision } => Ok(Committed {
+            revision,
+            written: true,
+        }),
+        RolloutOutcome::Aborted { reason } => Err(Error::RolloutAborted { id, reason }),
+    }
 }
 
 /// Re-encrypts every secret field with the key ring's newest key.

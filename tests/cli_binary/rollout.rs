@@ -30,6 +30,19 @@ async fn a_rollout_from_the_command_line() {
         .unwrap();
     fleet_of(&store, 2).await;
 
+    // A plain change with --preflight: every build checks it before anything is written.
+    let before = etcdctl_get(&etcd, "/services/demo/workers");
+    let out = admin(&["set", "workers=20", "--preflight"]);
+    assert_eq!(out.status.code(), Some(8), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("svc-2"), "{}", text(&out.stderr));
+    assert_eq!(etcdctl_get(&etcd, "/services/demo/workers"), before);
+    let out = admin(&["set", "workers=10", "--preflight", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (workers, revision) = etcdctl_get(&etcd, "/services/demo/workers");
+    assert_eq!(workers, "10");
+    let written: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(written["revision"], revision, "{written}");
+
     // The stricter build rejects 32 workers in the preflight: aborted, exit code 8.
     let out = admin(&[
         "rollout",
@@ -47,7 +60,10 @@ async fn a_rollout_from_the_command_line() {
         err.contains("svc-2") && err.contains("v2") && err.contains("16 workers"),
         "{err}"
     );
-    assert_eq!(etcdctl_get(&etcd, "/services/demo/workers").0, "");
+    assert_eq!(
+        etcdctl_get(&etcd, "/services/demo/workers"),
+        (workers, revision)
+    );
     let out = admin(&["rollout", "status", "--json"]);
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["phase"], "aborted", "{status}");

@@ -7,6 +7,7 @@ mod support;
 
 mod changes;
 mod drivers;
+mod fleet;
 
 use std::time::Duration;
 

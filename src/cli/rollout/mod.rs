@@ -121,6 +121,7 @@ impl NoteArgs {
             dry_run: false,
             wait: None,
             force: false,
+            preflight: false,
             output: self.output,
         }
     }

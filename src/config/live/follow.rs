@@ -16,7 +16,7 @@ use crate::backoff::Backoff;
 use crate::config::cache_file::write_cache_logged;
 use crate::config::fleet::{unix_ms, Record};
 use crate::config::follower::{changed_fields, stored, Followed, Follower, Overlay, Started};
-use crate::config::{EtcdConfig, Store, UnknownKey, Update};
+use crate::config::{EtcdConfig, Serving, Store, UnknownKey, Update};
 
 /// Where a live config's news goes: the shared value and status, the change signal, the event
 /// stream, the cache file and the metrics.
@@ -128,7 +128,13 @@ impl<T: EtcdConfig> Publisher<T> {
     pub(super) fn serving(&self, rollout: Option<String>) {
         tracing::info!(prefix = %self.prefix(), ?rollout, "serving a rollout's candidate or not");
         crate::sync::lock(&self.shared.tracking).rare_mut().serving = rollout.clone();
-        self.report(|record| record.serving = rollout);
+        metrics::serving_candidate(self.prefix(), rollout.is_some());
+        self.report(|record| record.serving = rollout.clone());
+        let serving = match rollout {
+            Some(rollout) => Serving::Candidate { rollout },
+            None => Serving::Committed,
+        };
+        self.event(LiveEvent::Serving { serving });
     }
 
     /// Keeps the keys no field reads for [`LiveStatus`](super::LiveStatus).

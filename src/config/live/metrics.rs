@@ -105,6 +105,8 @@ mod names {
     pub(super) const REVISION: &str = "etcd_config_live_revision";
     pub(super) const CONFIRMED_AGE: &str = "etcd_config_live_confirmed_age_seconds";
     pub(super) const RECONNECTS: &str = "etcd_config_live_reconnects_total";
+    pub(super) const SERVING_CANDIDATE: &str = "etcd_config_live_serving_candidate";
+    pub(super) const VERDICTS: &str = "etcd_config_live_rollout_verdicts_total";
 }
 
 pub(super) fn applied(prefix: &str, revision: i64) {
@@ -141,4 +143,25 @@ pub(super) fn reconnect(prefix: &str) {
     metrics::counter!(names::RECONNECTS, "prefix" => prefix.to_owned()).increment(1);
     #[cfg(not(feature = "metrics"))]
     let _ = prefix;
+}
+
+/// 1 while the live config serves a rollout's candidate, else 0.
+pub(super) fn serving_candidate(prefix: &str, candidate: bool) {
+    #[cfg(feature = "metrics")]
+    metrics::gauge!(names::SERVING_CANDIDATE, "prefix" => prefix.to_owned())
+        .set(f64::from(u8::from(candidate)));
+    #[cfg(not(feature = "metrics"))]
+    let _ = (prefix, candidate);
+}
+
+/// A preflight verdict given, by outcome (`accepted`, `rejected`).
+pub(super) fn verdict(prefix: &str, accepted: bool) {
+    #[cfg(feature = "metrics")]
+    {
+        let verdict = if accepted { "accepted" } else { "rejected" };
+        metrics::counter!(names::VERDICTS, "prefix" => prefix.to_owned(), "verdict" => verdict)
+            .increment(1);
+    }
+    #[cfg(not(feature = "metrics"))]
+    let _ = (prefix, accepted);
 }

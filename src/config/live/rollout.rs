@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
-use super::Shared;
+use super::{LiveEvent, Shared};
 use crate::backoff::Backoff;
 use crate::client::watch::EventKind;
 use crate::config::fleet::Verdict;
@@ -169,6 +169,13 @@ impl<T: EtcdConfig> Part<T> {
         };
         tracing::info!(prefix = T::PREFIX, rollout = %state.id, round = state.round,
             accepted = verdict.is_ok(), "preflight verdict");
+        super::metrics::verdict(&shared.prefix, verdict.is_ok());
+        if let Some(events) = shared.events.get() {
+            let _ = events.send(LiveEvent::Verdict {
+                rollout: state.id.clone(),
+                rejected: verdict.clone().err(),
+            });
+        }
         let tracking = crate::sync::lock(&shared.tracking);
         if let Some(report) = tracking.rare().and_then(|r| r.report.as_ref()) {
             report.send_modify(|record| {

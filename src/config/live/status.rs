@@ -162,6 +162,19 @@ pub enum LiveEvent {
         /// The revision of the new load.
         revision: i64,
     },
+    /// This instance gave its verdict on a rollout's candidate (its preflight).
+    Verdict {
+        /// The rollout's id.
+        rollout: String,
+        /// Why it rejects the candidate; `None`: it accepts it.
+        rejected: Option<String>,
+    },
+    /// The value now includes a rollout's candidate (this instance became a member), or no
+    /// longer does (the rollout committed or aborted, or the member left the cohort).
+    Serving {
+        /// What it serves now.
+        serving: crate::config::Serving,
+    },
     /// The follower ended; nothing follows.
     Stopped {
         /// Why.

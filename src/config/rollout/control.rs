@@ -12,8 +12,8 @@ use crate::config::fleet::unix_ms;
 use crate::config::notes::ChangeNote;
 use crate::config::paths::field_of_key;
 use crate::config::store::decode_entries;
-use crate::config::FieldEdits;
 use crate::config::{keys, EtcdConfig, Store};
+use crate::config::{FieldEdits, PlannedEdit};
 use crate::error::{Error, Result};
 
 /// A token naming this process as a rollout's driver.
@@ -99,6 +99,16 @@ impl Store {
         plan: RolloutPlan,
     ) -> Result<Rollout<T>> {
         let planned = self.plan_edit::<T>(edits).await?;
+        self.start_rollout_of_plan(&planned, note, plan).await
+    }
+
+    /// Starts a rollout of a planned edit.
+    pub(crate) async fn start_rollout_of_plan<T: EtcdConfig>(
+        &self,
+        planned: &PlannedEdit<T>,
+        note: &ChangeNote,
+        plan: RolloutPlan,
+    ) -> Result<Rollout<T>> {
         self.start_with(&planned.after, &planned.current, &planned.unset, note, plan)
             .await
     }

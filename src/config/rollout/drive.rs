@@ -32,6 +32,8 @@ struct Clocks {
     saved_at: Option<Instant>,
     /// Since when each missing member has been missing.
     missing: HashMap<String, Instant>,
+    /// Since when each instance without a verdict (one that joined) has been waited for.
+    unverified: HashMap<String, Instant>,
 }
 
 /// What one look decided.
@@ -86,7 +88,14 @@ impl<T: EtcdConfig> Rollout<T> {
                     let mut state = self.held.state.clone();
                     state.phase = RolloutPhase::Aborted;
                     state.outcome = Some(reason);
-                    self.store.swap_rollout::<T>(&self.held, state).await?;
+                    if self
+                        .store
+                        .swap_rollout::<T>(&self.held, state)
+                        .await?
+                        .is_some()
+                    {
+                        ended(T::PREFIX, "aborted");
+                    }
                 }
                 Next::Commit => {
                     if let Some(revision) = self.commit().await? {
@@ -128,6 +137,7 @@ impl<T: EtcdConfig> Rollout<T> {
         Ok(done.map(|held| {
             tracing::info!(prefix = T::PREFIX, rollout = %state.id, revision = held.mod_revision,
                 "rollout committed");
+            ended(T::PREFIX, "committed");
             held.mod_revision
         }))
     }
@@ -243,6 +253,9 @@ fn preflight(state: &State, live: &[&FleetRecord], clocks: &mut Clocks) -> Next 
             ));
         }
     }
+    if state.plan.steps.is_empty() {
+        return Next::Commit; // preflight only
+    }
     let mut next = state.clone();
     next.phase = RolloutPhase::Baking;
     next.members = members(state, live);
@@ -311,9 +324,28 @@ fn bake(state: &State, live: &[&FleetRecord], clocks: &mut Clocks) -> Next {
         .members
         .iter()
         .all(|m| record_of(m).is_some_and(|r| r.serving.as_deref() == Some(state.id.as_str())));
-    let unverified = live
+    let unverified: Vec<&str> = live
         .iter()
-        .any(|r| r.verdict_on(&state.id, state.round).is_none());
+        .filter(|r| r.verdict_on(&state.id, state.round).is_none())
+        .map(|r| r.instance.as_str())
+        .collect();
+    clocks
+        .unverified
+        .retain(|instance, _| unverified.contains(&instance.as_str()));
+    let timeout = Duration::from_millis(state.plan.preflight_timeout_ms);
+    for instance in &unverified {
+        let since = *clocks
+            .unverified
+            .entry((*instance).to_owned())
+            .or_insert_with(Instant::now);
+        if since.elapsed() >= timeout && !state.plan.allow_silent {
+            return Next::Abort(format!(
+                "instance {instance} joined during the rollout and gave no verdict on the \
+                 candidate within the preflight timeout"
+            ));
+        }
+    }
+    let unverified = !unverified.is_empty() && !state.plan.allow_silent;
     if (baked >= state.plan.bake_ms || state.promote) && serving && !unverified {
         if step + 1 == state.plan.steps.len() {
             return Next::Commit;
@@ -335,4 +367,13 @@ fn bake(state: &State, live: &[&FleetRecord], clocks: &mut Clocks) -> Next {
         return Next::Swap(Box::new(next));
     }
     Next::Wait
+}
+
+/// Counts a rollout this driver ended (`etcd_config_rollouts_total{prefix, outcome}`).
+fn ended(prefix: &str, outcome: &'static str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("etcd_config_rollouts_total", "prefix" => prefix.to_owned(), "outcome" => outcome)
+        .increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = (prefix, outcome);
 }

@@ -80,6 +80,16 @@ impl RolloutPlan {
         self
     }
 
+    /// A plan with no steps: the preflight alone, then the commit (what `set --preflight`
+    /// does: every running build checks the change before it is written for everyone).
+    pub fn preflight_only() -> Self {
+        RolloutPlan {
+            steps: Vec::new(),
+            bake: Duration::ZERO,
+            ..RolloutPlan::default()
+        }
+    }
+
     /// Instances that give no verdict within the preflight timeout (and a fleet of none) do
     /// not fail the preflight; they never become members.
     pub fn allow_silent_instances(mut self) -> Self {
