@@ -296,17 +296,23 @@ impl Store {
             });
         }
         self.check_bytes(&prefix, &set.puts)?;
-        let notes = self.note_ops::<T>(note).await?;
-        let (rollout_compares, rollout_ops) = self.rollout_guard::<T>(&note.author).await?;
-        self.check_size(&prefix, set.len() + notes.len() + rollout_ops.len())?;
+        let rollout = self.rollout_guard::<T>(&note.author).await?;
+        let notes = match &rollout.superseded {
+            Some(id) => {
+                let note = note.prefixed(&format!("supersedes rollout {id}"));
+                self.note_ops::<T>(&note).await?
+            }
+            None => self.note_ops::<T>(note).await?,
+        };
+        self.check_size(&prefix, set.len() + notes.len() + rollout.ops.len())?;
         let mut compares = guards(&self.range_of::<T>(), current, self.txn_limit());
-        compares.extend(rollout_compares);
+        compares.extend(rollout.compares);
         let response = self
             .client()
             .kv()
             .txn()
             .when(compares)
-            .and_then(set.ops().chain(notes).chain(rollout_ops))
+            .and_then(set.ops().chain(notes).chain(rollout.ops))
             .await?;
         if !response.succeeded {
             let conflict = Error::Conflict {

@@ -105,13 +105,13 @@ impl Store {
             .map(|(key, value)| TxnOp::put(key.as_str(), value.as_str()))
             .chain(kept)
             .chain(absent.iter().map(|key| TxnOp::delete(key.as_str())));
-        let (compares, rollout_ops) = self.rollout_guard::<T>("a save").await?;
+        let rollout = self.rollout_guard::<T>("a save").await?;
         let response = self
             .client()
             .kv()
             .txn()
-            .when(compares)
-            .and_then(ops.chain(rollout_ops))
+            .when(rollout.compares)
+            .and_then(ops.chain(rollout.ops))
             .await?;
         if !response.succeeded {
             let prefix = prepared.prefix.clone();
@@ -177,14 +177,14 @@ impl Store {
                         .into_iter()
                         .map(|key| TxnOp::delete(KeyRange::key(key))),
                 );
-            let (rollout_compares, rollout_ops) = self.rollout_guard::<T>("a save").await?;
-            compares.extend(rollout_compares);
+            let rollout = self.rollout_guard::<T>("a save").await?;
+            compares.extend(rollout.compares);
             let response = self
                 .client()
                 .kv()
                 .txn()
                 .when(compares)
-                .and_then(ops.chain(rollout_ops))
+                .and_then(ops.chain(rollout.ops))
                 .await?;
             if response.succeeded {
                 return Ok(response.header.revision);

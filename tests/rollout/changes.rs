@@ -169,6 +169,12 @@ async fn typed_writes_are_refused_or_supersede_the_rollout() {
         json.contains(&format!("\"mod_revision\":{revision}")),
         "{json}"
     );
+    let history = store.history::<Gw>().await.unwrap();
+    let note = history.last().unwrap().note.clone().unwrap();
+    assert!(
+        note.reason.contains(&format!("supersedes rollout {id}")),
+        "{note:?}"
+    );
     let state = etcd.etcdctl(&["get", "/ro/gw.rollout/state"]);
     assert!(state.stdout.is_empty());
     assert_eq!(pool_in_etcd(&etcd), None);

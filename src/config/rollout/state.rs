@@ -212,37 +212,49 @@ impl Store {
     }
 }
 
+/// What ties a typed write to the rollout area ([`Store::rollout_guard`]).
+pub(crate) struct RolloutGuard {
+    pub(crate) compares: Vec<Compare>,
+    pub(crate) ops: Vec<TxnOp>,
+    /// The rollout the write aborts, if it supersedes one.
+    pub(crate) superseded: Option<String>,
+}
+
 impl Store {
     /// The compares and operations that tie a typed write of `T` to its rollout area: the
     /// write is refused while a rollout is active (its compare fails), or, by a store that
     /// supersedes rollouts, aborts the active one in the same txn.
-    pub(crate) async fn rollout_guard<T: EtcdConfig>(
-        &self,
-        by: &str,
-    ) -> Result<(Vec<Compare>, Vec<TxnOp>)> {
+    pub(crate) async fn rollout_guard<T: EtcdConfig>(&self, by: &str) -> Result<RolloutGuard> {
         let key = state_key::<T>();
         let none_active = Compare::version(key.as_str(), CompareOp::Equal, 0);
+        let unguarded = RolloutGuard {
+            compares: vec![none_active],
+            ops: Vec::new(),
+            superseded: None,
+        };
         if !self.supersedes_rollouts() {
-            return Ok((vec![none_active], Vec::new()));
+            return Ok(unguarded);
         }
         let Some(held) = self.active_rollout::<T>().await? else {
-            return Ok((vec![none_active], Vec::new()));
+            return Ok(unguarded);
         };
+        let superseded = Some(held.state.id.clone());
         let mut ended = held.state;
         ended.phase = RolloutPhase::Aborted;
         ended.outcome = Some(format!("superseded by a write by {by}"));
         let value = serde_json::to_string(&ended).unwrap_or_default();
-        Ok((
-            vec![Compare::mod_revision(
+        Ok(RolloutGuard {
+            compares: vec![Compare::mod_revision(
                 key.as_str(),
                 CompareOp::Equal,
                 held.mod_revision,
             )],
-            vec![
+            ops: vec![
                 TxnOp::delete(KeyRange::key(key)),
                 TxnOp::put(last_key::<T>(), value),
             ],
-        ))
+            superseded,
+        })
     }
 
     /// After a typed write's txn failed: [`Error::RolloutActive`] if a rollout is why, else
