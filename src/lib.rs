@@ -300,6 +300,7 @@ pub use etcd_derive::EtcdConfig;
 pub mod __private {
     pub use crate::config::codec::duration;
     pub use crate::config::codec::{codec_of, decode, encode, validate_with, Codec};
+    pub use crate::config::FollowBench;
     pub use crate::config::nest_of;
     pub use crate::config::{Decoder, Describe, Encoder, EtcdConfig, EtcdFields, FieldInfo, Nest};
     pub use core;

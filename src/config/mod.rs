@@ -66,6 +66,8 @@ pub use watch::ConfigWatch;
 
 #[doc(hidden)]
 pub use decode::Decoder;
+#[doc(hidden)]
+pub use follower::FollowBench;
 
 use crate::error::{Error, Result};
 #[doc(hidden)]
