@@ -271,6 +271,10 @@ mod key_range;
 pub mod proto;
 mod sync;
 
+// The derive names `::etcd_config`: unit tests derive structs inside the crate.
+#[cfg(test)]
+extern crate self as etcd_config;
+
 #[cfg(feature = "cli")]
 pub mod cli;
 
@@ -300,8 +304,8 @@ pub use etcd_derive::EtcdConfig;
 pub mod __private {
     pub use crate::config::codec::duration;
     pub use crate::config::codec::{codec_of, decode, encode, validate_with, Codec};
-    pub use crate::config::FollowBench;
     pub use crate::config::nest_of;
+    pub use crate::config::FollowBench;
     pub use crate::config::{Decoder, Describe, Encoder, EtcdConfig, EtcdFields, FieldInfo, Nest};
     pub use core;
     pub use std::collections::{BTreeMap, HashMap};

@@ -21,6 +21,7 @@ pub(crate) mod keys;
 mod live;
 mod notes;
 mod paths;
+mod raw_keys;
 mod rollout;
 mod sample;
 mod save;

@@ -10,6 +10,7 @@
 
 mod clients;
 mod fanout;
+mod large;
 mod server;
 mod work;
 
@@ -179,11 +180,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let quick = std::env::var("BENCH_QUICK").is_ok();
     let n = if quick { 200 } else { 2000 };
 
+    // BENCH_ONLY=large: the 5,000-entry config rows alone.
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("large") {
+        let rows = large::large(&ours, &theirs, if quick { 20 } else { 200 }).await;
+        println!("\n{}", table(&rows, &[], &machine()));
+        return Ok(());
+    }
     let mut rows = Vec::new();
     rows.extend(work::raw(&ours, &theirs, n).await);
     rows.extend(work::typed(&ours, &theirs, n).await);
     rows.push(work::update_latency(&ours, &theirs, &endpoint, n / 4).await?);
     rows.push(work::concurrent_gets(&ours, &theirs, if quick { 3 } else { 7 }).await);
+    rows.extend(large::large(&ours, &theirs, if quick { 20 } else { 200 }).await);
 
     let watches: usize = std::env::var("BENCH_WATCHES")
         .ok()

@@ -139,7 +139,7 @@ fn decode_by_hand(kvs: &[etcd_client::KeyValue]) -> Service {
     }
 }
 
-fn row(name: &str, (ours, theirs): (crate::Summary, crate::Summary)) -> Row {
+pub(crate) fn row(name: &str, (ours, theirs): (crate::Summary, crate::Summary)) -> Row {
     Row {
         name: name.to_owned(),
         ours,

@@ -84,6 +84,7 @@ fn main() {
         "encode-20" => encode_wide(iterations),
         "watch-event" => watch_event(iterations),
         "unary-range" => unary_range(iterations),
+        "decode-5000" => decode_large(iterations),
         "scaling" => {
             scaling(iterations);
             return;
@@ -137,6 +138,36 @@ fn decode_wide(iterations: u64) -> u64 {
     measured(iterations, &mut |_| {
         let value: Wide = from_key_values(black_box(&pairs).iter().map(|(k, v)| (k, v))).unwrap();
         u64::from(value.port)
+    })
+}
+
+/// One route of a large config.
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
+struct Route {
+    path: String,
+    weight: u32,
+}
+
+/// A config of 5,000 `each` entries.
+#[derive(EtcdConfig, Debug, Clone, PartialEq)]
+#[etcd(prefix = "/bench/large")]
+struct Large {
+    #[etcd(each)]
+    routes: BTreeMap<String, Route>,
+}
+
+/// Decoding a config of 5,000 `each` entries from a range answer.
+fn decode_large(iterations: u64) -> u64 {
+    let pairs: Vec<(Vec<u8>, Vec<u8>)> = (0..5_000)
+        .map(|i| {
+            let key = format!("/bench/large/routes/r{i:05}").into_bytes();
+            let value = format!(r#"{{"path":"/api/v1/service-{i}","weight":{}}}"#, i % 100);
+            (key, value.into_bytes())
+        })
+        .collect();
+    measured(iterations, &mut |_| {
+        let value: Large = from_key_values(black_box(&pairs).iter().map(|(k, v)| (k, v))).unwrap();
+        value.routes.len() as u64
     })
 }
 
