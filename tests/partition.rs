@@ -195,3 +195,94 @@ async fn reads_never_go_back_after_a_failover() {
     );
     etcd.heal();
 }
+
+/// A client whose only member is cut off while 20,000 revisions are written through the
+/// others: when the cut heals, a live config and a typed watch do not make etcd replay them
+/// (etcd would scan its history holding its store lock): they load again at the head (a
+/// `Resynced` event, then the new value), and a raw watch with a catch-up limit ends with
+/// `FellBehind`.
+#[tokio::test]
+async fn far_behind_after_a_partition_reloads_at_the_head() {
+    if support::skip_behind_front("far_behind_after_a_partition_reloads_at_the_head") {
+        return;
+    }
+    let (etcd, leader, cut) = cluster_with_a_follower_to_cut().await;
+    let options = etcd.options().dial_timeout(Duration::from_secs(1));
+    let client = Client::connect([etcd.endpoint(cut)], options)
+        .await
+        .unwrap();
+    let writer = client_starting_at(&etcd, leader).await;
+    let writes = Store::new(writer.clone());
+    writes.save(&App { counter: 1 }).await.unwrap();
+    let store = Store::new(client.clone());
+    let live = store.live::<App>().await.unwrap();
+    let mut events = live.events();
+    let mut typed = store.watch::<App>().await.unwrap();
+    let head = client.kv().get("/").await.unwrap().header.revision;
+    let mut raw = client
+        .watch(etcd_config::KeyRange::prefix("/partition/"))
+        .start_revision(head + 1)
+        .catch_up_limit(100)
+        .await
+        .unwrap();
+
+    etcd.isolate(cut);
+    // Until the member has lost its leader and the watch stream is gone (etcd closes streams
+    // that require a leader; 3.5 with pre-vote takes a few election timeouts to notice).
+    support::wait_until(
+        "the watch stream broken",
+        Duration::from_secs(30),
+        || live.status().state,
+        |state| matches!(state, etcd_config::FollowerState::Reconnecting { .. }),
+    )
+    .await;
+    let tasks: Vec<_> = (0..50)
+        .map(|t| {
+            let kv = writer.kv();
+            tokio::spawn(async move {
+                for i in 0..400 {
+                    kv.put(format!("/elsewhere/{t}"), i.to_string())
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let last = writes.save(&App { counter: 2 }).await.unwrap();
+    assert!(last > head + 20_000, "{last} after {head}");
+    etcd.heal();
+
+    let err = tokio::time::timeout(Duration::from_secs(30), raw.next())
+        .await
+        .expect("the raw watch ends")
+        .expect("an item")
+        .unwrap_err();
+    assert!(
+        matches!(err, etcd_config::Error::FellBehind { .. }),
+        "{err}"
+    );
+    let update = tokio::time::timeout(Duration::from_secs(30), typed.next())
+        .await
+        .expect("the typed watch's update")
+        .unwrap()
+        .unwrap();
+    assert_eq!(update.config.counter, 2);
+    support::wait_until(
+        "the live config at the head",
+        Duration::from_secs(30),
+        || live.get().counter,
+        |c| *c == 2,
+    )
+    .await;
+    let mut resynced = false;
+    while let Ok(Some(event)) =
+        tokio::time::timeout(Duration::from_millis(100), events.next()).await
+    {
+        resynced |=
+            matches!(event, etcd_config::LiveEvent::Resynced { revision } if revision >= last);
+    }
+    assert!(resynced, "the live config reloaded at the head");
+}

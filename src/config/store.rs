@@ -12,6 +12,9 @@ use crate::error::{Error, Result};
 /// etcd's default `--max-txn-ops`.
 const DEFAULT_MAX_TXN_OPS: usize = 128;
 
+/// Revisions behind the head a follower may resume at ([`Store::catch_up_limit`]).
+const DEFAULT_CATCH_UP_LIMIT: i64 = 10_000;
+
 /// A value and the etcd revision it was read at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Versioned<T> {
@@ -50,6 +53,8 @@ pub struct Store {
     keyring: Option<Arc<Keyring>>,
     /// Typed writes abort an active rollout instead of being refused.
     supersede_rollouts: bool,
+    /// See [`Store::catch_up_limit`].
+    catch_up_limit: i64,
 }
 
 impl Store {
@@ -61,7 +66,24 @@ impl Store {
             max_txn_ops: DEFAULT_MAX_TXN_OPS,
             keyring: None,
             supersede_rollouts: false,
+            catch_up_limit: DEFAULT_CATCH_UP_LIMIT,
         }
+    }
+
+    /// How many revisions behind the head a typed watch or live config may resume after a
+    /// broken stream (default 10,000). Further behind, it loads the config again at the head
+    /// and watches from there (one update if the value differs, and a
+    /// [`LiveEvent::Resynced`](crate::LiveEvent::Resynced)) instead of making etcd replay
+    /// every revision since: etcd scans its whole history for that, for all keys, holding its
+    /// store lock.
+    #[must_use]
+    pub fn catch_up_limit(mut self, revisions: i64) -> Self {
+        self.catch_up_limit = revisions.max(1);
+        self
+    }
+
+    pub(crate) fn catch_up_limit_revisions(&self) -> i64 {
+        self.catch_up_limit
     }
 
     /// This store with typed writes that supersede rollouts: a write to a config with an

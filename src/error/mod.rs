@@ -186,6 +186,24 @@ pub enum Error {
         /// How long the wait lasted.
         after: Duration,
     },
+    /// A watch with a catch-up limit ([`WatchBuilder::catch_up_limit`]) would have resumed
+    /// more revisions behind the head than its limit: it ended instead of making etcd replay
+    /// them. Load again and watch from the head (typed watches and live configs do).
+    ///
+    /// [`WatchBuilder::catch_up_limit`]: crate::client::WatchBuilder::catch_up_limit
+    #[error(
+        "{request} would resume at revision {next}, {} revisions behind the head ({head}): \
+         it ended instead of making etcd replay them; load again and watch from the head",
+        head + 1 - next
+    )]
+    FellBehind {
+        /// The watch.
+        request: String,
+        /// The revision it would have resumed at.
+        next: i64,
+        /// The member's revision.
+        head: i64,
+    },
     /// A rollout of the config is active: a typed write or a second rollout is refused, and
     /// nothing was written.
     #[error(

@@ -35,9 +35,20 @@ pub struct WatchBuilder {
     client: Client,
     request: pb::WatchCreateRequest,
     buffer: usize,
+    catch_up_limit: Option<i64>,
 }
 
 impl WatchBuilder {
+    /// When the stream breaks and the watch would resume more than `revisions` behind the
+    /// head of the member the client reconnects to, it ends with [`Error::FellBehind`]
+    /// instead of asking etcd to replay every revision since (etcd scans its history for all
+    /// keys under its store lock to do so). Load again and watch from the head. Typed watches
+    /// and live configs do that themselves ([`Store::catch_up_limit`](crate::Store::catch_up_limit)).
+    pub fn catch_up_limit(mut self, revisions: i64) -> Self {
+        self.catch_up_limit = Some(revisions);
+        self
+    }
+
     /// Start at `revision` instead of "now" (events from that revision on are replayed).
     pub fn start_revision(mut self, revision: i64) -> Self {
         self.request.start_revision = revision;
@@ -109,6 +120,7 @@ impl IntoFuture for WatchBuilder {
                 events,
                 created,
                 shared: shared.clone(),
+                catch_up_limit: self.catch_up_limit,
             });
             let after = self.client.transport().options.request_timeout;
             match tokio::time::timeout(after, created_rx).await {
@@ -146,6 +158,7 @@ impl Client {
                 ..Default::default()
             },
             buffer: 32,
+            catch_up_limit: None,
         }
     }
 

@@ -283,7 +283,10 @@ impl<T: EtcdConfig> Follower<T> {
                     self.ready.extend(results);
                     false
                 }
+                // Compacted, or too far behind to resume (the catch-up limit): load again at
+                // the head and watch from there.
                 Err(err) if err.server_kind() == Some(ServerErrorKind::Compacted) => true,
+                Err(Error::FellBehind { .. }) => true,
                 Err(err) => {
                     self.ended = true;
                     return Some(Followed::Ended(err));

@@ -91,6 +91,7 @@ async fn watch_after<T: EtcdConfig>(
         .client()
         .watch(store.range_of::<T>())
         .start_revision(revision + 1)
+        .catch_up_limit(store.catch_up_limit_revisions())
         .buffer(8)
         .await
 }

@@ -156,8 +156,10 @@ pub enum LiveEvent {
     /// The watch is back after [`Reconnecting`](LiveEvent::Reconnecting): the live config
     /// follows etcd again, from the revision after the last one it saw.
     Reconnected,
-    /// Revisions the follower had not seen yet were compacted away: it loaded the config
-    /// again at this revision (an `Applied` follows if the value differs).
+    /// Revisions the follower had not seen yet were compacted away, or it reconnected more
+    /// than the catch-up limit behind the head ([`Store::catch_up_limit`](crate::Store::catch_up_limit)):
+    /// it loaded the config again at this revision (an `Applied` follows if the value
+    /// differs) instead of replaying what it missed.
     Resynced {
         /// The revision of the new load.
         revision: i64,

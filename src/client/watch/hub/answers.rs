@@ -127,7 +127,7 @@ impl Hub {
             return self.broken(reason);
         }
         // A watch we paused never gets here: it left `by_watch_id` before its cancel was sent.
-        let Some(mut watcher) = self.watchers.remove(&id) else {
+        let Some(watcher) = self.watchers.remove(&id) else {
             return;
         };
         let error = if response.compact_revision > 0 {
@@ -154,19 +154,7 @@ impl Hub {
                 request: describe(&watcher.request),
             }
         };
-        match watcher.created.take() {
-            Some(created) => {
-                let _ = created.send(Err(error));
-            }
-            None => {
-                if let Err(queue::TrySendError::Full(Err(error))) =
-                    watcher.events.try_send(Err(error))
-                {
-                    // Handed out once the consumer has read what is buffered.
-                    *crate::sync::lock(&watcher.shared.ended_with) = Some(error);
-                }
-            }
-        }
+        watcher.end(error);
     }
 
     /// Whether the client's user may read `[key, range_end)`, asked with a count-only Range

@@ -4,7 +4,9 @@
 //! live there.
 
 mod answers;
+mod catch_up;
 mod probe;
+mod watcher;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -14,13 +16,15 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::creates::Creates;
-use super::event::{Event, Shared, WatchResponse};
+use super::event::{Shared, WatchResponse};
 use super::queue;
 use crate::client::stream::{fails_waiting, Reopen, StreamHealth, Supervised};
 use crate::client::transport::Transport;
 use crate::error::{Error, Result};
 use crate::proto::etcdserverpb as pb;
 use probe::{until, Probe};
+pub(super) use watcher::describe;
+use watcher::{State, Watcher};
 
 pub(super) enum Command {
     Create {
@@ -29,6 +33,8 @@ pub(super) enum Command {
         events: queue::Sender<Result<WatchResponse>>,
         created: oneshot::Sender<Result<()>>,
         shared: Arc<Shared>,
+        /// See [`WatchBuilder::catch_up_limit`](super::WatchBuilder::catch_up_limit).
+        catch_up_limit: Option<i64>,
     },
     Cancel(u64),
     /// The create of this watch was not confirmed within the request timeout; its caller got
@@ -73,40 +79,6 @@ impl WatchHub {
     pub(super) fn send(&self, command: Command) {
         let _ = self.commands.send(command);
     }
-}
-
-#[derive(PartialEq, Eq, Clone, Copy, Debug)]
-enum State {
-    /// Waiting to be (re)created on the stream.
-    Waiting,
-    /// A create is in flight.
-    Creating,
-    /// Created; events flow.
-    Active(i64),
-    /// Cancelled on the server because the consumer's buffer was full.
-    Paused,
-}
-
-struct Watcher {
-    request: pb::WatchCreateRequest,
-    events: queue::Sender<Result<WatchResponse>>,
-    created: Option<oneshot::Sender<Result<()>>>,
-    shared: Arc<Shared>,
-    /// The first revision not yet delivered; 0 until known.
-    next_revision: i64,
-    state: State,
-    fragments: Vec<Event>,
-    /// A create of this watch was refused for its token and retried with a fresh one; reset
-    /// once a create succeeds.
-    auth_retried: bool,
-}
-
-/// What a watch is, for errors: `Watch prefix /services/gateway/`.
-pub(super) fn describe(request: &pb::WatchCreateRequest) -> String {
-    format!(
-        "Watch {}",
-        crate::key_range::describe(&request.key, &request.range_end)
-    )
 }
 
 struct Hub {
@@ -223,6 +195,7 @@ impl Hub {
 
     async fn open(&mut self) -> Result<()> {
         self.probe = Probe::default();
+        self.end_far_behind().await?;
         // Every watch not paused is created again, oldest first.
         self.queue.clear();
         self.creates.reset();
@@ -331,6 +304,7 @@ impl Hub {
                 events,
                 created,
                 shared,
+                catch_up_limit,
             } => {
                 let next_revision = request.start_revision;
                 self.watchers.insert(
@@ -344,6 +318,7 @@ impl Hub {
                         state: State::Waiting,
                         fragments: Vec::new(),
                         auth_retried: false,
+                        catch_up_limit,
                     },
                 );
                 self.create(id);
