@@ -15,6 +15,7 @@ use etcd_config::{
     ChangeNote, EtcdConfig, Live, LiveOptions, RolloutOutcome, RolloutPhase, RolloutPlan, Serving,
     Step, Store,
 };
+use futures_util::StreamExt;
 use support::{wait_until, Etcd};
 
 /// The service's config as the current build reads it.
@@ -146,8 +147,11 @@ async fn a_clean_rollout_walks_its_steps_and_commits_once() {
         .unwrap();
     let names = ["gw-1", "gw-2", "gw-3", "gw-4"];
     let mut fleet = Vec::new();
+    let mut events = Vec::new();
     for name in names {
-        fleet.push((name, live(&store, name).await));
+        let live = live(&store, name).await;
+        events.push(live.events());
+        fleet.push((name, live));
     }
     let rollout = store
         .start_rollout::<Gw>(
@@ -226,6 +230,19 @@ async fn a_clean_rollout_walks_its_steps_and_commits_once() {
     let status = store.rollout_status::<Gw>().await.unwrap().unwrap();
     assert_eq!(status.phase, RolloutPhase::Committed);
     assert_eq!(status.committed, Some(revision));
+    // Each instance took the candidate once and kept it through the commit: its value never
+    // stepped back to the old one in between.
+    for ((name, _), mut events) in fleet.iter().zip(events) {
+        let mut applied = Vec::new();
+        while let Ok(Some(event)) =
+            tokio::time::timeout(Duration::from_millis(100), events.next()).await
+        {
+            if let etcd_config::LiveEvent::Applied { revision, .. } = event {
+                applied.push(revision);
+            }
+        }
+        assert_eq!(applied.len(), 1, "{name} applied {applied:?}");
+    }
 }
 
 /// A member that reports itself unhealthy during the bake aborts the rollout, and every

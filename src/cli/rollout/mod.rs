@@ -269,7 +269,16 @@ async fn start<T: EtcdConfig>(
             }
         }
     };
-    report_outcome(out, &id, &outcome, json)
+    report_outcome(out, &id, &outcome, json)?;
+    if let RolloutOutcome::Committed { revision } = outcome {
+        // The commit is written; the fleet confirms it serves it, as `--wait` does.
+        let within = args.preflight_timeout.max(Duration::from_secs(10));
+        let instances = store.wait_rollout::<T>(revision, within).await?;
+        if !json {
+            writeln!(out, "every reporting instance ({instances}) is current").map_err(io)?;
+        }
+    }
+    Ok(())
 }
 
 /// How an ended rollout is printed; an abort is an error (exit code 8).

@@ -1,5 +1,6 @@
 //! `rollout status`, and the progress lines `rollout start` prints.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Duration;
 
@@ -163,8 +164,57 @@ fn print_status(out: &mut impl Write, status: &RolloutStatus) -> Result<()> {
             i.unhealthy.as_deref().unwrap_or("ok"),
         ));
     }
+    text.push_str(&builds_text(status));
+    if !status.phase.is_terminal() {
+        text.push_str(&gates_text(status));
+    }
     text.push_str(&next_text(status));
     write!(out, "{text}").map_err(io)
+}
+
+/// The preflight by build: `builds: v1 ok (3), v2 rejects (1), v3 pending (1)`.
+fn builds_text(status: &RolloutStatus) -> String {
+    let mut by_build: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    for i in &status.instances {
+        let verdict = match &i.verdict {
+            None => "pending",
+            Some(Ok(())) => "ok",
+            Some(Err(_)) => "rejects",
+        };
+        *by_build
+            .entry((i.build.as_deref().unwrap_or("unknown"), verdict))
+            .or_default() += 1;
+    }
+    let parts: Vec<String> = by_build
+        .iter()
+        .map(|((build, verdict), n)| format!("{build} {verdict} ({n})"))
+        .collect();
+    format!(
+        "builds: {}\n",
+        if parts.is_empty() {
+            "none reporting".to_owned()
+        } else {
+            parts.join(", ")
+        }
+    )
+}
+
+/// The step's gates as they stand: members serving the candidate, unhealthy, unverified.
+fn gates_text(status: &RolloutStatus) -> String {
+    let member = |identity: &str| status.members.iter().any(|m| m == identity);
+    let members = status.instances.iter().filter(|i| member(&i.identity));
+    let serving = members.clone().filter(|i| i.serving_candidate).count();
+    let unhealthy = members.filter(|i| i.unhealthy.is_some()).count();
+    let unverified = status
+        .instances
+        .iter()
+        .filter(|i| i.verdict.is_none())
+        .count();
+    format!(
+        "gates: {serving} of {} members serve the candidate, {unhealthy} unhealthy, {unverified} \
+         instance(s) without a verdict\n",
+        status.members.len()
+    )
 }
 
 /// What comes next, for people.

@@ -78,6 +78,15 @@ impl<T: EtcdConfig> Tracked<T> {
         keys: &RawKeys,
     ) -> Option<Result<Update<T>>> {
         self.revision = revision;
+        // A committed rollout's keys are in: the candidate is the value, without an overlay.
+        if self
+            .overlay
+            .as_ref()
+            .and_then(|o| o.committed_at)
+            .is_some_and(|at| revision >= at)
+        {
+            self.overlay = None;
+        }
         let overlaid = self.overlay.as_ref().map(|overlay| overlay.over(keys));
         let keys = overlaid.as_ref().unwrap_or(keys);
         let value = match decode_entries::<T>(prefix, keyring, revision, keys) {
@@ -85,6 +94,9 @@ impl<T: EtcdConfig> Tracked<T> {
             Err(err) => return Some(Err(err)),
         };
         self.serving = self.overlay.as_ref().map(|o| o.rollout.clone());
+        if self.overlay.is_none() {
+            self.serving = None;
+        }
         let new_stored = stored(&value);
         self.unknown = unknown_in::<T>(keys, &new_stored, revision);
         let changed = changed_fields(&self.good_stored, &new_stored);
@@ -220,6 +232,14 @@ impl<T: EtcdConfig> Follower<T> {
         if overlay == self.tracked.overlay {
             return;
         }
+        // Committed at a revision not applied yet: keep serving the candidate until the
+        // commit's own revision arrives on the field watch (see `evaluate_at`).
+        if let Some(at) = overlay.as_ref().and_then(|o| o.committed_at) {
+            if self.tracked.revision < at && self.tracked.overlay.is_some() {
+                self.tracked.overlay = overlay;
+                return;
+            }
+        }
         let before = self.tracked.serving.clone();
         self.tracked.overlay = overlay;
         let keyring = self.store.keyring();
@@ -324,10 +344,14 @@ fn apply<T: EtcdConfig>(
     let mut results = Vec::new();
     let mut keys = std::mem::take(&mut tracked.keys);
     let _ = replay::<T>(&mut keys, response.events, |revision, keys| {
+        let serving = tracked.serving.clone();
         results.push(match tracked.evaluate_at(prefix, keyring, revision, keys) {
             Some(result) => Followed::from(result),
             None => Followed::Current(revision),
         });
+        if tracked.serving != serving {
+            results.push(Followed::Serving(tracked.serving.clone()));
+        }
         ControlFlow::Continue(())
     });
     tracked.keys = keys;

@@ -10,6 +10,10 @@ use crate::config::decode::RawKeys;
 pub(crate) struct Overlay {
     pub(crate) rollout: String,
     pub(crate) changes: BTreeMap<String, Option<String>>,
+    /// The revision of the rollout's commit, once it committed: the candidate's keys are in
+    /// that revision, so the overlay stays until the follower has applied it, and the value
+    /// never steps back to the old one in between.
+    pub(crate) committed_at: Option<i64>,
 }
 
 impl Overlay {

@@ -13,10 +13,12 @@ use crate::backoff::Backoff;
 use crate::client::watch::EventKind;
 use crate::config::fleet::Verdict;
 use crate::config::follower::Overlay;
-use crate::config::rollout::{state_key, RolloutPhase, State};
+use crate::config::keys;
+use crate::config::rollout::{last_key, state_key, RolloutPhase, State};
 use crate::config::store::decode_entries;
 use crate::config::{EtcdConfig, Store};
 use crate::error::Result;
+use crate::key_range::KeyRange;
 
 /// Starts the participant of a live config that reports as `identity`; the receiver goes to
 /// its follower. The task ends with the live config.
@@ -74,22 +76,62 @@ impl<T: EtcdConfig> Part<T> {
         let page = self.store.client().kv().get(key.as_str()).await?;
         let first = page.kvs.first().map(|kv| kv.value.clone());
         self.seen(first.as_deref()).await;
+        // The whole area: an end moves `state` to `last` in one txn, and `last` says whether
+        // it was a commit.
         let mut watch = self
             .store
             .client()
-            .watch(key.as_str())
+            .watch(KeyRange::prefix(keys::rollout::<T>()))
             .start_revision(page.header.revision + 1)
             .await?;
+        let last = last_key::<T>();
         while let Some(response) = watch.next().await {
-            let response = response?;
-            if let Some(event) = response.events.into_iter().last() {
-                match event.kind {
-                    EventKind::Put => self.seen(Some(&event.kv.value)).await,
-                    EventKind::Delete => self.seen(None).await,
+            let mut state = None;
+            let mut ended = None;
+            for event in response?.events {
+                if event.kv.key == key.as_bytes() {
+                    state = Some(match event.kind {
+                        EventKind::Put => Some(event.kv.value),
+                        EventKind::Delete => None,
+                    });
+                } else if event.kv.key == last.as_bytes() && event.kind == EventKind::Put {
+                    let revision = event.kv.mod_revision;
+                    ended = serde_json::from_slice::<State>(&event.kv.value)
+                        .ok()
+                        .map(|state| (state, revision));
                 }
+            }
+            match state {
+                Some(Some(value)) => self.seen(Some(&value)).await,
+                Some(None) => self.ended(ended),
+                None => {}
             }
         }
         Ok(())
+    }
+
+    /// The rollout ended. After a commit a member keeps the candidate until its follower has
+    /// the commit's revision (the same value, so it never steps back to the old one); after
+    /// an abort (or a hand delete of the state) the overlay goes at once.
+    fn ended(&self, ended: Option<(State, i64)>) {
+        match ended {
+            Some((state, revision)) if state.phase == RolloutPhase::Committed => {
+                self.overlays.send_if_modified(|current| match current {
+                    Some(overlay) if overlay.rollout == state.id => {
+                        *current = Some(Arc::new(Overlay {
+                            rollout: overlay.rollout.clone(),
+                            changes: overlay.changes.clone(),
+                            committed_at: Some(revision),
+                        }));
+                        true
+                    }
+                    _ => false,
+                });
+            }
+            _ => {
+                self.overlays.send_if_modified(|o| o.take().is_some());
+            }
+        }
     }
 
     /// Acts on the rollout state as it is now.
@@ -117,6 +159,7 @@ impl<T: EtcdConfig> Part<T> {
             Arc::new(Overlay {
                 rollout: state.id.clone(),
                 changes: state.changes.clone(),
+                committed_at: None,
             })
         });
         self.overlays.send_if_modified(|current| {
@@ -151,6 +194,7 @@ impl<T: EtcdConfig> Part<T> {
         let overlay = Overlay {
             rollout: state.id.clone(),
             changes: state.changes.clone(),
+            committed_at: None,
         };
         let prefix = self.store.prefix_of::<T>();
         decode_entries::<T>(

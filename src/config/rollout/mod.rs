@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub(crate) use state::{state_key, State};
+pub(crate) use state::{last_key, state_key, State};
 
 use super::Store;
 
