@@ -277,39 +277,8 @@ fn members(state: &State, live: &[&FleetRecord]) -> Vec<String> {
 /// One look during a step's bake: gates, top-up, bake time, and the move to the next step.
 fn bake(state: &State, live: &[&FleetRecord], clocks: &mut Clocks) -> Next {
     let record_of = |identity: &str| live.iter().find(|r| r.identity == identity);
-    for member in &state.members {
-        match record_of(member) {
-            Some(record) => {
-                clocks.missing.remove(member);
-                if let Some(why) = &record.unhealthy {
-                    return Next::Abort(format!(
-                        "member {} reports itself unhealthy: {why}",
-                        record.instance
-                    ));
-                }
-            }
-            None => {
-                clocks
-                    .missing
-                    .entry(member.clone())
-                    .or_insert_with(Instant::now);
-            }
-        }
-    }
-    let lost = clocks
-        .missing
-        .iter()
-        .any(|(member, since)| state.members.contains(member) && since.elapsed() >= LOST_AFTER);
-    let wanted = members(state, live);
-    if lost || wanted.len() > state.members.len() {
-        // A member gone for good is replaced, an instance that joined may fill the step; the
-        // step's bake starts over for the new cohort.
-        let mut next = state.clone();
-        next.members = wanted;
-        next.baked_ms = 0;
-        clocks.missing.clear();
-        clocks.bake = Some((state.step, Instant::now(), 0));
-        return Next::Swap(Box::new(next));
+    if let Some(next) = members_gate(state, live, clocks) {
+        return next;
     }
     let (step, started, saved) = match clocks.bake {
         Some(clock) if clock.0 == state.step => clock,
@@ -324,28 +293,10 @@ fn bake(state: &State, live: &[&FleetRecord], clocks: &mut Clocks) -> Next {
         .members
         .iter()
         .all(|m| record_of(m).is_some_and(|r| r.serving.as_deref() == Some(state.id.as_str())));
-    let unverified: Vec<&str> = live
-        .iter()
-        .filter(|r| r.verdict_on(&state.id, state.round).is_none())
-        .map(|r| r.instance.as_str())
-        .collect();
-    clocks
-        .unverified
-        .retain(|instance, _| unverified.contains(&instance.as_str()));
-    let timeout = Duration::from_millis(state.plan.preflight_timeout_ms);
-    for instance in &unverified {
-        let since = *clocks
-            .unverified
-            .entry((*instance).to_owned())
-            .or_insert_with(Instant::now);
-        if since.elapsed() >= timeout && !state.plan.allow_silent {
-            return Next::Abort(format!(
-                "instance {instance} joined during the rollout and gave no verdict on the \
-                 candidate within the preflight timeout"
-            ));
-        }
-    }
-    let unverified = !unverified.is_empty() && !state.plan.allow_silent;
+    let unverified = match unverified_gate(state, live, clocks) {
+        Ok(unverified) => unverified,
+        Err(abort) => return abort,
+    };
     if (baked >= state.plan.bake_ms || state.promote) && serving && !unverified {
         if step + 1 == state.plan.steps.len() {
             return Next::Commit;
@@ -367,6 +318,77 @@ fn bake(state: &State, live: &[&FleetRecord], clocks: &mut Clocks) -> Next {
         return Next::Swap(Box::new(next));
     }
     Next::Wait
+}
+
+/// The members' gates: one that says it is unhealthy aborts; one gone for longer than a
+/// record's lease is replaced, and an instance that joined may fill the step (the step's bake
+/// starts over for the new cohort).
+fn members_gate(state: &State, live: &[&FleetRecord], clocks: &mut Clocks) -> Option<Next> {
+    for member in &state.members {
+        match live.iter().find(|r| r.identity == *member) {
+            Some(record) => {
+                clocks.missing.remove(member);
+                if let Some(why) = &record.unhealthy {
+                    return Some(Next::Abort(format!(
+                        "member {} reports itself unhealthy: {why}",
+                        record.instance
+                    )));
+                }
+            }
+            None => {
+                clocks
+                    .missing
+                    .entry(member.clone())
+                    .or_insert_with(Instant::now);
+            }
+        }
+    }
+    let lost = clocks
+        .missing
+        .iter()
+        .any(|(member, since)| state.members.contains(member) && since.elapsed() >= LOST_AFTER);
+    let wanted = members(state, live);
+    if !lost && wanted.len() <= state.members.len() {
+        return None;
+    }
+    let mut next = state.clone();
+    next.members = wanted;
+    next.baked_ms = 0;
+    clocks.missing.clear();
+    clocks.bake = Some((state.step, Instant::now(), 0));
+    Some(Next::Swap(Box::new(next)))
+}
+
+/// Whether an instance has no verdict yet (one that joined during the rollout): the step
+/// cannot end while one has none; past the preflight timeout, the rollout aborts (unless the
+/// plan allows silent instances).
+fn unverified_gate(
+    state: &State,
+    live: &[&FleetRecord],
+    clocks: &mut Clocks,
+) -> std::result::Result<bool, Next> {
+    let unverified: Vec<&str> = live
+        .iter()
+        .filter(|r| r.verdict_on(&state.id, state.round).is_none())
+        .map(|r| r.instance.as_str())
+        .collect();
+    clocks
+        .unverified
+        .retain(|instance, _| unverified.contains(&instance.as_str()));
+    let timeout = Duration::from_millis(state.plan.preflight_timeout_ms);
+    for instance in &unverified {
+        let since = *clocks
+            .unverified
+            .entry((*instance).to_owned())
+            .or_insert_with(Instant::now);
+        if since.elapsed() >= timeout && !state.plan.allow_silent {
+            return Err(Next::Abort(format!(
+                "instance {instance} joined during the rollout and gave no verdict on the \
+                 candidate within the preflight timeout"
+            )));
+        }
+    }
+    Ok(!unverified.is_empty() && !state.plan.allow_silent)
 }
 
 /// Counts a rollout this driver ended (`etcd_config_rollouts_total{prefix, outcome}`).
