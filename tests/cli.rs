@@ -216,6 +216,30 @@ async fn edit_apply_and_diff_files() {
         (app.workers, app.greeting.as_str(), app.token.as_str()),
         (3, "yo", "s3cr3t")
     );
+
+    // The same editor flow as a rollout (no instance reports here: allowed explicitly).
+    std::env::set_var(
+        "EDITOR",
+        "sh -c 'printf \"workers = 4\\ngreeting = \\\"yo\\\"\\n\" > \"$0\"'",
+    );
+    let out = admin(
+        &store,
+        &[
+            "rollout",
+            "start",
+            "edit",
+            "--steps",
+            "100%",
+            "--bake",
+            "0s",
+            "--allow-silent",
+        ],
+    )
+    .await
+    .unwrap();
+    assert!(out.contains("committed at revision"), "{out}");
+    let app = store.load::<App>().await.unwrap();
+    assert_eq!((app.workers, app.token.as_str()), (4, "s3cr3t"));
 }
 
 #[derive(EtcdConfig, Debug, Clone, PartialEq)]

@@ -176,7 +176,7 @@ pub enum Command {
         #[command(flatten)]
         output: Output,
     },
-    /// Progressive delivery: `rollout start set|unset|apply ...`, `status`, `pause`,
+    /// Progressive delivery: `rollout start set|unset|edit|apply ...`, `status`, `pause`,
     /// `resume`, `promote`, `abort`.
     Rollout {
         /// What to do.

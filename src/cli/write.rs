@@ -322,6 +322,14 @@ pub(super) async fn edit_in_editor<T: EtcdConfig>(
     write: &WriteArgs,
     out: &mut impl Write,
 ) -> Result<()> {
+    let wanted = edited_in_editor::<T>(store).await?;
+    apply::<T>(store, &wanted, write, out).await
+}
+
+/// The config as `$EDITOR` left it: field paths to values (secret fields left out).
+pub(super) async fn edited_in_editor<T: EtcdConfig>(
+    store: &Store,
+) -> Result<BTreeMap<String, String>> {
     let loaded = store.load::<T>().await?;
     let text = editor_file::<T>(&loaded)?;
     let path = std::env::temp_dir().join(format!("etcd-config-edit-{}.toml", std::process::id()));
@@ -341,5 +349,5 @@ pub(super) async fn edit_in_editor<T: EtcdConfig>(
             "{editor} failed ({status}); nothing saved"
         )));
     }
-    apply::<T>(store, &wanted?, write, out).await
+    wanted
 }

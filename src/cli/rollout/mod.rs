@@ -48,7 +48,7 @@ pub enum RolloutCommand {
     Abort(NoteArgs),
 }
 
-/// The change a rollout makes, as `set`, `unset` and `apply` take it.
+/// The change a rollout makes, as `set`, `unset`, `edit` and `apply` take it.
 #[derive(Debug, Clone, Subcommand)]
 pub enum RolloutChange {
     /// `PATH=VALUE ...`, as `set` takes them.
@@ -65,6 +65,12 @@ pub enum RolloutChange {
         /// Field paths.
         #[arg(required = true)]
         paths: Vec<String>,
+        /// Steps, bake, preflight and the note.
+        #[command(flatten)]
+        plan: PlanArgs,
+    },
+    /// The config in `$EDITOR`, as `edit` opens it.
+    Edit {
         /// Steps, bake, preflight and the note.
         #[command(flatten)]
         plan: PlanArgs,
@@ -145,6 +151,7 @@ impl RolloutChange {
         match self {
             RolloutChange::Set { plan, .. }
             | RolloutChange::Unset { plan, .. }
+            | RolloutChange::Edit { plan }
             | RolloutChange::Apply { plan, .. } => plan,
         }
     }
@@ -222,6 +229,10 @@ async fn start<T: EtcdConfig>(
             paths.into_iter().map(|p| (p, None::<String>)).collect(),
             plan,
         ),
+        RolloutChange::Edit { plan } => {
+            let wanted = write::edited_in_editor::<T>(store).await?;
+            (files::edits_to::<T>(store, &wanted).await?, plan)
+        }
         RolloutChange::Apply { file, plan } => {
             let wanted = files::read_file::<T>(&file)?;
             (files::edits_to::<T>(store, &wanted).await?, plan)

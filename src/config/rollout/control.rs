@@ -87,7 +87,7 @@ impl Store {
 
     /// [`start_rollout`](Self::start_rollout) of a change by field path, as
     /// [`change_fields`](Self::change_fields) makes it (the command line's `rollout start
-    /// set|unset|apply`).
+    /// set|unset|edit|apply`).
     ///
     /// # Errors
     ///
