@@ -260,7 +260,8 @@ pub struct WriteArgs {
     #[arg(long)]
     pub force: bool,
     /// Ask every running build to check the change first (a rollout with no steps): any
-    /// rejection aborts it and nothing is written (exit code 8).
+    /// rejection aborts it and nothing is written (exit code 8). Not for `rotate`, which
+    /// changes no value.
     #[arg(long, conflicts_with = "dry_run")]
     pub preflight: bool,
     /// Text or JSON.
