@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::change_set::{ChangeSet, Current};
-use super::follower::{changed_fields, stored};
+use super::follower::{changed_fields, stored, Stored};
 use super::keys;
 use super::paths::{field_of_key, is_secret};
 use super::EtcdConfig;
@@ -54,11 +54,7 @@ pub fn diff<T: EtcdConfig>(before: &T, after: &T) -> Vec<FieldDiff> {
     let old = stored(before);
     let new = stored(after);
     let schema = T::schema();
-    let value_at = |map: &BTreeMap<String, (String, Option<String>)>, field: &str| {
-        map.values()
-            .find(|(f, _)| f == field)
-            .and_then(|(_, v)| v.clone())
-    };
+    let value_at = |stored: &Stored, field: &str| stored.value_of(field).map(str::to_owned);
     changed_fields(&old, &new)
         .into_iter()
         .map(|field| {

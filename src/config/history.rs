@@ -9,10 +9,8 @@ use futures_util::StreamExt;
 
 use std::time::Duration;
 
-use std::collections::BTreeMap;
-
 use super::decode::RawKeys;
-use super::follower::{changed_fields, replay, stored};
+use super::follower::{changed_fields, replay, stored, Stored};
 use super::keys;
 use super::notes::ChangeNote;
 use super::paths::field_of_key;
@@ -198,9 +196,6 @@ impl Store {
         Ok(low)
     }
 }
-
-/// A value as stored: `key -> (field path, value)`.
-type Stored = BTreeMap<String, (String, Option<String>)>;
 
 /// The field paths whose keys differ between two states of the prefix (written, added or
 /// deleted), keys no field owns left out: a change's fields when either side does not load.

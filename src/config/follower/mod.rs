@@ -3,7 +3,7 @@
 //! everything etcd then holds and compared with the last good value; a compaction reloads.
 //! [`Store::watch`](super::Store::watch) and `live/` both drive a [`Follower`].
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
@@ -12,13 +12,14 @@ use tokio::sync::watch;
 
 mod overlay;
 mod started;
+mod stored;
 
 pub(crate) use overlay::Overlay;
 use started::resync;
 pub(crate) use started::Started;
+pub(crate) use stored::Stored;
 
 use super::decode::RawKeys;
-use super::encode::Encoded;
 use super::keyring::Keyring;
 use super::keys;
 use super::paths::unknown_keys;
@@ -37,7 +38,7 @@ struct Tracked<T> {
     revision: i64,
     good: Arc<T>,
     /// `good` as stored, `key -> (field, value)`, to diff the next value against.
-    good_stored: BTreeMap<String, (String, Option<String>)>,
+    good_stored: Stored,
     /// Keys under the prefix that no field reads, as of the last valid revision.
     unknown: Vec<UnknownKey>,
     /// A rollout's candidate, overlaid on `keys` while this instance is one of its members.
@@ -118,11 +119,7 @@ impl<T: EtcdConfig> Tracked<T> {
 /// The keys of `keys` that no field stores (`stored` being the value they decode to), with a
 /// warning for each: a typo in a hand edit is not silent. The schema and near misses are
 /// looked up only when there are such keys.
-fn unknown_in<T: EtcdConfig>(
-    keys: &RawKeys,
-    stored: &BTreeMap<String, (String, Option<String>)>,
-    revision: i64,
-) -> Vec<UnknownKey> {
+fn unknown_in<T: EtcdConfig>(keys: &RawKeys, stored: &Stored, revision: i64) -> Vec<UnknownKey> {
     if keys.keys().all(|key| stored.contains_key(key)) {
         return Vec::new();
     }
@@ -140,34 +137,14 @@ fn unknown_in<T: EtcdConfig>(
     unknown
 }
 
-/// A value as it is stored: `key -> (field path, value)`.
-pub(super) fn stored<T: EtcdConfig>(value: &T) -> BTreeMap<String, (String, Option<String>)> {
-    Encoded::of(value)
-        .entries
-        .into_iter()
-        .map(|e| (e.key, (e.field, e.value)))
-        .collect()
+/// A value as it is stored (see [`Stored`]).
+pub(crate) fn stored<T: EtcdConfig>(value: &T) -> Stored {
+    Stored::of(value)
 }
 
 /// The field paths whose stored form differs between two values.
-pub(super) fn changed_fields(
-    old: &BTreeMap<String, (String, Option<String>)>,
-    new: &BTreeMap<String, (String, Option<String>)>,
-) -> Vec<String> {
-    let mut changed: Vec<String> = Vec::new();
-    for (key, (field, value)) in new {
-        if old.get(key).map(|(_, v)| v) != Some(value) {
-            changed.push(field.clone());
-        }
-    }
-    for (key, (field, _)) in old {
-        if !new.contains_key(key) {
-            changed.push(field.clone());
-        }
-    }
-    changed.sort();
-    changed.dedup();
-    changed
+pub(crate) fn changed_fields(old: &Stored, new: &Stored) -> Vec<String> {
+    old.changed_fields(new)
 }
 
 /// Applies a config's watch events revision by revision; [`next`](Self::next) yields what

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::{describe, Hub, State};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, ServerErrorKind};
 use crate::proto::etcdserverpb as pb;
 
 /// How long the head may take to learn before watches resume as usual.
@@ -31,12 +31,18 @@ impl Hub {
         let Some(&(first, _, _)) = behind.first() else {
             return Ok(());
         };
-        let Some(head) = self.head_revision(first).await else {
-            return Err(Error::Timeout {
-                operation: "Range (the head revision, before watches resume)".to_owned(),
-                after: HEAD_WITHIN,
-                endpoint: None,
-            });
+        let head = match self.head_revision(first).await {
+            Head::Known(head) => head,
+            // etcd refused the read itself (a permission taken away, say): the creates will be
+            // refused the same way, and their watches end saying why.
+            Head::Refused => return Ok(()),
+            Head::Unknown => {
+                return Err(Error::Timeout {
+                    operation: "Range (the head revision, before watches resume)".to_owned(),
+                    after: HEAD_WITHIN,
+                    endpoint: None,
+                })
+            }
         };
         for (id, next, limit) in behind {
             let missed = head + 1 - next;
@@ -60,22 +66,53 @@ impl Hub {
 
     /// The cluster's revision now: a linearizable count-only Range of watch `id`'s keys
     /// (which its user may read), so a member that is still catching up after a partition
-    /// answers only once it has, with the head; `None` if it cannot be asked.
-    async fn head_revision(&self, id: u64) -> Option<i64> {
-        let transport = self.stream.transport()?;
-        let request = &self.watchers.get(&id)?.request;
+    /// answers only once it has, with the head.
+    async fn head_revision(&self, id: u64) -> Head {
+        let (Some(transport), Some(watcher)) = (self.stream.transport(), self.watchers.get(&id))
+        else {
+            return Head::Unknown;
+        };
         let range = pb::RangeRequest {
-            key: request.key.clone(),
-            range_end: request.range_end.clone(),
+            key: watcher.request.key.clone(),
+            range_end: watcher.request.range_end.clone(),
             limit: 1,
             count_only: true,
             ..Default::default()
         };
         // Bounded: a member without a leader would hold the read, and the watches with it.
-        let answer = tokio::time::timeout(HEAD_WITHIN, transport.call(range))
-            .await
-            .ok()?
-            .ok()?;
-        Some(answer.header?.revision)
+        match tokio::time::timeout(HEAD_WITHIN, transport.call(range)).await {
+            Ok(Ok(answer)) => answer
+                .header
+                .map_or(Head::Unknown, |header| Head::Known(header.revision)),
+            Ok(Err(Error::Server { kind, .. })) if refusal(kind) => Head::Refused,
+            _ => Head::Unknown,
+        }
     }
+}
+
+/// What asking for the head gave.
+enum Head {
+    Known(i64),
+    /// etcd refused the read itself, for a reason that does not pass with time.
+    Refused,
+    /// No answer in time, a passing condition, or a connection that failed.
+    Unknown,
+}
+
+/// Whether etcd's answer refuses the read for good (not: no leader yet, overloaded, ...).
+fn refusal(kind: ServerErrorKind) -> bool {
+    !matches!(
+        kind,
+        ServerErrorKind::NoLeader
+            | ServerErrorKind::NotLeader
+            | ServerErrorKind::LeaderChanged
+            | ServerErrorKind::ServerTimeout
+            | ServerErrorKind::Unhealthy
+            | ServerErrorKind::TooManyRequests
+            | ServerErrorKind::Stopped
+            | ServerErrorKind::Canceled
+            | ServerErrorKind::DeadlineExceeded
+            | ServerErrorKind::InvalidAuthToken
+            | ServerErrorKind::AuthOldRevision
+    )
 }
