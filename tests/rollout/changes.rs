@@ -7,7 +7,7 @@ use std::time::Duration;
 use etcd_config::{ChangeNote, Error, RolloutOutcome, RolloutPhase, Step, Store};
 
 use super::support::{wait_until, Etcd};
-use super::{live, note, pool_in_etcd, quick, set_pool, Gw};
+use super::{ended, live, note, pool_in_etcd, quick, rolling, set_pool, Gw};
 
 async fn phase(store: &Store) -> Option<RolloutPhase> {
     store.rollout_status::<Gw>().await.unwrap().map(|s| s.phase)
@@ -20,24 +20,9 @@ async fn hand_edits_abort_or_pause_the_rollout() {
     let etcd = Etcd::single().await;
     let store = Store::new(etcd.client().await);
     let a = live(&store, "gw-a").await;
-    let rollout = store
-        .start_rollout::<Gw>(set_pool(40), &note(), quick([Step::Percent(100)], 60_000))
-        .await
-        .unwrap();
-    let driver = tokio::spawn(rollout.drive());
-    wait_until(
-        "the member serves the candidate",
-        Duration::from_secs(10),
-        || a.get().pool,
-        |p| *p == 40,
-    )
-    .await;
+    let driver = rolling(&store, &a, 40, 60_000).await;
     assert!(etcd.etcdctl(&["put", "/ro/gw/pool", "12"]).status.success());
-    let outcome = tokio::time::timeout(Duration::from_secs(10), driver)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let outcome = ended(driver, 10).await;
     let RolloutOutcome::Aborted { reason } = outcome else {
         panic!("{outcome:?}");
     };
@@ -51,18 +36,7 @@ async fn hand_edits_abort_or_pause_the_rollout() {
     .await;
 
     // Another field: paused until resumed, then committed.
-    let rollout = store
-        .start_rollout::<Gw>(set_pool(41), &note(), quick([Step::Percent(100)], 1_000))
-        .await
-        .unwrap();
-    let driver = tokio::spawn(rollout.drive());
-    wait_until(
-        "the member serves the candidate",
-        Duration::from_secs(10),
-        || a.get().pool,
-        |p| *p == 41,
-    )
-    .await;
+    let driver = rolling(&store, &a, 41, 1_000).await;
     assert!(etcd
         .etcdctl(&["put", "/ro/gw/host", "db9"])
         .status
@@ -86,11 +60,7 @@ async fn hand_edits_abort_or_pause_the_rollout() {
         .resume_rollout::<Gw>(&ChangeNote::by("bob"))
         .await
         .unwrap();
-    let outcome = tokio::time::timeout(Duration::from_secs(15), driver)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let outcome = ended(driver, 15).await;
     assert!(
         matches!(outcome, RolloutOutcome::Committed { .. }),
         "{outcome:?}"
@@ -150,11 +120,7 @@ async fn typed_writes_are_refused_or_supersede_the_rollout() {
         )
         .await
         .unwrap();
-    let outcome = tokio::time::timeout(Duration::from_secs(10), driver)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let outcome = ended(driver, 10).await;
     let RolloutOutcome::Aborted { reason } = outcome else {
         panic!("{outcome:?}");
     };

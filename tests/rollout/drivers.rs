@@ -6,7 +6,7 @@ use std::time::Duration;
 use etcd_config::{Error, RolloutOutcome, RolloutPhase, Step, Store};
 
 use super::support::{wait_until, Etcd};
-use super::{live, note, pool_in_etcd, quick, set_pool, Gw};
+use super::{ended, live, note, pool_in_etcd, quick, rolling, set_pool, Gw};
 
 /// The driver is killed during the bake (its task dropped); another process resumes driving
 /// and commits. A driver taken over stops with `RolloutTakenOver`.
@@ -78,52 +78,22 @@ async fn pause_promote_and_abort_by_anyone() {
     let a = live(&store, "gw-a").await;
     let err = store.abort_rollout::<Gw>(&note()).await.unwrap_err();
     assert!(matches!(err, Error::NoRollout { .. }), "{err}");
-    let rollout = store
-        .start_rollout::<Gw>(set_pool(55), &note(), quick([Step::Percent(100)], 600_000))
-        .await
-        .unwrap();
-    let driver = tokio::spawn(rollout.drive());
-    wait_until(
-        "the member serves the candidate",
-        Duration::from_secs(10),
-        || a.get().pool,
-        |p| *p == 55,
-    )
-    .await;
+    let driver = rolling(&store, &a, 55, 600_000).await;
     // Promote ends a ten-minute bake now.
     let other = Store::new(etcd.client().await);
     other.promote_rollout::<Gw>(&note()).await.unwrap();
-    let outcome = tokio::time::timeout(Duration::from_secs(10), driver)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let outcome = ended(driver, 10).await;
     assert!(
         matches!(outcome, RolloutOutcome::Committed { .. }),
         "{outcome:?}"
     );
 
-    let rollout = store
-        .start_rollout::<Gw>(set_pool(56), &note(), quick([Step::Percent(100)], 600_000))
-        .await
-        .unwrap();
-    let driver = tokio::spawn(rollout.drive());
-    wait_until(
-        "the member serves the candidate",
-        Duration::from_secs(10),
-        || a.get().pool,
-        |p| *p == 56,
-    )
-    .await;
+    let driver = rolling(&store, &a, 56, 600_000).await;
     other.pause_rollout::<Gw>(&note()).await.unwrap();
     let status = other.rollout_status::<Gw>().await.unwrap().unwrap();
     assert_eq!(status.phase, RolloutPhase::Paused);
     other.abort_rollout::<Gw>(&note()).await.unwrap();
-    let outcome = tokio::time::timeout(Duration::from_secs(10), driver)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let outcome = ended(driver, 10).await;
     assert!(
         matches!(&outcome, RolloutOutcome::Aborted { reason } if reason.contains("alice")),
         "{outcome:?}"

@@ -12,7 +12,7 @@ use etcd_config::{
 use futures_util::StreamExt;
 
 use super::support::{wait_until, Etcd};
-use super::{live, note, pool_in_etcd, quick, set_pool, Gw};
+use super::{ended, live, note, pool_in_etcd, quick, set_pool, Gw};
 
 async fn members(store: &Store) -> Vec<String> {
     store
@@ -140,11 +140,7 @@ async fn an_instance_joining_mid_step_preflights_first() {
     )
     .await;
     let c = live(&store, "gw-3").await;
-    let outcome = tokio::time::timeout(Duration::from_secs(20), driver)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let outcome = ended(driver, 20).await;
     let RolloutOutcome::Committed { revision } = outcome else {
         panic!("{outcome:?}");
     };

@@ -66,6 +66,45 @@ fn note() -> ChangeNote {
     ChangeNote::by("alice").reason("more connections")
 }
 
+/// How a driven rollout ended, within `secs` seconds.
+async fn ended(
+    driver: tokio::task::JoinHandle<etcd_config::Result<RolloutOutcome>>,
+    secs: u64,
+) -> RolloutOutcome {
+    tokio::time::timeout(Duration::from_secs(secs), driver)
+        .await
+        .expect("the rollout ends in time")
+        .unwrap()
+        .unwrap()
+}
+
+/// Starts a one-step rollout of `pool` (bake `bake_ms`) and drives it in a task; returns once
+/// `member` serves the candidate.
+async fn rolling(
+    store: &Store,
+    member: &Live<Gw>,
+    pool: u32,
+    bake_ms: u64,
+) -> tokio::task::JoinHandle<etcd_config::Result<RolloutOutcome>> {
+    let rollout = store
+        .start_rollout::<Gw>(
+            set_pool(pool),
+            &note(),
+            quick([Step::Percent(100)], bake_ms),
+        )
+        .await
+        .unwrap();
+    let driver = tokio::spawn(rollout.drive());
+    wait_until(
+        "the member serves the candidate",
+        Duration::from_secs(10),
+        || member.get().pool,
+        |p| *p == pool,
+    )
+    .await;
+    driver
+}
+
 /// A plan with short bakes for tests.
 fn quick(steps: impl IntoIterator<Item = Step>, bake_ms: u64) -> RolloutPlan {
     RolloutPlan::new()
@@ -280,11 +319,7 @@ async fn an_unhealthy_member_aborts_and_everyone_is_back_on_base() {
     .await;
     let member = fleet.iter().find(|l| l.get().pool == 32).expect("a member");
     member.report_health(etcd_config::Health::Unhealthy("5xx rate 12%".into()));
-    let outcome = tokio::time::timeout(Duration::from_secs(10), driver)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let outcome = ended(driver, 10).await;
     let RolloutOutcome::Aborted { reason } = outcome else {
         panic!("{outcome:?}");
     };

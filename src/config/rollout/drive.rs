@@ -166,7 +166,7 @@ fn hand_edit<T: EtcdConfig>(state: &State, kvs: &[KeyValue]) -> Option<Next> {
     let fields = keys::fields::<T>();
     let revision_of = |key: &str| {
         kvs.iter()
-            .find(|kv| kv.key.strip_prefix(fields.as_bytes()) == Some(key.as_bytes()))
+            .find(|kv| keys::relative::<T>(&kv.key) == Some(key.as_bytes()))
             .map_or(0, |kv| kv.mod_revision)
     };
     for (key, base) in &state.base {
