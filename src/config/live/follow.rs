@@ -51,12 +51,12 @@ impl<T: EtcdConfig> Publisher<T> {
         }
         tracing::debug!(prefix = %self.prefix(), revision, ?changed, "config updated");
         let now = Instant::now();
-        self.shared.current.store(Arc::new(Snapshot {
+        self.shared.current.store(Snapshot {
             value,
             revision,
             stale: false,
             applied_at: now,
-        }));
+        });
         {
             let mut tracking = crate::sync::lock(&self.shared.tracking);
             tracking.pending = None;
