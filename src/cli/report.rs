@@ -70,7 +70,7 @@ pub(super) async fn diff<T: EtcdConfig>(
             let edits = edits_to::<T>(store, &wanted).await?;
             // Exactly what applying the file would write.
             let planned = store.plan_edit::<T>(&edits).await?;
-            let set = store.change_of(&planned.after, &planned.current, &planned.unset, false)?;
+            let set = store.change_of(&planned.after, &planned.current, &planned.scope, false)?;
             diff_of_change::<T>(&planned.current, &set)
         }
         (None, Some(from)) => {

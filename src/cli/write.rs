@@ -87,7 +87,7 @@ async fn change<T: EtcdConfig>(
     write: &WriteArgs,
     out: &mut impl Write,
 ) -> Result<()> {
-    let set = store.change_of(&planned.after, &planned.current, &planned.unset, false)?;
+    let set = store.change_of(&planned.after, &planned.current, &planned.scope, false)?;
     let changes = diff_of_change::<T>(&planned.current, &set);
     if !write.output.json {
         if planned.before.is_none() {

@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use super::change_set::{Committed, Current};
+use super::change_set::{Committed, Current, Scope};
 use super::edits::FieldEdits;
 use super::keys;
 use super::notes::ChangeNote;
@@ -29,8 +29,8 @@ pub struct PlannedEdit<T> {
     pub after: T,
     /// The keys as they were read: the change is worked out against them.
     pub(crate) current: Current,
-    /// Keys the edit removes on purpose (relative to the prefix).
-    pub(crate) unset: HashSet<String>,
+    /// The keys the edit touches, and those it removes on purpose.
+    pub(crate) scope: Scope,
 }
 
 impl Store {
@@ -63,7 +63,7 @@ impl Store {
                 reason,
             })?;
             match self
-                .commit(&value, &current, &HashSet::new(), false, note)
+                .commit(&value, &current, &Scope::default(), false, note)
                 .await
             {
                 Err(err @ Error::Conflict { .. }) => last_conflict = Some(err),
@@ -78,6 +78,10 @@ impl Store {
     /// text changes with `note`: validated first, all in one Txn, only if nothing changed since
     /// the read. Works on a config that does not load now (a bad hand edit): only the value
     /// after the change must be valid. Setting what is already there writes nothing.
+    ///
+    /// Only the keys named are encoded, compared and written: another key stays as etcd holds
+    /// it, even if a hand edit spelled its value differently from how the crate would. Round
+    /// trips: one read-only Txn (the keys and the notes' keys), one Txn.
     ///
     /// # Errors
     ///
@@ -116,7 +120,7 @@ impl Store {
         edits: &FieldEdits,
         note: &ChangeNote,
     ) -> Result<i64> {
-        let planned = self.plan_edit::<T>(edits).await?;
+        let planned = self.plan::<T>(edits, false).await?;
         Ok(self.commit_plan(&planned, note).await?.revision)
     }
 
@@ -129,7 +133,7 @@ impl Store {
         self.commit(
             &planned.after,
             &planned.current,
-            &planned.unset,
+            &planned.scope,
             false,
             note,
         )
@@ -139,6 +143,16 @@ impl Store {
     /// What [`set`](Self::set) (`Some` values) and [`unset`](Self::unset) (`None`) would do,
     /// without writing: the value now (if it is valid) and the value after, validated.
     pub async fn plan_edit<T: EtcdConfig>(&self, edits: &FieldEdits) -> Result<PlannedEdit<T>> {
+        self.plan(edits, true).await
+    }
+
+    /// [`plan_edit`](Self::plan_edit), decoding the value before the edit only if asked
+    /// (`before`): a change that writes right away has no use for it.
+    async fn plan<T: EtcdConfig>(
+        &self,
+        edits: &FieldEdits,
+        before: bool,
+    ) -> Result<PlannedEdit<T>> {
         let prefix = self.prefix_of::<T>();
         let schema = T::schema();
         let mut unset = HashSet::new();
@@ -159,7 +173,9 @@ impl Store {
         let current = self.read_current::<T>().await?;
         let mut keys = current.raw_keys::<T>();
         let revision = current.revision;
-        let before = decode_entries::<T>(&prefix, self.keyring(), revision, &keys).ok();
+        let before = before
+            .then(|| decode_entries::<T>(&prefix, self.keyring(), revision, &keys).ok())
+            .flatten();
         for ((path, value), key) in edits.iter().zip(&relative) {
             match (value, self.keyring()) {
                 // Decoded as a load would: a secret given in clear is sealed first.
@@ -178,7 +194,10 @@ impl Store {
             before,
             after,
             current,
-            unset,
+            scope: Scope {
+                unset,
+                only: Some(relative),
+            },
         })
     }
 
@@ -241,6 +260,7 @@ impl Store {
         let then = Current {
             revision,
             kvs: then.kvs,
+            notes: Vec::new(),
         };
         let after = decode_entries::<T>(&prefix, self.keyring(), revision, &then.raw_keys::<T>())?;
         let current = self.read_current::<T>().await?;
@@ -260,7 +280,7 @@ impl Store {
             before,
             after,
             current,
-            unset,
+            scope: Scope { unset, only: None },
         })
     }
 
@@ -298,7 +318,7 @@ impl Store {
         self.commit(
             &value,
             &current,
-            &HashSet::new(),
+            &Scope::default(),
             true,
             &note.prefixed(&why),
         )

@@ -18,7 +18,7 @@ use super::keyring::{split, Keyring, Opened};
 use super::keys;
 use super::notes::ChangeNote;
 use super::{EtcdConfig, Schema, Store};
-use crate::client::{Compare, CompareOp, KeyValue, TxnOp};
+use crate::client::{Compare, CompareOp, Get, KeyValue, TxnOp, TxnOpResponse};
 use crate::error::Error;
 use crate::key_range::KeyRange;
 
@@ -29,6 +29,9 @@ pub(crate) struct Current {
     pub(crate) revision: i64,
     /// The keys as the store's client addresses them, sorted.
     pub(crate) kvs: Vec<KeyValue>,
+    /// The keys of the change notes kept at that revision, oldest first: a change's txn drops
+    /// the oldest beyond [`KEPT_NOTES`](super::notes::KEPT_NOTES) without reading them again.
+    pub(crate) notes: Vec<Vec<u8>>,
 }
 
 impl Current {
@@ -80,14 +83,34 @@ impl ChangeSet {
     }
 }
 
+/// Which keys a change works on.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Scope {
+    /// Keys (relative to the prefix) the change removes on purpose: a defaulted field among
+    /// them falls back to its default and loses its key.
+    pub(crate) unset: HashSet<String>,
+    /// For a change by field path: the only keys (relative) it may write or delete. Another
+    /// key is left as etcd holds it, even in another spelling of the same value, and is not
+    /// encoded at all (a change of one entry of a large map encodes one entry). `None`: every
+    /// key of the value (a save, an edit of the whole struct, a rollback).
+    pub(crate) only: Option<Vec<String>>,
+}
+
+impl Scope {
+    /// Whether the change may touch `key` (relative to the prefix).
+    fn covers(&self, key: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|only| only.iter().any(|k| k == key))
+    }
+}
+
 /// How a change treats the keys it meets.
 pub(crate) struct Rules<'a> {
     /// The full prefix (namespace included): what a secret's ciphertext is bound to.
     pub(crate) full_prefix: &'a str,
     pub(crate) keyring: Option<&'a Keyring>,
-    /// Keys (relative to the prefix) the change removes on purpose: a defaulted field among
-    /// them falls back to its default and loses its key.
-    pub(crate) unset: &'a HashSet<String>,
+    pub(crate) scope: &'a Scope,
     /// Seal every secret again with the writing key, even when its text is unchanged.
     pub(crate) reseal: bool,
 }
@@ -121,12 +144,15 @@ pub(crate) fn change_set<T: EtcdConfig>(
         .kvs
         .iter()
         .filter_map(|kv| Some((kv.key_str().ok()?.strip_prefix(&local)?, kv)))
+        .filter(|(key, _)| rules.scope.covers(key))
         .collect();
     let defaults = defaults_of::<T>();
     let mut set = ChangeSet::default();
     for entry in &encoded.entries {
         let key = entry.key.as_str();
-        let now = existing.get(key).filter(|_| !rules.unset.contains(key));
+        let now = existing
+            .get(key)
+            .filter(|_| !rules.scope.unset.contains(key));
         // A `None` field's key, if it exists, is among `removed_keys` below.
         let Some(value) = &entry.value else { continue };
         match now {
@@ -148,12 +174,13 @@ pub(crate) fn change_set<T: EtcdConfig>(
             }
         }
     }
-    set.deletes.extend(removed_keys(
-        &local,
-        &encoded.entries,
-        &encoded.maps,
-        &current.kvs,
-    ));
+    let removed = removed_keys(&local, &encoded.entries, &encoded.maps, &current.kvs);
+    set.deletes.extend(removed.into_iter().filter(|key| {
+        let relative = key.strip_prefix(local.as_bytes()).unwrap_or(key);
+        std::str::from_utf8(relative).map_or(rules.scope.only.is_none(), |relative| {
+            rules.scope.covers(relative)
+        })
+    }));
     Ok(set)
 }
 
@@ -243,12 +270,29 @@ pub(crate) struct Committed {
 }
 
 impl Store {
-    /// One Range over `T`'s keys, with their revisions.
+    /// `T`'s keys with their revisions, and the keys of its notes: two Ranges in one
+    /// read-only Txn (one round trip, one revision).
     pub(crate) async fn read_current<T: EtcdConfig>(&self) -> crate::error::Result<Current> {
-        let page = self.client().kv().get(self.range_of::<T>()).await?;
+        let notes = Get::new(self.notes_range_of::<T>()).keys_only();
+        let read = self
+            .client()
+            .kv()
+            .txn()
+            .and_then([TxnOp::get(self.range_of::<T>()), notes.into()])
+            .await?;
+        let mut pages = read
+            .responses
+            .into_iter()
+            .filter_map(|answer| match answer {
+                TxnOpResponse::Get(page) => Some(page.kvs),
+                _ => None,
+            });
+        let kvs = pages.next().unwrap_or_default();
+        let notes = pages.next().unwrap_or_default();
         Ok(Current {
-            revision: page.header.revision,
-            kvs: page.kvs,
+            revision: read.header.revision,
+            kvs,
+            notes: notes.into_iter().map(|kv| kv.key).collect(),
         })
     }
 
@@ -258,15 +302,15 @@ impl Store {
         &self,
         value: &T,
         current: &Current,
-        unset: &HashSet<String>,
+        scope: &Scope,
         reseal: bool,
     ) -> crate::error::Result<ChangeSet> {
         let prefix = self.prefix_of::<T>();
-        let encoded = self.encode_checked(value)?;
+        let encoded = self.encode_checked(value, scope.only.as_deref())?;
         let rules = Rules {
             full_prefix: &prefix,
             keyring: self.keyring(),
-            unset,
+            scope,
             reseal,
         };
         change_set::<T>(&encoded, current, &rules)
@@ -283,12 +327,12 @@ impl Store {
         &self,
         value: &T,
         current: &Current,
-        unset: &HashSet<String>,
+        scope: &Scope,
         reseal: bool,
         note: &ChangeNote,
     ) -> crate::error::Result<Committed> {
         let prefix = self.prefix_of::<T>();
-        let set = self.change_of(value, current, unset, reseal)?;
+        let set = self.change_of(value, current, scope, reseal)?;
         if set.is_empty() {
             return Ok(Committed {
                 revision: current.last_write(),
@@ -300,9 +344,9 @@ impl Store {
         let notes = match &rollout.superseded {
             Some(id) => {
                 let note = note.prefixed(&format!("supersedes rollout {id}"));
-                self.note_ops::<T>(&note).await?
+                self.note_ops_given::<T>(&note, &current.notes)
             }
-            None => self.note_ops::<T>(note).await?,
+            None => self.note_ops_given::<T>(note, &current.notes),
         };
         self.check_size(&prefix, set.len() + notes.len() + rollout.ops.len())?;
         let mut compares = guards(&self.range_of::<T>(), current, self.txn_limit());

@@ -33,10 +33,21 @@ pub(crate) struct Encoded {
 
 impl Encoded {
     pub(crate) fn of<T: EtcdConfig>(value: &T) -> Encoded {
+        Encoded::with(value, None)
+    }
+
+    /// Only the entries of `keys` (relative to the prefix): the others are not encoded at
+    /// all, and `maps` still lists every map. Nested structs are still validated.
+    pub(crate) fn of_keys<T: EtcdConfig>(value: &T, keys: &[String]) -> Encoded {
+        Encoded::with(value, Some(keys))
+    }
+
+    fn with<T: EtcdConfig>(value: &T, only: Option<&[String]>) -> Encoded {
         let mut encoded = Encoded::default();
         value.__encode(&mut Encoder {
             key_prefix: String::new(),
             field_prefix: String::new(),
+            only,
             out: &mut encoded,
         });
         encoded
@@ -48,17 +59,47 @@ impl Encoded {
 pub struct Encoder<'a> {
     key_prefix: String,
     field_prefix: String,
+    /// The only keys to encode (relative to the struct's prefix), if not all.
+    only: Option<&'a [String]>,
     out: &'a mut Encoded,
 }
 
 impl Encoder<'_> {
+    /// Whether `key` (under this encoder's prefix) is to be encoded; compared in place, since
+    /// this runs for every entry of a large map.
+    fn wants(&self, key: &str) -> bool {
+        let Some(only) = self.only else { return true };
+        let prefix = &self.key_prefix;
+        only.iter().any(|k| {
+            k.len() == prefix.len() + key.len()
+                && k.starts_with(prefix.as_str())
+                && k.ends_with(key)
+        })
+    }
+
+    /// Whether any wanted key lies under `name/` (under this encoder's prefix).
+    fn wants_under(&self, name: &str) -> bool {
+        let Some(only) = self.only else { return true };
+        let prefix = &self.key_prefix;
+        only.iter().any(|k| {
+            k.strip_prefix(prefix.as_str())
+                .and_then(|rest| rest.strip_prefix(name))
+                .is_some_and(|rest| rest.starts_with('/'))
+        })
+    }
+
+    /// Encodes one key's value (`encode` runs only for a wanted key) and records it.
     fn push(
         &mut self,
         key: &str,
         field: &str,
         secret: bool,
-        value: Result<Option<String>, String>,
+        encode: impl FnOnce() -> Result<Option<String>, String>,
     ) {
+        if !self.wants(key) {
+            return;
+        }
+        let value = encode();
         let key = format!("{}{key}", self.key_prefix);
         let field = format!("{}{field}", self.field_prefix);
         match value {
@@ -81,6 +122,7 @@ impl Encoder<'_> {
         Encoder {
             key_prefix: format!("{}{key}/", self.key_prefix),
             field_prefix: format!("{}{field}.", self.field_prefix),
+            only: self.only,
             out: self.out,
         }
     }
@@ -94,7 +136,7 @@ impl Encoder<'_> {
         value: &T,
         encode: impl Fn(&T) -> Result<String, String>,
     ) {
-        self.push(key, field, secret, encode(value).map(Some));
+        self.push(key, field, secret, || encode(value).map(Some));
     }
 
     /// An `Option` field: `None` deletes the key.
@@ -106,8 +148,9 @@ impl Encoder<'_> {
         value: &Option<T>,
         encode: impl Fn(&T) -> Result<String, String>,
     ) {
-        let encoded = value.as_ref().map(encode).transpose();
-        self.push(key, field, secret, encoded);
+        self.push(key, field, secret, || {
+            value.as_ref().map(encode).transpose()
+        });
     }
 
     /// A `#[etcd(nested)]` struct, under `key/`, checked by its own `validate`.
@@ -151,8 +194,8 @@ impl Encoder<'_> {
         self.out.maps.push(format!("{}{key}/", self.key_prefix));
         let mut map = self.nest(key, field);
         for (name, value) in entries {
-            if map.check_name(name, false) {
-                map.push(name, name, secret, encode(value).map(Some));
+            if map.wants(name) && map.check_name(name, false) {
+                map.push(name, name, secret, || encode(value).map(Some));
             }
         }
     }
@@ -168,7 +211,9 @@ impl Encoder<'_> {
         self.out.maps.push(format!("{}{key}/", self.key_prefix));
         let mut map = self.nest(key, field);
         for (name, value) in entries {
-            if map.check_name(name, true) {
+            // An entry none of whose keys is wanted is skipped whole (its `validate` ran when
+            // the value was decoded).
+            if map.wants_under(name) && map.check_name(name, true) {
                 map.nest(name, name).validated(value, nest);
             }
         }

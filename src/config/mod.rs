@@ -26,6 +26,8 @@ mod rollout;
 mod sample;
 mod save;
 mod schema;
+#[cfg(test)]
+mod scope_tests;
 mod secret;
 mod store;
 mod update;

@@ -66,16 +66,28 @@ struct StoredNote {
 }
 
 impl Store {
-    /// The Txn operations that write `note` and drop the notes beyond [`KEPT_NOTES`].
+    /// The Txn operations that write `note` and drop the notes beyond [`KEPT_NOTES`]: one
+    /// keys-only Range for the notes kept now.
     pub(super) async fn note_ops<T: EtcdConfig>(&self, note: &ChangeNote) -> Result<Vec<TxnOp>> {
-        static NONCE: AtomicU64 = AtomicU64::new(0);
-        let prefix = keys::notes::<T>();
-        let old = self
+        let kept = self
             .client()
             .kv()
-            .get(KeyRange::prefix(prefix.clone()))
+            .get(self.notes_range_of::<T>())
             .keys_only()
             .await?;
+        let kept: Vec<Vec<u8>> = kept.kvs.into_iter().map(|kv| kv.key).collect();
+        Ok(self.note_ops_given::<T>(note, &kept))
+    }
+
+    /// The same, given the keys of the notes kept now (oldest first), as a change's read
+    /// found them.
+    pub(super) fn note_ops_given<T: EtcdConfig>(
+        &self,
+        note: &ChangeNote,
+        kept: &[Vec<u8>],
+    ) -> Vec<TxnOp> {
+        static NONCE: AtomicU64 = AtomicU64::new(0);
+        let prefix = keys::notes::<T>();
         let now = unix_ms(SystemTime::now());
         let nonce = NONCE.fetch_add(1, Ordering::Relaxed);
         let key = format!("{prefix}{now:013}-{}-{nonce}", std::process::id());
@@ -86,14 +98,13 @@ impl Store {
         })
         .unwrap_or_default();
         let mut ops = vec![TxnOp::put(key, value)];
-        let excess = (old.kvs.len() + 1).saturating_sub(KEPT_NOTES);
+        let excess = (kept.len() + 1).saturating_sub(KEPT_NOTES);
         ops.extend(
-            old.kvs
-                .iter()
+            kept.iter()
                 .take(excess)
-                .map(|kv| TxnOp::delete(KeyRange::key(kv.key.clone()))),
+                .map(|key| TxnOp::delete(KeyRange::key(key.clone()))),
         );
-        Ok(ops)
+        ops
     }
 
     /// Every note of `T` still kept, by the revision of its change, and the revision of the

@@ -46,7 +46,7 @@ impl Store {
     /// Validates, encodes and seals `value`, and checks its size; nothing is sent.
     fn prepare<T: EtcdConfig>(&self, value: &T) -> Result<Prepared> {
         let prefix = self.prefix_of::<T>();
-        let encoded = self.encode_checked(value)?;
+        let encoded = self.encode_checked(value, None)?;
         // Keys as the client addresses them; the full key (namespace included) is what a
         // secret's ciphertext is bound to.
         let local = keys::fields::<T>();
@@ -203,14 +203,21 @@ impl Store {
 
     /// Validates `value` and encodes it, refusing a value that cannot be stored (with the
     /// field and key) or that a nested struct's `validate` refuses; nothing is sent.
-    pub(super) fn encode_checked<T: EtcdConfig>(&self, value: &T) -> Result<Encoded> {
+    pub(super) fn encode_checked<T: EtcdConfig>(
+        &self,
+        value: &T,
+        only: Option<&[String]>,
+    ) -> Result<Encoded> {
         let prefix = self.prefix_of::<T>();
         value.validate().map_err(|reason| Error::Rejected {
             prefix: prefix.clone(),
             revision: None,
             reason,
         })?;
-        let mut encoded = Encoded::of(value);
+        let mut encoded = match only {
+            Some(keys) => Encoded::of_keys(value, keys),
+            None => Encoded::of(value),
+        };
         if let Some((field, key, reason)) = std::mem::take(&mut encoded.errors).into_iter().next() {
             return Err(Error::Encode {
                 key: format!("{prefix}{key}"),

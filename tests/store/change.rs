@@ -297,3 +297,44 @@ async fn set_and_unset_by_field_path() {
     let gw = store.load::<Gw>().await.unwrap();
     assert_eq!((gw.timeout, gw.weights.len()), (None, 0));
 }
+
+/// `set` writes only the keys it names: another key, that a hand edit left in another
+/// spelling of a valid value, keeps its text and its revision (etcdctl reads it back), and
+/// the change's revision holds the named key and the note only.
+#[tokio::test]
+async fn set_leaves_keys_it_does_not_name_as_they_are() {
+    let etcd = Etcd::single().await;
+    let store = Store::new(etcd.client().await);
+    let out = etcd.etcdctl(&["put", "/svc/gw/weights/green", " 7"]);
+    assert!(out.status.success(), "{out:?}");
+    let out = etcd.etcdctl(&["put", "/svc/gw/tls/cert-path", "\"/etc/a.pem\""]);
+    assert!(out.status.success(), "{out:?}");
+    let revision = store
+        .set::<Gw>(&[("weights.blue", "3")], &ChangeNote::by("ops"))
+        .await
+        .unwrap();
+
+    let out = etcd.etcdctl(&["get", "/svc/gw/weights/green", "--print-value-only"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), " 7\n");
+    let out = etcd.etcdctl(&["get", "--prefix", "/svc/gw", "-w", "json"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let read: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let written: Vec<String> = read["kvs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|kv| kv["mod_revision"].as_i64() == Some(revision))
+        .map(|kv| {
+            use base64::Engine;
+            let key = base64::engine::general_purpose::STANDARD
+                .decode(kv["key"].as_str().unwrap())
+                .unwrap();
+            String::from_utf8(key).unwrap()
+        })
+        .collect();
+    assert_eq!(written.len(), 2, "{written:?}");
+    assert!(written[0].starts_with("/svc/gw.notes/"), "{written:?}");
+    assert_eq!(written[1], "/svc/gw/weights/blue");
+    let gw = store.load::<Gw>().await.unwrap();
+    assert_eq!((gw.weights["green"], gw.weights["blue"]), (7, 3));
+}

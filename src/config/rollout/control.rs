@@ -1,13 +1,13 @@
 //! Starting a rollout, reading it, and what anyone may do to it: pause, resume, promote, abort,
 //! and take over driving it.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::time::{Duration, SystemTime};
 
 use super::state::{Held, State};
 use super::{InstanceVerdict, Rollout, RolloutPhase, RolloutPlan, RolloutStatus};
-use crate::config::change_set::Current;
+use crate::config::change_set::{Current, Scope};
 use crate::config::fleet::unix_ms;
 use crate::config::notes::ChangeNote;
 use crate::config::paths::field_of_key;
@@ -81,7 +81,7 @@ impl Store {
             revision: None,
             reason,
         })?;
-        self.start_with(&value, &current, &HashSet::new(), note, plan)
+        self.start_with(&value, &current, &Scope::default(), note, plan)
             .await
     }
 
@@ -109,7 +109,7 @@ impl Store {
         note: &ChangeNote,
         plan: RolloutPlan,
     ) -> Result<Rollout<T>> {
-        self.start_with(&planned.after, &planned.current, &planned.unset, note, plan)
+        self.start_with(&planned.after, &planned.current, &planned.scope, note, plan)
             .await
     }
 
@@ -118,12 +118,12 @@ impl Store {
         &self,
         value: &T,
         current: &Current,
-        unset: &HashSet<String>,
+        scope: &Scope,
         note: &ChangeNote,
         plan: RolloutPlan,
     ) -> Result<Rollout<T>> {
         let prefix = self.prefix_of::<T>();
-        let set = self.change_of(value, current, unset, false)?;
+        let set = self.change_of(value, current, scope, false)?;
         if set.is_empty() {
             return Err(Error::invalid(format!(
                 "the change leaves {prefix} as it is: no rollout started"
