@@ -22,7 +22,7 @@ impl RawKeys {
     ) -> RawKeys {
         let mut keys = RawKeys::default();
         let kvs = kvs.into_iter();
-        keys.entries.reserve(kvs.size_hint().0);
+        keys.entries.reserve_exact(kvs.size_hint().0);
         for (key, value) in kvs {
             let Some(skip) = super::keys::relative::<T>(&key).map(|r| key.len() - r.len()) else {
                 continue;

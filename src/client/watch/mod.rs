@@ -17,6 +17,7 @@ mod creates;
 mod event;
 pub(crate) mod hub;
 mod queue;
+mod sink;
 
 use super::namespace::Enter as _;
 use super::BoxFuture;
@@ -27,6 +28,7 @@ use crate::proto::etcdserverpb as pb;
 use event::Shared;
 pub use event::{Event, EventKind, WatchResponse};
 use hub::{describe, Command};
+pub(crate) use sink::{Driving, Sink};
 
 /// Options for a new watch; `.await` it to register the watch (one round trip).
 #[derive(Debug, Clone)]
@@ -140,6 +142,7 @@ impl IntoFuture for WatchBuilder {
                 receiver,
                 shared,
                 commands: hub.commands.clone(),
+                handed_over: false,
                 _client: self.client,
             })
         })
@@ -235,6 +238,8 @@ pub struct WatchStream {
     receiver: queue::Receiver<Result<WatchResponse>>,
     shared: Arc<Shared>,
     commands: mpsc::UnboundedSender<Command>,
+    /// Handed to a sink ([`WatchStream::drive`]): dropping the stream cancels nothing.
+    handed_over: bool,
     _client: Client,
 }
 
@@ -284,7 +289,9 @@ impl Stream for WatchStream {
 
 impl Drop for WatchStream {
     fn drop(&mut self) {
-        let _ = self.commands.send(Command::Cancel(self.id));
+        if !self.handed_over {
+            let _ = self.commands.send(Command::Cancel(self.id));
+        }
     }
 }
 

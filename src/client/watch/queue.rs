@@ -74,6 +74,11 @@ impl<T> Drop for Sender<T> {
 }
 
 impl<T> Receiver<T> {
+    /// The next item if one is queued.
+    pub(crate) fn try_recv(&mut self) -> Option<T> {
+        crate::sync::lock(&self.shared).items.pop_front()
+    }
+
     /// The next item; `Ready(None)` once the sender is gone and the queue is empty.
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
         let mut state = crate::sync::lock(&self.shared);

@@ -17,6 +17,7 @@ mod stored;
 pub(crate) use overlay::Overlay;
 use started::resync;
 pub(crate) use started::Started;
+
 pub(crate) use stored::Stored;
 
 use super::decode::RawKeys;
@@ -147,13 +148,77 @@ pub(crate) fn changed_fields(old: &Stored, new: &Stored) -> Vec<String> {
     old.changed_fields(new)
 }
 
+/// A followed config and the work of one watch answer, without the watch: a [`Follower`]
+/// polls its stream for answers, a live config's sink is handed them by the watch task.
+pub(crate) struct Core<T> {
+    prefix: String,
+    tracked: Tracked<T>,
+    store: Store,
+}
+
+/// What a watch answer leaves its consumer to do.
+pub(crate) enum After {
+    /// Wait for the next answer.
+    Next,
+    /// The revisions after the last one seen are gone: load again ([`Core::resync`]).
+    Resync,
+    /// The watch cannot go on.
+    End(Error),
+}
+
+impl<T: EtcdConfig> Core<T> {
+    /// Applies one watch answer (events revision by revision, or a progress notification);
+    /// what comes of it goes to `out`.
+    pub(crate) fn answer(
+        &mut self,
+        answer: Result<WatchResponse>,
+        out: &mut impl Extend<Followed<T>>,
+    ) -> After {
+        match answer {
+            Ok(response) if response.events.is_empty() => {
+                let revision = response.header.revision.max(self.tracked.revision);
+                out.extend([Followed::Confirmed(revision)]);
+                After::Next
+            }
+            Ok(response) => {
+                let keyring = self.store.keyring();
+                out.extend(apply(&self.prefix, keyring, &mut self.tracked, response));
+                After::Next
+            }
+            // Compacted, or too far behind to resume (the catch-up limit): load again at the
+            // head and watch from there.
+            Err(err) if err.server_kind() == Some(ServerErrorKind::Compacted) => After::Resync,
+            Err(Error::FellBehind { .. }) => After::Resync,
+            Err(err) => After::End(err),
+        }
+    }
+
+    /// Loads again after [`After::Resync`] and watches from there: `Resynced`, then the new
+    /// value or `Current`, go to `out`.
+    pub(crate) async fn resync(
+        &mut self,
+        out: &mut impl Extend<Followed<T>>,
+    ) -> Result<crate::client::watch::WatchStream> {
+        let (update, next) = resync(&self.store, &self.prefix, &mut self.tracked).await?;
+        let revision = self.tracked.revision;
+        out.extend([
+            Followed::Resynced(revision),
+            update.map_or(Followed::Current(revision), Followed::from),
+        ]);
+        Ok(next)
+    }
+
+    /// The keys under the prefix that no field reads, as of the last valid revision.
+    pub(crate) fn unknown_keys(&self) -> &[UnknownKey] {
+        &self.tracked.unknown
+    }
+}
+
 /// Applies a config's watch events revision by revision; [`next`](Self::next) yields what
 /// comes of each.
 pub(crate) struct Follower<T> {
-    prefix: String,
-    tracked: Tracked<T>,
+    core: Core<T>,
     watch: crate::client::watch::WatchStream,
-    store: Store,
     /// Results of a response not handed out yet (a response may hold several revisions).
     ready: VecDeque<Followed<T>>,
     ended: bool,
@@ -206,41 +271,42 @@ impl<T: EtcdConfig> Follower<T> {
             return;
         };
         let overlay = overlays.borrow_and_update().clone();
-        if overlay == self.tracked.overlay {
+        let core = &mut self.core;
+        if overlay == core.tracked.overlay {
             return;
         }
         // Committed at a revision not applied yet: keep serving the candidate until the
         // commit's own revision arrives on the field watch (see `evaluate_at`).
         if let Some(at) = overlay.as_ref().and_then(|o| o.committed_at) {
-            if self.tracked.revision < at && self.tracked.overlay.is_some() {
-                self.tracked.overlay = overlay;
+            if core.tracked.revision < at && core.tracked.overlay.is_some() {
+                core.tracked.overlay = overlay;
                 return;
             }
         }
-        let before = self.tracked.serving.clone();
-        self.tracked.overlay = overlay;
-        let keyring = self.store.keyring();
-        match self.tracked.evaluate(&self.prefix, keyring) {
+        let before = core.tracked.serving.clone();
+        core.tracked.overlay = overlay;
+        let keyring = core.store.keyring();
+        match core.tracked.evaluate(&core.prefix, keyring) {
             Some(Ok(update)) => self.ready.push_back(Followed::Updated(update)),
             Some(Err(err)) => {
                 // This member cannot serve the candidate: it keeps what it served.
-                self.tracked.overlay = None;
+                core.tracked.overlay = None;
                 self.ready.push_back(Followed::Rejected(err));
             }
             None => {}
         }
-        if self.tracked.overlay.is_none() {
-            self.tracked.serving = None;
+        if core.tracked.overlay.is_none() {
+            core.tracked.serving = None;
         }
-        if self.tracked.serving != before {
+        if core.tracked.serving != before {
             self.ready
-                .push_back(Followed::Serving(self.tracked.serving.clone()));
+                .push_back(Followed::Serving(core.tracked.serving.clone()));
         }
     }
 
     /// The keys under the prefix that no field reads, as of the last valid revision.
     pub(crate) fn unknown_keys(&self) -> &[UnknownKey] {
-        &self.tracked.unknown
+        self.core.unknown_keys()
     }
 
     /// What the next response brought; `None` once the watch cannot go on (after
@@ -268,43 +334,22 @@ impl<T: EtcdConfig> Follower<T> {
             };
             // The answer is taken apart before any other await: what a match holds across an
             // await stays in every follower's state (thousands of live configs may wait here).
-            let compacted = match answer {
-                Ok(response) if response.events.is_empty() => {
-                    let revision = response.header.revision.max(self.tracked.revision);
-                    self.ready.push_back(Followed::Confirmed(revision));
-                    false
+            match self.core.answer(answer, &mut self.ready) {
+                After::Next => {}
+                After::Resync => {
+                    // The revisions we missed are gone: start over from a fresh load. Boxed:
+                    // rare, and it would otherwise make every follower's state larger.
+                    match Box::pin(self.core.resync(&mut self.ready)).await {
+                        Ok(next) => self.watch = next,
+                        Err(err) => {
+                            self.ended = true;
+                            return Some(Followed::Ended(err));
+                        }
+                    }
                 }
-                Ok(response) => {
-                    let keyring = self.store.keyring();
-                    let results = apply(&self.prefix, keyring, &mut self.tracked, response);
-                    self.ready.extend(results);
-                    false
-                }
-                // Compacted, or too far behind to resume (the catch-up limit): load again at
-                // the head and watch from there.
-                Err(err) if err.server_kind() == Some(ServerErrorKind::Compacted) => true,
-                Err(Error::FellBehind { .. }) => true,
-                Err(err) => {
+                After::End(err) => {
                     self.ended = true;
                     return Some(Followed::Ended(err));
-                }
-            };
-            if compacted {
-                // The revisions we missed are gone: start over from a fresh load. Boxed: rare,
-                // and it would otherwise make every follower's state larger.
-                let reloaded = Box::pin(resync(&self.store, &self.prefix, &mut self.tracked));
-                match reloaded.await {
-                    Ok((update, next)) => {
-                        self.watch = next;
-                        let revision = self.tracked.revision;
-                        self.ready.push_back(Followed::Resynced(revision));
-                        self.ready
-                            .push_back(update.map_or(Followed::Current(revision), Followed::from));
-                    }
-                    Err(err) => {
-                        self.ended = true;
-                        return Some(Followed::Ended(err));
-                    }
                 }
             }
         }

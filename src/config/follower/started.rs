@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Follower, Tracked};
+use super::{Core, Follower, Tracked};
 use crate::backoff::Backoff;
 use crate::config::decode::RawKeys;
 use crate::config::store::decode_entries;
@@ -69,15 +69,24 @@ impl<T: EtcdConfig> Started<T> {
 
     /// Turns the started watch into the follower that yields its updates.
     pub(crate) fn into_follower(self, store: Store) -> Follower<T> {
+        let (core, watch) = self.into_core(store);
         Follower {
-            prefix: store.prefix_of::<T>(),
-            tracked: self.tracked,
-            watch: self.stream,
-            store,
+            core,
+            watch,
             ready: VecDeque::new(),
             ended: false,
             overlays: None,
         }
+    }
+
+    /// The followed config and its watch, apart: for a consumer the watch task drives.
+    pub(crate) fn into_core(self, store: Store) -> (Core<T>, crate::client::watch::WatchStream) {
+        let core = Core {
+            prefix: store.prefix_of::<T>(),
+            tracked: self.tracked,
+            store,
+        };
+        (core, self.stream)
     }
 }
 

@@ -31,7 +31,7 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 
-use super::follow::Publisher;
+use super::publisher::Publisher;
 use super::{Live, Shared, Snapshot};
 use crate::config::encode::Encoded;
 use crate::config::follower::{changed_fields, stored};
@@ -78,6 +78,7 @@ impl<T: EtcdConfig> Live<T> {
             shared,
             changes,
             fixed: None,
+            driving: None,
         };
         (sender, live)
     }

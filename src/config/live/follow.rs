@@ -1,210 +1,26 @@
-//! The background task of a live config: it reaches etcd (after a start from the cache file),
-//! then follows the watch, applying each valid revision (after the settle window, if one is
-//! set), noting rejections, confirmations and reconnections, until every handle is gone.
+//! The background task of a live config that needs one: it reaches etcd (after a start from
+//! the cache file), then follows the watch, applying each valid revision (after the settle
+//! window, if one is set), noting rejections, confirmations and reconnections, until every
+//! handle is gone. A live config with no settle window, cache file or rollout report has no
+//! task: the client's watch task drives it (`driven`).
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use super::driven;
 use super::options::Settle;
-use super::status::{LiveEvent, Rejection};
-use super::{metrics, Shared, Snapshot};
+use super::publisher::{Confirming, Publisher};
+use super::status::LiveEvent;
 use crate::backoff::Backoff;
-use crate::config::cache_file::write_cache_logged;
-use crate::config::fleet::{unix_ms, Record};
+use crate::client::watch::Driving;
 use crate::config::follower::{changed_fields, stored, Followed, Follower, Overlay, Started};
-use crate::config::{EtcdConfig, Serving, Store, UnknownKey, Update};
-
-/// Where a live config's news goes: the shared value and status, the change signal, the event
-/// stream, the cache file and the metrics.
-pub(super) struct Publisher<T> {
-    pub(super) shared: Arc<Shared<T>>,
-    notify: watch::Sender<i64>,
-    cache: Option<PathBuf>,
-}
-
-impl<T: EtcdConfig> Publisher<T> {
-    pub(super) fn new(
-        shared: Arc<Shared<T>>,
-        notify: watch::Sender<i64>,
-        cache: Option<PathBuf>,
-    ) -> Self {
-        Publisher {
-            shared,
-            notify,
-            cache,
-        }
-    }
-
-    /// The change signal alone, for a handle that never changes.
-    pub(super) fn into_notify(self) -> watch::Sender<i64> {
-        self.notify
-    }
-
-    /// Puts a new value in place and tells everyone.
-    pub(super) fn apply(&self, value: Arc<T>, revision: i64, changed: Vec<String>) {
-        if let Some(path) = &self.cache {
-            write_cache_logged(self.prefix(), path, &*value, revision);
-        }
-        tracing::debug!(prefix = %self.prefix(), revision, ?changed, "config updated");
-        let now = Instant::now();
-        self.shared.current.store(Snapshot {
-            value,
-            revision,
-            stale: false,
-            applied_at: now,
-        });
-        {
-            let mut tracking = crate::sync::lock(&self.shared.tracking);
-            tracking.pending = None;
-            tracking.current_through = revision;
-            if let Some(rare) = &mut tracking.rare {
-                rare.unreachable = None;
-            }
-        }
-        self.notify.send_replace(revision);
-        self.report(|record| {
-            let now = unix_ms(SystemTime::now());
-            record.revision = revision;
-            record.current_through = Some(revision);
-            record.applied_at_ms = now;
-            if record.state != "following" {
-                record.state = "following".to_owned();
-                record.since_ms = now;
-            }
-        });
-        metrics::applied(self.prefix(), revision);
-        self.event(LiveEvent::Applied { revision, changed });
-    }
-
-    /// Notes a revision that was not applied.
-    pub(super) fn reject(&self, revision: i64, reason: String) {
-        tracing::warn!(prefix = %self.prefix(), revision, error = %reason,
-            "config update rejected; keeping the last good value");
-        {
-            let mut tracking = crate::sync::lock(&self.shared.tracking);
-            tracking.pending = None;
-            tracking.rare_mut().last_rejected = Some(Rejection {
-                revision,
-                reason: reason.clone(),
-                at: Instant::now(),
-            });
-        }
-        metrics::rejected(self.prefix());
-        self.report(|record| record.last_rejected = Some((revision, reason.clone())));
-        self.event(LiveEvent::Rejected { revision, reason });
-    }
-
-    /// etcd confirmed that nothing newer than the value exists, up to `revision`.
-    pub(super) fn confirm(&self, revision: i64) {
-        let mut tracking = crate::sync::lock(&self.shared.tracking);
-        if tracking.pending.is_none() {
-            tracking.confirmed = Some((Instant::now(), revision));
-            if !tracking.rejected_since_current() {
-                tracking.current_through = tracking.current_through.max(revision);
-            }
-        }
-    }
-
-    /// A revision under the prefix left the value as it is: the value is the config as etcd
-    /// holds it at `revision` (after a rejected revision, the bad value was restored).
-    pub(super) fn current(&self, revision: i64) {
-        {
-            let mut tracking = crate::sync::lock(&self.shared.tracking);
-            if tracking.pending.is_some() {
-                return; // a change waits for the settle window: not current until applied
-            }
-            tracking.current_through = revision;
-            tracking.confirmed = Some((Instant::now(), revision));
-        }
-        self.report(|record| record.current_through = Some(revision));
-        self.event(LiveEvent::Current { revision });
-    }
-
-    /// The value now includes a rollout's candidate, or none: status and record say so.
-    pub(super) fn serving(&self, rollout: Option<String>) {
-        tracing::info!(prefix = %self.prefix(), ?rollout, "serving a rollout's candidate or not");
-        crate::sync::lock(&self.shared.tracking).rare_mut().serving = rollout.clone();
-        metrics::serving_candidate(self.prefix(), rollout.is_some());
-        self.report(|record| record.serving = rollout.clone());
-        let serving = match rollout {
-            Some(rollout) => Serving::Candidate { rollout },
-            None => Serving::Committed,
-        };
-        self.event(LiveEvent::Serving { serving });
-    }
-
-    /// Keeps the keys no field reads for [`LiveStatus`](super::LiveStatus).
-    fn unknown(&self, keys: &[UnknownKey]) {
-        let mut tracking = crate::sync::lock(&self.shared.tracking);
-        let same = tracking.rare().map_or(&[][..], |r| &r.unknown_keys[..]) == keys;
-        if !same {
-            tracking.rare_mut().unknown_keys = keys.to_vec();
-        }
-    }
-
-    /// True once every handle is gone.
-    pub(super) async fn closed(&self) {
-        self.notify.closed().await;
-    }
-}
-
-/// What needs nothing of the config's type: a dropped test double stops through it too.
-impl<T> Publisher<T> {
-    /// Changes this instance's fleet record, if it reports.
-    fn report(&self, change: impl FnOnce(&mut Record)) {
-        let tracking = crate::sync::lock(&self.shared.tracking);
-        if let Some(report) = tracking.rare().and_then(|r| r.report.as_ref()) {
-            report.send_modify(change);
-        }
-    }
-
-    fn prefix(&self) -> &str {
-        &self.shared.prefix
-    }
-
-    /// The follower ends; handles' `changed` fails with `reason` from now on.
-    pub(super) fn stop(&self, reason: String) {
-        tracing::warn!(prefix = %self.prefix(), error = %reason, "config watch ended");
-        crate::sync::lock(&self.shared.tracking).rare_mut().stopped = Some(reason.clone());
-        self.report(|record| {
-            record.state = "stopped".to_owned();
-            record.since_ms = unix_ms(SystemTime::now());
-        });
-        self.event(LiveEvent::Stopped { reason });
-    }
-
-    pub(super) fn event(&self, event: LiveEvent) {
-        // No subscriber is fine; a slow one loses its oldest events, never delays us.
-        if let Some(events) = self.shared.events.get() {
-            let _ = events.send(event);
-        }
-    }
-}
-
-/// Keeps the client's watch task asking etcd for progress while this follower runs.
-struct Confirming(Arc<AtomicUsize>);
-
-impl Confirming {
-    fn start(store: &Store) -> Confirming {
-        let count = store.client().watch_hub().confirming.clone();
-        count.fetch_add(1, Ordering::Relaxed);
-        Confirming(count)
-    }
-}
-
-impl Drop for Confirming {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
+use crate::config::{EtcdConfig, Store, Update};
 
 /// The settle window of a live config that has one, and the change waiting for it. Boxed by
 /// the follower: most live configs have none.
-struct Settling<T> {
+pub(super) struct Settling<T> {
     settle: Settle,
     waiting: Option<Waiting<T>>,
 }
@@ -225,15 +41,22 @@ impl<T> Settling<T> {
     }
 }
 
-/// Starts the background task of a live config: following `started`, or, after a start from
-/// the cache file (`None`), reaching etcd first.
+/// Starts following: handed to the client's watch task when nothing needs a task of its own
+/// (returns the handle that cancels it), else in a background task that follows `started`,
+/// or, after a start from the cache file (`None`), reaches etcd first.
 pub(super) fn spawn<T: EtcdConfig>(
     store: &Store,
     started: Option<Started<T>>,
     publisher: Publisher<T>,
     settle: Option<Settle>,
     overlays: Option<watch::Receiver<Option<Arc<Overlay>>>>,
-) {
+) -> Option<Arc<Driving>> {
+    // A cache file is written on every update: file I/O has no place on the watch task.
+    let plain = settle.is_none() && overlays.is_none() && publisher.cache.is_none();
+    let started = match started {
+        Some(started) if plain => return Some(driven::drive(store, started, publisher)),
+        started => started,
+    };
     let settling = settle.map(|settle| {
         Box::new(Settling {
             settle,
@@ -264,6 +87,7 @@ pub(super) fn spawn<T: EtcdConfig>(
             ));
         }
     }
+    None
 }
 
 /// After a start from the cache file: retries the first load until etcd answers, puts its
@@ -313,33 +137,13 @@ async fn follow<T: EtcdConfig>(
             }
         };
         tokio::select! {
-            item = follower.next() => match item.inspect(|_| publisher.unknown(follower.unknown_keys())) {
-                Some(Followed::Updated(update)) => match &mut settling {
-                    None => publisher.apply(update.config, update.revision, update.changed),
-                    Some(settling) => {
-                        crate::sync::lock(&publisher.shared.tracking).pending = Some(update.revision);
-                        settling.waiting = Some(merge(settling.waiting.take(), update));
-                    }
-                },
-                Some(Followed::Rejected(err)) => {
-                    // An edit that ends invalid is not applied halfway.
-                    if let Some(settling) = &mut settling {
-                        settling.waiting = None;
-                    }
-                    publisher.reject(err.rejected_revision().unwrap_or(0), err.to_string());
-                }
-                Some(Followed::Confirmed(revision)) => publisher.confirm(revision),
-                Some(Followed::Current(revision)) => publisher.current(revision),
-                Some(Followed::Serving(rollout)) => publisher.serving(rollout),
-                Some(Followed::Resynced(revision)) => {
-                    publisher.event(LiveEvent::Resynced { revision });
-                }
-                Some(Followed::Ended(err)) => {
-                    publisher.stop(err.to_string());
+            item = follower.next() => {
+                let Some(item) = item else { return };
+                publisher.unknown(follower.unknown_keys());
+                if !publish(&publisher, item, settling.as_mut()) {
                     return;
                 }
-                None => return,
-            },
+            }
             () = settled => {
                 if let Some(done) = settling.as_mut().and_then(|s| s.waiting.take()) {
                     let update = done.update;
@@ -349,6 +153,40 @@ async fn follow<T: EtcdConfig>(
             () = publisher.closed() => return, // every handle is gone
         }
     }
+}
+
+/// Passes on what following produced: applied at once, or kept for the settle window.
+/// Returns false once the follower ended.
+pub(super) fn publish<T: EtcdConfig>(
+    publisher: &Publisher<T>,
+    item: Followed<T>,
+    settling: Option<&mut Box<Settling<T>>>,
+) -> bool {
+    match item {
+        Followed::Updated(update) => match settling {
+            None => publisher.apply(update.config, update.revision, update.changed),
+            Some(settling) => {
+                crate::sync::lock(&publisher.shared.tracking).pending = Some(update.revision);
+                settling.waiting = Some(merge(settling.waiting.take(), update));
+            }
+        },
+        Followed::Rejected(err) => {
+            // An edit that ends invalid is not applied halfway.
+            if let Some(settling) = settling {
+                settling.waiting = None;
+            }
+            publisher.reject(err.rejected_revision().unwrap_or(0), err.to_string());
+        }
+        Followed::Confirmed(revision) => publisher.confirm(revision),
+        Followed::Current(revision) => publisher.current(revision),
+        Followed::Serving(rollout) => publisher.serving(rollout),
+        Followed::Resynced(revision) => publisher.event(LiveEvent::Resynced { revision }),
+        Followed::Ended(err) => {
+            publisher.stop(err.to_string());
+            return false;
+        }
+    }
+    true
 }
 
 /// A waiting change followed by another: the newer value, against the value before the first.

@@ -6,9 +6,11 @@
 
 mod current;
 mod double;
+mod driven;
 mod follow;
 mod metrics;
 mod options;
+mod publisher;
 mod rollout;
 mod select;
 mod start;
@@ -190,6 +192,9 @@ pub struct Live<T> {
     changes: watch::Receiver<i64>,
     /// For [`Live::fixed`]: the change signal's sender, kept open by the handles.
     fixed: Option<Arc<watch::Sender<i64>>>,
+    /// For a live config the client's watch task drives: the last handle to go cancels its
+    /// watch.
+    driving: Option<Arc<crate::client::watch::Driving>>,
 }
 
 impl<T> Clone for Live<T> {
@@ -198,6 +203,7 @@ impl<T> Clone for Live<T> {
             shared: self.shared.clone(),
             changes: self.changes.clone(),
             fixed: self.fixed.clone(),
+            driving: self.driving.clone(),
         }
     }
 }

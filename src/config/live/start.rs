@@ -6,8 +6,9 @@ use std::time::{Instant, SystemTime};
 
 use tokio::sync::watch;
 
-use super::follow::{self, Publisher};
+use super::follow;
 use super::options::{LiveOptions, WhenInvalid};
+use super::publisher::Publisher;
 use super::status::Rejection;
 use super::{metrics, rollout, Live, Shared, Snapshot};
 use crate::client::OutageListener;
@@ -211,11 +212,12 @@ impl Store {
             rollout::start::<T>(self.clone(), Arc::downgrade(&shared), identity)
         });
         let publisher = Publisher::new(shared.clone(), notify, options.cache_file);
-        follow::spawn(self, started, publisher, options.settle, overlays);
+        let driving = follow::spawn(self, started, publisher, options.settle, overlays);
         Ok(Live {
             shared,
             changes,
             fixed: None,
+            driving,
         })
     }
 }

@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering;
 
 use super::super::event::{Event, WatchResponse};
-use super::super::queue;
+use super::watcher::Handed;
 use super::{describe, Hub, State};
 use crate::client::ResponseHeader;
 use crate::error::{Error, ServerErrorKind};
@@ -191,14 +191,11 @@ impl Hub {
         // and 3.5.8 one can overtake events it covers (etcd-io/etcd#15220), and a watch
         // resumed from its revision after a failover would skip them.
         let next = events.last().map_or(0, |last| last.kv.mod_revision + 1);
-        match watcher
-            .events
-            .try_send(Ok(WatchResponse { header, events }))
-        {
-            Ok(()) => watcher.next_revision = watcher.next_revision.max(next),
+        match watcher.events.hand(Ok(WatchResponse { header, events })) {
+            Handed::Taken => watcher.next_revision = watcher.next_revision.max(next),
             // A progress notification for a full buffer carries nothing to lose.
-            Err(queue::TrySendError::Full(_)) if first.is_none() => {}
-            Err(queue::TrySendError::Full(_)) => {
+            Handed::Full(_) if first.is_none() => {}
+            Handed::Full(_) => {
                 // Pause: cancel on the server and come back for this revision once drained.
                 if let Some(first) = first {
                     watcher.next_revision = first;
@@ -209,7 +206,7 @@ impl Hub {
                     self.cancel_on_server(watch_id);
                 }
             }
-            Err(queue::TrySendError::Closed(_)) => {
+            Handed::Gone => {
                 let state = watcher.state;
                 self.watchers.remove(&id);
                 if let State::Active(watch_id) = state {

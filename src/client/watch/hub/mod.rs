@@ -5,6 +5,7 @@
 
 mod answers;
 mod catch_up;
+mod drive;
 mod probe;
 mod watcher;
 
@@ -24,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::proto::etcdserverpb as pb;
 use probe::{until, Probe};
 pub(super) use watcher::describe;
-use watcher::{State, Watcher};
+use watcher::{Consumer, State, Watcher};
 
 pub(super) enum Command {
     Create {
@@ -35,6 +36,15 @@ pub(super) enum Command {
         shared: Arc<Shared>,
         /// See [`WatchBuilder::catch_up_limit`](super::WatchBuilder::catch_up_limit).
         catch_up_limit: Option<i64>,
+    },
+    /// Hand a created watch to a sink ([`WatchStream::drive`](super::WatchStream::drive)),
+    /// with what its stream had not read yet.
+    Drive {
+        id: u64,
+        sink: Box<dyn super::Sink>,
+        receiver: queue::Receiver<Result<WatchResponse>>,
+        shared: Arc<Shared>,
+        namespace: Arc<[u8]>,
     },
     Cancel(u64),
     /// The create of this watch was not confirmed within the request timeout; its caller got
@@ -83,7 +93,9 @@ impl WatchHub {
 
 struct Hub {
     commands: mpsc::UnboundedReceiver<Command>,
-    watchers: HashMap<u64, Watcher>,
+    /// Boxed: the map's spare buckets then cost a pointer each, not a whole watch (with
+    /// thousands of watches, half the buckets of a map are spare).
+    watchers: HashMap<u64, Box<Watcher>>,
     by_watch_id: HashMap<i64, u64>,
     /// Local ids whose creates wait to be sent on the open stream, in order.
     queue: VecDeque<u64>,
@@ -309,9 +321,9 @@ impl Hub {
                 let next_revision = request.start_revision;
                 self.watchers.insert(
                     id,
-                    Watcher {
+                    Box::new(Watcher {
                         request,
-                        events,
+                        events: Consumer::Queue(events),
                         created: Some(created),
                         shared,
                         next_revision,
@@ -319,10 +331,17 @@ impl Hub {
                         fragments: Vec::new(),
                         auth_retried: false,
                         catch_up_limit,
-                    },
+                    }),
                 );
                 self.create(id);
             }
+            Command::Drive {
+                id,
+                sink,
+                receiver,
+                shared,
+                namespace,
+            } => self.drive(id, Consumer::Sink { sink, namespace }, receiver, &shared),
             Command::Cancel(id) => {
                 if let Some(watcher) = self.watchers.remove(&id) {
                     if let State::Active(watch_id) = watcher.state {
@@ -356,7 +375,7 @@ impl Hub {
 
 /// Sends queued creates that still have a watch waiting for them, while more may be in flight.
 fn send_creates(
-    watchers: &HashMap<u64, Watcher>,
+    watchers: &HashMap<u64, Box<Watcher>>,
     queue: &mut VecDeque<u64>,
     creates: &mut Creates,
     send: impl Fn(pb::WatchRequest),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 
 use super::super::event::{Event, Shared, WatchResponse};
-use super::super::queue;
+use super::super::{queue, Sink};
 use crate::error::{Error, Result};
 use crate::proto::etcdserverpb as pb;
 
@@ -23,7 +23,7 @@ pub(super) enum State {
 
 pub(super) struct Watcher {
     pub(super) request: pb::WatchCreateRequest,
-    pub(super) events: queue::Sender<Result<WatchResponse>>,
+    pub(super) events: Consumer,
     pub(super) created: Option<oneshot::Sender<Result<()>>>,
     pub(super) shared: Arc<Shared>,
     /// The first revision not yet delivered; 0 until known.
@@ -46,10 +46,57 @@ impl Watcher {
                 let _ = created.send(Err(error));
             }
             None => {
-                if let Err(queue::TrySendError::Full(Err(error))) = self.events.try_send(Err(error))
-                {
+                if let Handed::Full(Err(error)) = self.events.hand(Err(error)) {
                     // Handed out once the consumer has read what is buffered.
                     *crate::sync::lock(&self.shared.ended_with) = Some(error);
+                }
+            }
+        }
+    }
+}
+
+/// Where a watch's responses go.
+pub(super) enum Consumer {
+    /// A [`WatchStream`](super::super::WatchStream) reads them from a queue.
+    Queue(queue::Sender<Result<WatchResponse>>),
+    /// This task hands them to a sink itself ([`super::super::sink`]), without the client's
+    /// namespace, as a stream would.
+    Sink {
+        sink: Box<dyn Sink>,
+        namespace: Arc<[u8]>,
+    },
+}
+
+/// What became of a response handed on.
+pub(super) enum Handed {
+    Taken,
+    /// The queue is full: the response comes back.
+    Full(Result<WatchResponse>),
+    /// The consumer is gone.
+    Gone,
+}
+
+impl Consumer {
+    pub(super) fn hand(&mut self, item: Result<WatchResponse>) -> Handed {
+        match self {
+            Consumer::Queue(queue) => match queue.try_send(item) {
+                Ok(()) => Handed::Taken,
+                Err(queue::TrySendError::Full(item)) => Handed::Full(item),
+                Err(queue::TrySendError::Closed(_)) => Handed::Gone,
+            },
+            Consumer::Sink { sink, namespace } => {
+                let item = item.map(|mut response| {
+                    if !namespace.is_empty() {
+                        for event in &mut response.events {
+                            crate::client::namespace::event_out(namespace, event);
+                        }
+                    }
+                    response
+                });
+                if sink.deliver(item) {
+                    Handed::Taken
+                } else {
+                    Handed::Gone
                 }
             }
         }

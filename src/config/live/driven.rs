@@ -1,0 +1,108 @@
+//! A live config without a task of its own: the client's watch task hands each answer of its
+//! watch to an [`Applier`], which decodes it and publishes what comes of it, right there.
+//! Thousands of live configs then cost their state and nothing more: no task, no queue, no
+//! stream (a task each was over a kilobyte). A compaction's reload is the one thing that
+//! waits on etcd; it runs in a task of its own, which drives the new watch under the same
+//! handle when done.
+//!
+//! Live configs with a settle window (a timer), a cache file (a file write per update) or a
+//! rollout report (a second watch) keep their task (`follow`).
+
+use std::sync::{Arc, Weak};
+
+use super::follow::publish;
+use super::publisher::{Confirming, Publisher};
+use crate::client::watch::{Driving, Sink, WatchResponse};
+use crate::config::follower::{After, Core, Followed, Started};
+use crate::config::{EtcdConfig, Store};
+use crate::error::Result;
+
+/// Hands the watch of `started` to the client's watch task; the handle cancels it when the
+/// last [`Live`](super::Live) handle drops it.
+pub(super) fn drive<T: EtcdConfig>(
+    store: &Store,
+    started: Started<T>,
+    publisher: Publisher<T>,
+) -> Arc<Driving> {
+    let (core, stream) = started.into_core(store.clone());
+    // What the first load found: keys no field reads are reported from the start.
+    publisher.unknown(core.unknown_keys());
+    let confirming = Confirming::start(store);
+    Arc::new_cyclic(|driving| {
+        let applier = Applier {
+            core,
+            publisher,
+            _confirming: confirming,
+            driving: driving.clone(),
+        };
+        stream.drive(Box::new(Some(applier)))
+    })
+}
+
+/// A live config's follower as the watch task drives it.
+struct Applier<T> {
+    core: Core<T>,
+    publisher: Publisher<T>,
+    /// Keeps the watch task asking etcd for progress, so `status` can say the value is current.
+    _confirming: Confirming,
+    /// The handle of the watch, to drive the next one under after a reload.
+    driving: Weak<Driving>,
+}
+
+/// `None` once the applier moved to its reload task, or ended.
+impl<T: EtcdConfig> Sink for Option<Applier<T>> {
+    fn deliver(&mut self, answer: Result<WatchResponse>) -> bool {
+        let Some(applier) = self else {
+            return false;
+        };
+        let mut out = Vec::new();
+        let after = applier.core.answer(answer, &mut out);
+        if !out.is_empty() {
+            applier.publisher.unknown(applier.core.unknown_keys());
+        }
+        for item in out {
+            publish(&applier.publisher, item, None);
+        }
+        match after {
+            After::Next => true,
+            After::Resync => {
+                if let Some(applier) = self.take() {
+                    tokio::spawn(applier.reload());
+                }
+                false
+            }
+            After::End(err) => {
+                publish(&applier.publisher, Followed::Ended(err), None);
+                *self = None;
+                false
+            }
+        }
+    }
+}
+
+impl<T: EtcdConfig> Applier<T> {
+    /// After a compaction (or falling too far behind): loads again and watches from there,
+    /// then hands the new watch to the watch task under the same handle.
+    async fn reload(mut self) {
+        let mut out = Vec::new();
+        let reloaded = tokio::select! {
+            reloaded = Box::pin(self.core.resync(&mut out)) => reloaded,
+            () = self.publisher.closed() => return, // every handle is gone
+        };
+        for item in out {
+            publish(&self.publisher, item, None);
+        }
+        match reloaded {
+            Ok(stream) => {
+                let Some(driving) = self.driving.upgrade() else {
+                    return; // every handle is gone
+                };
+                self.publisher.unknown(self.core.unknown_keys());
+                stream.drive_for(&driving, Box::new(Some(self)));
+            }
+            Err(err) => {
+                publish(&self.publisher, Followed::Ended(err), None);
+            }
+        }
+    }
+}
