@@ -62,6 +62,11 @@ impl<T: Send + Sync + 'static> Current<T> {
         self.snapshot.load()
     }
 
+    /// Raised by each store: what a handle compares to learn that the value changed.
+    pub(super) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
     /// Puts a new snapshot in place. Readers see it from their next read on.
     pub(super) fn store(&self, snapshot: Snapshot<T>) {
         self.snapshot.store(Arc::new(snapshot));

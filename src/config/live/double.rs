@@ -29,8 +29,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::watch;
-
 use super::publisher::Publisher;
 use super::{Live, Shared, Snapshot};
 use crate::config::encode::Encoded;
@@ -43,11 +41,11 @@ impl<T: EtcdConfig> Live<T> {
     /// readiness check built on it passes for as long as the test runs). Needs no etcd and no
     /// runtime.
     pub fn fixed(value: T) -> Live<T> {
-        let (mut sender, mut live) = Live::channel(value);
-        // Nothing will ever be sent: the handles keep the change signal open themselves, so
+        let (mut sender, live) = Live::channel(value);
+        // Nothing will ever be sent, and the publisher goes without ending the live config:
         // `changed` waits forever instead of failing.
         if let Some(publisher) = sender.publisher.take() {
-            live.fixed = Some(Arc::new(publisher.into_notify()));
+            publisher.forget();
         }
         live
     }
@@ -68,17 +66,16 @@ impl<T: EtcdConfig> Live<T> {
             applied_at: Instant::now(),
         };
         let shared = Arc::new(Shared::new(initial, prefix, None));
-        let (notify, changes) = watch::channel(1);
-        let publisher = Publisher::new(shared.clone(), notify, None);
+        let publisher = Publisher::new(shared.clone(), None);
+        let seen = shared.current.generation();
         let sender = LiveSender {
             publisher: Some(publisher),
             revision: 1,
         };
         let live = Live {
             shared,
-            changes,
-            fixed: None,
-            driving: None,
+            seen,
+            handles: None,
         };
         (sender, live)
     }

@@ -9,10 +9,12 @@
 //! rollout report (a second watch) keep their task (`follow`).
 
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use super::follow::publish;
 use super::publisher::{Confirming, Publisher};
-use crate::client::watch::{Driving, Sink, WatchResponse};
+use super::Handles;
+use crate::client::watch::{Sink, WatchResponse};
 use crate::config::follower::{After, Core, Followed, Started};
 use crate::config::{EtcdConfig, Store};
 use crate::error::Result;
@@ -23,19 +25,19 @@ pub(super) fn drive<T: EtcdConfig>(
     store: &Store,
     started: Started<T>,
     publisher: Publisher<T>,
-) -> Arc<Driving> {
+) -> Arc<Handles> {
     let (core, stream) = started.into_core(store.clone());
     // What the first load found: keys no field reads are reported from the start.
     publisher.unknown(core.unknown_keys());
     let confirming = Confirming::start(store);
-    Arc::new_cyclic(|driving| {
+    Arc::new_cyclic(|handles| {
         let applier = Applier {
             core,
             publisher,
             _confirming: confirming,
-            driving: driving.clone(),
+            handles: handles.clone(),
         };
-        stream.drive(Box::new(Some(applier)))
+        Handles::Driven(stream.drive(Box::new(Some(applier))))
     })
 }
 
@@ -45,8 +47,8 @@ struct Applier<T> {
     publisher: Publisher<T>,
     /// Keeps the watch task asking etcd for progress, so `status` can say the value is current.
     _confirming: Confirming,
-    /// The handle of the watch, to drive the next one under after a reload.
-    driving: Weak<Driving>,
+    /// What the handles hold: the watch to drive the next one under after a reload.
+    handles: Weak<Handles>,
 }
 
 /// `None` once the applier moved to its reload task, or ended.
@@ -87,22 +89,32 @@ impl<T: EtcdConfig> Applier<T> {
         let mut out = Vec::new();
         let reloaded = tokio::select! {
             reloaded = Box::pin(self.core.resync(&mut out)) => reloaded,
-            () = self.publisher.closed() => return, // every handle is gone
+            () = gone(&self.handles) => return,
         };
         for item in out {
             publish(&self.publisher, item, None);
         }
         match reloaded {
             Ok(stream) => {
-                let Some(driving) = self.driving.upgrade() else {
+                let Some(handles) = self.handles.upgrade() else {
                     return; // every handle is gone
                 };
-                self.publisher.unknown(self.core.unknown_keys());
-                stream.drive_for(&driving, Box::new(Some(self)));
+                if let Handles::Driven(driving) = &*handles {
+                    self.publisher.unknown(self.core.unknown_keys());
+                    stream.drive_for(driving, Box::new(Some(self)));
+                }
             }
             Err(err) => {
                 publish(&self.publisher, Followed::Ended(err), None);
             }
         }
+    }
+}
+
+/// Resolves once every handle is gone. Only a reload waits on it, and a reload is rare: a
+/// look every second is enough.
+async fn gone(handles: &Weak<Handles>) {
+    while handles.strong_count() > 0 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }

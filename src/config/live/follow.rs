@@ -7,14 +7,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use super::driven;
 use super::options::Settle;
 use super::publisher::{Confirming, Publisher};
 use super::status::LiveEvent;
+use super::Handles;
 use crate::backoff::Backoff;
-use crate::client::watch::Driving;
 use crate::config::follower::{changed_fields, stored, Followed, Follower, Overlay, Started};
 use crate::config::{EtcdConfig, Store, Update};
 
@@ -50,11 +50,11 @@ pub(super) fn spawn<T: EtcdConfig>(
     publisher: Publisher<T>,
     settle: Option<Settle>,
     overlays: Option<watch::Receiver<Option<Arc<Overlay>>>>,
-) -> Option<Arc<Driving>> {
+) -> Arc<Handles> {
     // A cache file is written on every update: file I/O has no place on the watch task.
     let plain = settle.is_none() && overlays.is_none() && publisher.cache.is_none();
     let started = match started {
-        Some(started) if plain => return Some(driven::drive(store, started, publisher)),
+        Some(started) if plain => return driven::drive(store, started, publisher),
         started => started,
     };
     let settling = settle.map(|settle| {
@@ -63,6 +63,8 @@ pub(super) fn spawn<T: EtcdConfig>(
             waiting: None,
         })
     });
+    // The handles hold the sender: the task ends when the last handle is gone.
+    let (handles, gone) = oneshot::channel();
     match started {
         // The follower is made here, not in the task: what an async fn takes stays in its
         // state for as long as it runs, and thousands of these may run.
@@ -76,6 +78,7 @@ pub(super) fn spawn<T: EtcdConfig>(
                 Confirming::start(store),
                 publisher,
                 settling,
+                gone,
             ));
         }
         None => {
@@ -84,10 +87,11 @@ pub(super) fn spawn<T: EtcdConfig>(
                 publisher,
                 settling,
                 overlays,
+                gone,
             ));
         }
     }
-    None
+    Arc::new(Handles::Task(handles))
 }
 
 /// After a start from the cache file: retries the first load until etcd answers, puts its
@@ -97,8 +101,9 @@ async fn reach_then_follow<T: EtcdConfig>(
     publisher: Publisher<T>,
     settling: Option<Box<Settling<T>>>,
     overlays: Option<watch::Receiver<Option<Arc<Overlay>>>>,
+    mut gone: oneshot::Receiver<()>,
 ) {
-    let Some(started) = reconnect::<T>(&store, &publisher).await else {
+    let Some(started) = reconnect::<T>(&store, &publisher, &mut gone).await else {
         return;
     };
     let (value, revision) = started.initial();
@@ -111,7 +116,7 @@ async fn reach_then_follow<T: EtcdConfig>(
     if let Some(overlays) = overlays {
         follower = follower.with_overlays(overlays);
     }
-    Box::pin(follow(follower, confirming, publisher, settling)).await;
+    Box::pin(follow(follower, confirming, publisher, settling, gone)).await;
 }
 
 /// The background task. One per live config: it waits on the watch, the settle timer and the
@@ -121,6 +126,7 @@ async fn follow<T: EtcdConfig>(
     _confirming: Confirming,
     publisher: Publisher<T>,
     mut settling: Option<Box<Settling<T>>>,
+    mut gone: oneshot::Receiver<()>,
 ) {
     // What the first load found: keys no field reads are reported from the start.
     publisher.unknown(follower.unknown_keys());
@@ -150,7 +156,7 @@ async fn follow<T: EtcdConfig>(
                     publisher.apply(update.config, update.revision, update.changed);
                 }
             }
-            () = publisher.closed() => return, // every handle is gone
+            _ = &mut gone => return, // every handle is gone
         }
     }
 }
@@ -218,12 +224,16 @@ fn merge<T>(waiting: Option<Waiting<T>>, update: Update<T>) -> Waiting<T> {
 }
 
 /// Retries the first load and watch with backoff; `None` if every handle is dropped first.
-async fn reconnect<T: EtcdConfig>(store: &Store, publisher: &Publisher<T>) -> Option<Started<T>> {
+async fn reconnect<T: EtcdConfig>(
+    store: &Store,
+    publisher: &Publisher<T>,
+    gone: &mut oneshot::Receiver<()>,
+) -> Option<Started<T>> {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
         tokio::select! {
             () = backoff.wait() => {}
-            () = publisher.closed() => return None,
+            _ = &mut *gone => return None,
         }
         match Started::<T>::start(store).await {
             Ok(started) => return Some(started),

@@ -16,10 +16,11 @@ mod select;
 mod start;
 mod status;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, oneshot, watch, Notify};
 
 pub use double::LiveSender;
 pub use options::{LiveOptions, WhenInvalid};
@@ -49,6 +50,12 @@ pub(super) struct Shared<T> {
     prefix: String,
     /// The client's Watch stream, to tell following from reconnecting (none for a double).
     stream: Option<StreamHealth>,
+    /// Woken when a new value is in place or the follower ends: `changed` compares the
+    /// value's generation with the one its handle saw (a few bytes, where a watch channel
+    /// would cost every live config hundreds).
+    changed: Notify,
+    /// The follower is gone without saying why (its publisher was dropped).
+    ended: AtomicBool,
 }
 
 /// What the follower notes besides the value.
@@ -139,6 +146,18 @@ impl<T: Send + Sync> metrics::Confirmation for Shared<T> {
     }
 }
 
+impl<T> Shared<T> {
+    /// Why the follower ended, once it has.
+    fn ended(&self) -> Option<String> {
+        let stopped = crate::sync::lock(&self.tracking).stopped().cloned();
+        stopped.or_else(|| {
+            self.ended
+                .load(Ordering::Acquire)
+                .then(|| "its watch ended".to_owned())
+        })
+    }
+}
+
 impl<T: Send + Sync + 'static> Shared<T> {
     fn new(initial: Snapshot<T>, prefix: String, stream: Option<StreamHealth>) -> Self {
         let tracking = Tracking {
@@ -152,6 +171,8 @@ impl<T: Send + Sync + 'static> Shared<T> {
             events: OnceLock::new(),
             prefix,
             stream,
+            changed: Notify::new(),
+            ended: AtomicBool::new(false),
         }
     }
 }
@@ -189,21 +210,26 @@ impl<T: std::fmt::Debug> std::fmt::Debug for LiveRef<'_, T> {
 /// For a service's own unit tests, [`Live::fixed`] and [`Live::channel`] make one without etcd.
 pub struct Live<T> {
     shared: Arc<Shared<T>>,
-    changes: watch::Receiver<i64>,
-    /// For [`Live::fixed`]: the change signal's sender, kept open by the handles.
-    fixed: Option<Arc<watch::Sender<i64>>>,
-    /// For a live config the client's watch task drives: the last handle to go cancels its
-    /// watch.
-    driving: Option<Arc<crate::client::watch::Driving>>,
+    /// The generation of the value this handle last saw change to (see `changed`).
+    seen: u64,
+    /// The last handle to go ends the follower (none for a test double).
+    handles: Option<Arc<Handles>>,
+}
+
+/// What the handles of a live config hold of its follower.
+pub(super) enum Handles {
+    /// The client's watch task drives it: dropping this cancels the watch.
+    Driven(crate::client::watch::Driving),
+    /// It runs as a task, which ends when this sender is gone.
+    Task(#[allow(dead_code)] oneshot::Sender<()>),
 }
 
 impl<T> Clone for Live<T> {
     fn clone(&self) -> Self {
         Live {
             shared: self.shared.clone(),
-            changes: self.changes.clone(),
-            fixed: self.fixed.clone(),
-            driving: self.driving.clone(),
+            seen: self.seen,
+            handles: self.handles.clone(),
         }
     }
 }
@@ -357,12 +383,22 @@ impl<T: EtcdConfig> Live<T> {
     ///
     /// If the background watch ended (e.g. the user lost permission to read the prefix).
     pub async fn changed(&mut self) -> Result<()> {
-        self.changes.changed().await.map_err(|_| Error::Stopped {
-            what: format!("live config {}", self.shared.prefix),
-            reason: crate::sync::lock(&self.shared.tracking)
-                .stopped()
-                .cloned()
-                .unwrap_or_else(|| "its watch ended".to_owned()),
-        })
+        loop {
+            // Listening before looking: a change between the two still wakes us.
+            let mut notified = std::pin::pin!(self.shared.changed.notified());
+            notified.as_mut().enable();
+            let generation = self.shared.current.generation();
+            if generation != self.seen {
+                self.seen = generation;
+                return Ok(());
+            }
+            if let Some(reason) = self.shared.ended() {
+                return Err(Error::Stopped {
+                    what: format!("live config {}", self.shared.prefix),
+                    reason,
+                });
+            }
+            notified.await;
+        }
     }
 }

@@ -7,8 +7,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use tokio::sync::watch;
-
 use super::status::{LiveEvent, Rejection};
 use super::{metrics, Shared, Snapshot};
 use crate::config::cache_file::write_cache_logged;
@@ -17,28 +15,27 @@ use crate::config::{EtcdConfig, Serving, Store, UnknownKey};
 
 /// Where a live config's news goes: the shared value and status, the change signal, the event
 /// stream, the cache file and the metrics.
+///
+/// Dropped, it ends the live config: handles' `changed` fails from then on.
 pub(super) struct Publisher<T> {
     pub(super) shared: Arc<Shared<T>>,
-    notify: watch::Sender<i64>,
     pub(super) cache: Option<PathBuf>,
+    /// False for [`Live::fixed`](super::Live::fixed), which never changes and never ends.
+    ends_on_drop: bool,
 }
 
 impl<T: EtcdConfig> Publisher<T> {
-    pub(super) fn new(
-        shared: Arc<Shared<T>>,
-        notify: watch::Sender<i64>,
-        cache: Option<PathBuf>,
-    ) -> Self {
+    pub(super) fn new(shared: Arc<Shared<T>>, cache: Option<PathBuf>) -> Self {
         Publisher {
             shared,
-            notify,
             cache,
+            ends_on_drop: true,
         }
     }
 
-    /// The change signal alone, for a handle that never changes.
-    pub(super) fn into_notify(self) -> watch::Sender<i64> {
-        self.notify
+    /// Goes without ending the live config: it keeps its value, and `changed` waits forever.
+    pub(super) fn forget(mut self) {
+        self.ends_on_drop = false;
     }
 
     /// Puts a new value in place and tells everyone.
@@ -62,7 +59,7 @@ impl<T: EtcdConfig> Publisher<T> {
                 rare.unreachable = None;
             }
         }
-        self.notify.send_replace(revision);
+        self.shared.changed.notify_waiters();
         self.report(|record| {
             let now = unix_ms(SystemTime::now());
             record.revision = revision;
@@ -142,11 +139,6 @@ impl<T: EtcdConfig> Publisher<T> {
             tracking.rare_mut().unknown_keys = keys.to_vec();
         }
     }
-
-    /// True once every handle is gone.
-    pub(super) async fn closed(&self) {
-        self.notify.closed().await;
-    }
 }
 
 /// What needs nothing of the config's type: a dropped test double stops through it too.
@@ -172,12 +164,22 @@ impl<T> Publisher<T> {
             record.since_ms = unix_ms(SystemTime::now());
         });
         self.event(LiveEvent::Stopped { reason });
+        self.shared.changed.notify_waiters();
     }
 
     pub(super) fn event(&self, event: LiveEvent) {
         // No subscriber is fine; a slow one loses its oldest events, never delays us.
         if let Some(events) = self.shared.events.get() {
             let _ = events.send(event);
+        }
+    }
+}
+
+impl<T> Drop for Publisher<T> {
+    fn drop(&mut self) {
+        if self.ends_on_drop {
+            self.shared.ended.store(true, Ordering::Release);
+            self.shared.changed.notify_waiters();
         }
     }
 }

@@ -26,7 +26,7 @@ impl<T: EtcdConfig> Live<T> {
     {
         let mut live = self.clone();
         // Changes before this call are in `seen` already.
-        live.changes.borrow_and_update();
+        live.seen = live.shared.current.generation();
         let seen = Arc::new(select(&live.get()));
         Selected {
             live,

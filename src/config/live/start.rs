@@ -4,8 +4,6 @@
 use std::sync::{Arc, Weak};
 use std::time::{Instant, SystemTime};
 
-use tokio::sync::watch;
-
 use super::follow;
 use super::options::{LiveOptions, WhenInvalid};
 use super::publisher::Publisher;
@@ -173,7 +171,6 @@ impl Store {
                 tracking.rare_mut().last_rejected = Some(rejected);
             }
         }
-        let (notify, changes) = watch::channel(shared.current.load().revision);
         let report = options.report_as.as_ref().map(|instance| {
             let snapshot = shared.current.load();
             let now = unix_ms(SystemTime::now());
@@ -211,13 +208,12 @@ impl Store {
             let identity = options.identity.clone().unwrap_or_else(|| name.clone());
             rollout::start::<T>(self.clone(), Arc::downgrade(&shared), identity)
         });
-        let publisher = Publisher::new(shared.clone(), notify, options.cache_file);
-        let driving = follow::spawn(self, started, publisher, options.settle, overlays);
+        let publisher = Publisher::new(shared.clone(), options.cache_file);
+        let handles = follow::spawn(self, started, publisher, options.settle, overlays);
         Ok(Live {
+            seen: shared.current.generation(),
             shared,
-            changes,
-            fixed: None,
-            driving,
+            handles: Some(handles),
         })
     }
 }
