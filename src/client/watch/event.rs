@@ -66,5 +66,6 @@ pub(crate) struct Shared {
     pub(crate) compact_revision: AtomicI64,
     /// The error the watch ended with, when the consumer's buffer was full at that moment: it
     /// is handed out after the buffered responses, so a watch never ends without saying why.
-    pub(crate) ended_with: std::sync::Mutex<Option<Error>>,
+    /// Boxed: rare, and every watch holds the slot.
+    pub(crate) ended_with: std::sync::Mutex<Option<Box<Error>>>,
 }

@@ -274,7 +274,7 @@ impl Stream for WatchStream {
             }
             Poll::Ready(None) => {
                 let ended_with = crate::sync::lock(&this.shared.ended_with).take();
-                Poll::Ready(ended_with.map(Err))
+                Poll::Ready(ended_with.map(|error| Err(*error)))
             }
             Poll::Ready(Some(Ok(mut response))) if !this.namespace.is_empty() => {
                 for event in &mut response.events {

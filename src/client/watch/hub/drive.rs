@@ -24,7 +24,7 @@ impl Hub {
         }
         // The watch ended while its queue was full: the error the stream would have read last.
         if let Some(error) = crate::sync::lock(&shared.ended_with).take() {
-            consumer.hand(Err(error));
+            consumer.hand(Err(*error));
             return;
         }
         drop(receiver);

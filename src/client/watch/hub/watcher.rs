@@ -48,7 +48,7 @@ impl Watcher {
             None => {
                 if let Handed::Full(Err(error)) = self.events.hand(Err(error)) {
                     // Handed out once the consumer has read what is buffered.
-                    *crate::sync::lock(&self.shared.ended_with) = Some(error);
+                    *crate::sync::lock(&self.shared.ended_with) = Some(Box::new(error));
                 }
             }
         }
