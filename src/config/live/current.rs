@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use super::Snapshot;
+use super::{Live, Snapshot};
 
 /// Entries per thread: a thread that reads more live configs than this in turn shares them,
 /// and reads of configs that collide cost an `Arc` clone each.
@@ -134,6 +134,38 @@ impl<T: Send + Sync + 'static> Current<T> {
                 local: PhantomData,
             }
         }
+    }
+}
+
+/// A read of a [`Live`] config's current value, from [`Live::read`]: derefs to the value.
+///
+/// It is `!Send`: it lends from the reading thread's cache, so it cannot be held across an
+/// `.await` in a task that may move between threads (copy out what you need instead).
+pub struct LiveRef<'a, T> {
+    lent: Lent<T>,
+    live: PhantomData<&'a Live<T>>,
+}
+
+impl<T> LiveRef<'_, T> {
+    pub(super) fn new(lent: Lent<T>) -> Self {
+        LiveRef {
+            lent,
+            live: PhantomData,
+        }
+    }
+}
+
+impl<T> std::ops::Deref for LiveRef<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.lent
+    }
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for LiveRef<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (**self).fmt(f)
     }
 }
 

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, watch};
 
-use super::driven;
 use super::options::Settle;
 use super::publisher::{Confirming, Publisher};
 use super::status::LiveEvent;
@@ -41,9 +40,8 @@ impl<T> Settling<T> {
     }
 }
 
-/// Starts following: handed to the client's watch task when nothing needs a task of its own
-/// (returns the handle that cancels it), else in a background task that follows `started`,
-/// or, after a start from the cache file (`None`), reaches etcd first.
+/// Starts the background task of a live config: following `started`, or, after a start from
+/// the cache file (`None`), reaching etcd first. Returns what its handles hold.
 pub(super) fn spawn<T: EtcdConfig>(
     store: &Store,
     started: Option<Started<T>>,
@@ -51,12 +49,6 @@ pub(super) fn spawn<T: EtcdConfig>(
     settle: Option<Settle>,
     overlays: Option<watch::Receiver<Option<Arc<Overlay>>>>,
 ) -> Arc<Handles> {
-    // A cache file is written on every update: file I/O has no place on the watch task.
-    let plain = settle.is_none() && overlays.is_none() && publisher.cache.is_none();
-    let started = match started {
-        Some(started) if plain => return driven::drive(store, started, publisher),
-        started => started,
-    };
     let settling = settle.map(|settle| {
         Box::new(Settling {
             settle,

@@ -22,6 +22,7 @@ use std::time::Instant;
 
 use tokio::sync::{broadcast, oneshot, watch, Notify};
 
+pub use current::LiveRef;
 pub use double::LiveSender;
 pub use options::{LiveOptions, WhenInvalid};
 pub use select::Selected;
@@ -177,29 +178,6 @@ impl<T: Send + Sync + 'static> Shared<T> {
     }
 }
 
-/// A read of a [`Live`] config's current value, from [`Live::read`]: derefs to the value.
-///
-/// It is `!Send`: it lends from the reading thread's cache, so it cannot be held across an
-/// `.await` in a task that may move between threads (copy out what you need instead).
-pub struct LiveRef<'a, T> {
-    lent: current::Lent<T>,
-    live: std::marker::PhantomData<&'a Live<T>>,
-}
-
-impl<T> std::ops::Deref for LiveRef<'_, T> {
-    type Target = T;
-
-    fn deref(&self) -> &T {
-        &self.lent
-    }
-}
-
-impl<T: std::fmt::Debug> std::fmt::Debug for LiveRef<'_, T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        (**self).fmt(f)
-    }
-}
-
 /// A config kept up to date by a background watch. Cheap to clone; `get` never blocks.
 ///
 /// A rejected update (one that does not decode, or that `validate` refuses) changes nothing:
@@ -273,10 +251,7 @@ impl<T: EtcdConfig> Live<T> {
     /// # assert_eq!(port, 8080);
     /// ```
     pub fn read(&self) -> LiveRef<'_, T> {
-        LiveRef {
-            lent: self.shared.current.read(),
-            live: std::marker::PhantomData,
-        }
+        LiveRef::new(self.shared.current.read())
     }
 
     /// The revision of the value `get` returns now (for a stale value, the revision it was

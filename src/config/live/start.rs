@@ -4,10 +4,10 @@
 use std::sync::{Arc, Weak};
 use std::time::{Instant, SystemTime};
 
-use super::follow;
 use super::options::{LiveOptions, WhenInvalid};
 use super::publisher::Publisher;
 use super::status::Rejection;
+use super::{driven, follow};
 use super::{metrics, rollout, Live, Shared, Snapshot};
 use crate::client::OutageListener;
 use crate::config::cache_file::{read_cache, write_cache_logged};
@@ -209,7 +209,13 @@ impl Store {
             rollout::start::<T>(self.clone(), Arc::downgrade(&shared), identity)
         });
         let publisher = Publisher::new(shared.clone(), options.cache_file);
-        let handles = follow::spawn(self, started, publisher, options.settle, overlays);
+        // A settle window needs a timer, a rollout report a second watch, and a cache file a
+        // write per update: those have no place on the client's watch task.
+        let plain = options.settle.is_none() && overlays.is_none() && publisher.cache.is_none();
+        let handles = match started {
+            Some(started) if plain => driven::drive(self, started, publisher),
+            started => follow::spawn(self, started, publisher, options.settle, overlays),
+        };
         Ok(Live {
             seen: shared.current.generation(),
             shared,
