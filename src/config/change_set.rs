@@ -40,6 +40,23 @@ impl Current {
         RawKeys::from_kvs::<T>(self.kvs.iter().map(|kv| (kv.key.clone(), kv.value.clone())))
     }
 
+    /// [`raw_keys`](Self::raw_keys), taking the values out of `kvs` instead of copying them
+    /// (a large config is then not held twice), except those of `keep` (keys relative to the
+    /// prefix: the ones a change compares and shows).
+    pub(crate) fn take_raw_keys<T: EtcdConfig>(&mut self, keep: &[String]) -> RawKeys {
+        let local = keys::fields::<T>();
+        RawKeys::from_kvs::<T>(self.kvs.iter_mut().map(|kv| {
+            let relative = kv.key.strip_prefix(local.as_bytes());
+            let kept = relative.is_some_and(|r| keep.iter().any(|k| k.as_bytes() == r));
+            let value = if kept {
+                kv.value.clone()
+            } else {
+                std::mem::take(&mut kv.value)
+            };
+            (kv.key.clone(), value)
+        }))
+    }
+
     /// The revision of the newest write to a key that exists: what a change that writes
     /// nothing reports, since the config as it stands is the one etcd held then. A config with
     /// no key at all answers the read's revision.

@@ -101,12 +101,13 @@ pub fn validate_with<S>(value: &S, check: impl ValidateFn<S>) -> Result<(), Stri
 /// Encodes a serde value by the rules above; an error if no form reads back as `value`.
 pub fn encode<T: Serialize + DeserializeOwned>(value: &T) -> Result<String, String> {
     let tree = serde_json::to_value(value).map_err(|e| e.to_string())?;
-    let json = serde_json::to_string(&tree).map_err(|e| e.to_string())?;
     if let serde_json::Value::String(text) = &tree {
         if !reads_as_json_string(text) && reads_back_as::<T>(text, &tree) {
             return Ok(text.clone()); // the raw text, as a person would type it
         }
     }
+    // Grown to fit, not from serde_json's 128 bytes: a live config keeps what it stored.
+    let json = tree.to_string();
     if reads_back_as::<T>(&json, &tree) {
         return Ok(json);
     }

@@ -26,15 +26,19 @@ pub(crate) struct Report {
 }
 
 /// Resident memory of this process, in bytes.
-fn rss() -> u64 {
+pub(crate) fn rss() -> u64 {
+    status_kib("VmRSS:") * 1024
+}
+
+/// A line of `/proc/self/status` in KiB (`VmRSS:`, or `VmHWM:` for the peak).
+pub(crate) fn status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            let line = s.lines().find(|l| l.starts_with("VmRSS:"))?.to_owned();
+            let line = s.lines().find(|l| l.starts_with(field))?.to_owned();
             line.split_whitespace().nth(1)?.parse::<u64>().ok()
         })
         .unwrap_or(0)
-        * 1024
 }
 
 pub(crate) fn run_child(

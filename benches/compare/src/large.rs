@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{compare, Row};
 
-const ENTRIES: usize = 5_000;
-const PREFIX: &str = "/bench/large/routes/";
+pub(crate) const ENTRIES: usize = 5_000;
+pub(crate) const PREFIX: &str = "/bench/large/routes/";
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub(crate) struct Route {
@@ -27,7 +27,7 @@ pub(crate) struct Large {
     routes: BTreeMap<String, Route>,
 }
 
-fn route(i: usize, round: usize) -> Route {
+pub(crate) fn route(i: usize, round: usize) -> Route {
     Route {
         path: format!("/api/v1/service-{i}"),
         weight: u32::try_from((i + round) % 100).unwrap_or(0),
@@ -35,7 +35,7 @@ fn route(i: usize, round: usize) -> Route {
 }
 
 /// What a careful user writes without this crate: every entry parsed from the prefix read.
-fn parse_by_hand(kvs: &[etcd_client::KeyValue]) -> BTreeMap<String, Route> {
+pub(crate) fn parse_by_hand(kvs: &[etcd_client::KeyValue]) -> BTreeMap<String, Route> {
     kvs.iter()
         .map(|kv| {
             let name = kv

@@ -11,6 +11,7 @@
 mod clients;
 mod fanout;
 mod large;
+mod peak;
 mod server;
 mod work;
 
@@ -141,6 +142,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Child process: one fan-out measurement, printed as one JSON line.
         return fanout::child(&args[2], &args[3], args[4].parse()?).await;
     }
+    if args.get(1).map(String::as_str) == Some("peak") {
+        // Child process: the peak memory of one 5,000-entry config case, in bytes.
+        return peak::child(&args[2], &args[3], &args[4]).await;
+    }
     if args.get(1).map(String::as_str) == Some("client") {
         // Child process: one client doing one case on the runtime flavor asked for, printed
         // as one JSON line.
@@ -183,7 +188,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // BENCH_ONLY=large: the 5,000-entry config rows alone.
     if std::env::var("BENCH_ONLY").as_deref() == Ok("large") {
         let rows = large::large(&ours, &theirs, if quick { 20 } else { 200 }).await;
-        println!("\n{}", table(&rows, &[], &machine()));
+        println!(
+            "\n{}\n{}",
+            table(&rows, &[], &machine()),
+            peak::table(&endpoint)?
+        );
         return Ok(());
     }
     let mut rows = Vec::new();
@@ -203,6 +212,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let mut text = table(&rows, &reports, &machine());
+    text.push('\n');
+    text.push_str(&peak::table(&endpoint)?);
     // With Go's clientv3 built (scripts/bench does), the three clients in processes of
     // their own: latency, throughput and CPU per operation.
     if let Some(go) = std::env::var_os("BENCH_GO") {

@@ -15,15 +15,7 @@ impl Stored {
         let mut entries: Vec<(String, String, Option<String>)> = Encoded::of(value)
             .entries
             .into_iter()
-            // Kept for as long as the live config runs: without the slack a value's encoder
-            // leaves (serde_json starts at 128 bytes).
-            .map(|e| {
-                (
-                    e.key,
-                    e.field,
-                    e.value.map(String::into_boxed_str).map(String::from),
-                )
-            })
+            .map(|e| (e.key, e.field, e.value))
             .collect();
         // Stable: for a key written twice, the last entry stays (as a map's insert would).
         entries.sort_by(|a, b| a.0.cmp(&b.0));

@@ -1,0 +1,97 @@
+//! Peak memory of the 5,000-entry config cases: each side loads the config, or changes one
+//! entry, three times in a process of its own; the row is the process's peak resident size
+//! (`VmHWM`) less its resident size once connected, before the first operation.
+
+use std::process::Command;
+
+use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp};
+use etcd_config::{ChangeNote, Store};
+
+use crate::fanout::status_kib;
+use crate::large::{parse_by_hand, route, Large, PREFIX};
+
+/// Child process: `etcd-config-bench peak WHO OP ENDPOINT`; prints the peak growth in bytes.
+pub(crate) async fn child(
+    who: &str,
+    op: &str,
+    endpoint: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let ours =
+        etcd_config::Client::connect([endpoint], etcd_config::ConnectOptions::default()).await?;
+    let mut theirs = etcd_client::Client::connect([endpoint], None).await?;
+    let store = Store::new(ours);
+    let before = status_kib("VmRSS:");
+    for i in 0..3 {
+        match (who, op) {
+            ("etcd-config", "load") => {
+                let large: Large = store.load().await?;
+                std::hint::black_box(large);
+            }
+            ("etcd-config", _) => {
+                let value = serde_json::to_string(&route(i, 50))?;
+                let path = format!("routes.r{i:05}");
+                store
+                    .set::<Large>(&[(path.as_str(), value.as_str())], &ChangeNote::by("bench"))
+                    .await?;
+            }
+            (_, "load") => {
+                let r = theirs
+                    .get(PREFIX, Some(GetOptions::new().with_prefix()))
+                    .await?;
+                std::hint::black_box(parse_by_hand(r.kvs()));
+            }
+            _ => {
+                let r = theirs
+                    .get(PREFIX, Some(GetOptions::new().with_prefix()))
+                    .await?;
+                let revision = r.header().map_or(0, |h| h.revision());
+                let mut routes = parse_by_hand(r.kvs());
+                let name = format!("r{i:05}");
+                routes.insert(name.clone(), route(i, 60));
+                let value = serde_json::to_string(&routes[&name])?;
+                let guard =
+                    Compare::mod_revision(PREFIX, CompareOp::Less, revision + 1).with_prefix();
+                let put = TxnOp::put(format!("{PREFIX}{name}"), value, None);
+                theirs.txn(Txn::new().when([guard]).and_then([put])).await?;
+            }
+        }
+    }
+    let peak = status_kib("VmHWM:").saturating_sub(before);
+    println!("{}", peak * 1024);
+    Ok(())
+}
+
+/// The peak-memory rows, as a table: each case run in fresh processes, three times per side,
+/// alternating; medians.
+pub(crate) fn table(endpoint: &str) -> Result<String, Box<dyn std::error::Error>> {
+    let mut text = String::from(
+        "| 5,000-entry config, peak memory (process peak less its size before) | etcd-config | etcd-client | ratio |\n|---|---:|---:|---:|\n",
+    );
+    for (op, name) in [("load", "load"), ("change", "change 1 of 5,000 entries")] {
+        let mut runs: [Vec<u64>; 2] = [Vec::new(), Vec::new()];
+        for _ in 0..3 {
+            for (side, who) in ["etcd-config", "etcd-client"].into_iter().enumerate() {
+                let out = Command::new(std::env::current_exe()?)
+                    .args(["peak", who, op, endpoint])
+                    .output()?;
+                if !out.status.success() {
+                    return Err(String::from_utf8_lossy(&out.stderr).into_owned().into());
+                }
+                runs[side].push(String::from_utf8(out.stdout)?.trim().parse()?);
+            }
+        }
+        let median = |v: &mut Vec<u64>| {
+            v.sort_unstable();
+            v[v.len() / 2]
+        };
+        let (ours, theirs) = (median(&mut runs[0]), median(&mut runs[1]));
+        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        text.push_str(&format!(
+            "| {name} | {:.1} MiB | {:.1} MiB | {:.2} |\n",
+            mib(ours),
+            mib(theirs),
+            ours as f64 / theirs.max(1) as f64
+        ));
+    }
+    Ok(text)
+}
