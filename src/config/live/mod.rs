@@ -1,7 +1,9 @@
 //! [`Live`]: a config that keeps itself up to date, for services that hot-reload.
 //!
-//! `mod.rs` holds the handle; [`follow`] the background task that applies etcd's changes,
-//! [`status`] what a live config reports, [`options`] how it starts, [`select`] handles on a
+//! `mod.rs` holds the handle; [`current`] the value and the per-thread cache `read` lends
+//! from; [`publisher`] where news goes; [`driven`] the follower the client's watch task
+//! drives, and [`follow`] the task of one that needs its own; [`status`] what a live config
+//! reports, [`options`] how it starts, [`select`] handles on a
 //! part of the config, [`double`] the test doubles, and [`metrics`] the optional metrics.
 
 mod current;
@@ -182,8 +184,12 @@ impl<T: Send + Sync + 'static> Shared<T> {
 ///
 /// A rejected update (one that does not decode, or that `validate` refuses) changes nothing:
 /// `get` keeps returning the last good value, [`status`](Self::status) names the revision and
-/// the reason, an [`LiveEvent::Rejected`] goes out, and a warning is logged with `tracing`. The
-/// background task ends when the last handle is dropped.
+/// the reason, an [`LiveEvent::Rejected`] goes out, and a warning is logged with `tracing`.
+///
+/// What follows etcd costs no task of its own: the client's watch task applies each answer of
+/// the config's watch (a live config with a settle window, a cache file or
+/// [`report_as`](LiveOptions::report_as) runs a task). Dropping the last handle cancels the
+/// watch.
 ///
 /// For a service's own unit tests, [`Live::fixed`] and [`Live::channel`] make one without etcd.
 pub struct Live<T> {
