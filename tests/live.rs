@@ -374,7 +374,8 @@ async fn cache_file_when_etcd_is_down() {
     assert!(err.to_string().contains(&etcd.endpoint(0)), "{err}");
 }
 
-/// Dropping the last Live handle ends its background watch (etcd's watcher gauge drops).
+/// Dropping the last Live handle ends its watch (etcd's watcher gauge drops): for a live config
+/// the client's watch task drives, and for one with a settle window, which runs a task.
 #[tokio::test]
 async fn dropping_live_ends_its_watch() {
     // It counts on the member itself: no proxy in between.
@@ -387,6 +388,18 @@ async fn dropping_live_ends_its_watch() {
             .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .unwrap_or(0.0) as i64
     };
+    let settled = LiveOptions::new().settle(Duration::from_millis(100));
+    let with_task = store.live_with::<App>(settled).await.unwrap();
+    assert_eq!(watchers(&etcd), 1);
+    drop(with_task);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while watchers(&etcd) != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the task's watch was not cancelled"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let live = store.live::<App>().await.unwrap();
     let copy = live.clone();
     assert_eq!(watchers(&etcd), 1);

@@ -285,4 +285,13 @@ async fn far_behind_after_a_partition_reloads_at_the_head() {
             matches!(event, etcd_config::LiveEvent::Resynced { revision } if revision >= last);
     }
     assert!(resynced, "the live config reloaded at the head");
+    // And it follows the watch it started after the reload.
+    writes.save(&App { counter: 3 }).await.unwrap();
+    support::wait_until(
+        "the live config after the reload",
+        Duration::from_secs(30),
+        || live.get().counter,
+        |c| *c == 3,
+    )
+    .await;
 }
