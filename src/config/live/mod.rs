@@ -239,7 +239,7 @@ impl<T: EtcdConfig> Live<T> {
     /// The current value, to read now: a guard that writes nothing shared, takes no lock and
     /// allocates nothing, so threads reading one config on every request do not contend.
     /// Each thread keeps the value it last read of each config (up to eight configs) with the
-    /// config's generation; a read compares the two and lends the value (about 35
+    /// config's generation; a read compares the two and lends the value (about 30
     /// instructions, 3 ns). The first read after an update takes the new value.
     ///
     /// Hold the guard briefly, for a request: while it lives the value it shows stays alive
