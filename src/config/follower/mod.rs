@@ -10,12 +10,13 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
+mod core;
 mod overlay;
 mod started;
 mod stored;
 
+pub(crate) use self::core::{After, Core};
 pub(crate) use overlay::Overlay;
-use started::resync;
 pub(crate) use started::Started;
 
 pub(crate) use stored::Stored;
@@ -26,9 +27,9 @@ use super::keys;
 use super::paths::unknown_keys;
 use super::store::decode_entries;
 use super::update::{UnknownKey, Update};
-use super::{EtcdConfig, Store};
+use super::EtcdConfig;
 use crate::client::watch::{Event, EventKind, WatchResponse};
-use crate::error::{Error, Result, ServerErrorKind};
+use crate::error::{Error, Result};
 
 /// What the watch knows: every key under the prefix as etcd holds it, and the last good value.
 struct Tracked<T> {
@@ -146,72 +147,6 @@ pub(crate) fn stored<T: EtcdConfig>(value: &T) -> Stored {
 /// The field paths whose stored form differs between two values.
 pub(crate) fn changed_fields(old: &Stored, new: &Stored) -> Vec<String> {
     old.changed_fields(new)
-}
-
-/// A followed config and the work of one watch answer, without the watch: a [`Follower`]
-/// polls its stream for answers, a live config's sink is handed them by the watch task.
-pub(crate) struct Core<T> {
-    prefix: String,
-    tracked: Tracked<T>,
-    store: Store,
-}
-
-/// What a watch answer leaves its consumer to do.
-pub(crate) enum After {
-    /// Wait for the next answer.
-    Next,
-    /// The revisions after the last one seen are gone: load again ([`Core::resync`]).
-    Resync,
-    /// The watch cannot go on.
-    End(Error),
-}
-
-impl<T: EtcdConfig> Core<T> {
-    /// Applies one watch answer (events revision by revision, or a progress notification);
-    /// what comes of it goes to `out`.
-    pub(crate) fn answer(
-        &mut self,
-        answer: Result<WatchResponse>,
-        out: &mut impl Extend<Followed<T>>,
-    ) -> After {
-        match answer {
-            Ok(response) if response.events.is_empty() => {
-                let revision = response.header.revision.max(self.tracked.revision);
-                out.extend([Followed::Confirmed(revision)]);
-                After::Next
-            }
-            Ok(response) => {
-                let keyring = self.store.keyring();
-                out.extend(apply(&self.prefix, keyring, &mut self.tracked, response));
-                After::Next
-            }
-            // Compacted, or too far behind to resume (the catch-up limit): load again at the
-            // head and watch from there.
-            Err(err) if err.server_kind() == Some(ServerErrorKind::Compacted) => After::Resync,
-            Err(Error::FellBehind { .. }) => After::Resync,
-            Err(err) => After::End(err),
-        }
-    }
-
-    /// Loads again after [`After::Resync`] and watches from there: `Resynced`, then the new
-    /// value or `Current`, go to `out`.
-    pub(crate) async fn resync(
-        &mut self,
-        out: &mut impl Extend<Followed<T>>,
-    ) -> Result<crate::client::watch::WatchStream> {
-        let (update, next) = resync(&self.store, &self.prefix, &mut self.tracked).await?;
-        let revision = self.tracked.revision;
-        out.extend([
-            Followed::Resynced(revision),
-            update.map_or(Followed::Current(revision), Followed::from),
-        ]);
-        Ok(next)
-    }
-
-    /// The keys under the prefix that no field reads, as of the last valid revision.
-    pub(crate) fn unknown_keys(&self) -> &[UnknownKey] {
-        &self.tracked.unknown
-    }
 }
 
 /// Applies a config's watch events revision by revision; [`next`](Self::next) yields what
