@@ -55,7 +55,7 @@ impl Store {
         let prefix = self.prefix_of::<T>();
         let mut last_conflict = None;
         for _ in 0..EDIT_ATTEMPTS {
-            let current = self.read_current::<T>().await?;
+            let current = self.read_for_change::<T>().await?;
             let keys = current.raw_keys::<T>();
             let mut value = decode_entries::<T>(&prefix, self.keyring(), current.revision, &keys)?;
             change(&mut value).map_err(|reason| Error::Rejected {
@@ -171,7 +171,13 @@ impl Store {
             }
             relative.push(key);
         }
-        let mut current = self.read_current::<T>().await?;
+        // A plan that writes right away reads the notes' keys too (one round trip less); a
+        // preview needs no permission on them.
+        let mut current = if before {
+            self.read_current::<T>().await?
+        } else {
+            self.read_for_change::<T>().await?
+        };
         // The change compares and shows only the keys it names: the others' values move.
         let mut keys = current.take_raw_keys::<T>(&relative);
         let revision = current.revision;
@@ -262,7 +268,7 @@ impl Store {
         let then = Current {
             revision,
             kvs: then.kvs,
-            notes: Vec::new(),
+            notes: None,
         };
         let after = decode_entries::<T>(&prefix, self.keyring(), revision, &then.raw_keys::<T>())?;
         let current = self.read_current::<T>().await?;
@@ -308,7 +314,7 @@ impl Store {
                 self.prefix_of::<T>()
             )));
         };
-        let current = self.read_current::<T>().await?;
+        let current = self.read_for_change::<T>().await?;
         let keys = current.raw_keys::<T>();
         let value = decode_entries::<T>(
             &self.prefix_of::<T>(),

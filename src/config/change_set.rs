@@ -29,9 +29,11 @@ pub(crate) struct Current {
     pub(crate) revision: i64,
     /// The keys as the store's client addresses them, sorted.
     pub(crate) kvs: Vec<KeyValue>,
-    /// The keys of the change notes kept at that revision, oldest first: a change's txn drops
-    /// the oldest beyond [`KEPT_NOTES`](super::notes::KEPT_NOTES) without reading them again.
-    pub(crate) notes: Vec<Vec<u8>>,
+    /// The keys of the change notes kept at that revision, oldest first, when the read was
+    /// one for a change ([`Store::read_for_change`]): its txn drops the oldest beyond
+    /// [`KEPT_NOTES`](super::notes::KEPT_NOTES) without reading them again. `None` for a plain
+    /// read, which needs no permission on the notes.
+    pub(crate) notes: Option<Vec<Vec<u8>>>,
 }
 
 impl Current {
@@ -287,9 +289,19 @@ pub(crate) struct Committed {
 }
 
 impl Store {
-    /// `T`'s keys with their revisions, and the keys of its notes: two Ranges in one
-    /// read-only Txn (one round trip, one revision).
+    /// One Range over `T`'s keys, with their revisions: all a read-only user may do.
     pub(crate) async fn read_current<T: EtcdConfig>(&self) -> crate::error::Result<Current> {
+        let page = self.client().kv().get(self.range_of::<T>()).await?;
+        Ok(Current {
+            revision: page.header.revision,
+            kvs: page.kvs,
+            notes: None,
+        })
+    }
+
+    /// `T`'s keys with their revisions, and the keys of its notes, for a change that writes
+    /// right after: two Ranges in one read-only Txn (one round trip, one revision).
+    pub(crate) async fn read_for_change<T: EtcdConfig>(&self) -> crate::error::Result<Current> {
         let notes = Get::new(self.notes_range_of::<T>()).keys_only();
         let read = self
             .client()
@@ -309,7 +321,7 @@ impl Store {
         Ok(Current {
             revision: read.header.revision,
             kvs,
-            notes: notes.into_iter().map(|kv| kv.key).collect(),
+            notes: Some(notes.into_iter().map(|kv| kv.key).collect()),
         })
     }
 
@@ -358,12 +370,13 @@ impl Store {
         }
         self.check_bytes(&prefix, &set.puts)?;
         let rollout = self.rollout_guard::<T>(&note.author).await?;
-        let notes = match &rollout.superseded {
-            Some(id) => {
-                let note = note.prefixed(&format!("supersedes rollout {id}"));
-                self.note_ops_given::<T>(&note, &current.notes)
-            }
-            None => self.note_ops_given::<T>(note, &current.notes),
+        let note = match &rollout.superseded {
+            Some(id) => note.prefixed(&format!("supersedes rollout {id}")),
+            None => note.clone(),
+        };
+        let notes = match &current.notes {
+            Some(kept) => self.note_ops_given::<T>(&note, kept),
+            None => self.note_ops::<T>(&note).await?,
         };
         self.check_size(&prefix, set.len() + notes.len() + rollout.ops.len())?;
         let mut compares = guards(&self.range_of::<T>(), current, self.txn_limit());

@@ -10,7 +10,10 @@ mod watch;
 use std::time::Duration;
 
 use etcd_config::client::{Permission, PermissionKind};
-use etcd_config::{Access, Client, Error, EtcdConfig, KeyRange, RangeKind, ServerErrorKind, Store};
+use etcd_config::{
+    Access, ChangeNote, Client, Error, EtcdConfig, FieldEdits, KeyRange, RangeKind,
+    ServerErrorKind, Store,
+};
 use futures_util::StreamExt;
 use support::{Etcd, ROOT_PASSWORD};
 
@@ -379,6 +382,18 @@ async fn least_privilege_for_a_config() {
     assert!(
         refused.to_string().contains("/services/gateway/"),
         "{refused}"
+    );
+    // A preview of an edit reads only what the role may read; a set is refused.
+    let edits: FieldEdits = [("listen_port", Some("9"))].into_iter().collect();
+    let planned = service.plan_edit::<Gateway>(&edits).await.unwrap();
+    assert_eq!(planned.after.listen_port, 9);
+    let refused = service
+        .set::<Gateway>(&[("listen_port", "9")], &ChangeNote::by("service"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.server_kind(),
+        Some(ServerErrorKind::PermissionDenied)
     );
     let unchanged = root
         .kv()
