@@ -119,7 +119,7 @@ fn stored(value: &S) -> Current {
     Current {
         revision: 2,
         kvs,
-        notes: Vec::new(),
+        notes: None,
     }
 }
 
