@@ -414,3 +414,50 @@ async fn dropping_live_ends_its_watch() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A config whose `validate` panics on one value.
+#[derive(EtcdConfig, Debug, Clone, PartialEq)]
+#[etcd(prefix = "/fragile", validate = "Fragile::check")]
+struct Fragile {
+    #[etcd(default)]
+    mode: String,
+}
+
+impl Fragile {
+    fn check(&self) -> Result<(), String> {
+        assert!(self.mode != "boom", "a validate function that panics");
+        Ok(())
+    }
+}
+
+/// The client's watch task applies most live configs' updates: a `validate` that panics ends
+/// that live config, saying why (its `changed` fails, its status says stopped), and every
+/// other live config of the client goes on following.
+#[tokio::test]
+async fn a_panicking_validate_ends_only_its_own_live_config() {
+    let etcd = Etcd::single().await;
+    let store = seeded(&etcd).await;
+    let mut fragile = store.live::<Fragile>().await.unwrap();
+    let mut app = store.live::<App>().await.unwrap();
+    let kv = etcd.client().await.kv();
+    kv.put("/fragile/mode", "boom").await.unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(10), fragile.changed())
+        .await
+        .expect("changed resolves")
+        .unwrap_err();
+    assert!(err.to_string().contains("panicked"), "{err}");
+    assert!(
+        matches!(
+            fragile.status().state,
+            etcd_config::FollowerState::Stopped { .. }
+        ),
+        "{:?}",
+        fragile.status().state
+    );
+    kv.put("/app/name", "after").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), app.changed())
+        .await
+        .expect("the other live config still follows")
+        .unwrap();
+    assert_eq!(app.get().name, "after");
+}

@@ -17,7 +17,7 @@ use super::Handles;
 use crate::client::watch::{Sink, WatchResponse};
 use crate::config::follower::{After, Core, Followed, Started};
 use crate::config::{EtcdConfig, Store};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Hands the watch of `started` to the client's watch task; the handle cancels it when the
 /// last [`Live`](super::Live) handle drops it.
@@ -58,7 +58,19 @@ impl<T: EtcdConfig> Sink for Option<Applier<T>> {
             return false;
         };
         let mut out = Vec::new();
-        let after = applier.core.answer(answer, &mut out);
+        // The struct's own code (its `validate`, a custom codec) runs here, on the watch task
+        // every watch of the client shares: a panic ends this live config, saying so, and
+        // leaves the others alone.
+        let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            applier.core.answer(answer, &mut out)
+        }));
+        let after = answered.unwrap_or_else(|_| {
+            out.clear();
+            After::End(Error::Stopped {
+                what: format!("live config {}", applier.publisher.shared.prefix),
+                reason: "decoding or validating an update panicked".to_owned(),
+            })
+        });
         if !out.is_empty() {
             applier.publisher.unknown(applier.core.unknown_keys());
         }
