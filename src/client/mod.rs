@@ -65,6 +65,8 @@ pub struct Client {
     /// The task that owns the client's one Watch stream, started by the first watch.
     watch_hub: Arc<OnceLock<watch::hub::WatchHub>>,
     keeper: Arc<OnceLock<keep_alive::Keeper>>,
+    /// Config loads waiting to go to etcd together.
+    together: Arc<kv::Together>,
     /// Every key this client names is under it ([`Client::namespace`]); empty for none.
     namespace: Arc<[u8]>,
 }
@@ -122,6 +124,7 @@ impl Client {
             transport,
             watch_hub: Arc::new(OnceLock::new()),
             keeper: Arc::new(OnceLock::new()),
+            together: Arc::default(),
             namespace: Arc::from(Vec::new()),
         }
     }

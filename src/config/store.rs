@@ -170,7 +170,7 @@ impl Store {
 
     /// One Range over `T`'s prefix: the revision and the keys under it.
     pub(crate) async fn load_raw<T: EtcdConfig>(&self) -> Result<(i64, RawKeys)> {
-        let response = self.client.kv().get(self.range_of::<T>()).await?;
+        let response = self.client.kv().get_together(self.range_of::<T>()).await?;
         let kvs = response.kvs.into_iter().map(|kv| (kv.key, kv.value));
         Ok((response.header.revision, RawKeys::from_kvs::<T>(kvs)))
     }

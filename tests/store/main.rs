@@ -7,6 +7,7 @@ mod support;
 
 mod change;
 mod history;
+mod together;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;

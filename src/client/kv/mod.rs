@@ -11,7 +11,10 @@ use crate::error::{Error, Result};
 use crate::key_range::KeyRange;
 use crate::proto::etcdserverpb as pb;
 
+mod together;
 mod write;
+
+pub(crate) use together::Together;
 
 pub use write::{Compact, Delete, DeleteResponse, Put, PutResponse};
 
@@ -207,45 +210,55 @@ impl IntoFuture for Get<Kv> {
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
             let client = &self.client.client;
-            let transport = client.transport();
-            // Never back in time (Go's `ordering` package): an answer from a store revision
-            // older than one this client had seen before sending the read comes from a member
-            // that is behind, typically a serializable read on a member cut off from the
-            // leader. Ask the next one. (Only what was seen *before*: a write answered while
-            // this read was in flight may be newer than the read, and rightly so.)
-            let seen = transport.seen_revision();
             let namespace = &client.namespace;
             let mut request = self.request;
             if !namespace.is_empty() {
                 request.enter(namespace);
             }
-            let mut tries = 0;
-            loop {
-                let mut response = client.call(request.clone()).await?;
-                let revision = response.revision();
-                transport.saw_revision(revision);
-                if revision >= seen {
-                    if !namespace.is_empty() {
-                        response.leave(namespace);
-                    }
-                    return Ok(response.into());
-                }
-                tries += 1;
-                if tries >= transport.endpoint_count() {
-                    return Err(Error::Behind {
-                        request: request.describe(),
-                        revision,
-                        seen,
-                    });
-                }
-                tracing::debug!(
-                    revision,
-                    seen,
-                    "a member answered from behind; asking the next"
-                );
-                transport.skip_current();
+            let mut response = range(client, request).await?;
+            if !namespace.is_empty() {
+                response.leave(namespace);
             }
+            Ok(response.into())
         })
+    }
+}
+
+/// Sends a Range whose keys are already in the namespace.
+///
+/// Never back in time (Go's `ordering` package): an answer from a store revision older than
+/// one this client had seen before sending the read comes from a member that is behind,
+/// typically a serializable read on a member cut off from the leader. Ask the next one. (Only
+/// what was seen *before*: a write answered while this read was in flight may be newer than
+/// the read, and rightly so.)
+pub(in crate::client) async fn range(
+    client: &Client,
+    request: pb::RangeRequest,
+) -> Result<pb::RangeResponse> {
+    let transport = client.transport();
+    let seen = transport.seen_revision();
+    let mut tries = 0;
+    loop {
+        let response = client.call(request.clone()).await?;
+        let revision = response.revision();
+        transport.saw_revision(revision);
+        if revision >= seen {
+            return Ok(response);
+        }
+        tries += 1;
+        if tries >= transport.endpoint_count() {
+            return Err(Error::Behind {
+                request: request.describe(),
+                revision,
+                seen,
+            });
+        }
+        tracing::debug!(
+            revision,
+            seen,
+            "a member answered from behind; asking the next"
+        );
+        transport.skip_current();
     }
 }
 

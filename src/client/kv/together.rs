@@ -1,0 +1,204 @@
+//! Range reads that arrive while another is on its way go together, in one read-only Txn.
+//!
+//! A service that starts ten thousand live configs at once would otherwise send ten thousand
+//! Range calls, each a quorum read on the leader and a gRPC call on the client. Here a read
+//! that finds none in flight goes alone and at once, so a lone load waits no longer than
+//! before. Reads that arrive meanwhile queue; when the read in flight is answered, a task
+//! sends the queue as Txns of at most a cap of Ranges, then whatever queued during
+//! those, until the queue is empty. etcd serves a Txn that only reads as it serves a Range (a
+//! linearizable read, no raft entry), and answers all of its reads at one revision.
+//!
+//! A batch that fails for any reason (a read this user may not do, a Txn above the server's
+//! `--max-txn-ops`, an answer above the message limit, a member behind) sends each of its reads
+//! alone, so each gets its own answer or its own error. A failed batch also halves the cap;
+//! each batch answered raises it by one again, up to [`MOST`].
+
+use std::sync::Mutex;
+
+use tokio::sync::oneshot;
+
+use super::{range, Answer, GetResponse, Kv};
+use crate::client::namespace::{Enter, Leave};
+use crate::client::Client;
+use crate::error::Result;
+use crate::key_range::KeyRange;
+use crate::proto::etcdserverpb as pb;
+use crate::sync::lock;
+
+/// The most Ranges in one Txn: etcd's default `--max-txn-ops`.
+const MOST: usize = 128;
+
+/// The reads of one client (and its namespaced clones) waiting to go together.
+#[derive(Debug)]
+pub(crate) struct Together {
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    /// A read is in flight: new reads queue.
+    busy: bool,
+    queue: Vec<Waiting>,
+    /// How many reads the next Txn may carry.
+    cap: usize,
+}
+
+/// A queued read, keys already in its namespace. Dropping `reply` tells the reader to go
+/// alone.
+#[derive(Debug)]
+struct Waiting {
+    request: pb::RangeRequest,
+    reply: oneshot::Sender<pb::RangeResponse>,
+}
+
+impl Default for Together {
+    fn default() -> Self {
+        Together {
+            state: Mutex::new(State {
+                busy: false,
+                queue: Vec::new(),
+                cap: MOST,
+            }),
+        }
+    }
+}
+
+impl Kv {
+    /// Reads every key of `range`, in one Txn with other reads of this client that arrive
+    /// while one is in flight. Same answer as [`Kv::get`] without options.
+    pub(crate) async fn get_together(&self, keys: impl Into<KeyRange>) -> Result<GetResponse> {
+        let client = &self.client;
+        let (key, range_end) = keys.into().into_parts();
+        let mut request = pb::RangeRequest {
+            key,
+            range_end,
+            ..Default::default()
+        };
+        if !client.namespace.is_empty() {
+            request.enter(&client.namespace);
+        }
+        let queued = {
+            let mut state = lock(&client.together.state);
+            if state.busy {
+                let (reply, answer) = oneshot::channel();
+                let request = request.clone();
+                state.queue.push(Waiting { request, reply });
+                Some(answer)
+            } else {
+                state.busy = true;
+                None
+            }
+        };
+        let first = queued.is_none();
+        let answered = match queued {
+            Some(answer) => answer.await.ok(),
+            None => None,
+        };
+        let mut response = match answered {
+            Some(response) => response,
+            None => {
+                // Alone: either first, so the queue waits for this read (`Turn` hands it on
+                // however this future ends), or told to by the batch.
+                let _turn = first.then(|| Turn(client.clone()));
+                range(client, request).await?
+            }
+        };
+        if !client.namespace.is_empty() {
+            response.leave(&client.namespace);
+        }
+        Ok(response.into())
+    }
+}
+
+/// The read in flight that went alone; when it ends, the queue is sent.
+struct Turn(Client);
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let together = &self.0.together;
+        let batch = {
+            let mut state = lock(&together.state);
+            let cap = state.cap;
+            next_batch(&mut state, cap)
+        };
+        if batch.is_empty() {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn(drain(self.0.clone(), batch))),
+            // No runtime to send from: every queued read goes alone.
+            Err(_) => {
+                let mut state = lock(&together.state);
+                state.queue.clear();
+                state.busy = false;
+            }
+        }
+    }
+}
+
+/// Takes up to `cap` queued reads; with none queued, marks the client idle.
+fn next_batch(state: &mut State, cap: usize) -> Vec<Waiting> {
+    if state.queue.is_empty() {
+        state.busy = false;
+        return Vec::new();
+    }
+    let take = state.queue.len().min(cap.max(1));
+    state.queue.drain(..take).collect()
+}
+
+/// Sends batches until the queue is empty.
+async fn drain(client: Client, mut batch: Vec<Waiting>) {
+    let together = &client.together;
+    while !batch.is_empty() {
+        let sent = batch.len();
+        let answered = send(&client, batch).await;
+        let mut state = lock(&together.state);
+        state.cap = match answered {
+            true => (state.cap + 1).min(MOST),
+            false if sent > 1 => (sent / 2).max(1),
+            false => state.cap,
+        };
+        let cap = state.cap;
+        batch = next_batch(&mut state, cap);
+    }
+}
+
+/// Sends one batch; false if it failed, its readers then going alone.
+async fn send(client: &Client, batch: Vec<Waiting>) -> bool {
+    if batch.len() == 1 {
+        // Nothing to share: the reader goes alone, as a plain Range.
+        return true;
+    }
+    let seen = client.transport().seen_revision();
+    let request = pb::TxnRequest {
+        success: batch
+            .iter()
+            .map(|waiting| pb::RequestOp {
+                request: Some(pb::request_op::Request::RequestRange(
+                    waiting.request.clone(),
+                )),
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let response = match client.call(request).await {
+        Ok(response) => response,
+        Err(err) => {
+            tracing::debug!(reads = batch.len(), error = %err, "reads sent together failed; each goes alone");
+            return false;
+        }
+    };
+    let revision = response.revision();
+    client.transport().saw_revision(revision);
+    if revision < seen || response.responses.len() != batch.len() {
+        return false;
+    }
+    for (waiting, answer) in batch.into_iter().zip(response.responses) {
+        if let Some(pb::response_op::Response::ResponseRange(mut range)) = answer.response {
+            range.header = response.header;
+            // A reader that went away meanwhile needs no answer.
+            let _ = waiting.reply.send(range);
+        }
+    }
+    true
+}

@@ -1,0 +1,139 @@
+//! Loads that arrive together go to etcd together: many configs loaded at once cost etcd a few
+//! Txns rather than a Range each, and each load still gets exactly its own answer or its own
+//! error, whatever the server's `--max-txn-ops`.
+
+use crate::support;
+
+use etcd_config::client::{Permission, PermissionKind};
+use etcd_config::{Client, EtcdConfig, KeyRange, ServerErrorKind};
+use etcd_config::{Store, Versioned};
+use futures_util::future::join_all;
+use support::{Etcd, Front};
+
+#[derive(EtcdConfig, Debug, Clone, PartialEq)]
+#[etcd(prefix = "/cfg")]
+struct Small {
+    value: u64,
+    #[etcd(default)]
+    name: String,
+}
+
+/// Writes config `i` as `/t/{i}/cfg/…` with etcdctl-like plain puts.
+async fn write_configs(client: &Client, root: &str, count: u64) {
+    for i in 0..count {
+        let kv = client.kv();
+        kv.put(format!("{root}/{i}/cfg/value"), i.to_string())
+            .await
+            .unwrap();
+        kv.put(format!("{root}/{i}/cfg/name"), format!("n{i}"))
+            .await
+            .unwrap();
+    }
+}
+
+/// Loads configs `0..count` under `root`, all at once.
+async fn load_all(
+    store: &Store,
+    root: &str,
+    count: u64,
+) -> Vec<etcd_config::Result<Versioned<Small>>> {
+    join_all((0..count).map(|i| {
+        let store = store.namespace(&format!("{root}/{i}"));
+        async move { store.load_versioned::<Small>().await }
+    }))
+    .await
+}
+
+/// 300 loads at once: each gets its own config, read at a revision no older than the last
+/// write, and etcd served them with far fewer calls than 300 Ranges.
+#[tokio::test]
+async fn loads_at_once_go_together_and_each_gets_its_own() {
+    let etcd = Etcd::single().await;
+    let client = etcd.client().await;
+    write_configs(&client, "/t", 300).await;
+    let written = client.kv().get("/none").await.unwrap().header.revision;
+    let direct = etcd.front_kind() == Front::Direct;
+    let ranges_before = direct.then(|| etcd.grpc_handled(0, "Range", "OK"));
+    let txns_before = direct.then(|| etcd.grpc_handled(0, "Txn", "OK"));
+
+    let store = Store::new(etcd.client().await);
+    let loaded = load_all(&store, "/t", 300).await;
+    for (i, result) in loaded.into_iter().enumerate() {
+        let loaded = result.unwrap_or_else(|err| panic!("config {i}: {err}"));
+        let i = i as u64;
+        assert_eq!(
+            loaded.value,
+            Small {
+                value: i,
+                name: format!("n{i}")
+            }
+        );
+        assert!(
+            loaded.revision >= written,
+            "config {i} read at {}",
+            loaded.revision
+        );
+    }
+    if let (Some(ranges), Some(txns)) = (ranges_before, txns_before) {
+        let ranges = etcd.grpc_handled(0, "Range", "OK") - ranges;
+        let txns = etcd.grpc_handled(0, "Txn", "OK") - txns;
+        assert!(
+            ranges + txns <= 30,
+            "{ranges} Ranges and {txns} Txns for 300 loads"
+        );
+        assert!(txns >= 2, "{ranges} Ranges and {txns} Txns for 300 loads");
+    }
+}
+
+/// A load this user may not do fails with its own permission error, naming its keys; the
+/// loads that went to etcd in the same Txn still get their configs.
+#[tokio::test]
+async fn a_refused_load_fails_alone() {
+    let etcd = Etcd::single().await;
+    let root = etcd.enable_auth().await;
+    write_configs(&root, "/ok", 40).await;
+    write_configs(&root, "/secret", 1).await;
+    let auth = root.auth();
+    auth.role_add("reader").await.unwrap();
+    auth.role_grant_permission(
+        "reader",
+        Permission::new(PermissionKind::Read, KeyRange::prefix("/ok/")),
+    )
+    .await
+    .unwrap();
+    auth.user_add("reader", "pw").await.unwrap();
+    auth.user_grant_role("reader", "reader").await.unwrap();
+
+    let store = Store::new(etcd.client_as("reader", "pw").await);
+    let denied = store.namespace("/secret/0");
+    let (ok, refused) = tokio::join!(load_all(&store, "/ok", 40), async {
+        tokio::task::yield_now().await;
+        denied.load::<Small>().await
+    });
+    for (i, result) in ok.into_iter().enumerate() {
+        assert_eq!(result.unwrap().value.value, i as u64);
+    }
+    let err = refused.unwrap_err();
+    assert_eq!(
+        err.server_kind(),
+        Some(ServerErrorKind::PermissionDenied),
+        "{err}"
+    );
+    assert!(err.to_string().contains("/secret/0/cfg/"), "{err}");
+}
+
+/// With `--max-txn-ops 8`, a Txn of many reads is refused; every load still gets its config.
+#[tokio::test]
+async fn loads_fit_a_small_txn_limit() {
+    let etcd = Etcd::builder(1).arg("--max-txn-ops=8").start().await;
+    let client = etcd.client().await;
+    write_configs(&client, "/t", 100).await;
+    let store = Store::new(etcd.client().await);
+    for round in 0..3 {
+        let loaded = load_all(&store, "/t", 100).await;
+        for (i, result) in loaded.into_iter().enumerate() {
+            let loaded = result.unwrap_or_else(|err| panic!("round {round}, config {i}: {err}"));
+            assert_eq!(loaded.value.value, i as u64);
+        }
+    }
+}
