@@ -137,3 +137,31 @@ async fn loads_fit_a_small_txn_limit() {
         }
     }
 }
+
+/// Loads given up while queued or in flight (a caller's timeout) leave nothing stuck: every
+/// load after them is answered.
+#[tokio::test]
+async fn loads_given_up_midway_leave_later_loads_answered() {
+    let etcd = Etcd::single().await;
+    let client = etcd.client().await;
+    write_configs(&client, "/t", 50).await;
+    let store = Store::new(etcd.client().await);
+    for wait_us in [0, 50, 200, 1_000, 5_000] {
+        let given_up = join_all((0..50u64).map(|i| {
+            let store = store.namespace(&format!("/t/{i}"));
+            let wait = std::time::Duration::from_micros(wait_us);
+            async move { tokio::time::timeout(wait, store.load::<Small>()).await }
+        }))
+        .await;
+        assert_eq!(given_up.len(), 50);
+        let loaded = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            load_all(&store, "/t", 50),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("loads after giving up after {wait_us} µs hang"));
+        for (i, result) in loaded.into_iter().enumerate() {
+            assert_eq!(result.unwrap().value.value, i as u64);
+        }
+    }
+}
