@@ -100,7 +100,9 @@ impl Kv {
                 // Alone: either first, so the queue waits for this read (`Turn` hands it on
                 // however this future ends), or told to by the batch.
                 let _turn = first.then(|| Turn(client.clone()));
-                range(client, request).await?
+                // Boxed: the call is most of this future, and a load that waits in the queue
+                // should not carry its room.
+                Box::pin(range(client, request)).await?
             }
         };
         if !client.namespace.is_empty() {
