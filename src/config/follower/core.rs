@@ -2,6 +2,8 @@
 //! that a stream ([`Follower`](super::Follower)) and a sink the watch task calls
 //! (`live/driven.rs`) share it.
 
+use std::sync::Arc;
+
 use super::started::resync;
 use super::{apply, Followed, Tracked};
 use crate::client::watch::WatchResponse;
@@ -11,7 +13,7 @@ use crate::error::{Error, Result, ServerErrorKind};
 /// A followed config and the work of one watch answer, without the watch: a [`Follower`]
 /// polls its stream for answers, a live config's sink is handed them by the watch task.
 pub(crate) struct Core<T> {
-    pub(super) prefix: String,
+    pub(super) prefix: Arc<str>,
     pub(super) tracked: Tracked<T>,
     pub(super) store: Store,
 }

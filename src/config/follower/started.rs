@@ -69,7 +69,8 @@ impl<T: EtcdConfig> Started<T> {
 
     /// Turns the started watch into the follower that yields its updates.
     pub(crate) fn into_follower(self, store: Store) -> Follower<T> {
-        let (core, watch) = self.into_core(store);
+        let prefix = store.prefix_of::<T>().into();
+        let (core, watch) = self.into_core(store, prefix);
         Follower {
             core,
             watch,
@@ -80,9 +81,14 @@ impl<T: EtcdConfig> Started<T> {
     }
 
     /// The followed config and its watch, apart: for a consumer the watch task drives.
-    pub(crate) fn into_core(self, store: Store) -> (Core<T>, crate::client::watch::WatchStream) {
+    /// `prefix` is `T`'s under `store`, shared with whoever else names it.
+    pub(crate) fn into_core(
+        self,
+        store: Store,
+        prefix: Arc<str>,
+    ) -> (Core<T>, crate::client::watch::WatchStream) {
         let core = Core {
-            prefix: store.prefix_of::<T>(),
+            prefix,
             tracked: self.tracked,
             store,
         };

@@ -65,7 +65,7 @@ impl<T: EtcdConfig> Live<T> {
             stale: false,
             applied_at: Instant::now(),
         };
-        let shared = Arc::new(Shared::new(initial, prefix, None));
+        let shared = Arc::new(Shared::new(initial, prefix.into(), None));
         let publisher = Publisher::new(shared.clone(), None);
         let seen = shared.current.generation();
         let sender = LiveSender {

@@ -26,7 +26,7 @@ pub(super) fn drive<T: EtcdConfig>(
     started: Started<T>,
     publisher: Publisher<T>,
 ) -> Arc<Handles> {
-    let (core, stream) = started.into_core(store.clone());
+    let (core, stream) = started.into_core(store.clone(), publisher.shared.prefix.clone());
     // What the first load found: keys no field reads are reported from the start.
     publisher.unknown(core.unknown_keys());
     let confirming = Confirming::start(store);

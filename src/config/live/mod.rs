@@ -50,7 +50,7 @@ pub(super) struct Shared<T> {
     /// Made by the first [`Live::events`]: most live configs never have a subscriber, and
     /// the channel's buffer would cost each of them kilobytes.
     events: OnceLock<broadcast::Sender<LiveEvent>>,
-    prefix: String,
+    prefix: Arc<str>,
     /// The client's Watch stream, to tell following from reconnecting (none for a double).
     stream: Option<StreamHealth>,
     /// Woken when a new value is in place or the follower ends: `changed` compares the
@@ -162,7 +162,7 @@ impl<T> Shared<T> {
 }
 
 impl<T: Send + Sync + 'static> Shared<T> {
-    fn new(initial: Snapshot<T>, prefix: String, stream: Option<StreamHealth>) -> Self {
+    fn new(initial: Snapshot<T>, prefix: Arc<str>, stream: Option<StreamHealth>) -> Self {
         let tracking = Tracking {
             confirmed: (!initial.stale).then_some((initial.applied_at, initial.revision)),
             current_through: if initial.stale { 0 } else { initial.revision },

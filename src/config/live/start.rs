@@ -157,7 +157,7 @@ impl Store {
         }
         metrics::started(&prefix, initial.revision);
         let health = self.client().watch_hub().health.clone();
-        let shared = Arc::new(Shared::new(initial, prefix, Some(health.clone())));
+        let shared = Arc::new(Shared::new(initial, prefix.into(), Some(health.clone())));
         health.listen(Arc::downgrade(&shared) as Weak<dyn OutageListener>);
         metrics::track(Arc::downgrade(&shared) as Weak<dyn metrics::Confirmation>);
         {

@@ -131,10 +131,11 @@ impl Hub {
             return;
         };
         let error = if response.compact_revision > 0 {
-            watcher
-                .shared
-                .compact_revision
-                .store(response.compact_revision, Ordering::Release);
+            if let Some(shared) = watcher.events.shared() {
+                shared
+                    .compact_revision
+                    .store(response.compact_revision, Ordering::Release);
+            }
             Error::Server {
                 kind: ServerErrorKind::Compacted,
                 message: format!(
@@ -201,7 +202,9 @@ impl Hub {
                     watcher.next_revision = first;
                 }
                 let state = std::mem::replace(&mut watcher.state, State::Paused);
-                watcher.shared.paused.store(true, Ordering::Release);
+                if let Some(shared) = watcher.events.shared() {
+                    shared.paused.store(true, Ordering::Release);
+                }
                 if let State::Active(watch_id) = state {
                     self.cancel_on_server(watch_id);
                 }

@@ -323,9 +323,8 @@ impl Hub {
                     id,
                     Box::new(Watcher {
                         request,
-                        events: Consumer::Queue(events),
+                        events: Consumer::Queue(events, shared),
                         created: Some(created),
-                        shared,
                         next_revision,
                         state: State::Waiting,
                         fragments: Vec::new(),

@@ -25,7 +25,6 @@ pub(super) struct Watcher {
     pub(super) request: pb::WatchCreateRequest,
     pub(super) events: Consumer,
     pub(super) created: Option<oneshot::Sender<Result<()>>>,
-    pub(super) shared: Arc<Shared>,
     /// The first revision not yet delivered; 0 until known.
     pub(super) next_revision: i64,
     pub(super) state: State,
@@ -47,8 +46,10 @@ impl Watcher {
             }
             None => {
                 if let Handed::Full(Err(error)) = self.events.hand(Err(error)) {
-                    // Handed out once the consumer has read what is buffered.
-                    *crate::sync::lock(&self.shared.ended_with) = Some(Box::new(error));
+                    if let Some(shared) = self.events.shared() {
+                        // Handed out once the consumer has read what is buffered.
+                        *crate::sync::lock(&shared.ended_with) = Some(Box::new(error));
+                    }
                 }
             }
         }
@@ -57,8 +58,9 @@ impl Watcher {
 
 /// Where a watch's responses go.
 pub(super) enum Consumer {
-    /// A [`WatchStream`](super::super::WatchStream) reads them from a queue.
-    Queue(queue::Sender<Result<WatchResponse>>),
+    /// A [`WatchStream`](super::super::WatchStream) reads them from a queue, and what the
+    /// queue cannot carry (paused, compacted, the last error) from the state they share.
+    Queue(queue::Sender<Result<WatchResponse>>, Arc<Shared>),
     /// This task hands them to a sink itself ([`super::super::sink`]), without the client's
     /// namespace, as a stream would.
     Sink {
@@ -77,9 +79,17 @@ pub(super) enum Handed {
 }
 
 impl Consumer {
+    /// The state a stream shares with this task; a sink is handed everything itself.
+    pub(super) fn shared(&self) -> Option<&Shared> {
+        match self {
+            Consumer::Queue(_, shared) => Some(shared),
+            Consumer::Sink { .. } => None,
+        }
+    }
+
     pub(super) fn hand(&mut self, item: Result<WatchResponse>) -> Handed {
         match self {
-            Consumer::Queue(queue) => match queue.try_send(item) {
+            Consumer::Queue(queue, _) => match queue.try_send(item) {
                 Ok(()) => Handed::Taken,
                 Err(queue::TrySendError::Full(item)) => Handed::Full(item),
                 Err(queue::TrySendError::Closed(_)) => Handed::Gone,
