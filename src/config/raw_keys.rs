@@ -14,6 +14,9 @@ pub(crate) struct RawKeys {
     pub(super) not_utf8: Vec<Vec<u8>>,
 }
 
+/// Up to this many keys, a new key grows the entries by exactly one.
+const EXACT_UP_TO: usize = 16;
+
 impl RawKeys {
     /// The keys of `kvs` under `T`'s prefix (keys as a store's client gives them, inside its
     /// namespace; others are ignored). Later pairs for the same key replace earlier ones.
@@ -69,7 +72,14 @@ impl RawKeys {
         match std::str::from_utf8(relative) {
             Ok(key) => match self.entries.binary_search_by(|(k, _)| k.as_str().cmp(key)) {
                 Ok(i) => self.entries[i].1 = value,
-                Err(i) => self.entries.insert(i, (key.to_owned(), value)),
+                Err(i) => {
+                    // A small config grows by exactly one: a Vec would double (to four
+                    // entries at once), and thousands of live configs would carry the room.
+                    if self.entries.len() < EXACT_UP_TO {
+                        self.entries.reserve_exact(1);
+                    }
+                    self.entries.insert(i, (key.to_owned(), value));
+                }
             },
             Err(_) => {
                 if let Err(i) = self

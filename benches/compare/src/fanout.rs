@@ -21,6 +21,8 @@ pub(crate) struct Report {
     pub(crate) register: Duration,
     pub(crate) rss_before: u64,
     pub(crate) rss_after: u64,
+    /// After every watched value changed once: what the handles hold once they hold values.
+    pub(crate) rss_updated: u64,
     pub(crate) one_update: Duration,
     pub(crate) all_received: String,
 }
@@ -66,6 +68,7 @@ pub(crate) fn run_child(
         register: Duration::from_secs_f64(v["register_s"].as_f64().unwrap_or(0.0)),
         rss_before: v["rss_before"].as_u64().unwrap_or(0),
         rss_after: v["rss_after"].as_u64().unwrap_or(0),
+        rss_updated: v["rss_updated"].as_u64().unwrap_or(0),
         one_update: Duration::from_secs_f64(v["one_update_s"].as_f64().unwrap_or(0.0)),
         all_received: v["all_received"].as_str().unwrap_or("?").to_owned(),
     })
@@ -77,7 +80,7 @@ pub(crate) async fn child(
     n: usize,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let rss_before = rss();
-    let (register, rss_after, one_update, all_received) = match who {
+    let (register, rss_after, one_update, all_received, rss_updated) = match who {
         "etcd-config" => ours(endpoint, n).await?,
         _ => theirs(endpoint, n).await?,
     };
@@ -87,6 +90,7 @@ pub(crate) async fn child(
             "register_s": register.as_secs_f64(),
             "rss_before": rss_before,
             "rss_after": rss_after,
+            "rss_updated": rss_updated,
             "one_update_s": one_update.as_secs_f64(),
             "all_received": all_received,
         })
@@ -94,7 +98,9 @@ pub(crate) async fn child(
     Ok(())
 }
 
-type Measured = (Duration, u64, Duration, String);
+/// Registration time, RSS after it, one update's latency, how many updates arrived, and RSS
+/// once they all did.
+type Measured = (Duration, u64, Duration, String, u64);
 
 /// Sets every config's value in txns of 100 puts; returns the last revision.
 async fn write_all(
@@ -160,7 +166,13 @@ async fn ours(endpoint: &str, n: usize) -> Result<Measured, Box<dyn std::error::
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Ok((register, rss_after, one_update, format!("{received}/{n}")))
+    Ok((
+        register,
+        rss_after,
+        one_update,
+        format!("{received}/{n}"),
+        rss(),
+    ))
 }
 
 async fn theirs(endpoint: &str, n: usize) -> Result<Measured, Box<dyn std::error::Error>> {
@@ -211,5 +223,11 @@ async fn theirs(endpoint: &str, n: usize) -> Result<Measured, Box<dyn std::error
             _ => break,
         }
     }
-    Ok((register, rss_after, one_update, format!("{received}/{n}")))
+    Ok((
+        register,
+        rss_after,
+        one_update,
+        format!("{received}/{n}"),
+        rss(),
+    ))
 }

@@ -101,18 +101,19 @@ fn table(rows: &[Row], fanout: &[fanout::Report], machine: &str) -> String {
         out,
         "\nThroughput rows compare time per operation, so below 1.0 is still faster.\n"
     );
-    let _ = writeln!(out, "| fan-out | watches | register all | RSS before | RSS after | per watch | one update's latency | all received |");
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---|");
+    let _ = writeln!(out, "| fan-out | watches | register all | RSS before | RSS after | per watch | per watch, every value updated | one update's latency | all received |");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---|");
     for r in fanout {
         let _ = writeln!(
             out,
-            "| {} | {} | {:.2} s | {:.1} MiB | {:.1} MiB | {:.1} KiB | {:.0} µs | {} |",
+            "| {} | {} | {:.2} s | {:.1} MiB | {:.1} MiB | {:.1} KiB | {:.1} KiB | {:.0} µs | {} |",
             r.who,
             r.watches,
             r.register.as_secs_f64(),
             r.rss_before as f64 / 1048576.0,
             r.rss_after as f64 / 1048576.0,
             (r.rss_after.saturating_sub(r.rss_before)) as f64 / 1024.0 / r.watches as f64,
+            (r.rss_updated.saturating_sub(r.rss_before)) as f64 / 1024.0 / r.watches as f64,
             r.one_update.as_secs_f64() * 1e6,
             r.all_received,
         );
