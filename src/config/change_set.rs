@@ -193,13 +193,13 @@ pub(crate) fn change_set<T: EtcdConfig>(
             }
         }
     }
-    let removed = removed_keys(&local, &encoded.entries, &encoded.maps, &current.kvs);
-    set.deletes.extend(removed.into_iter().filter(|key| {
-        let relative = key.strip_prefix(local.as_bytes()).unwrap_or(key);
-        std::str::from_utf8(relative).map_or(rules.scope.only.is_none(), |relative| {
-            rules.scope.covers(relative)
-        })
-    }));
+    set.deletes.extend(removed_keys(
+        &local,
+        &encoded.entries,
+        &encoded.maps,
+        &current.kvs,
+        rules.scope,
+    ));
     Ok(set)
 }
 
@@ -222,12 +222,14 @@ fn unchanged(rules: &Rules<'_>, secret: bool, key: &str, kv: &KeyValue, value: &
 }
 
 /// The existing keys a save must delete: those of `None` fields, and those under an `each` map
-/// that are not one of its entries now.
+/// that are not one of its entries now; of those, only the ones `scope` covers (a key that is
+/// not UTF-8 only when the scope is the whole value).
 pub(super) fn removed_keys(
     prefix: &str,
     entries: &[Entry],
     maps: &[String],
     existing: &[KeyValue],
+    scope: &Scope,
 ) -> Vec<Vec<u8>> {
     let put: HashSet<&str> = entries
         .iter()
@@ -247,11 +249,14 @@ pub(super) fn removed_keys(
             };
             let Ok(relative) = std::str::from_utf8(relative) else {
                 // Not UTF-8, so never an entry: under a map, it is a stale entry to remove.
-                return maps.iter().any(|m| relative.starts_with(m.as_bytes()));
+                return scope.only.is_none()
+                    && maps.iter().any(|m| relative.starts_with(m.as_bytes()));
             };
-            absent.contains(relative)
-                || (!put.contains(relative)
-                    && maps.iter().any(|m| relative.starts_with(m.as_str())))
+            // Checked first: a change of one entry of a large map looks at that entry alone.
+            scope.covers(relative)
+                && (absent.contains(relative)
+                    || (!put.contains(relative)
+                        && maps.iter().any(|m| relative.starts_with(m.as_str()))))
         })
         .map(|kv| kv.key.clone())
         .collect()

@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 
-use super::change_set::{defaults_of, removed_keys};
+use super::change_set::{defaults_of, removed_keys, Scope};
 use super::encode::Encoded;
 use super::keys;
 use super::{EtcdConfig, Store};
@@ -145,7 +145,14 @@ impl Store {
             }
             let existing = read.await?;
             let encoded = &prepared.encoded;
-            let deletes = removed_keys(&local, &encoded.entries, &encoded.maps, &existing.kvs);
+            let whole = Scope::default();
+            let deletes = removed_keys(
+                &local,
+                &encoded.entries,
+                &encoded.maps,
+                &existing.kvs,
+                &whole,
+            );
             let present: HashSet<&[u8]> = existing.kvs.iter().map(|kv| kv.key.as_slice()).collect();
             let kept = prepared
                 .if_present
