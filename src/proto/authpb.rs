@@ -15,7 +15,7 @@ pub struct User {
     #[prost(message, optional, tag = "4")]
     pub options: ::core::option::Option<UserAddOptions>,
 }
-/// Access to the keys in \[key, range_end); an empty range_end means the single key.
+/// Access to the keys in [key, range_end); an empty range_end means the single key.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Permission {
     #[prost(enumeration = "permission::Type", tag = "1")]

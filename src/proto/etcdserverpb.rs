@@ -224,7 +224,7 @@ pub struct Compare {
     pub target: i32,
     #[prost(bytes = "vec", tag = "3")]
     pub key: ::prost::alloc::vec::Vec<u8>,
-    /// When set, the comparison must hold for every key in \[key, range_end).
+    /// When set, the comparison must hold for every key in [key, range_end).
     #[prost(bytes = "vec", tag = "64")]
     pub range_end: ::prost::alloc::vec::Vec<u8>,
     #[prost(oneof = "compare::TargetUnion", tags = "4, 5, 6, 7, 8")]
