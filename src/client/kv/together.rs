@@ -17,7 +17,7 @@ use std::sync::Mutex;
 
 use tokio::sync::oneshot;
 
-use super::{range, Answer, GetResponse, Kv};
+use super::{range, Answer, Get, GetResponse, Kv};
 use crate::client::namespace::{Enter, Leave};
 use crate::client::Client;
 use crate::error::Result;
@@ -68,12 +68,7 @@ impl Kv {
     /// while one is in flight. Same answer as [`Kv::get`] without options.
     pub(crate) async fn get_together(&self, keys: impl Into<KeyRange>) -> Result<GetResponse> {
         let client = &self.client;
-        let (key, range_end) = keys.into().into_parts();
-        let mut request = pb::RangeRequest {
-            key,
-            range_end,
-            ..Default::default()
-        };
+        let mut request = Get::new(keys).request;
         if !client.namespace.is_empty() {
             request.enter(&client.namespace);
         }
