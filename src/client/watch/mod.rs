@@ -27,7 +27,7 @@ use crate::key_range::KeyRange;
 use crate::proto::etcdserverpb as pb;
 use event::Shared;
 pub use event::{Event, EventKind, WatchResponse};
-use hub::{describe, Command};
+use hub::{describe, Command, Consumer};
 pub(crate) use sink::{Driving, Sink};
 
 /// Options for a new watch; `.await` it to register the watch (one round trip).
@@ -103,49 +103,62 @@ impl IntoFuture for WatchBuilder {
     type Output = Result<WatchStream>;
     type IntoFuture = BoxFuture<WatchStream>;
 
-    fn into_future(self) -> Self::IntoFuture {
+    fn into_future(mut self) -> Self::IntoFuture {
         Box::pin(async move {
-            let hub = self.client.watch_hub();
-            let id = hub.next_id.fetch_add(1, Ordering::Relaxed);
             let (events, receiver) = queue::channel(self.buffer);
-            let (created, created_rx) = oneshot::channel();
             let shared = Arc::new(Shared::default());
             let namespace = self.client.namespace.clone();
-            let mut request = self.request;
-            if !namespace.is_empty() {
-                request.enter(&namespace);
-            }
-            let operation = describe(&request);
-            hub.send(Command::Create {
-                id,
-                request,
-                events,
-                created,
-                shared: shared.clone(),
-                catch_up_limit: self.catch_up_limit,
-            });
-            let after = self.client.transport().options.request_timeout;
-            match tokio::time::timeout(after, created_rx).await {
-                Ok(created) => created.map_err(|_| hub_gone())??,
-                Err(_elapsed) => {
-                    hub.send(Command::Unanswered(id));
-                    return Err(Error::Timeout {
-                        operation,
-                        after,
-                        endpoint: None,
-                    });
-                }
-            }
+            let consumer = Consumer::Queue(events, shared.clone());
+            let id = self
+                .client
+                .watch_hub()
+                .next_id
+                .fetch_add(1, Ordering::Relaxed);
+            self.register(id, consumer).await?;
             Ok(WatchStream {
                 id,
                 namespace,
                 receiver,
                 shared,
-                commands: hub.commands.clone(),
+                commands: self.client.watch_hub().commands.clone(),
                 handed_over: false,
                 _client: self.client,
             })
         })
+    }
+}
+
+impl WatchBuilder {
+    /// Has the watch task create this watch, under local id `id`, with `events` as its
+    /// consumer; returns once etcd confirmed it.
+    async fn register(&mut self, id: u64, events: Consumer) -> Result<()> {
+        let hub = self.client.watch_hub();
+        let (created, created_rx) = oneshot::channel();
+        let mut request = std::mem::take(&mut self.request);
+        if !self.client.namespace.is_empty() {
+            request.enter(&self.client.namespace);
+        }
+        let operation = describe(&request);
+        hub.send(Command::Create {
+            id,
+            request,
+            events,
+            created,
+            catch_up_limit: self.catch_up_limit,
+        });
+        let after = self.client.transport().options.request_timeout;
+        match tokio::time::timeout(after, created_rx).await {
+            Ok(created) => created.map_err(|_| hub_gone())??,
+            Err(_elapsed) => {
+                hub.send(Command::Unanswered(id));
+                return Err(Error::Timeout {
+                    operation,
+                    after,
+                    endpoint: None,
+                });
+            }
+        }
+        Ok(())
     }
 }
 

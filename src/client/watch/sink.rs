@@ -9,8 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::mpsc;
 
-use super::hub::Command;
-use super::{queue, WatchResponse, WatchStream};
+use super::hub::{Command, Consumer};
+use super::{queue, WatchBuilder, WatchResponse, WatchStream};
+use crate::client::Client;
 use crate::error::Result;
 
 /// A consumer the watch task calls with each response of a watch, in order, and with the
@@ -29,17 +30,37 @@ pub(crate) struct Driving {
     commands: mpsc::UnboundedSender<Command>,
 }
 
-impl WatchStream {
-    /// Hands this watch to `sink`: the responses this stream has not read yet go first.
-    pub(crate) fn drive(self, sink: Box<dyn Sink>) -> Driving {
-        let driving = Driving {
-            id: AtomicU64::new(self.id),
-            commands: self.commands.clone(),
-        };
-        self.hand_over(sink);
-        driving
+impl Driving {
+    /// A handle for watches of `client` to be driven under ([`WatchBuilder::drive`]).
+    pub(crate) fn new(client: &Client) -> Driving {
+        Driving {
+            id: AtomicU64::new(0),
+            commands: client.watch_hub().commands.clone(),
+        }
     }
+}
 
+impl WatchBuilder {
+    /// Registers this watch with `sink` as its consumer from the create on, under
+    /// `driving` (in place of the watch it named before, if any). Returns once etcd
+    /// confirmed the watch; on an error the sink is dropped.
+    pub(crate) async fn drive(mut self, driving: &Driving, sink: Box<dyn Sink>) -> Result<()> {
+        let consumer = Consumer::Sink {
+            sink,
+            namespace: self.client.namespace.clone(),
+        };
+        // Named before the create goes out: a handle dropped while it is in flight cancels it.
+        let id = self
+            .client
+            .watch_hub()
+            .next_id
+            .fetch_add(1, Ordering::Relaxed);
+        driving.id.store(id, Ordering::Release);
+        self.register(id, consumer).await
+    }
+}
+
+impl WatchStream {
     /// Hands this watch to `sink` under `driving`, in place of the watch it named (which
     /// ended).
     pub(crate) fn drive_for(self, driving: &Driving, sink: Box<dyn Sink>) {

@@ -17,7 +17,7 @@ mod stored;
 
 pub(crate) use self::core::{After, Core};
 pub(crate) use overlay::Overlay;
-pub(crate) use started::Started;
+pub(crate) use started::{Loaded, Started};
 
 pub(crate) use stored::Stored;
 

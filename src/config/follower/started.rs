@@ -7,11 +7,17 @@ use std::time::Duration;
 
 use super::{Core, Follower, Tracked};
 use crate::backoff::Backoff;
-use crate::config::decode::RawKeys;
 use crate::config::store::decode_entries;
 use crate::config::update::Update;
 use crate::config::{EtcdConfig, Store};
 use crate::error::{Error, Result, ServerErrorKind};
+
+/// A config loaded, its watch not started yet: the watch starts at the load's revision + 1,
+/// either as a stream ([`Loaded::watch`]) or handed to a sink from its create on (a live
+/// config the watch task drives).
+pub(crate) struct Loaded<T> {
+    tracked: Tracked<T>,
+}
 
 /// A config loaded and a watch started right after the load's revision.
 pub(crate) struct Started<T> {
@@ -19,9 +25,9 @@ pub(crate) struct Started<T> {
     stream: crate::client::watch::WatchStream,
 }
 
-impl<T: EtcdConfig> Started<T> {
-    /// Loads `T` (one Range) and starts watching at the load's revision + 1.
-    pub(crate) async fn start(store: &Store) -> Result<Started<T>> {
+impl<T: EtcdConfig> Loaded<T> {
+    /// Loads `T` (one Range).
+    pub(crate) async fn load(store: &Store) -> Result<Loaded<T>> {
         let prefix = store.prefix_of::<T>();
         let (revision, entries) = store.load_raw::<T>().await?;
         let good = Arc::new(decode_entries::<T>(
@@ -30,24 +36,18 @@ impl<T: EtcdConfig> Started<T> {
             revision,
             &entries,
         )?);
-        Started::after(store, entries, revision, good).await
+        Ok(Loaded {
+            tracked: Tracked::new(entries, revision, good),
+        })
     }
 
-    /// Starts watching right after the load of `entries` at `revision`, `good` being the
-    /// last good value.
-    async fn after(store: &Store, entries: RawKeys, revision: i64, good: Arc<T>) -> Result<Self> {
-        let stream = watch_after::<T>(store, revision).await?;
-        let tracked = Tracked::new(entries, revision, good);
-        Ok(Started { tracked, stream })
-    }
-
-    /// Like [`start`](Self::start), but when the value etcd holds is invalid, starts
-    /// following anyway with `fallback` as the last good value (later revisions are decoded
-    /// against everything etcd then holds). Returns the invalid value's error too, if it was.
-    pub(crate) async fn start_with_fallback(
+    /// Like [`load`](Self::load), but when the value etcd holds is invalid, keeps `fallback`
+    /// as the last good value (later revisions are decoded against everything etcd then
+    /// holds). Returns the invalid value's error too, if it was.
+    pub(crate) async fn load_with_fallback(
         store: &Store,
         fallback: Arc<T>,
-    ) -> Result<(Started<T>, Option<Error>)> {
+    ) -> Result<(Loaded<T>, Option<Error>)> {
         let prefix = store.prefix_of::<T>();
         let (revision, entries) = store.load_raw::<T>().await?;
         let (good, invalid) =
@@ -56,10 +56,48 @@ impl<T: EtcdConfig> Started<T> {
                 Err(err @ (Error::Decode { .. } | Error::Rejected { .. })) => (fallback, Some(err)),
                 Err(err) => return Err(err),
             };
-        Ok((
-            Started::after(store, entries, revision, good).await?,
-            invalid,
-        ))
+        let loaded = Loaded {
+            tracked: Tracked::new(entries, revision, good),
+        };
+        Ok((loaded, invalid))
+    }
+
+    /// The value loaded and its revision.
+    pub(crate) fn initial(&self) -> (Arc<T>, i64) {
+        (self.tracked.good.clone(), self.tracked.revision)
+    }
+
+    /// Starts the watch as a stream.
+    pub(crate) async fn watch(self, store: &Store) -> Result<Started<T>> {
+        let stream = watch_after::<T>(store, self.tracked.revision).await?;
+        Ok(Started {
+            tracked: self.tracked,
+            stream,
+        })
+    }
+
+    /// The followed config without its watch, and the watch to create for it: for a consumer
+    /// the watch task drives from the create on. `prefix` is `T`'s under `store`, shared with
+    /// whoever else names it.
+    pub(crate) fn into_core(
+        self,
+        store: Store,
+        prefix: Arc<str>,
+    ) -> (Core<T>, crate::client::watch::WatchBuilder) {
+        let watch = watch_from::<T>(&store, self.tracked.revision);
+        let core = Core {
+            prefix,
+            tracked: self.tracked,
+            store,
+        };
+        (core, watch)
+    }
+}
+
+impl<T: EtcdConfig> Started<T> {
+    /// Loads `T` (one Range) and starts watching at the load's revision + 1.
+    pub(crate) async fn start(store: &Store) -> Result<Started<T>> {
+        Loaded::load(store).await?.watch(store).await
     }
 
     /// The value loaded and its revision.
@@ -70,29 +108,18 @@ impl<T: EtcdConfig> Started<T> {
     /// Turns the started watch into the follower that yields its updates.
     pub(crate) fn into_follower(self, store: Store) -> Follower<T> {
         let prefix = store.prefix_of::<T>().into();
-        let (core, watch) = self.into_core(store, prefix);
-        Follower {
-            core,
-            watch,
-            ready: VecDeque::new(),
-            ended: false,
-            overlays: None,
-        }
-    }
-
-    /// The followed config and its watch, apart: for a consumer the watch task drives.
-    /// `prefix` is `T`'s under `store`, shared with whoever else names it.
-    pub(crate) fn into_core(
-        self,
-        store: Store,
-        prefix: Arc<str>,
-    ) -> (Core<T>, crate::client::watch::WatchStream) {
         let core = Core {
             prefix,
             tracked: self.tracked,
             store,
         };
-        (core, self.stream)
+        Follower {
+            core,
+            watch: self.stream,
+            ready: VecDeque::new(),
+            ended: false,
+            overlays: None,
+        }
     }
 }
 
@@ -102,13 +129,16 @@ async fn watch_after<T: EtcdConfig>(
     store: &Store,
     revision: i64,
 ) -> Result<crate::client::watch::WatchStream> {
+    watch_from::<T>(store, revision).buffer(8).await
+}
+
+/// The watch of `T`'s keys from the revision after a load at `revision`, to register.
+fn watch_from<T: EtcdConfig>(store: &Store, revision: i64) -> crate::client::watch::WatchBuilder {
     store
         .client()
         .watch(store.range_of::<T>())
         .start_revision(revision + 1)
         .catch_up_limit(store.catch_up_limit_revisions())
-        .buffer(8)
-        .await
 }
 
 /// Loads again after a compaction and restarts the watch after that load.

@@ -14,31 +14,33 @@ use std::time::Duration;
 use super::follow::publish;
 use super::publisher::{Confirming, Publisher};
 use super::Handles;
-use crate::client::watch::{Sink, WatchResponse};
-use crate::config::follower::{After, Core, Followed, Started};
+use crate::client::watch::{Driving, Sink, WatchResponse};
+use crate::config::follower::{After, Core, Followed, Loaded};
 use crate::config::{EtcdConfig, Store};
 use crate::error::{Error, Result};
 
-/// Hands the watch of `started` to the client's watch task; the handle cancels it when the
-/// last [`Live`](super::Live) handle drops it.
-pub(super) fn drive<T: EtcdConfig>(
+/// Creates the watch of `loaded` with its follower as the consumer the watch task hands
+/// every answer to. Returns once etcd confirmed the watch; the returned handle cancels it
+/// when the last [`Live`](super::Live) handle drops it.
+pub(super) async fn drive<T: EtcdConfig>(
     store: &Store,
-    started: Started<T>,
+    loaded: Loaded<T>,
     publisher: Publisher<T>,
-) -> Arc<Handles> {
-    let (core, stream) = started.into_core(store.clone(), publisher.shared.prefix.clone());
+) -> Result<Arc<Handles>> {
+    let (core, watch) = loaded.into_core(store.clone(), publisher.shared.prefix.clone());
     // What the first load found: keys no field reads are reported from the start.
     publisher.unknown(core.unknown_keys());
-    let confirming = Confirming::start(store);
-    Arc::new_cyclic(|handles| {
-        let applier = Applier {
-            core,
-            publisher,
-            _confirming: confirming,
-            handles: handles.clone(),
-        };
-        Handles::Driven(stream.drive(Box::new(Some(applier))))
-    })
+    let handles = Arc::new(Handles::Driven(Driving::new(store.client())));
+    let applier = Applier {
+        core,
+        publisher,
+        _confirming: Confirming::start(store),
+        handles: Arc::downgrade(&handles),
+    };
+    if let Handles::Driven(driving) = &*handles {
+        watch.drive(driving, Box::new(Some(applier))).await?;
+    }
+    Ok(handles)
 }
 
 /// A live config's follower as the watch task drives it.

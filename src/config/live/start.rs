@@ -12,15 +12,15 @@ use super::{metrics, rollout, Live, Shared, Snapshot};
 use crate::client::OutageListener;
 use crate::config::cache_file::{read_cache, write_cache_logged};
 use crate::config::fleet::{start_reporter, unix_ms, Confirmed, Record};
-use crate::config::follower::Started;
+use crate::config::follower::Loaded;
 use crate::config::{keys, EtcdConfig, Store};
 use crate::error::{Error, Result};
 
 /// How a live config starts.
 pub(super) struct Start<T> {
     pub(super) initial: Snapshot<T>,
-    /// The watch, started right after the load; `None` when etcd could not be reached.
-    pub(super) started: Option<Started<T>>,
+    /// The load; its watch starts right after it. `None` when etcd could not be reached.
+    pub(super) started: Option<Loaded<T>>,
     /// Why etcd could not be reached, for a start from the cache file.
     pub(super) unreachable_because: Option<String>,
     /// The invalid value etcd holds, for a start from an older valid one.
@@ -48,7 +48,7 @@ pub(super) async fn first_value<T: EtcdConfig>(
     options: &LiveOptions,
 ) -> Result<Start<T>> {
     let prefix = store.prefix_of::<T>();
-    let err = match Started::<T>::start(store).await {
+    let err = match Loaded::<T>::load(store).await {
         Ok(started) => {
             let (value, revision) = started.initial();
             return Ok(Start {
@@ -103,7 +103,7 @@ pub(super) async fn first_value<T: EtcdConfig>(
         return Err(err);
     };
     let value = Arc::new(value);
-    let (started, invalid) = Started::start_with_fallback(store, value.clone()).await?;
+    let (started, invalid) = Loaded::load_with_fallback(store, value.clone()).await?;
     let Some(invalid) = invalid else {
         // etcd moved on to a valid value meanwhile: start from it as usual.
         let (value, revision) = started.initial();
@@ -213,8 +213,18 @@ impl Store {
         // write per update: those have no place on the client's watch task.
         let plain = options.settle.is_none() && overlays.is_none() && publisher.cache.is_none();
         let handles = match started {
-            Some(started) if plain => driven::drive(self, started, publisher),
-            started => follow::spawn(self, started, publisher, options.settle, overlays),
+            Some(loaded) if plain => driven::drive(self, loaded, publisher).await?,
+            Some(loaded) => {
+                // etcd gone between the load and the watch: the task reaches it again, as
+                // after a start from the cache file.
+                let started = match loaded.watch(self).await {
+                    Ok(started) => Some(started),
+                    Err(err) if unreachable(&err) && publisher.cache.is_some() => None,
+                    Err(err) => return Err(err),
+                };
+                follow::spawn(self, started, publisher, options.settle, overlays)
+            }
+            None => follow::spawn(self, None, publisher, options.settle, overlays),
         };
         Ok(Live {
             seen: shared.current.generation(),

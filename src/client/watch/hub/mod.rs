@@ -25,15 +25,16 @@ use crate::error::{Error, Result};
 use crate::proto::etcdserverpb as pb;
 use probe::{until, Probe};
 pub(super) use watcher::describe;
-use watcher::{Consumer, State, Watcher};
+pub(super) use watcher::Consumer;
+use watcher::{State, Watcher};
 
 pub(super) enum Command {
     Create {
         id: u64,
         request: pb::WatchCreateRequest,
-        events: queue::Sender<Result<WatchResponse>>,
+        /// A stream's queue, or a sink that takes the watch's answers from the create on.
+        events: Consumer,
         created: oneshot::Sender<Result<()>>,
-        shared: Arc<Shared>,
         /// See [`WatchBuilder::catch_up_limit`](super::WatchBuilder::catch_up_limit).
         catch_up_limit: Option<i64>,
     },
@@ -315,7 +316,6 @@ impl Hub {
                 request,
                 events,
                 created,
-                shared,
                 catch_up_limit,
             } => {
                 let next_revision = request.start_revision;
@@ -323,7 +323,7 @@ impl Hub {
                     id,
                     Box::new(Watcher {
                         request,
-                        events: Consumer::Queue(events, shared),
+                        events,
                         created: Some(created),
                         next_revision,
                         state: State::Waiting,

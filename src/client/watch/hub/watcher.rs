@@ -57,7 +57,7 @@ impl Watcher {
 }
 
 /// Where a watch's responses go.
-pub(super) enum Consumer {
+pub(in crate::client::watch) enum Consumer {
     /// A [`WatchStream`](super::super::WatchStream) reads them from a queue, and what the
     /// queue cannot carry (paused, compacted, the last error) from the state they share.
     Queue(queue::Sender<Result<WatchResponse>>, Arc<Shared>),
