@@ -27,7 +27,7 @@ use crate::key_range::KeyRange;
 use crate::proto::etcdserverpb as pb;
 use event::Shared;
 pub use event::{Event, EventKind, WatchResponse};
-use hub::{describe, Command, Consumer};
+use hub::{Command, Consumer, Spec};
 pub(crate) use sink::{Driving, Sink};
 
 /// Options for a new watch; `.await` it to register the watch (one round trip).
@@ -138,10 +138,11 @@ impl WatchBuilder {
         if !self.client.namespace.is_empty() {
             request.enter(&self.client.namespace);
         }
-        let operation = describe(&request);
+        let spec = Spec::of(&request);
         hub.send(Command::Create {
             id,
-            request,
+            spec,
+            start_revision: request.start_revision,
             events,
             created,
             catch_up_limit: self.catch_up_limit,
@@ -152,7 +153,7 @@ impl WatchBuilder {
             Err(_elapsed) => {
                 hub.send(Command::Unanswered(id));
                 return Err(Error::Timeout {
-                    operation,
+                    operation: Spec::of(&request).describe(),
                     after,
                     endpoint: None,
                 });

@@ -20,6 +20,11 @@ pub(crate) trait Sink: Send + Sync {
     /// Takes one response, or the error that ends the watch (nothing follows it). Returns
     /// false once the consumer is gone: the watch is then cancelled.
     fn deliver(&mut self, response: Result<WatchResponse>) -> bool;
+
+    /// The namespace the watch task takes off every event's keys before handing them on.
+    fn namespace(&self) -> &[u8] {
+        &[]
+    }
 }
 
 /// A watch handed to a sink. Dropping it cancels the watch (and drops the sink).
@@ -45,10 +50,7 @@ impl WatchBuilder {
     /// `driving` (in place of the watch it named before, if any). Returns once etcd
     /// confirmed the watch; on an error the sink is dropped.
     pub(crate) async fn drive(mut self, driving: &Driving, sink: Box<dyn Sink>) -> Result<()> {
-        let consumer = Consumer::Sink {
-            sink,
-            namespace: self.client.namespace.clone(),
-        };
+        let consumer = Consumer::Sink(sink);
         // Named before the create goes out: a handle dropped while it is in flight cancels it.
         let id = self
             .client
@@ -76,7 +78,6 @@ impl WatchStream {
             sink,
             receiver,
             shared: self.shared.clone(),
-            namespace: self.namespace.clone(),
         });
     }
 }

@@ -70,6 +70,11 @@ impl<T: EtcdConfig> Core<T> {
         Ok(next)
     }
 
+    /// The namespace of the store's client, which the watch's events come under.
+    pub(crate) fn namespace(&self) -> &[u8] {
+        self.store.client().namespace_prefix()
+    }
+
     /// The keys under the prefix that no field reads, as of the last valid revision.
     pub(crate) fn unknown_keys(&self) -> &[UnknownKey] {
         &self.tracked.unknown

@@ -94,6 +94,11 @@ impl<T: EtcdConfig> Sink for Option<Applier<T>> {
             }
         }
     }
+
+    fn namespace(&self) -> &[u8] {
+        self.as_ref()
+            .map_or(&[], |applier| applier.core.namespace())
+    }
 }
 
 impl<T: EtcdConfig> Applier<T> {

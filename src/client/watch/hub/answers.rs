@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use super::super::event::{Event, WatchResponse};
 use super::watcher::Handed;
-use super::{describe, Hub, State};
+use super::{Hub, State};
 use crate::client::ResponseHeader;
 use crate::error::{Error, ServerErrorKind};
 use crate::proto::etcdserverpb as pb;
@@ -63,16 +63,22 @@ impl Hub {
         let Some(&id) = self.by_watch_id.get(&response.watch_id) else {
             return; // a watch we cancelled or paused; its late events are not wanted
         };
-        let Some(watcher) = self.watchers.get_mut(&id) else {
+        if !self.watchers.contains_key(&id) {
             return;
-        };
-        watcher
-            .fragments
-            .extend(response.events.into_iter().map(Event::from));
-        if response.fragment {
-            return; // more of the same revision follows
         }
-        let events = std::mem::take(&mut watcher.fragments);
+        let events = response.events.into_iter().map(Event::from);
+        if response.fragment {
+            // More of the same revision follows.
+            self.fragments.entry(id).or_default().extend(events);
+            return;
+        }
+        let events = match self.fragments.remove(&id) {
+            Some(mut earlier) => {
+                earlier.extend(events);
+                earlier
+            }
+            None => events.collect(),
+        };
         self.deliver(id, header, events);
     }
 
@@ -98,8 +104,8 @@ impl Hub {
                 let first = !watcher.auth_retried;
                 watcher.auth_retried = true;
                 let (key, range_end) = (
-                    watcher.request.key.clone(),
-                    watcher.request.range_end.clone(),
+                    watcher.spec.key().to_vec(),
+                    watcher.spec.range_end().to_vec(),
                 );
                 if first || kind.needs_new_token() || self.may_read(key, range_end).await {
                     return self.renew_token().await;
@@ -142,7 +148,7 @@ impl Hub {
                     "etcdserver: mvcc: required revision has been compacted (watch from {}, compacted at {})",
                     watcher.next_revision, response.compact_revision
                 ),
-                request: describe(&watcher.request),
+                request: watcher.spec.describe(),
             }
         } else {
             Error::Server {
@@ -152,7 +158,7 @@ impl Hub {
                 } else {
                     reason.clone()
                 },
-                request: describe(&watcher.request),
+                request: watcher.spec.describe(),
             }
         };
         watcher.end(error);

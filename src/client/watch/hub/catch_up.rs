@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::{describe, Hub, State};
+use super::{Hub, State};
 use crate::error::{Error, Result, ServerErrorKind};
 use crate::proto::etcdserverpb as pb;
 
@@ -52,10 +52,10 @@ impl Hub {
             let Some(watcher) = self.watchers.remove(&id) else {
                 continue;
             };
-            tracing::debug!(watch = %describe(&watcher.request), next, head,
+            tracing::debug!(watch = %watcher.spec.describe(), next, head,
                 "watch too far behind to resume; its owner reloads at the head");
             let error = Error::FellBehind {
-                request: describe(&watcher.request),
+                request: watcher.spec.describe(),
                 next,
                 head,
             };
@@ -73,8 +73,8 @@ impl Hub {
             return Head::Unknown;
         };
         let range = pb::RangeRequest {
-            key: watcher.request.key.clone(),
-            range_end: watcher.request.range_end.clone(),
+            key: watcher.spec.key().to_vec(),
+            range_end: watcher.spec.range_end().to_vec(),
             limit: 1,
             count_only: true,
             ..Default::default()

@@ -7,6 +7,7 @@ mod answers;
 mod catch_up;
 mod drive;
 mod probe;
+mod spec;
 mod watcher;
 
 use std::collections::{HashMap, VecDeque};
@@ -17,21 +18,23 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::creates::Creates;
-use super::event::{Shared, WatchResponse};
+use super::event::{Event, Shared, WatchResponse};
 use super::queue;
 use crate::client::stream::{fails_waiting, Reopen, StreamHealth, Supervised};
 use crate::client::transport::Transport;
 use crate::error::{Error, Result};
 use crate::proto::etcdserverpb as pb;
 use probe::{until, Probe};
-pub(super) use watcher::describe;
+pub(super) use spec::Spec;
 pub(super) use watcher::Consumer;
 use watcher::{State, Watcher};
 
 pub(super) enum Command {
     Create {
         id: u64,
-        request: pb::WatchCreateRequest,
+        spec: Spec,
+        /// 0: from now.
+        start_revision: i64,
         /// A stream's queue, or a sink that takes the watch's answers from the create on.
         events: Consumer,
         created: oneshot::Sender<Result<()>>,
@@ -45,7 +48,6 @@ pub(super) enum Command {
         sink: Box<dyn super::Sink>,
         receiver: queue::Receiver<Result<WatchResponse>>,
         shared: Arc<Shared>,
-        namespace: Arc<[u8]>,
     },
     Cancel(u64),
     /// The create of this watch was not confirmed within the request timeout; its caller got
@@ -98,6 +100,8 @@ struct Hub {
     /// thousands of watches, half the buckets of a map are spare).
     watchers: HashMap<u64, Box<Watcher>>,
     by_watch_id: HashMap<i64, u64>,
+    /// The events of revisions etcd sent in fragments, by local id, until the last fragment.
+    fragments: HashMap<u64, Vec<Event>>,
     /// Local ids whose creates wait to be sent on the open stream, in order.
     queue: VecDeque<u64>,
     /// The creates sent on the open stream and not answered yet.
@@ -118,6 +122,7 @@ impl Hub {
             commands,
             watchers: HashMap::new(),
             by_watch_id: HashMap::new(),
+            fragments: HashMap::new(),
             queue: VecDeque::new(),
             creates: Creates::new(),
             stream: Supervised::new(transport, "Watch"),
@@ -252,10 +257,10 @@ impl Hub {
         self.probe = Probe::default();
         self.queue.clear();
         self.creates.reset();
+        self.fragments.clear();
         for watcher in self.watchers.values_mut() {
             if watcher.state != State::Paused {
                 watcher.state = State::Waiting;
-                watcher.fragments.clear();
             }
         }
     }
@@ -313,21 +318,20 @@ impl Hub {
         match command {
             Command::Create {
                 id,
-                request,
+                spec,
+                start_revision,
                 events,
                 created,
                 catch_up_limit,
             } => {
-                let next_revision = request.start_revision;
                 self.watchers.insert(
                     id,
                     Box::new(Watcher {
-                        request,
+                        spec,
                         events,
                         created: Some(created),
-                        next_revision,
+                        next_revision: start_revision,
                         state: State::Waiting,
-                        fragments: Vec::new(),
                         auth_retried: false,
                         catch_up_limit,
                     }),
@@ -339,8 +343,7 @@ impl Hub {
                 sink,
                 receiver,
                 shared,
-                namespace,
-            } => self.drive(id, Consumer::Sink { sink, namespace }, receiver, &shared),
+            } => self.drive(id, Consumer::Sink(sink), receiver, &shared),
             Command::Cancel(id) => {
                 if let Some(watcher) = self.watchers.remove(&id) {
                     if let State::Active(watch_id) = watcher.state {
@@ -386,11 +389,9 @@ fn send_creates(
         let Some(watcher) = watchers.get(&id).filter(|w| w.state == State::Creating) else {
             continue; // dropped or paused while queued
         };
-        let mut request = watcher.request.clone();
-        if watcher.next_revision > 0 {
-            request.start_revision = watcher.next_revision;
-        }
-        request.watch_id = creates.sent(id);
+        let request = watcher
+            .spec
+            .request(watcher.next_revision, creates.sent(id));
         send(pb::WatchRequest {
             request_union: Some(pb::watch_request::RequestUnion::CreateRequest(request)),
         });

@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
-use super::super::event::{Event, Shared, WatchResponse};
+use super::super::event::{Shared, WatchResponse};
 use super::super::{queue, Sink};
+use super::spec::Spec;
 use crate::error::{Error, Result};
-use crate::proto::etcdserverpb as pb;
 
 #[derive(PartialEq, Eq, Clone, Copy, Debug)]
 pub(super) enum State {
@@ -21,14 +21,14 @@ pub(super) enum State {
     Paused,
 }
 
+/// Kept small (boxed, about a hundred bytes): a client may hold thousands.
 pub(super) struct Watcher {
-    pub(super) request: pb::WatchCreateRequest,
+    pub(super) spec: Spec,
     pub(super) events: Consumer,
     pub(super) created: Option<oneshot::Sender<Result<()>>>,
     /// The first revision not yet delivered; 0 until known.
     pub(super) next_revision: i64,
     pub(super) state: State,
-    pub(super) fragments: Vec<Event>,
     /// A create of this watch was refused for its token and retried with a fresh one; reset
     /// once a create succeeds.
     pub(super) auth_retried: bool,
@@ -61,12 +61,9 @@ pub(in crate::client::watch) enum Consumer {
     /// A [`WatchStream`](super::super::WatchStream) reads them from a queue, and what the
     /// queue cannot carry (paused, compacted, the last error) from the state they share.
     Queue(queue::Sender<Result<WatchResponse>>, Arc<Shared>),
-    /// This task hands them to a sink itself ([`super::super::sink`]), without the client's
+    /// This task hands them to a sink itself ([`super::super::sink`]), without the sink's
     /// namespace, as a stream would.
-    Sink {
-        sink: Box<dyn Sink>,
-        namespace: Arc<[u8]>,
-    },
+    Sink(Box<dyn Sink>),
 }
 
 /// What became of a response handed on.
@@ -83,7 +80,7 @@ impl Consumer {
     pub(super) fn shared(&self) -> Option<&Shared> {
         match self {
             Consumer::Queue(_, shared) => Some(shared),
-            Consumer::Sink { .. } => None,
+            Consumer::Sink(_) => None,
         }
     }
 
@@ -94,8 +91,9 @@ impl Consumer {
                 Err(queue::TrySendError::Full(item)) => Handed::Full(item),
                 Err(queue::TrySendError::Closed(_)) => Handed::Gone,
             },
-            Consumer::Sink { sink, namespace } => {
+            Consumer::Sink(sink) => {
                 let item = item.map(|mut response| {
+                    let namespace = sink.namespace();
                     if !namespace.is_empty() {
                         for event in &mut response.events {
                             crate::client::namespace::event_out(namespace, event);
@@ -111,12 +109,4 @@ impl Consumer {
             }
         }
     }
-}
-
-/// What a watch is, for errors: `Watch prefix /services/gateway/`.
-pub(in crate::client::watch) fn describe(request: &pb::WatchCreateRequest) -> String {
-    format!(
-        "Watch {}",
-        crate::key_range::describe(&request.key, &request.range_end)
-    )
 }
