@@ -61,14 +61,21 @@ pub(crate) type BoxFuture<T> =
 /// [`cluster`](Client::cluster), [`maintenance`](Client::maintenance).
 #[derive(Clone)]
 pub struct Client {
-    transport: Arc<Transport>,
-    /// The task that owns the client's one Watch stream, started by the first watch.
-    watch_hub: Arc<OnceLock<watch::hub::WatchHub>>,
-    keeper: Arc<OnceLock<keep_alive::Keeper>>,
-    /// Config loads waiting to go to etcd together.
-    together: Arc<kv::Together>,
+    /// What every clone shares, behind one pointer: a store or live config holds a client,
+    /// and thousands of those may live in one process.
+    shared: Arc<Shared>,
     /// Every key this client names is under it ([`Client::namespace`]); empty for none.
     namespace: Arc<[u8]>,
+}
+
+/// What the clones of a client share.
+struct Shared {
+    transport: Arc<Transport>,
+    /// The task that owns the client's one Watch stream, started by the first watch.
+    watch_hub: OnceLock<watch::hub::WatchHub>,
+    keeper: OnceLock<keep_alive::Keeper>,
+    /// Config loads waiting to go to etcd together.
+    together: kv::Together,
 }
 
 impl Client {
@@ -121,22 +128,28 @@ impl Client {
             cluster::start_auto_sync(&transport, interval);
         }
         Client {
-            transport,
-            watch_hub: Arc::new(OnceLock::new()),
-            keeper: Arc::new(OnceLock::new()),
-            together: Arc::default(),
+            shared: Arc::new(Shared {
+                transport,
+                watch_hub: OnceLock::new(),
+                keeper: OnceLock::new(),
+                together: kv::Together::default(),
+            }),
             namespace: Arc::from(Vec::new()),
         }
     }
 
     pub(crate) fn keeper(&self) -> &keep_alive::Keeper {
-        self.keeper
-            .get_or_init(|| keep_alive::Keeper::start(Arc::downgrade(&self.transport)))
+        let transport = &self.shared.transport;
+        self.shared
+            .keeper
+            .get_or_init(|| keep_alive::Keeper::start(Arc::downgrade(transport)))
     }
 
     pub(crate) fn watch_hub(&self) -> &watch::hub::WatchHub {
-        self.watch_hub
-            .get_or_init(|| watch::hub::WatchHub::start(Arc::downgrade(&self.transport)))
+        let transport = &self.shared.transport;
+        self.shared
+            .watch_hub
+            .get_or_init(|| watch::hub::WatchHub::start(Arc::downgrade(transport)))
     }
 
     /// Key-value operations: get, put, delete, txn, compact.
@@ -166,21 +179,30 @@ impl Client {
 
     /// The endpoints this client was given, in order.
     pub fn endpoints(&self) -> Vec<String> {
-        self.transport.endpoint_names()
+        self.shared.transport.endpoint_names()
     }
 
     /// The user this client authenticates as, if any.
     pub fn user(&self) -> Option<&str> {
-        self.transport.credentials.as_ref().map(Credentials::user)
+        self.shared
+            .transport
+            .credentials
+            .as_ref()
+            .map(Credentials::user)
     }
 
     pub(crate) fn transport(&self) -> &Transport {
-        &self.transport
+        &self.shared.transport
+    }
+
+    /// The loads of this client (and its namespaced clones) waiting to go together.
+    pub(crate) fn together(&self) -> &kv::Together {
+        &self.shared.together
     }
 
     /// Sends one unary call (see `rpc`): failover, retries, token and request timeout.
     pub(crate) async fn call<R: rpc::Rpc>(&self, request: R) -> Result<R::Response> {
-        self.transport.call(request).await
+        self.shared.transport.call(request).await
     }
 }
 

@@ -10,8 +10,9 @@ use super::EtcdConfig;
 pub(crate) struct RawKeys {
     /// `(relative key, value)`, sorted by key, each key once.
     pub(super) entries: Vec<(String, Vec<u8>)>,
-    /// Relative keys that are not UTF-8, sorted, each once.
-    pub(super) not_utf8: Vec<Vec<u8>>,
+    /// Relative keys that are not UTF-8, sorted, each once. Almost always none: a boxed
+    /// slice costs thousands of live configs eight bytes less each than a `Vec`.
+    pub(super) not_utf8: Box<[Vec<u8>]>,
 }
 
 /// Up to this many keys, a new key grows the entries by exactly one.
@@ -86,7 +87,9 @@ impl RawKeys {
                     .not_utf8
                     .binary_search_by(|k| k.as_slice().cmp(relative))
                 {
-                    self.not_utf8.insert(i, relative.to_vec());
+                    let mut keys = std::mem::take(&mut self.not_utf8).into_vec();
+                    keys.insert(i, relative.to_vec());
+                    self.not_utf8 = keys.into_boxed_slice();
                 }
             }
         }
@@ -105,7 +108,9 @@ impl RawKeys {
                     .not_utf8
                     .binary_search_by(|k| k.as_slice().cmp(relative))
                 {
-                    self.not_utf8.remove(i);
+                    let mut keys = std::mem::take(&mut self.not_utf8).into_vec();
+                    keys.remove(i);
+                    self.not_utf8 = keys.into_boxed_slice();
                 }
             }
         }
@@ -168,6 +173,6 @@ mod tests {
             (b"/p/b".to_vec(), b"3".to_vec()),
         ]);
         assert_eq!(keys.keys().collect::<Vec<_>>(), ["a", "b"]);
-        assert_eq!(keys.not_utf8, [b"\xff".to_vec()]);
+        assert_eq!(&*keys.not_utf8, [b"\xff".to_vec()]);
     }
 }

@@ -73,7 +73,7 @@ impl Kv {
             request.enter(&client.namespace);
         }
         let queued = {
-            let mut state = lock(&client.together.state);
+            let mut state = lock(&client.together().state);
             if state.busy {
                 let (reply, answer) = oneshot::channel();
                 let request = request.clone();
@@ -112,7 +112,7 @@ struct Turn(Client);
 
 impl Drop for Turn {
     fn drop(&mut self) {
-        let together = &self.0.together;
+        let together = self.0.together();
         let batch = {
             let mut state = lock(&together.state);
             let cap = state.cap;
@@ -145,7 +145,7 @@ fn next_batch(state: &mut State, cap: usize) -> Vec<Waiting> {
 
 /// Sends batches until the queue is empty.
 async fn drain(client: Client, mut batch: Vec<Waiting>) {
-    let together = &client.together;
+    let together = client.together();
     while !batch.is_empty() {
         let sent = batch.len();
         let answered = send(&client, batch).await;

@@ -42,7 +42,14 @@ struct Tracked<T> {
     /// `good` as stored, `key -> (field, value)`, to diff the next value against.
     good_stored: Stored,
     /// Keys under the prefix that no field reads, as of the last valid revision.
-    unknown: Vec<UnknownKey>,
+    unknown: Box<[UnknownKey]>,
+    /// Boxed: only a live config that reports to rollouts ever has one.
+    rollout: Option<Box<Rollout>>,
+}
+
+/// What a follower knows of the rollouts it takes part in.
+#[derive(Default)]
+struct Rollout {
     /// A rollout's candidate, overlaid on `keys` while this instance is one of its members.
     overlay: Option<Arc<Overlay>>,
     /// The rollout whose candidate `good` includes.
@@ -58,9 +65,37 @@ impl<T: EtcdConfig> Tracked<T> {
             revision,
             good,
             good_stored,
-            unknown,
-            overlay: None,
-            serving: None,
+            unknown: unknown.into(),
+            rollout: None,
+        }
+    }
+
+    fn overlay(&self) -> Option<&Arc<Overlay>> {
+        self.rollout.as_ref()?.overlay.as_ref()
+    }
+
+    /// The rollout whose candidate `good` includes.
+    fn serving(&self) -> Option<&String> {
+        self.rollout.as_ref()?.serving.as_ref()
+    }
+
+    fn set_overlay(&mut self, overlay: Option<Arc<Overlay>>) {
+        self.rollout.get_or_insert_with(Box::default).overlay = overlay;
+        self.drop_empty_rollout();
+    }
+
+    fn set_serving(&mut self, serving: Option<String>) {
+        self.rollout.get_or_insert_with(Box::default).serving = serving;
+        self.drop_empty_rollout();
+    }
+
+    fn drop_empty_rollout(&mut self) {
+        if self
+            .rollout
+            .as_ref()
+            .is_some_and(|r| r.overlay.is_none() && r.serving.is_none())
+        {
+            self.rollout = None;
         }
     }
 
@@ -83,25 +118,22 @@ impl<T: EtcdConfig> Tracked<T> {
         self.revision = revision;
         // A committed rollout's keys are in: the candidate is the value, without an overlay.
         if self
-            .overlay
-            .as_ref()
+            .overlay()
             .and_then(|o| o.committed_at)
             .is_some_and(|at| revision >= at)
         {
-            self.overlay = None;
+            self.set_overlay(None);
         }
-        let overlaid = self.overlay.as_ref().map(|overlay| overlay.over(keys));
+        let overlaid = self.overlay().map(|overlay| overlay.over(keys));
         let keys = overlaid.as_ref().unwrap_or(keys);
         let value = match decode_entries::<T>(prefix, keyring, revision, keys) {
             Ok(value) => value,
             Err(err) => return Some(Err(err)),
         };
-        self.serving = self.overlay.as_ref().map(|o| o.rollout.clone());
-        if self.overlay.is_none() {
-            self.serving = None;
-        }
+        let serving = self.overlay().map(|o| o.rollout.clone());
+        self.set_serving(serving);
         let new_stored = stored(&value);
-        self.unknown = unknown_in::<T>(keys, &new_stored, revision);
+        self.unknown = unknown_in::<T>(keys, &new_stored, revision).into();
         let changed = changed_fields(&self.good_stored, &new_stored);
         if changed.is_empty() {
             return None;
@@ -207,35 +239,35 @@ impl<T: EtcdConfig> Follower<T> {
         };
         let overlay = overlays.borrow_and_update().clone();
         let core = &mut self.core;
-        if overlay == core.tracked.overlay {
+        if overlay.as_ref() == core.tracked.overlay() {
             return;
         }
         // Committed at a revision not applied yet: keep serving the candidate until the
         // commit's own revision arrives on the field watch (see `evaluate_at`).
         if let Some(at) = overlay.as_ref().and_then(|o| o.committed_at) {
-            if core.tracked.revision < at && core.tracked.overlay.is_some() {
-                core.tracked.overlay = overlay;
+            if core.tracked.revision < at && core.tracked.overlay().is_some() {
+                core.tracked.set_overlay(overlay);
                 return;
             }
         }
-        let before = core.tracked.serving.clone();
-        core.tracked.overlay = overlay;
+        let before = core.tracked.serving().cloned();
+        core.tracked.set_overlay(overlay);
         let keyring = core.store.keyring();
         match core.tracked.evaluate(&core.prefix, keyring) {
             Some(Ok(update)) => self.ready.push_back(Followed::Updated(update)),
             Some(Err(err)) => {
                 // This member cannot serve the candidate: it keeps what it served.
-                core.tracked.overlay = None;
+                core.tracked.set_overlay(None);
                 self.ready.push_back(Followed::Rejected(err));
             }
             None => {}
         }
-        if core.tracked.overlay.is_none() {
-            core.tracked.serving = None;
+        if core.tracked.overlay().is_none() {
+            core.tracked.set_serving(None);
         }
-        if core.tracked.serving != before {
+        if core.tracked.serving() != before.as_ref() {
             self.ready
-                .push_back(Followed::Serving(core.tracked.serving.clone()));
+                .push_back(Followed::Serving(core.tracked.serving().cloned()));
         }
     }
 
@@ -301,13 +333,13 @@ fn apply<T: EtcdConfig>(
     let mut results = Vec::new();
     let mut keys = std::mem::take(&mut tracked.keys);
     let _ = replay::<T>(&mut keys, response.events, |revision, keys| {
-        let serving = tracked.serving.clone();
+        let serving = tracked.serving().cloned();
         results.push(match tracked.evaluate_at(prefix, keyring, revision, keys) {
             Some(result) => Followed::from(result),
             None => Followed::Current(revision),
         });
-        if tracked.serving != serving {
-            results.push(Followed::Serving(tracked.serving.clone()));
+        if tracked.serving() != serving.as_ref() {
+            results.push(Followed::Serving(tracked.serving().cloned()));
         }
         ControlFlow::Continue(())
     });

@@ -2,7 +2,7 @@
 //! handles, the event stream, the fleet record, the cache file and the metrics. The task of
 //! `follow` and the sink of `driven` both publish through it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -19,7 +19,7 @@ use crate::config::{EtcdConfig, Serving, Store, UnknownKey};
 /// Dropped, it ends the live config: handles' `changed` fails from then on.
 pub(super) struct Publisher<T> {
     pub(super) shared: Arc<Shared<T>>,
-    pub(super) cache: Option<PathBuf>,
+    pub(super) cache: Option<Box<Path>>,
     /// False for [`Live::fixed`](super::Live::fixed), which never changes and never ends.
     ends_on_drop: bool,
 }
@@ -28,7 +28,7 @@ impl<T: EtcdConfig> Publisher<T> {
     pub(super) fn new(shared: Arc<Shared<T>>, cache: Option<PathBuf>) -> Self {
         Publisher {
             shared,
-            cache,
+            cache: cache.map(PathBuf::into_boxed_path),
             ends_on_drop: true,
         }
     }

@@ -26,7 +26,8 @@ impl Hub {
             .watchers
             .iter()
             .filter(|(_, w)| w.state != State::Paused && w.next_revision > 0)
-            .filter_map(|(id, w)| Some((*id, w.next_revision, w.catch_up_limit?)))
+            .filter(|(_, w)| w.catch_up_limit < i64::MAX)
+            .map(|(id, w)| (*id, w.next_revision, w.catch_up_limit))
             .collect();
         let Some(&(first, _, _)) = behind.first() else {
             return Ok(());

@@ -333,7 +333,7 @@ impl Hub {
                         next_revision: start_revision,
                         state: State::Waiting,
                         auth_retried: false,
-                        catch_up_limit,
+                        catch_up_limit: catch_up_limit.unwrap_or(i64::MAX),
                     }),
                 );
                 self.create(id);

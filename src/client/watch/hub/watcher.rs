@@ -32,8 +32,9 @@ pub(super) struct Watcher {
     /// A create of this watch was refused for its token and retried with a fresh one; reset
     /// once a create succeeds.
     pub(super) auth_retried: bool,
-    /// Resuming more than this many revisions behind the head ends the watch instead.
-    pub(super) catch_up_limit: Option<i64>,
+    /// Resuming more than this many revisions behind the head ends the watch instead
+    /// ([`i64::MAX`]: no limit; an `Option` would cost the watch eight more bytes).
+    pub(super) catch_up_limit: i64,
 }
 
 impl Watcher {
