@@ -1,29 +1,36 @@
 //! A value as it is stored, kept by every live config to tell which fields the next revision
-//! changes. Packed: every entry's key, field path and value one after another in one string,
-//! and per entry where each ends. Three strings and a tuple per entry cost a one-field config
-//! 83 bytes in four allocations, and a 5,000-entry one about 0.9 MB in 15,001; packed, 27
-//! bytes in two, and 0.4 MB in two.
+//! changes. Packed: every entry's key, field path and value one after another, and per entry
+//! where each ends, in one allocation. Three strings and a tuple per entry cost a one-field
+//! config 83 bytes in four allocations, and a 5,000-entry one about 0.9 MB in 15,001; packed,
+//! 27 bytes in one, and 0.4 MB in one.
 
 use crate::config::encode::Encoded;
 use crate::config::EtcdConfig;
 
 /// `key -> (field path, value)`, sorted by key, each key once.
+///
+/// One allocation: the entry count, then per entry where its key, field path and value end
+/// in the text (three `u32`s, little-endian; the top bit of the last says the field has a
+/// value: a `None` is stored as no key at all), then the text: each entry's key, field path
+/// and value, in key order, with no separator.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Stored {
-    /// Each entry's key, field path and value (if it has one), in key order, with no separator.
-    text: Box<str>,
-    ends: Box<[Ends]>,
+    packed: Box<[u8]>,
 }
 
-/// Where an entry's parts end in [`Stored::text`]; it starts where the previous one ended.
+/// Where an entry's parts end in the text; it starts where the previous one ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Ends {
-    key: u32,
-    field: u32,
-    value: u32,
+    key: usize,
+    field: usize,
+    value: usize,
     /// False for a field stored as no key at all (a `None`).
     has_value: bool,
 }
+
+const HAS_VALUE: u32 = 1 << 31;
+const COUNT: usize = 4;
+const ENDS: usize = 12;
 
 /// One entry as it is read back: key, field path, value.
 type Entry<'a> = (&'a str, &'a str, Option<&'a str>);
@@ -49,68 +56,101 @@ impl Stored {
     }
 
     fn pack(entries: &[(String, String, Option<String>)]) -> Stored {
-        let length = entries
+        let length: usize = entries
             .iter()
             .map(|(k, f, v)| k.len() + f.len() + v.as_ref().map_or(0, String::len))
             .sum();
-        let mut text = String::with_capacity(length);
-        // etcd refuses requests of more than a few MiB, so no config's text nears 4 GiB.
-        let end = |text: &String| u32::try_from(text.len()).expect("stored config under 4 GiB");
-        let ends = entries
-            .iter()
-            .map(|(key, field, value)| {
-                text.push_str(key);
-                let key = end(&text);
-                text.push_str(field);
-                let field = end(&text);
-                text.push_str(value.as_deref().unwrap_or_default());
-                Ends {
-                    key,
-                    field,
-                    value: end(&text),
-                    has_value: value.is_some(),
-                }
-            })
-            .collect();
+        // etcd refuses requests of more than a few MiB, so no config nears 2 GiB.
+        let word = |n: usize| u32::try_from(n).expect("stored config under 2 GiB");
+        let header = COUNT + ENDS * entries.len();
+        let mut packed = Vec::with_capacity(header + length);
+        packed.extend_from_slice(&word(entries.len()).to_le_bytes());
+        let mut end = 0;
+        for (key, field, value) in entries {
+            let value_len = value.as_ref().map_or(0, String::len);
+            let ends = [
+                end + key.len(),
+                end + key.len() + field.len(),
+                end + key.len() + field.len() + value_len,
+            ];
+            end = ends[2];
+            let flag = if value.is_some() { HAS_VALUE } else { 0 };
+            for (i, at) in ends.into_iter().enumerate() {
+                let at = if i == 2 { word(at) | flag } else { word(at) };
+                packed.extend_from_slice(&at.to_le_bytes());
+            }
+        }
+        assert!(end < HAS_VALUE as usize, "stored config under 2 GiB");
+        for (key, field, value) in entries {
+            packed.extend_from_slice(key.as_bytes());
+            packed.extend_from_slice(field.as_bytes());
+            packed.extend_from_slice(value.as_deref().unwrap_or_default().as_bytes());
+        }
         Stored {
-            text: text.into_boxed_str(),
-            ends,
+            packed: packed.into_boxed_slice(),
         }
     }
 
+    fn word(&self, at: usize) -> u32 {
+        let bytes = &self.packed[at..at + 4];
+        u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
+    }
+
     fn len(&self) -> usize {
-        self.ends.len()
+        if self.packed.is_empty() {
+            return 0;
+        }
+        self.word(0) as usize
+    }
+
+    fn text(&self) -> &[u8] {
+        &self.packed[COUNT + ENDS * self.len()..]
+    }
+
+    fn ends(&self, i: usize) -> Ends {
+        let at = COUNT + ENDS * i;
+        let value = self.word(at + 8);
+        Ends {
+            key: self.word(at) as usize,
+            field: self.word(at + 4) as usize,
+            value: (value & !HAS_VALUE) as usize,
+            has_value: value & HAS_VALUE != 0,
+        }
     }
 
     /// Where entry `i` starts, and its ends.
     fn bounds(&self, i: usize) -> (usize, Ends) {
         let start = match i {
             0 => 0,
-            _ => self.ends[i - 1].value as usize,
+            _ => self.ends(i - 1).value,
         };
-        (start, self.ends[i])
+        (start, self.ends(i))
     }
 
     // Keys are compared as bytes: a `str` slice would check its char boundaries at every step
     // of a search, and this runs for every field of every update.
     fn key(&self, i: usize) -> &[u8] {
         let (start, ends) = self.bounds(i);
-        &self.text.as_bytes()[start..ends.key as usize]
+        &self.text()[start..ends.key]
     }
 
     fn value(&self, i: usize) -> Option<&[u8]> {
-        let ends = self.ends[i];
-        let bytes = &self.text.as_bytes()[ends.field as usize..ends.value as usize];
+        let ends = self.ends(i);
+        let bytes = &self.text()[ends.field..ends.value];
         ends.has_value.then_some(bytes)
     }
 
     fn entry(&self, i: usize) -> Entry<'_> {
         let (start, ends) = self.bounds(i);
-        let (key, field, value) = (ends.key as usize, ends.field as usize, ends.value as usize);
+        let text = self.text();
+        let part = |from: usize, to: usize| {
+            // Each part was a whole `str` when packed.
+            std::str::from_utf8(&text[from..to]).unwrap_or_default()
+        };
         (
-            &self.text[start..key],
-            &self.text[key..field],
-            ends.has_value.then(|| &self.text[field..value]),
+            part(start, ends.key),
+            part(ends.key, ends.field),
+            ends.has_value.then(|| part(ends.field, ends.value)),
         )
     }
 
