@@ -80,21 +80,22 @@ impl<T: EtcdConfig> Tracked<T> {
     }
 
     fn set_overlay(&mut self, overlay: Option<Arc<Overlay>>) {
-        self.rollout.get_or_insert_with(Box::default).overlay = overlay;
-        self.drop_empty_rollout();
+        self.rollout_mut(overlay.is_some(), |r| r.overlay = overlay);
     }
 
     fn set_serving(&mut self, serving: Option<String>) {
-        self.rollout.get_or_insert_with(Box::default).serving = serving;
-        self.drop_empty_rollout();
+        self.rollout_mut(serving.is_some(), |r| r.serving = serving);
     }
 
-    fn drop_empty_rollout(&mut self) {
-        if self
-            .rollout
-            .as_ref()
-            .is_some_and(|r| r.overlay.is_none() && r.serving.is_none())
-        {
+    /// Changes the rollout state; `some` says whether the change sets something (else no box
+    /// is made for it), and a state left empty is dropped.
+    fn rollout_mut(&mut self, some: bool, change: impl FnOnce(&mut Rollout)) {
+        if !some && self.rollout.is_none() {
+            return;
+        }
+        let rollout = self.rollout.get_or_insert_with(Box::default);
+        change(rollout);
+        if rollout.overlay.is_none() && rollout.serving.is_none() {
             self.rollout = None;
         }
     }

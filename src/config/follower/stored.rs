@@ -107,37 +107,37 @@ impl Stored {
         &self.packed[COUNT + ENDS * self.len()..]
     }
 
+    /// Where part `part` (0 key, 1 field path, 2 value) of entry `i` ends in the text.
+    fn end(&self, i: usize, part: usize) -> usize {
+        (self.word(COUNT + ENDS * i + 4 * part) & !HAS_VALUE) as usize
+    }
+
     fn ends(&self, i: usize) -> Ends {
-        let at = COUNT + ENDS * i;
-        let value = self.word(at + 8);
         Ends {
-            key: self.word(at) as usize,
-            field: self.word(at + 4) as usize,
-            value: (value & !HAS_VALUE) as usize,
-            has_value: value & HAS_VALUE != 0,
+            key: self.end(i, 0),
+            field: self.end(i, 1),
+            value: self.end(i, 2),
+            has_value: self.word(COUNT + ENDS * i + 8) & HAS_VALUE != 0,
+        }
+    }
+
+    /// Where entry `i` starts in the text.
+    fn start(&self, i: usize) -> usize {
+        match i {
+            0 => 0,
+            _ => self.end(i - 1, 2),
         }
     }
 
     /// Where entry `i` starts, and its ends.
     fn bounds(&self, i: usize) -> (usize, Ends) {
-        let start = match i {
-            0 => 0,
-            _ => self.ends(i - 1).value,
-        };
-        (start, self.ends(i))
+        (self.start(i), self.ends(i))
     }
 
     // Keys are compared as bytes: a `str` slice would check its char boundaries at every step
     // of a search, and this runs for every field of every update.
-    fn key(&self, i: usize) -> &[u8] {
-        let (start, ends) = self.bounds(i);
-        &self.text()[start..ends.key]
-    }
-
-    fn value(&self, i: usize) -> Option<&[u8]> {
-        let ends = self.ends(i);
-        let bytes = &self.text()[ends.field..ends.value];
-        ends.has_value.then_some(bytes)
+    fn key_in<'a>(&self, text: &'a [u8], i: usize) -> &'a [u8] {
+        &text[self.start(i)..self.end(i, 0)]
     }
 
     fn entry(&self, i: usize) -> Entry<'_> {
@@ -160,10 +160,11 @@ impl Stored {
 
     /// The index of the entry of `key`.
     fn find(&self, key: &[u8]) -> Option<usize> {
+        let text = self.text();
         let (mut low, mut high) = (0, self.len());
         while low < high {
             let middle = low + (high - low) / 2;
-            match self.key(middle).cmp(key) {
+            match self.key_in(text, middle).cmp(key) {
                 std::cmp::Ordering::Less => low = middle + 1,
                 std::cmp::Ordering::Greater => high = middle,
                 std::cmp::Ordering::Equal => return Some(middle),
@@ -183,18 +184,55 @@ impl Stored {
             .and_then(|(_, _, value)| value)
     }
 
-    /// The field paths whose stored form differs between `self` (before) and `new`.
+    /// Each entry's index, key and value, in key order, read in one pass.
+    fn keyed(&self) -> impl Iterator<Item = (usize, &[u8], Option<&[u8]>)> {
+        let text = self.text();
+        let mut start = 0;
+        (0..self.len()).map(move |i| {
+            let ends = self.ends(i);
+            let key = &text[start..ends.key];
+            let value = ends.has_value.then(|| &text[ends.field..ends.value]);
+            start = ends.value;
+            (i, key, value)
+        })
+    }
+
+    /// The field paths whose stored form differs between `self` (before) and `new`: one pass
+    /// over both, as both are in key order.
     pub(crate) fn changed_fields(&self, new: &Stored) -> Vec<String> {
         let mut changed: Vec<String> = Vec::new();
-        for i in 0..new.len() {
-            let before = self.find(new.key(i)).map(|j| self.value(j));
-            if before != Some(new.value(i)) {
-                changed.push(new.entry(i).1.to_owned());
-            }
-        }
-        for i in 0..self.len() {
-            if new.find(self.key(i)).is_none() {
-                changed.push(self.entry(i).1.to_owned());
+        let field = |stored: &Stored, i: usize| stored.entry(i).1.to_owned();
+        let (mut before, mut after) = (self.keyed().peekable(), new.keyed().peekable());
+        loop {
+            match (before.peek(), after.peek()) {
+                (None, None) => break,
+                (Some(&(i, _, _)), None) => {
+                    changed.push(field(self, i));
+                    before.next();
+                }
+                (None, Some(&(j, _, _))) => {
+                    changed.push(field(new, j));
+                    after.next();
+                }
+                (Some(&(i, old_key, old)), Some(&(j, new_key, value))) => {
+                    match old_key.cmp(new_key) {
+                        std::cmp::Ordering::Less => {
+                            changed.push(field(self, i));
+                            before.next();
+                        }
+                        std::cmp::Ordering::Greater => {
+                            changed.push(field(new, j));
+                            after.next();
+                        }
+                        std::cmp::Ordering::Equal => {
+                            if old != value {
+                                changed.push(field(new, j));
+                            }
+                            before.next();
+                            after.next();
+                        }
+                    }
+                }
             }
         }
         changed.sort();
@@ -251,5 +289,31 @@ mod tests {
         ]);
         assert_eq!(before.changed_fields(&after), ["b", "c", "d"]);
         assert!(before.changed_fields(&before).is_empty());
+    }
+
+    proptest::proptest! {
+        /// The one-pass comparison finds what comparing key by key finds.
+        #[test]
+        fn changed_fields_match_a_map_comparison(
+            before in proptest::collection::btree_map("[a-d]{1,2}", proptest::option::of("[01]{0,1}"), 0..6),
+            after in proptest::collection::btree_map("[a-d]{1,2}", proptest::option::of("[01]{0,1}"), 0..6),
+        ) {
+            let pack = |map: &std::collections::BTreeMap<String, Option<String>>| {
+                let owned: Vec<(String, String, Option<String>)> = map
+                    .iter()
+                    .map(|(k, v)| (k.clone(), format!("f.{k}"), v.clone()))
+                    .collect();
+                Stored::pack(&owned)
+            };
+            let mut expected: Vec<String> = before
+                .keys()
+                .chain(after.keys())
+                .filter(|k| before.get(*k) != after.get(*k))
+                .map(|k| format!("f.{k}"))
+                .collect();
+            expected.sort();
+            expected.dedup();
+            proptest::prop_assert_eq!(pack(&before).changed_fields(&pack(&after)), expected);
+        }
     }
 }
