@@ -44,16 +44,7 @@ struct Tracked<T> {
     /// Keys under the prefix that no field reads, as of the last valid revision.
     unknown: Box<[UnknownKey]>,
     /// Boxed: only a live config that reports to rollouts ever has one.
-    rollout: Option<Box<Rollout>>,
-}
-
-/// What a follower knows of the rollouts it takes part in.
-#[derive(Default)]
-struct Rollout {
-    /// A rollout's candidate, overlaid on `keys` while this instance is one of its members.
-    overlay: Option<Arc<Overlay>>,
-    /// The rollout whose candidate `good` includes.
-    serving: Option<String>,
+    rollout: Option<Box<overlay::Rollout>>,
 }
 
 impl<T: EtcdConfig> Tracked<T> {
@@ -67,36 +58,6 @@ impl<T: EtcdConfig> Tracked<T> {
             good_stored,
             unknown: unknown.into(),
             rollout: None,
-        }
-    }
-
-    fn overlay(&self) -> Option<&Arc<Overlay>> {
-        self.rollout.as_ref()?.overlay.as_ref()
-    }
-
-    /// The rollout whose candidate `good` includes.
-    fn serving(&self) -> Option<&String> {
-        self.rollout.as_ref()?.serving.as_ref()
-    }
-
-    fn set_overlay(&mut self, overlay: Option<Arc<Overlay>>) {
-        self.rollout_mut(overlay.is_some(), |r| r.overlay = overlay);
-    }
-
-    fn set_serving(&mut self, serving: Option<String>) {
-        self.rollout_mut(serving.is_some(), |r| r.serving = serving);
-    }
-
-    /// Changes the rollout state; `some` says whether the change sets something (else no box
-    /// is made for it), and a state left empty is dropped.
-    fn rollout_mut(&mut self, some: bool, change: impl FnOnce(&mut Rollout)) {
-        if !some && self.rollout.is_none() {
-            return;
-        }
-        let rollout = self.rollout.get_or_insert_with(Box::default);
-        change(rollout);
-        if rollout.overlay.is_none() && rollout.serving.is_none() {
-            self.rollout = None;
         }
     }
 

@@ -1,6 +1,7 @@
 //! A rollout's candidate, as a member overlays it on the keys etcd holds.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::config::decode::RawKeys;
 
@@ -27,5 +28,47 @@ impl Overlay {
             }
         }
         overlaid
+    }
+}
+
+/// What a follower knows of the rollouts it takes part in.
+#[derive(Default)]
+pub(super) struct Rollout {
+    /// A rollout's candidate, overlaid on `keys` while this instance is one of its members.
+    overlay: Option<Arc<Overlay>>,
+    /// The rollout whose candidate `good` includes.
+    serving: Option<String>,
+}
+
+/// The rollout state of a follower, kept apart: most never have any.
+impl<T> super::Tracked<T> {
+    pub(super) fn overlay(&self) -> Option<&Arc<Overlay>> {
+        self.rollout.as_ref()?.overlay.as_ref()
+    }
+
+    /// The rollout whose candidate `good` includes.
+    pub(super) fn serving(&self) -> Option<&String> {
+        self.rollout.as_ref()?.serving.as_ref()
+    }
+
+    pub(super) fn set_overlay(&mut self, overlay: Option<Arc<Overlay>>) {
+        self.rollout_mut(overlay.is_some(), |r| r.overlay = overlay);
+    }
+
+    pub(super) fn set_serving(&mut self, serving: Option<String>) {
+        self.rollout_mut(serving.is_some(), |r| r.serving = serving);
+    }
+
+    /// Changes the rollout state; `some` says whether the change sets something (else no box
+    /// is made for it), and a state left empty is dropped.
+    fn rollout_mut(&mut self, some: bool, change: impl FnOnce(&mut Rollout)) {
+        if !some && self.rollout.is_none() {
+            return;
+        }
+        let rollout = self.rollout.get_or_insert_with(Box::default);
+        change(rollout);
+        if rollout.overlay.is_none() && rollout.serving.is_none() {
+            self.rollout = None;
+        }
     }
 }

@@ -4,15 +4,15 @@
 use std::sync::{Arc, Weak};
 use std::time::{Instant, SystemTime};
 
-use super::options::{LiveOptions, WhenInvalid};
+use super::options::{LiveOptions, Settle, WhenInvalid};
 use super::publisher::Publisher;
 use super::status::Rejection;
 use super::{driven, follow};
-use super::{metrics, rollout, Live, Shared, Snapshot};
+use super::{metrics, rollout, Handles, Live, Shared, Snapshot};
 use crate::client::OutageListener;
 use crate::config::cache_file::{read_cache, write_cache_logged};
 use crate::config::fleet::{start_reporter, unix_ms, Confirmed, Record};
-use crate::config::follower::Loaded;
+use crate::config::follower::{Loaded, Overlay};
 use crate::config::{keys, EtcdConfig, Store};
 use crate::error::{Error, Result};
 
@@ -209,27 +209,38 @@ impl Store {
             rollout::start::<T>(self.clone(), Arc::downgrade(&shared), identity)
         });
         let publisher = Publisher::new(shared.clone(), options.cache_file);
-        // A settle window needs a timer, a rollout report a second watch, and a cache file a
-        // write per update: those have no place on the client's watch task.
-        let plain = options.settle.is_none() && overlays.is_none() && publisher.cache.is_none();
-        let handles = match started {
-            Some(loaded) if plain => driven::drive(self, loaded, publisher).await?,
-            Some(loaded) => {
-                // etcd gone between the load and the watch: the task reaches it again, as
-                // after a start from the cache file.
-                let started = match loaded.watch(self).await {
-                    Ok(started) => Some(started),
-                    Err(err) if unreachable(&err) && publisher.cache.is_some() => None,
-                    Err(err) => return Err(err),
-                };
-                follow::spawn(self, started, publisher, options.settle, overlays)
-            }
-            None => follow::spawn(self, None, publisher, options.settle, overlays),
-        };
+        let handles = follow_or_drive(self, started, publisher, options.settle, overlays).await?;
         Ok(Live {
             seen: shared.current.generation(),
             shared,
             handles: Some(handles),
         })
     }
+}
+
+/// Starts following: on the client's watch task for a plain live config, in a task of its
+/// own for one with a settle window, a rollout report or a cache file (a timer, a second
+/// watch and a file write per update have no place on the watch task).
+async fn follow_or_drive<T: EtcdConfig>(
+    store: &Store,
+    started: Option<Loaded<T>>,
+    publisher: Publisher<T>,
+    settle: Option<Settle>,
+    overlays: Option<tokio::sync::watch::Receiver<Option<Arc<Overlay>>>>,
+) -> Result<Arc<Handles>> {
+    let plain = settle.is_none() && overlays.is_none() && publisher.cache.is_none();
+    Ok(match started {
+        Some(loaded) if plain => driven::drive(store, loaded, publisher).await?,
+        Some(loaded) => {
+            // etcd gone between the load and the watch: the task reaches it again, as after
+            // a start from the cache file.
+            let started = match loaded.watch(store).await {
+                Ok(started) => Some(started),
+                Err(err) if unreachable(&err) && publisher.cache.is_some() => None,
+                Err(err) => return Err(err),
+            };
+            follow::spawn(store, started, publisher, settle, overlays)
+        }
+        None => follow::spawn(store, None, publisher, settle, overlays),
+    })
 }
