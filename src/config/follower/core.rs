@@ -2,8 +2,6 @@
 //! that a stream ([`Follower`](super::Follower)) and a sink the watch task calls
 //! (`live/driven.rs`) share it.
 
-use std::sync::Arc;
-
 use super::started::resync;
 use super::{apply, Followed, Tracked};
 use crate::client::watch::WatchResponse;
@@ -12,8 +10,10 @@ use crate::error::{Error, Result, ServerErrorKind};
 
 /// A followed config and the work of one watch answer, without the watch: a [`Follower`]
 /// polls its stream for answers, a live config's sink is handed them by the watch task.
+///
+/// Its prefix is its owner's to keep (a live config's handles hold it already): a live
+/// config's follower is one of thousands.
 pub(crate) struct Core<T> {
-    pub(super) prefix: Arc<str>,
     pub(super) tracked: Tracked<T>,
     pub(super) store: Store,
 }
@@ -29,10 +29,11 @@ pub(crate) enum After {
 }
 
 impl<T: EtcdConfig> Core<T> {
-    /// Applies one watch answer (events revision by revision, or a progress notification);
-    /// what comes of it goes to `out`.
+    /// Applies one watch answer (events revision by revision, or a progress notification)
+    /// to the config under `prefix`; what comes of it goes to `out`.
     pub(crate) fn answer(
         &mut self,
+        prefix: &str,
         answer: Result<WatchResponse>,
         out: &mut impl Extend<Followed<T>>,
     ) -> After {
@@ -44,7 +45,7 @@ impl<T: EtcdConfig> Core<T> {
             }
             Ok(response) => {
                 let keyring = self.store.keyring();
-                out.extend(apply(&self.prefix, keyring, &mut self.tracked, response));
+                out.extend(apply(prefix, keyring, &mut self.tracked, response));
                 After::Next
             }
             // Compacted, or too far behind to resume (the catch-up limit): load again at the
@@ -59,9 +60,10 @@ impl<T: EtcdConfig> Core<T> {
     /// value or `Current`, go to `out`.
     pub(crate) async fn resync(
         &mut self,
+        prefix: &str,
         out: &mut impl Extend<Followed<T>>,
     ) -> Result<crate::client::watch::WatchStream> {
-        let (update, next) = resync(&self.store, &self.prefix, &mut self.tracked).await?;
+        let (update, next) = resync(&self.store, prefix, &mut self.tracked).await?;
         let revision = self.tracked.revision;
         out.extend([
             Followed::Resynced(revision),

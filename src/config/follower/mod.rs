@@ -146,6 +146,7 @@ pub(crate) fn changed_fields(old: &Stored, new: &Stored) -> Vec<String> {
 /// Applies a config's watch events revision by revision; [`next`](Self::next) yields what
 /// comes of each.
 pub(crate) struct Follower<T> {
+    prefix: Arc<str>,
     core: Core<T>,
     watch: crate::client::watch::WatchStream,
     /// Results of a response not handed out yet (a response may hold several revisions).
@@ -215,7 +216,7 @@ impl<T: EtcdConfig> Follower<T> {
         let before = core.tracked.serving().cloned();
         core.tracked.set_overlay(overlay);
         let keyring = core.store.keyring();
-        match core.tracked.evaluate(&core.prefix, keyring) {
+        match core.tracked.evaluate(&self.prefix, keyring) {
             Some(Ok(update)) => self.ready.push_back(Followed::Updated(update)),
             Some(Err(err)) => {
                 // This member cannot serve the candidate: it keeps what it served.
@@ -263,12 +264,12 @@ impl<T: EtcdConfig> Follower<T> {
             };
             // The answer is taken apart before any other await: what a match holds across an
             // await stays in every follower's state (thousands of live configs may wait here).
-            match self.core.answer(answer, &mut self.ready) {
+            match self.core.answer(&self.prefix, answer, &mut self.ready) {
                 After::Next => {}
                 After::Resync => {
                     // The revisions we missed are gone: start over from a fresh load. Boxed:
                     // rare, and it would otherwise make every follower's state larger.
-                    match Box::pin(self.core.resync(&mut self.ready)).await {
+                    match Box::pin(self.core.resync(&self.prefix, &mut self.ready)).await {
                         Ok(next) => self.watch = next,
                         Err(err) => {
                             self.ended = true;

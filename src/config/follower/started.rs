@@ -77,16 +77,10 @@ impl<T: EtcdConfig> Loaded<T> {
     }
 
     /// The followed config without its watch, and the watch to create for it: for a consumer
-    /// the watch task drives from the create on. `prefix` is `T`'s under `store`, shared with
-    /// whoever else names it.
-    pub(crate) fn into_core(
-        self,
-        store: Store,
-        prefix: Arc<str>,
-    ) -> (Core<T>, crate::client::watch::WatchBuilder) {
+    /// the watch task drives from the create on.
+    pub(crate) fn into_core(self, store: Store) -> (Core<T>, crate::client::watch::WatchBuilder) {
         let watch = watch_from::<T>(&store, self.tracked.revision);
         let core = Core {
-            prefix,
             tracked: self.tracked,
             store,
         };
@@ -109,11 +103,11 @@ impl<T: EtcdConfig> Started<T> {
     pub(crate) fn into_follower(self, store: Store) -> Follower<T> {
         let prefix = store.prefix_of::<T>().into();
         let core = Core {
-            prefix,
             tracked: self.tracked,
             store,
         };
         Follower {
+            prefix,
             core,
             watch: self.stream,
             ready: VecDeque::new(),

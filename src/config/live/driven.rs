@@ -27,7 +27,7 @@ pub(super) async fn drive<T: EtcdConfig>(
     loaded: Loaded<T>,
     publisher: Publisher<T>,
 ) -> Result<Arc<Handles>> {
-    let (core, watch) = loaded.into_core(store.clone(), publisher.shared.prefix.clone());
+    let (core, watch) = loaded.into_core(store.clone());
     // What the first load found: keys no field reads are reported from the start.
     publisher.unknown(core.unknown_keys());
     let handles = Arc::new(Handles::Driven(Driving::new(store.client())));
@@ -64,7 +64,9 @@ impl<T: EtcdConfig> Sink for Option<Applier<T>> {
         // every watch of the client shares: a panic ends this live config, saying so, and
         // leaves the others alone.
         let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            applier.core.answer(answer, &mut out)
+            applier
+                .core
+                .answer(&applier.publisher.shared.prefix, answer, &mut out)
         }));
         let after = answered.unwrap_or_else(|_| {
             out.clear();
@@ -107,7 +109,7 @@ impl<T: EtcdConfig> Applier<T> {
     async fn reload(mut self) {
         let mut out = Vec::new();
         let reloaded = tokio::select! {
-            reloaded = Box::pin(self.core.resync(&mut out)) => reloaded,
+            reloaded = Box::pin(self.core.resync(&self.publisher.shared.prefix, &mut out)) => reloaded,
             () = gone(&self.handles) => return,
         };
         for item in out {

@@ -164,7 +164,7 @@ pub(super) fn publish<T: EtcdConfig>(
         Followed::Updated(update) => match settling {
             None => publisher.apply(update.config, update.revision, update.changed),
             Some(settling) => {
-                crate::sync::lock(&publisher.shared.tracking).pending = Some(update.revision);
+                crate::sync::lock(&publisher.shared.tracking).set_pending(Some(update.revision));
                 settling.waiting = Some(merge(settling.waiting.take(), update));
             }
         },

@@ -66,8 +66,6 @@ pub(super) struct Shared<T> {
 struct Tracking {
     /// When etcd last confirmed the value current, and at which store revision.
     confirmed: Option<(Instant, i64)>,
-    /// A revision waiting for the settle window.
-    pending: Option<i64>,
     /// The newest revision at which the value served is the config as etcd holds it (it has
     /// seen every revision up to it, applied or found equal).
     current_through: i64,
@@ -77,6 +75,8 @@ struct Tracking {
 
 #[derive(Default)]
 struct Rare {
+    /// A revision waiting for the settle window.
+    pending: Option<i64>,
     /// Why the follower ended, once it has.
     stopped: Option<String>,
     /// Since when and why the follower cannot reach etcd (before its first load).
@@ -103,6 +103,17 @@ impl Tracking {
 
     fn stopped(&self) -> Option<&String> {
         self.rare()?.stopped.as_ref()
+    }
+
+    /// A revision waiting for the settle window.
+    fn pending(&self) -> Option<i64> {
+        self.rare()?.pending
+    }
+
+    fn set_pending(&mut self, revision: Option<i64>) {
+        if revision.is_some() || self.rare.is_some() {
+            self.rare_mut().pending = revision;
+        }
     }
 
     /// True while the last revision not applied is newer than the last one the value was
@@ -317,7 +328,7 @@ impl<T: EtcdConfig> Live<T> {
             state,
             last_rejected: rare.and_then(|r| r.last_rejected.clone()),
             stale: snapshot.stale,
-            pending: tracking.pending,
+            pending: tracking.pending(),
             current_through: tracking.current_through,
             unknown_keys: rare.map(|r| r.unknown_keys.clone()).unwrap_or_default(),
             serving: match rare.and_then(|r| r.serving.clone()) {

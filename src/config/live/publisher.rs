@@ -53,7 +53,7 @@ impl<T: EtcdConfig> Publisher<T> {
         });
         {
             let mut tracking = crate::sync::lock(&self.shared.tracking);
-            tracking.pending = None;
+            tracking.set_pending(None);
             tracking.current_through = revision;
             if let Some(rare) = &mut tracking.rare {
                 rare.unreachable = None;
@@ -80,7 +80,7 @@ impl<T: EtcdConfig> Publisher<T> {
             "config update rejected; keeping the last good value");
         {
             let mut tracking = crate::sync::lock(&self.shared.tracking);
-            tracking.pending = None;
+            tracking.set_pending(None);
             tracking.rare_mut().last_rejected = Some(Rejection {
                 revision,
                 reason: reason.clone(),
@@ -95,7 +95,7 @@ impl<T: EtcdConfig> Publisher<T> {
     /// etcd confirmed that nothing newer than the value exists, up to `revision`.
     pub(super) fn confirm(&self, revision: i64) {
         let mut tracking = crate::sync::lock(&self.shared.tracking);
-        if tracking.pending.is_none() {
+        if tracking.pending().is_none() {
             tracking.confirmed = Some((Instant::now(), revision));
             if !tracking.rejected_since_current() {
                 tracking.current_through = tracking.current_through.max(revision);
@@ -108,7 +108,7 @@ impl<T: EtcdConfig> Publisher<T> {
     pub(super) fn current(&self, revision: i64) {
         {
             let mut tracking = crate::sync::lock(&self.shared.tracking);
-            if tracking.pending.is_some() {
+            if tracking.pending().is_some() {
                 return; // a change waits for the settle window: not current until applied
             }
             tracking.current_through = revision;

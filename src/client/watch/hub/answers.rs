@@ -105,7 +105,7 @@ impl Hub {
                 watcher.auth_retried = true;
                 let (key, range_end) = (
                     watcher.spec.key().to_vec(),
-                    watcher.spec.range_end().to_vec(),
+                    watcher.spec.range_end().into_owned(),
                 );
                 if first || kind.needs_new_token() || self.may_read(key, range_end).await {
                     return self.renew_token().await;

@@ -75,7 +75,7 @@ impl Hub {
         };
         let range = pb::RangeRequest {
             key: watcher.spec.key().to_vec(),
-            range_end: watcher.spec.range_end().to_vec(),
+            range_end: watcher.spec.range_end().into_owned(),
             limit: 1,
             count_only: true,
             ..Default::default()

@@ -2,6 +2,8 @@
 //! allocation and the options in a byte. A client may hold thousands of watches; the create
 //! request itself (about a hundred bytes, with two vectors) is built only when it goes out.
 
+use std::borrow::Cow;
+
 use crate::proto::etcdserverpb as pb;
 use pb::watch_create_request::FilterType;
 
@@ -10,9 +12,12 @@ const PROGRESS_NOTIFY: u8 = 1 << 1;
 const FRAGMENT: u8 = 1 << 2;
 const NO_PUT: u8 = 1 << 3;
 const NO_DELETE: u8 = 1 << 4;
+/// The range end is the key with its last byte raised by one (a prefix whose last byte is
+/// not 0xff, as every config's is): only the key is kept.
+const PREFIX: u8 = 1 << 5;
 
 pub(in crate::client::watch) struct Spec {
-    /// The key, then the range end.
+    /// The key, then the range end (unless it follows from the key: [`PREFIX`]).
     range: Box<[u8]>,
     key_len: u32,
     flags: u8,
@@ -22,10 +27,14 @@ impl Spec {
     /// What `request` asks for, apart from its start revision and watch id (the watch task
     /// sets those at each create).
     pub(in crate::client::watch) fn of(request: &pb::WatchCreateRequest) -> Spec {
-        let mut range = Vec::with_capacity(request.key.len() + request.range_end.len());
-        range.extend_from_slice(&request.key);
-        range.extend_from_slice(&request.range_end);
-        let mut flags = 0;
+        let (key, end) = (&request.key[..], &request.range_end[..]);
+        let prefix = is_prefix_end(key, end);
+        let mut range = Vec::with_capacity(key.len() + if prefix { 0 } else { end.len() });
+        range.extend_from_slice(key);
+        if !prefix {
+            range.extend_from_slice(end);
+        }
+        let mut flags = if prefix { PREFIX } else { 0 };
         for (set, flag) in [
             (request.prev_kv, PREV_KV),
             (request.progress_notify, PROGRESS_NOTIFY),
@@ -54,8 +63,15 @@ impl Spec {
         &self.range[..self.key_len as usize]
     }
 
-    pub(super) fn range_end(&self) -> &[u8] {
-        &self.range[self.key_len as usize..]
+    pub(super) fn range_end(&self) -> Cow<'_, [u8]> {
+        if self.flags & PREFIX == 0 {
+            return Cow::Borrowed(&self.range[self.key_len as usize..]);
+        }
+        let mut end = self.key().to_vec();
+        if let Some(last) = end.last_mut() {
+            *last += 1;
+        }
+        Cow::Owned(end)
     }
 
     /// The create request, from `start_revision` (0: now), asking for `watch_id`.
@@ -69,7 +85,7 @@ impl Spec {
         }
         pb::WatchCreateRequest {
             key: self.key().to_vec(),
-            range_end: self.range_end().to_vec(),
+            range_end: self.range_end().into_owned(),
             start_revision,
             progress_notify: self.flags & PROGRESS_NOTIFY != 0,
             filters,
@@ -83,8 +99,18 @@ impl Spec {
     pub(in crate::client::watch) fn describe(&self) -> String {
         format!(
             "Watch {}",
-            crate::key_range::describe(self.key(), self.range_end())
+            crate::key_range::describe(self.key(), &self.range_end())
         )
+    }
+}
+
+/// Whether `end` is `key` with its last byte raised by one.
+fn is_prefix_end(key: &[u8], end: &[u8]) -> bool {
+    match (key.split_last(), end.split_last()) {
+        (Some((&k, key_head)), Some((&e, end_head))) => {
+            k < 0xff && e == k + 1 && key_head == end_head
+        }
+        _ => false,
     }
 }
 
@@ -119,5 +145,21 @@ mod tests {
         let plain = plain.request(0, 1);
         assert!(plain.range_end.is_empty() && plain.progress_notify);
         assert_eq!(plain.filters, vec![FilterType::Noput as i32]);
+        for (key, end) in [
+            (&b"/cfg/"[..], &b"/cfg0"[..]),
+            (b"/a\xfe", b"/a\xff"),
+            (b"/a\xff", b"/b"),
+            (b"k", b"\0"),
+            (b"", b"\0"),
+            (b"a", b"c"),
+        ] {
+            let request = pb::WatchCreateRequest {
+                key: key.to_vec(),
+                range_end: end.to_vec(),
+                ..Default::default()
+            };
+            let again = Spec::of(&request).request(0, 0);
+            assert_eq!((again.key, again.range_end), (key.to_vec(), end.to_vec()));
+        }
     }
 }
