@@ -101,23 +101,31 @@ fn table(rows: &[Row], fanout: &[fanout::Report], machine: &str) -> String {
         out,
         "\nThroughput rows compare time per operation, so below 1.0 is still faster.\n"
     );
-    let _ = writeln!(out, "| fan-out | watches | register all | RSS before | RSS after | per watch | per watch, every value updated | one update's latency | all received |");
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---|");
+    let _ = writeln!(out, "| fan-out | watches | register all | RSS before | RSS after | per watch (anonymous RSS) | the same, every value updated | heap per watch | one update's latency | all received |");
+    let per_watch = |bytes: u64, r: &fanout::Report| bytes as f64 / 1024.0 / r.watches as f64;
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     for r in fanout {
         let _ = writeln!(
             out,
-            "| {} | {} | {:.2} s | {:.1} MiB | {:.1} MiB | {:.1} KiB | {:.1} KiB | {:.0} µs | {} |",
+            "| {} | {} | {:.2} s | {:.1} MiB | {:.1} MiB | {:.1} KiB | {:.1} KiB | {:.2} KiB | {:.0} µs | {} |",
             r.who,
             r.watches,
             r.register.as_secs_f64(),
-            r.rss_before as f64 / 1048576.0,
-            r.rss_after as f64 / 1048576.0,
-            (r.rss_after.saturating_sub(r.rss_before)) as f64 / 1024.0 / r.watches as f64,
-            (r.rss_updated.saturating_sub(r.rss_before)) as f64 / 1024.0 / r.watches as f64,
+            r.before.rss as f64 / 1048576.0,
+            r.after.rss as f64 / 1048576.0,
+            per_watch(r.after.anon.saturating_sub(r.before.anon), r),
+            per_watch(r.updated.anon.saturating_sub(r.before.anon), r),
+            per_watch(r.after.heap.saturating_sub(r.before.heap), r),
             r.one_update.as_secs_f64() * 1e6,
             r.all_received,
         );
     }
+    let _ = writeln!(
+        out,
+        "\nPer watch: the growth of resident memory not backed by a file (heap, stacks), over \
+         the watches: the code that registering pages in counts once, not per watch. Heap: \
+         what glibc's allocator handed out and did not get back, chunk overhead included."
+    );
     out
 }
 
