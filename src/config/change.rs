@@ -179,7 +179,7 @@ impl Store {
             self.read_for_change::<T>().await?
         };
         // The change compares and shows only the keys it names: the others' values move.
-        let mut keys = current.take_raw_keys::<T>(&relative);
+        let mut keys = current.take_raw_keys::<T>(&relative, self.txn_limit());
         let revision = current.revision;
         let before = before
             .then(|| decode_entries::<T>(&prefix, self.keyring(), revision, &keys).ok())

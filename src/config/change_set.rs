@@ -44,9 +44,17 @@ impl Current {
 
     /// [`raw_keys`](Self::raw_keys), taking the values out of `kvs` instead of copying them
     /// (a large config is then not held twice), except those of `keep` (keys relative to the
-    /// prefix: the ones a change compares and shows).
-    pub(crate) fn take_raw_keys<T: EtcdConfig>(&mut self, keep: &[String]) -> RawKeys {
+    /// prefix: the ones a change compares and shows). A config of `guard_limit` keys or more
+    /// gives up its other keys too: its change is guarded by the prefix's revision alone
+    /// ([`guards`]), and it looks at no key outside `keep` ([`Scope`]), so a change of one
+    /// entry of 5,000 copies one key, not 5,000.
+    pub(crate) fn take_raw_keys<T: EtcdConfig>(
+        &mut self,
+        keep: &[String],
+        guard_limit: usize,
+    ) -> RawKeys {
         let local = keys::fields::<T>();
+        let guarded_by_key = self.kvs.len() < guard_limit;
         RawKeys::from_kvs::<T>(self.kvs.iter_mut().map(|kv| {
             let relative = kv.key.strip_prefix(local.as_bytes());
             let kept = relative.is_some_and(|r| keep.iter().any(|k| k.as_bytes() == r));
@@ -55,7 +63,12 @@ impl Current {
             } else {
                 std::mem::take(&mut kv.value)
             };
-            (kv.key.clone(), value)
+            let key = if kept || guarded_by_key {
+                kv.key.clone()
+            } else {
+                std::mem::take(&mut kv.key)
+            };
+            (key, value)
         }))
     }
 

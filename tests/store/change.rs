@@ -8,7 +8,7 @@ use crate::support;
 use std::time::Duration;
 
 use super::Pool;
-use etcd_config::{diff, ChangeNote, EtcdConfig, LiveOptions, Store};
+use etcd_config::{diff, ChangeNote, EtcdConfig, KeyRange, LiveOptions, Store};
 use support::Etcd;
 
 /// An edit is one Txn: the new value and its note share a revision, and etcdctl reads both.
@@ -337,4 +337,43 @@ async fn set_leaves_keys_it_does_not_name_as_they_are() {
     assert_eq!(written[1], "/svc/gw/weights/blue");
     let gw = store.load::<Gw>().await.unwrap();
     assert_eq!((gw.weights["green"], gw.weights["blue"]), (7, 3));
+}
+
+/// A config with more keys than the store's txn limit is guarded by its prefix's revision
+/// alone, and its change by field path copies only the keys it names: a set and an unset of
+/// one entry each write exactly those keys and the note; every other key keeps its text and
+/// revision (read back with etcdctl).
+#[tokio::test]
+async fn a_change_of_one_entry_of_a_large_config_touches_that_entry_only() {
+    let etcd = Etcd::single().await;
+    let store = Store::new(etcd.client().await).max_txn_ops(16);
+    let kv = etcd.client().await.kv();
+    for i in 0..20 {
+        kv.put(format!("/svc/gw/weights/w{i:02}"), format!("{i}"))
+            .await
+            .unwrap();
+    }
+    let before = kv.get(KeyRange::prefix("/svc/gw/")).await.unwrap();
+    let note = ChangeNote::by("ops");
+    let revision = store
+        .set::<Gw>(&[("weights.w03", "33")], &note)
+        .await
+        .unwrap();
+    store.unset::<Gw>(&["weights.w07"], &note).await.unwrap();
+    let after = kv.get(KeyRange::prefix("/svc/gw/")).await.unwrap();
+    assert_eq!(after.kvs.len(), 19);
+    for old in &before.kvs {
+        let key = String::from_utf8_lossy(&old.key).into_owned();
+        let new = after.kvs.iter().find(|kv| kv.key == old.key);
+        match key.as_str() {
+            "/svc/gw/weights/w03" => {
+                let new = new.unwrap();
+                assert_eq!((&new.value[..], new.mod_revision), (&b"33"[..], revision));
+            }
+            "/svc/gw/weights/w07" => assert!(new.is_none(), "{key} was unset"),
+            _ => assert_eq!(new, Some(old), "{key} untouched"),
+        }
+    }
+    let out = etcd.etcdctl(&["get", "/svc/gw/weights/w12", "--print-value-only"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "12\n");
 }
