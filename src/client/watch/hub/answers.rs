@@ -133,6 +133,7 @@ impl Hub {
             return self.broken(reason);
         }
         // A watch we paused never gets here: it left `by_watch_id` before its cancel was sent.
+        self.fragments.remove(&id);
         let Some(watcher) = self.watchers.remove(&id) else {
             return;
         };

@@ -345,6 +345,8 @@ impl Hub {
                 shared,
             } => self.drive(id, Consumer::Sink(sink), receiver, &shared),
             Command::Cancel(id) => {
+                // A revision it was receiving in fragments is not wanted any more.
+                self.fragments.remove(&id);
                 if let Some(watcher) = self.watchers.remove(&id) {
                     if let State::Active(watch_id) = watcher.state {
                         self.cancel_on_server(watch_id);

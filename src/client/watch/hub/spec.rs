@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 
+use crate::key_range::prefix_end;
 use crate::proto::etcdserverpb as pb;
 use pb::watch_create_request::FilterType;
 
@@ -12,8 +13,8 @@ const PROGRESS_NOTIFY: u8 = 1 << 1;
 const FRAGMENT: u8 = 1 << 2;
 const NO_PUT: u8 = 1 << 3;
 const NO_DELETE: u8 = 1 << 4;
-/// The range end is the key with its last byte raised by one (a prefix whose last byte is
-/// not 0xff, as every config's is): only the key is kept.
+/// The range end is the key's prefix end ([`prefix_end`]), as every config's is: only the key
+/// is kept.
 const PREFIX: u8 = 1 << 5;
 
 pub(in crate::client::watch) struct Spec {
@@ -28,7 +29,7 @@ impl Spec {
     /// sets those at each create).
     pub(in crate::client::watch) fn of(request: &pb::WatchCreateRequest) -> Spec {
         let (key, end) = (&request.key[..], &request.range_end[..]);
-        let prefix = is_prefix_end(key, end);
+        let prefix = prefix_end(key).as_deref() == Some(end);
         let mut range = Vec::with_capacity(key.len() + if prefix { 0 } else { end.len() });
         range.extend_from_slice(key);
         if !prefix {
@@ -67,11 +68,7 @@ impl Spec {
         if self.flags & PREFIX == 0 {
             return Cow::Borrowed(&self.range[self.key_len as usize..]);
         }
-        let mut end = self.key().to_vec();
-        if let Some(last) = end.last_mut() {
-            *last += 1;
-        }
-        Cow::Owned(end)
+        Cow::Owned(prefix_end(self.key()).unwrap_or_default())
     }
 
     /// The create request, from `start_revision` (0: now), asking for `watch_id`.
@@ -101,16 +98,6 @@ impl Spec {
             "Watch {}",
             crate::key_range::describe(self.key(), &self.range_end())
         )
-    }
-}
-
-/// Whether `end` is `key` with its last byte raised by one.
-fn is_prefix_end(key: &[u8], end: &[u8]) -> bool {
-    match (key.split_last(), end.split_last()) {
-        (Some((&k, key_head)), Some((&e, end_head))) => {
-            k < 0xff && e == k + 1 && key_head == end_head
-        }
-        _ => false,
     }
 }
 
