@@ -252,7 +252,7 @@ pub struct WatchStream {
     receiver: queue::Receiver<Result<WatchResponse>>,
     shared: Arc<Shared>,
     commands: mpsc::UnboundedSender<Command>,
-    /// Handed to a sink ([`WatchStream::drive`]): dropping the stream cancels nothing.
+    /// Handed to a sink ([`WatchStream::drive_for`]): dropping the stream cancels nothing.
     handed_over: bool,
     _client: Client,
 }

@@ -41,7 +41,7 @@ pub(super) enum Command {
         /// See [`WatchBuilder::catch_up_limit`](super::WatchBuilder::catch_up_limit).
         catch_up_limit: Option<i64>,
     },
-    /// Hand a created watch to a sink ([`WatchStream::drive`](super::WatchStream::drive)),
+    /// Hand a created watch to a sink ([`WatchStream::drive_for`](super::WatchStream::drive_for)),
     /// with what its stream had not read yet.
     Drive {
         id: u64,
