@@ -270,8 +270,10 @@ impl<'s> Decoder<'s> {
     {
         let map = self.nest(key, field);
         let mut ok = true;
-        let mut entries = Vec::new();
-        for index in self.source.under(&map.key_prefix) {
+        let under = self.source.under(&map.key_prefix);
+        // Sized once: a config of thousands of entries would otherwise grow it a dozen times.
+        let mut entries = Vec::with_capacity(under.len());
+        for index in under {
             let name = &self.source.entries[index].0[map.key_prefix.len()..];
             match map.parse(index, name, secret, expected, &decode) {
                 Some(value) => entries.push((name.to_owned(), value)),

@@ -171,8 +171,9 @@ impl Store {
     /// One Range over `T`'s prefix: the revision and the keys under it.
     pub(crate) async fn load_raw<T: EtcdConfig>(&self) -> Result<(i64, RawKeys)> {
         let response = self.client.kv().get_together(self.range_of::<T>()).await?;
+        let revision = response.header.map_or(0, |header| header.revision);
         let kvs = response.kvs.into_iter().map(|kv| (kv.key, kv.value));
-        Ok((response.header.revision, RawKeys::from_kvs::<T>(kvs)))
+        Ok((revision, RawKeys::from_kvs::<T>(kvs)))
     }
 
     /// Saves `value` in one Txn: a put for every stored field and a delete for every `None`

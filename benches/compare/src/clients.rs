@@ -139,7 +139,7 @@ pub(crate) fn table(flavor: &str, rows: &[ClientRow]) -> String {
 }
 
 /// The process's user + system CPU time so far, in µs.
-fn cpu_us() -> f64 {
+pub(crate) fn cpu_us() -> f64 {
     // SAFETY: getrusage only writes the struct it is given.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: a valid pointer to a rusage, RUSAGE_SELF.

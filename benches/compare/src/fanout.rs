@@ -19,6 +19,8 @@ pub(crate) struct Report {
     pub(crate) who: String,
     pub(crate) watches: usize,
     pub(crate) register: Duration,
+    /// The client process's CPU time while registering (etcd's is its own).
+    pub(crate) register_cpu: Duration,
     pub(crate) before: Memory,
     pub(crate) after: Memory,
     /// After every watched value changed once: what the handles hold once they hold values.
@@ -87,6 +89,7 @@ pub(crate) fn run_child(
         who: who.to_owned(),
         watches,
         register: Duration::from_secs_f64(v["register_s"].as_f64().unwrap_or(0.0)),
+        register_cpu: Duration::from_secs_f64(v["register_cpu_s"].as_f64().unwrap_or(0.0)),
         before: serde_json::from_value(v["before"].clone())?,
         after: serde_json::from_value(v["after"].clone())?,
         updated: serde_json::from_value(v["updated"].clone())?,
@@ -108,7 +111,8 @@ pub(crate) async fn child(
     println!(
         "{}",
         serde_json::json!({
-            "register_s": register.as_secs_f64(),
+            "register_s": register.wall.as_secs_f64(),
+            "register_cpu_s": register.cpu.as_secs_f64(),
             "before": before,
             "after": after,
             "updated": updated,
@@ -121,7 +125,31 @@ pub(crate) async fn child(
 
 /// Registration time, memory after it, one update's latency, how many updates arrived, and
 /// memory once they all did.
-type Measured = (Duration, Memory, Duration, String, Memory);
+type Measured = (Registered, Memory, Duration, String, Memory);
+
+/// How long registering took, and the CPU time the client process spent on it.
+#[derive(Clone, Copy)]
+struct Registered {
+    wall: Duration,
+    cpu: Duration,
+}
+
+/// The start of registering: a clock and the process's CPU time so far.
+struct Started(Instant, f64);
+
+impl Started {
+    fn now() -> Started {
+        Started(Instant::now(), crate::clients::cpu_us())
+    }
+
+    fn stop(&self) -> Registered {
+        let cpu = (crate::clients::cpu_us() - self.1).max(0.0) / 1e6;
+        Registered {
+            wall: self.0.elapsed(),
+            cpu: Duration::from_secs_f64(cpu),
+        }
+    }
+}
 
 /// Sets every config's value in txns of 100 puts; returns the last revision.
 async fn write_all(
@@ -146,11 +174,24 @@ async fn write_all(
     Ok(revision)
 }
 
+/// With `FANOUT_EXIT_AFTER_REGISTER` set, prints the registration time to stderr and exits: a
+/// heap profiler or a CPU count then covers registering alone.
+fn exit_after_register(register: Registered) {
+    if std::env::var_os("FANOUT_EXIT_AFTER_REGISTER").is_some() {
+        eprintln!(
+            "register_s {:.3} register_cpu_s {:.3}",
+            register.wall.as_secs_f64(),
+            register.cpu.as_secs_f64()
+        );
+        std::process::exit(0);
+    }
+}
+
 async fn ours(endpoint: &str, n: usize) -> Result<Measured, Box<dyn std::error::Error>> {
     let client =
         etcd_config::Client::connect([endpoint], etcd_config::ConnectOptions::default()).await?;
     let store = Store::new(client);
-    let start = Instant::now();
+    let started = Started::now();
     let mut lives: Vec<(usize, etcd_config::Live<Small>)> = stream::iter(0..n)
         .map(|i| {
             let store = store.namespace(&format!("/fan-ours/{i}"));
@@ -159,12 +200,10 @@ async fn ours(endpoint: &str, n: usize) -> Result<Measured, Box<dyn std::error::
         .buffer_unordered(256)
         .collect()
         .await;
-    let register = start.elapsed();
+    let register = started.stop();
     lives.sort_by_key(|(i, _)| *i);
     let after = Memory::now();
-    if std::env::var_os("FANOUT_EXIT_AFTER_REGISTER").is_some() {
-        std::process::exit(0);
-    }
+    exit_after_register(register);
 
     let writer =
         etcd_config::Client::connect([endpoint], etcd_config::ConnectOptions::default()).await?;
@@ -202,7 +241,7 @@ async fn ours(endpoint: &str, n: usize) -> Result<Measured, Box<dyn std::error::
 async fn theirs(endpoint: &str, n: usize) -> Result<Measured, Box<dyn std::error::Error>> {
     let mut client = etcd_client::Client::connect([endpoint], None).await?;
     let key = |i: usize| format!("/fan-theirs/{i}/cfg/");
-    let start = Instant::now();
+    let started = Started::now();
     // A careful user puts every watch on one stream and waits for each to be created.
     let mut watch = client
         .watch(key(0), Some(WatchOptions::new().with_prefix()))
@@ -219,8 +258,9 @@ async fn theirs(endpoint: &str, n: usize) -> Result<Measured, Box<dyn std::error
             created += 1;
         }
     }
-    let register = start.elapsed();
+    let register = started.stop();
     let after = Memory::now();
+    exit_after_register(register);
 
     let mut writer = etcd_client::Client::connect([endpoint], None).await?;
     let target = format!("/fan-theirs/{}/cfg/value", n / 2);

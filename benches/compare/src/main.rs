@@ -101,16 +101,20 @@ fn table(rows: &[Row], fanout: &[fanout::Report], machine: &str) -> String {
         out,
         "\nThroughput rows compare time per operation, so below 1.0 is still faster.\n"
     );
-    let _ = writeln!(out, "| fan-out | watches | register all | RSS before | RSS after | per watch (anonymous RSS) | the same, every value updated | heap per watch | one update's latency | all received |");
+    let _ = writeln!(out, "| fan-out | watches | register all | client CPU to register | RSS before | RSS after | per watch (anonymous RSS) | the same, every value updated | heap per watch | one update's latency | all received |");
     let per_watch = |bytes: u64, r: &fanout::Report| bytes as f64 / 1024.0 / r.watches as f64;
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    let _ = writeln!(
+        out,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    );
     for r in fanout {
         let _ = writeln!(
             out,
-            "| {} | {} | {:.2} s | {:.1} MiB | {:.1} MiB | {:.1} KiB | {:.1} KiB | {:.2} KiB | {:.0} µs | {} |",
+            "| {} | {} | {:.2} s | {:.2} s | {:.1} MiB | {:.1} MiB | {:.1} KiB | {:.1} KiB | {:.2} KiB | {:.0} µs | {} |",
             r.who,
             r.watches,
             r.register.as_secs_f64(),
+            r.register_cpu.as_secs_f64(),
             r.before.rss as f64 / 1048576.0,
             r.after.rss as f64 / 1048576.0,
             per_watch(r.after.anon.saturating_sub(r.before.anon), r),

@@ -1,6 +1,7 @@
-//! Peak memory of the 5,000-entry config cases: each side loads the config, or changes one
-//! entry, three times in a process of its own; the row is the process's peak resident size
-//! (`VmHWM`) less its resident size once connected, before the first operation.
+//! Peak memory and CPU of the 5,000-entry config cases: each side loads the config, or changes
+//! one entry, 20 times in a process of its own. Memory is the process's peak resident size
+//! (`VmHWM`) less its resident size once connected, before the first operation; CPU is the
+//! client process's time per operation, which the side-by-side timings mix with etcd's.
 
 use std::process::Command;
 
@@ -10,7 +11,12 @@ use etcd_config::{ChangeNote, Store};
 use crate::fanout::status_kib;
 use crate::large::{parse_by_hand, route, Large, PREFIX};
 
-/// Child process: `etcd-config-bench peak WHO OP ENDPOINT`; prints the peak growth in bytes.
+/// Operations per child process.
+const ROUNDS: usize = 20;
+
+/// Child process: `etcd-config-bench peak WHO OP ENDPOINT`; prints the peak growth in bytes and
+/// the process's CPU time per operation in µs (user + system, every thread: the client's own
+/// work, with etcd's in a process of its own).
 pub(crate) async fn child(
     who: &str,
     op: &str,
@@ -21,7 +27,8 @@ pub(crate) async fn child(
     let mut theirs = etcd_client::Client::connect([endpoint], None).await?;
     let store = Store::new(ours);
     let before = status_kib("VmRSS:");
-    for i in 0..3 {
+    let cpu = crate::clients::cpu_us();
+    for i in 0..ROUNDS {
         match (who, op) {
             ("etcd-config", "load") => {
                 let large: Large = store.load().await?;
@@ -56,19 +63,21 @@ pub(crate) async fn child(
             }
         }
     }
+    let cpu = (crate::clients::cpu_us() - cpu) / ROUNDS as f64;
     let peak = status_kib("VmHWM:").saturating_sub(before);
-    println!("{}", peak * 1024);
+    println!("{} {cpu:.0}", peak * 1024);
     Ok(())
 }
 
-/// The peak-memory rows, as a table: each case run in fresh processes, three times per side,
-/// alternating; medians.
+/// The peak-memory and CPU rows, as a table: each case run in fresh processes, three times per
+/// side, alternating; medians.
 pub(crate) fn table(endpoint: &str) -> Result<String, Box<dyn std::error::Error>> {
     let mut text = String::from(
-        "| 5,000-entry config, peak memory (process peak less its size before) | etcd-config | etcd-client | ratio |\n|---|---:|---:|---:|\n",
+        "| 5,000-entry config (process peak less its size before; client CPU per operation) | etcd-config | etcd-client | ratio | etcd-config CPU | etcd-client CPU | ratio |\n|---|---:|---:|---:|---:|---:|---:|\n",
     );
     for (op, name) in [("load", "load"), ("change", "change 1 of 5,000 entries")] {
-        let mut runs: [Vec<u64>; 2] = [Vec::new(), Vec::new()];
+        let mut peaks: [Vec<u64>; 2] = [Vec::new(), Vec::new()];
+        let mut cpus: [Vec<u64>; 2] = [Vec::new(), Vec::new()];
         for _ in 0..3 {
             for (side, who) in ["etcd-config", "etcd-client"].into_iter().enumerate() {
                 let out = Command::new(std::env::current_exe()?)
@@ -77,20 +86,27 @@ pub(crate) fn table(endpoint: &str) -> Result<String, Box<dyn std::error::Error>
                 if !out.status.success() {
                     return Err(String::from_utf8_lossy(&out.stderr).into_owned().into());
                 }
-                runs[side].push(String::from_utf8(out.stdout)?.trim().parse()?);
+                let text = String::from_utf8(out.stdout)?;
+                let mut fields = text.split_whitespace();
+                let mut next = || fields.next().ok_or("peak child printed too little");
+                peaks[side].push(next()?.parse()?);
+                cpus[side].push(next()?.parse()?);
             }
         }
         let median = |v: &mut Vec<u64>| {
             v.sort_unstable();
             v[v.len() / 2]
         };
-        let (ours, theirs) = (median(&mut runs[0]), median(&mut runs[1]));
+        let [ours, theirs] = peaks.each_mut().map(median);
+        let [our_cpu, their_cpu] = cpus.each_mut().map(median);
         let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        let ratio = |a: u64, b: u64| a as f64 / b.max(1) as f64;
         text.push_str(&format!(
-            "| {name} | {:.1} MiB | {:.1} MiB | {:.2} |\n",
+            "| {name} | {:.1} MiB | {:.1} MiB | {:.2} | {our_cpu} µs | {their_cpu} µs | {:.2} |\n",
             mib(ours),
             mib(theirs),
-            ours as f64 / theirs.max(1) as f64
+            ratio(ours, theirs),
+            ratio(our_cpu, their_cpu),
         ));
     }
     Ok(text)

@@ -17,7 +17,7 @@ use std::sync::Mutex;
 
 use tokio::sync::oneshot;
 
-use super::{range, Answer, Get, GetResponse, Kv};
+use super::{range, Answer, Get, Kv};
 use crate::client::namespace::{Enter, Leave};
 use crate::client::Client;
 use crate::error::Result;
@@ -65,8 +65,12 @@ impl Default for Together {
 
 impl Kv {
     /// Reads every key of `range`, in one Txn with other reads of this client that arrive
-    /// while one is in flight. Same answer as [`Kv::get`] without options.
-    pub(crate) async fn get_together(&self, keys: impl Into<KeyRange>) -> Result<GetResponse> {
+    /// while one is in flight. Same answer as [`Kv::get`] without options, as etcd's message: a
+    /// caller that takes the keys apart saves copying them into [`GetResponse`]'s.
+    pub(crate) async fn get_together(
+        &self,
+        keys: impl Into<KeyRange>,
+    ) -> Result<pb::RangeResponse> {
         let client = &self.client;
         let mut request = Get::new(keys).request;
         if !client.namespace.is_empty() {
@@ -103,7 +107,7 @@ impl Kv {
         if !client.namespace.is_empty() {
             response.leave(&client.namespace);
         }
-        Ok(response.into())
+        Ok(response)
     }
 }
 
