@@ -47,7 +47,7 @@ pub(crate) trait Leave {
 /// `key` under `namespace`; an empty key stays empty, for etcd to refuse.
 fn key_in(namespace: &[u8], key: &mut Vec<u8>) {
     if !key.is_empty() {
-        key.splice(0..0, namespace.iter().copied());
+        prepend(namespace, key);
     }
 }
 
@@ -57,12 +57,21 @@ fn range_in(namespace: &[u8], key: &mut Vec<u8>, range_end: &mut Vec<u8>) {
     if key.is_empty() && range_end.is_empty() {
         return;
     }
-    key.splice(0..0, namespace.iter().copied());
+    prepend(namespace, key);
     if range_end.as_slice() == [0] {
         *range_end = prefix_end(namespace).unwrap_or_else(|| vec![0]);
     } else if !range_end.is_empty() {
-        range_end.splice(0..0, namespace.iter().copied());
+        prepend(namespace, range_end);
     }
+}
+
+/// `namespace` + `key`, in one new allocation of the right size (a splice at the front
+/// grows the key and moves it byte by byte).
+fn prepend(namespace: &[u8], key: &mut Vec<u8>) {
+    let mut joined = Vec::with_capacity(namespace.len() + key.len());
+    joined.extend_from_slice(namespace);
+    joined.extend_from_slice(key);
+    *key = joined;
 }
 
 fn key_out(namespace: &[u8], key: &mut Vec<u8>) {

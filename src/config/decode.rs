@@ -5,6 +5,7 @@ use std::cell::{Cell, RefCell};
 use zeroize::Zeroizing;
 
 use super::keyring::{split, Keyring, Opened, Unreadable};
+use super::keys::joined;
 use super::{EtcdConfig, Nest};
 use crate::error::{Problem, ProblemKind};
 use crate::key_range::Escaped;
@@ -112,8 +113,8 @@ impl<'s> Decoder<'s> {
     fn nest(&self, key: &str, field: &str) -> Decoder<'s> {
         Decoder {
             source: self.source,
-            key_prefix: format!("{}{key}/", self.key_prefix),
-            field_prefix: format!("{}{field}.", self.field_prefix),
+            key_prefix: joined(&[&self.key_prefix, key, "/"]),
+            field_prefix: joined(&[&self.field_prefix, field, "."]),
         }
     }
 
@@ -177,7 +178,7 @@ impl<'s> Decoder<'s> {
         expected: &str,
         decode: &impl Fn(&str) -> Result<T, String>,
     ) -> Option<Option<T>> {
-        let full = format!("{}{key}", self.key_prefix);
+        let full = joined(&[&self.key_prefix, key]);
         match self.source.position(&full) {
             Some(index) => self.parse(index, field, secret, expected, decode).map(Some),
             None => Some(None),

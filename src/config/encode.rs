@@ -4,6 +4,7 @@
 //! would put (with its value) or delete (a `None` field), and the `each` maps whose entries are
 //! owned wholesale, so that `save` can also delete entries that were removed.
 
+use super::keys::joined;
 use super::{EtcdConfig, Nest};
 
 /// One key of a struct: its value, or `None` when the key must be absent.
@@ -100,8 +101,8 @@ impl Encoder<'_> {
             return;
         }
         let value = encode();
-        let key = format!("{}{key}", self.key_prefix);
-        let field = format!("{}{field}", self.field_prefix);
+        let key = joined(&[&self.key_prefix, key]);
+        let field = joined(&[&self.field_prefix, field]);
         match value {
             Ok(value) => self.out.entries.push(Entry {
                 key,
@@ -120,8 +121,8 @@ impl Encoder<'_> {
 
     fn nest(&mut self, key: &str, field: &str) -> Encoder<'_> {
         Encoder {
-            key_prefix: format!("{}{key}/", self.key_prefix),
-            field_prefix: format!("{}{field}.", self.field_prefix),
+            key_prefix: joined(&[&self.key_prefix, key, "/"]),
+            field_prefix: joined(&[&self.field_prefix, field, "."]),
             only: self.only,
             out: self.out,
         }
@@ -191,7 +192,7 @@ impl Encoder<'_> {
         entries: impl IntoIterator<Item = (&'m String, &'m V)>,
         encode: impl Fn(&V) -> Result<String, String>,
     ) {
-        self.out.maps.push(format!("{}{key}/", self.key_prefix));
+        self.out.maps.push(joined(&[&self.key_prefix, key, "/"]));
         let mut map = self.nest(key, field);
         for (name, value) in entries {
             if map.wants(name) && map.check_name(name, false) {
@@ -208,7 +209,7 @@ impl Encoder<'_> {
         entries: impl IntoIterator<Item = (&'m String, &'m V)>,
         nest: &Nest<V>,
     ) {
-        self.out.maps.push(format!("{}{key}/", self.key_prefix));
+        self.out.maps.push(joined(&[&self.key_prefix, key, "/"]));
         let mut map = self.nest(key, field);
         for (name, value) in entries {
             // An entry none of whose keys is wanted is skipped whole (its `validate` ran when

@@ -47,7 +47,6 @@ pub(super) async fn first_value<T: EtcdConfig>(
     store: &Store,
     options: &LiveOptions,
 ) -> Result<Start<T>> {
-    let prefix = store.prefix_of::<T>();
     let err = match Loaded::<T>::load(store).await {
         Ok(started) => {
             let (value, revision) = started.initial();
@@ -65,6 +64,7 @@ pub(super) async fn first_value<T: EtcdConfig>(
         }
         Err(err) => err,
     };
+    let prefix = store.prefix_of::<T>();
     if unreachable(&err) {
         let Some(path) = options.cache_file.as_deref() else {
             return Err(err);
