@@ -49,6 +49,11 @@ impl RawKeys {
         keys
     }
 
+    /// True when etcd holds no key under the prefix.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty() && self.not_utf8.is_empty()
+    }
+
     /// The UTF-8 keys, relative to the prefix, in order.
     pub(crate) fn keys(&self) -> impl Iterator<Item = &str> {
         self.entries.iter().map(|(k, _)| k.as_str())

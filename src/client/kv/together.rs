@@ -43,8 +43,8 @@ struct State {
     cap: usize,
 }
 
-/// A queued read, keys already in its namespace. Dropping `reply` tells the reader to go
-/// alone.
+/// A queued read, keys already in its namespace (a copy: the reader keeps its own, to go
+/// alone with). Dropping `reply` tells the reader to go alone.
 #[derive(Debug)]
 struct Waiting {
     request: pb::RangeRequest,
@@ -165,19 +165,20 @@ async fn drain(client: Client, mut batch: Vec<Waiting>) {
 }
 
 /// Sends one batch; false if it failed, its readers then going alone.
-async fn send(client: &Client, batch: Vec<Waiting>) -> bool {
+async fn send(client: &Client, mut batch: Vec<Waiting>) -> bool {
     if batch.len() == 1 {
         // Nothing to share: the reader goes alone, as a plain Range.
         return true;
     }
     let seen = client.transport().seen_revision();
+    // Moved, not copied: a reader told to go alone sends the copy it kept.
     let request = pb::TxnRequest {
         success: batch
-            .iter()
+            .iter_mut()
             .map(|waiting| pb::RequestOp {
-                request: Some(pb::request_op::Request::RequestRange(
-                    waiting.request.clone(),
-                )),
+                request: Some(pb::request_op::Request::RequestRange(std::mem::take(
+                    &mut waiting.request,
+                ))),
             })
             .collect(),
         ..Default::default()

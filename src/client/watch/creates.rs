@@ -9,9 +9,11 @@
 //! at a time is in flight (as Go's client always does); once an answer carries the id we asked
 //! for, creates are sent without waiting and matched by id.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use tokio::time::Instant;
+
+use super::ids::IdMap;
 
 /// Watch ids this client asks for start here: a proxy's own ids count up from 0 per stream and
 /// never reach it, so one of its answers cannot pass for an honoured id.
@@ -28,7 +30,7 @@ pub(super) struct Creates {
     /// has answered a create it accepted.
     honoured: Option<bool>,
     /// Requested watch id → the local id of the watch.
-    in_flight: HashMap<i64, u64>,
+    in_flight: IdMap<i64, u64>,
     /// (requested watch id, when sent), oldest first; answered ones are dropped lazily.
     order: VecDeque<(i64, Instant)>,
 }
@@ -39,7 +41,7 @@ impl Creates {
             next_watch_id: FIRST_WATCH_ID,
             one_at_a_time_next: false,
             honoured: None,
-            in_flight: HashMap::new(),
+            in_flight: IdMap::default(),
             order: VecDeque::new(),
         }
     }

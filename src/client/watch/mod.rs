@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 mod creates;
 mod event;
 pub(crate) mod hub;
+mod ids;
 mod queue;
 mod sink;
 

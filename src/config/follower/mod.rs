@@ -39,8 +39,10 @@ struct Tracked<T> {
     /// The revision `keys` is at.
     revision: i64,
     good: Arc<T>,
-    /// `good` as stored, `key -> (field, value)`, to diff the next value against.
-    good_stored: Stored,
+    /// `good` as stored, `key -> (field, value)`, to diff the next value against. Made when
+    /// first needed: a config etcd holds no key of (all defaults) has nothing to check for
+    /// unknown keys, and thousands of live configs may never see a change.
+    good_stored: Option<Stored>,
     /// Keys under the prefix that no field reads, as of the last valid revision.
     unknown: Box<[UnknownKey]>,
     /// Boxed: only a live config that reports to rollouts ever has one.
@@ -49,8 +51,13 @@ struct Tracked<T> {
 
 impl<T: EtcdConfig> Tracked<T> {
     fn new(keys: RawKeys, revision: i64, good: Arc<T>) -> Self {
-        let good_stored = stored(&*good);
-        let unknown = unknown_in::<T>(&keys, &good_stored, revision);
+        let (good_stored, unknown) = if keys.is_empty() {
+            (None, Vec::new())
+        } else {
+            let good_stored = stored(&*good);
+            let unknown = unknown_in::<T>(&keys, &good_stored, revision);
+            (Some(good_stored), unknown)
+        };
         Tracked {
             keys,
             revision,
@@ -96,11 +103,13 @@ impl<T: EtcdConfig> Tracked<T> {
         self.set_serving(serving);
         let new_stored = stored(&value);
         self.unknown = unknown_in::<T>(keys, &new_stored, revision).into();
-        let changed = changed_fields(&self.good_stored, &new_stored);
+        let good = &self.good;
+        let good_stored = self.good_stored.get_or_insert_with(|| stored(&**good));
+        let changed = changed_fields(good_stored, &new_stored);
         if changed.is_empty() {
             return None;
         }
-        self.good_stored = new_stored;
+        self.good_stored = Some(new_stored);
         let config = Arc::new(value);
         let previous = std::mem::replace(&mut self.good, config.clone());
         Some(Ok(Update {

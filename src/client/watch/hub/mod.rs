@@ -10,7 +10,7 @@ mod probe;
 mod spec;
 mod watcher;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::creates::Creates;
 use super::event::{Event, Shared, WatchResponse};
+use super::ids::IdMap;
 use super::queue;
 use crate::client::stream::{fails_waiting, Reopen, StreamHealth, Supervised};
 use crate::client::transport::Transport;
@@ -98,10 +99,10 @@ struct Hub {
     commands: mpsc::UnboundedReceiver<Command>,
     /// Boxed: the map's spare buckets then cost a pointer each, not a whole watch (with
     /// thousands of watches, half the buckets of a map are spare).
-    watchers: HashMap<u64, Box<Watcher>>,
-    by_watch_id: HashMap<i64, u64>,
+    watchers: IdMap<u64, Box<Watcher>>,
+    by_watch_id: IdMap<i64, u64>,
     /// The events of revisions etcd sent in fragments, by local id, until the last fragment.
-    fragments: HashMap<u64, Vec<Event>>,
+    fragments: IdMap<u64, Vec<Event>>,
     /// Local ids whose creates wait to be sent on the open stream, in order.
     queue: VecDeque<u64>,
     /// The creates sent on the open stream and not answered yet.
@@ -120,9 +121,9 @@ impl Hub {
     ) -> Hub {
         Hub {
             commands,
-            watchers: HashMap::new(),
-            by_watch_id: HashMap::new(),
-            fragments: HashMap::new(),
+            watchers: IdMap::default(),
+            by_watch_id: IdMap::default(),
+            fragments: IdMap::default(),
             queue: VecDeque::new(),
             creates: Creates::new(),
             stream: Supervised::new(transport, "Watch"),
@@ -379,7 +380,7 @@ impl Hub {
 
 /// Sends queued creates that still have a watch waiting for them, while more may be in flight.
 fn send_creates(
-    watchers: &HashMap<u64, Box<Watcher>>,
+    watchers: &IdMap<u64, Box<Watcher>>,
     queue: &mut VecDeque<u64>,
     creates: &mut Creates,
     send: impl Fn(pb::WatchRequest),
