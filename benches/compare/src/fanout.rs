@@ -174,7 +174,8 @@ async fn write_all(
     Ok(revision)
 }
 
-/// With `FANOUT_EXIT_AFTER_REGISTER` set, prints the registration time to stderr and exits: a
+/// With `FANOUT_EXIT_AFTER_REGISTER` set (`FANOUT_EXIT_AFTER_UPDATES`: once every value
+/// changed, for etcd-config), prints the registration time to stderr and exits: a
 /// heap profiler or a CPU count then covers registering alone.
 fn exit_after_register(register: Registered) {
     if std::env::var_os("FANOUT_EXIT_AFTER_REGISTER").is_some() {
@@ -228,6 +229,10 @@ async fn ours(endpoint: &str, n: usize) -> Result<Measured, Box<dyn std::error::
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if std::env::var_os("FANOUT_EXIT_AFTER_UPDATES").is_some() {
+        // For a heap profile of what the handles hold once every value changed.
+        std::process::exit(0);
     }
     Ok((
         register,
