@@ -1,0 +1,132 @@
+//! A live config whose fields are all at their defaults (etcd holds no key under its prefix)
+//! builds its stored form only at its first change: that change, and the ones after it, still
+//! name exactly the fields that changed, a value equal to the default changes nothing, and a
+//! key no field reads is reported, all against a real etcd.
+
+mod support;
+
+use std::time::Duration;
+
+use etcd_config::{EtcdConfig, LiveEvent, LiveEvents, Store};
+use futures_util::StreamExt;
+use support::Etcd;
+
+#[derive(EtcdConfig, Debug, Clone, PartialEq)]
+#[etcd(prefix = "/defaults", rename_all = "kebab-case")]
+struct Tuning {
+    #[etcd(default = 1)]
+    pool_size: u32,
+    #[etcd(default)]
+    log_level: String,
+}
+
+/// The next event that is not about the stream, within 10 s.
+async fn next_event(events: &mut LiveEvents) -> LiveEvent {
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .expect("no event within 10 s")
+            .expect("events ended");
+        if matches!(event, LiveEvent::Applied { .. } | LiveEvent::Current { .. }) {
+            return event;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_config_at_its_defaults_names_each_change() {
+    let etcd = Etcd::single().await;
+    let store = Store::new(etcd.client().await);
+    let live = store.live::<Tuning>().await.unwrap();
+    assert_eq!(live.get().pool_size, 1);
+    let mut events = live.events();
+    let kv = etcd.client().await.kv();
+
+    // The default, written out: the value is the same, so nothing is applied.
+    let same = kv.put("/defaults/pool-size", "1").await.unwrap();
+    let event = next_event(&mut events).await;
+    assert_eq!(
+        event,
+        LiveEvent::Current {
+            revision: same.header.revision
+        }
+    );
+
+    let set = kv.put("/defaults/log-level", "debug").await.unwrap();
+    let event = next_event(&mut events).await;
+    assert_eq!(
+        event,
+        LiveEvent::Applied {
+            revision: set.header.revision,
+            changed: vec!["log_level".to_owned()],
+        }
+    );
+    assert_eq!(live.get().log_level, "debug");
+
+    // A typo: no field reads it, and the status says so.
+    let typo = kv.put("/defaults/pool_size", "9").await.unwrap();
+    let event = next_event(&mut events).await;
+    assert_eq!(
+        event,
+        LiveEvent::Current {
+            revision: typo.header.revision
+        }
+    );
+    let unknown: Vec<String> = live
+        .status()
+        .unknown_keys
+        .into_iter()
+        .map(|k| k.key)
+        .collect();
+    assert_eq!(unknown, ["/defaults/pool_size"]);
+
+    // Deleting every key the fields read brings back the defaults.
+    let deleted = kv.delete("/defaults/log-level").await.unwrap();
+    let event = next_event(&mut events).await;
+    assert_eq!(
+        event,
+        LiveEvent::Applied {
+            revision: deleted.header.revision,
+            changed: vec!["log_level".to_owned()],
+        }
+    );
+    assert_eq!(*live.get(), Tuning::default_for_test());
+    assert_eq!(live.revision(), deleted.header.revision);
+}
+
+impl Tuning {
+    fn default_for_test() -> Tuning {
+        Tuning {
+            pool_size: 1,
+            log_level: String::new(),
+        }
+    }
+}
+
+/// A live config started when a key no field reads is all etcd holds: the key is reported
+/// from the start, and the first real change names its field.
+#[tokio::test]
+async fn an_unknown_key_alone_is_reported_from_the_start() {
+    let etcd = Etcd::single().await;
+    let kv = etcd.client().await.kv();
+    kv.put("/defaults/pool_size", "9").await.unwrap();
+    let store = Store::new(etcd.client().await);
+    let live = store.live::<Tuning>().await.unwrap();
+    let unknown: Vec<String> = live
+        .status()
+        .unknown_keys
+        .into_iter()
+        .map(|k| k.key)
+        .collect();
+    assert_eq!(unknown, ["/defaults/pool_size"]);
+    let mut events = live.events();
+    let set = kv.put("/defaults/pool-size", "4").await.unwrap();
+    let event = next_event(&mut events).await;
+    assert_eq!(
+        event,
+        LiveEvent::Applied {
+            revision: set.header.revision,
+            changed: vec!["pool_size".to_owned()],
+        }
+    );
+}
