@@ -17,7 +17,7 @@ pub(crate) struct Source<'a> {
     full_prefix: &'a str,
     /// Decrypts secret fields.
     keyring: Option<&'a Keyring>,
-    entries: &'a [(String, Vec<u8>)],
+    keys: &'a RawKeys,
     consumed: Vec<Cell<bool>>,
     problems: RefCell<Vec<Problem>>,
 }
@@ -40,8 +40,8 @@ impl<'a> Source<'a> {
         Source {
             full_prefix,
             keyring,
-            entries: &keys.entries,
-            consumed: keys.entries.iter().map(|_| Cell::new(false)).collect(),
+            keys,
+            consumed: (0..keys.len()).map(|_| Cell::new(false)).collect(),
             problems: RefCell::new(problems),
         }
     }
@@ -63,7 +63,7 @@ impl<'a> Source<'a> {
     /// A secret field's stored text, decrypted: `Some` when it was encrypted, `None` to use
     /// it as it is (no key ring and not encrypted, or a plain value being migrated).
     fn open(&self, key: &str, text: &str) -> Result<Option<Zeroizing<String>>, Unreadable> {
-        let full = format!("{}{key}", self.full_prefix);
+        let full = joined(&[self.full_prefix, key]);
         match self.keyring {
             Some(keyring) => match keyring.open(&full, text)? {
                 Opened::Plain => Ok(None),
@@ -77,17 +77,21 @@ impl<'a> Source<'a> {
     }
 
     fn position(&self, key: &str) -> Option<usize> {
-        self.entries
-            .binary_search_by(|(k, _)| k.as_str().cmp(key))
-            .ok()
+        self.keys.position(key).ok()
+    }
+
+    /// The key of entry `index`.
+    fn key(&self, index: usize) -> &'a str {
+        self.keys.get(index).0
     }
 
     /// Indexes of the entries whose key starts with `prefix`.
     fn under(&self, prefix: &str) -> std::ops::Range<usize> {
-        let start = self.entries.partition_point(|(k, _)| k.as_str() < prefix);
-        let len = self.entries[start..]
-            .iter()
-            .take_while(|(k, _)| k.starts_with(prefix))
+        let start = match self.keys.position(prefix) {
+            Ok(at) | Err(at) => at,
+        };
+        let len = (start..self.keys.len())
+            .take_while(|&i| self.key(i).starts_with(prefix))
             .count();
         start..start + len
     }
@@ -127,7 +131,7 @@ impl<'s> Decoder<'s> {
         expected: &str,
         decode: &impl Fn(&str) -> Result<T, String>,
     ) -> Option<T> {
-        let (key, bytes) = &self.source.entries[index];
+        let (key, bytes) = self.source.keys.get(index);
         self.source.consumed[index].set(true);
         let field_path = || format!("{}{field}", self.field_prefix);
         let text = std::str::from_utf8(bytes).map_err(|_| "the value is not UTF-8 text".to_owned());
@@ -275,7 +279,7 @@ impl<'s> Decoder<'s> {
         // Sized once: a config of thousands of entries would otherwise grow it a dozen times.
         let mut entries = Vec::with_capacity(under.len());
         for index in under {
-            let name = &self.source.entries[index].0[map.key_prefix.len()..];
+            let name = &self.source.key(index)[map.key_prefix.len()..];
             match map.parse(index, name, secret, expected, &decode) {
                 Some(value) => entries.push((name.to_owned(), value)),
                 None => ok = false,
@@ -294,7 +298,7 @@ impl<'s> Decoder<'s> {
             .source
             .under(&map.key_prefix)
             .map(|index| {
-                let rest = &self.source.entries[index].0[map.key_prefix.len()..];
+                let rest = &self.source.key(index)[map.key_prefix.len()..];
                 rest.split('/').next().unwrap_or(rest)
             })
             .collect();
@@ -320,7 +324,7 @@ impl<'s> Decoder<'s> {
         let mut clean = true;
         for index in self.source.under(&self.key_prefix) {
             if !self.source.consumed[index].get() {
-                let key = &self.source.entries[index].0;
+                let key = self.source.key(index);
                 self.source
                     .problem(key, String::new(), ProblemKind::Unknown);
                 clean = false;

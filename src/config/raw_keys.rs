@@ -6,17 +6,106 @@ use super::EtcdConfig;
 ///
 /// Keys that are UTF-8 text are what fields read; the others are kept apart, byte for byte, so
 /// that two of them can never merge into one name, and each is reported when decoding.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct RawKeys {
     /// `(relative key, value)`, sorted by key, each key once.
-    pub(super) entries: Vec<(String, Vec<u8>)>,
+    entries: Entries,
     /// Relative keys that are not UTF-8, sorted, each once. Almost always none: a boxed
     /// slice costs thousands of live configs eight bytes less each than a `Vec`.
     pub(super) not_utf8: Box<[Vec<u8>]>,
 }
 
-/// Up to this many keys, a new key grows the entries by exactly one.
-const EXACT_UP_TO: usize = 16;
+/// The UTF-8 entries: a list of pairs (a load, a change: any size, changed in place), or, for
+/// the few keys a live config keeps for as long as it lives, packed into one allocation
+/// ([`RawKeys::pack`]). One key as a pair costs three allocations (the list, the key, the
+/// value: 128 bytes of the allocator's chunks for a key of a few bytes); packed, one.
+#[derive(Debug, Clone)]
+enum Entries {
+    Loose(Vec<(String, Vec<u8>)>),
+    Packed(Packed),
+}
+
+impl Default for Entries {
+    fn default() -> Self {
+        Entries::Loose(Vec::new())
+    }
+}
+
+/// Entries one after another: the count, then per entry where its key and its value end in
+/// the text (two `u32`s, little-endian), then the text (each key, then its value). Keys come
+/// from `String`s, so each key's bytes are UTF-8.
+#[derive(Debug, Clone)]
+struct Packed(Box<[u8]>);
+
+const COUNT: usize = 4;
+const ENDS: usize = 8;
+
+impl Packed {
+    fn of(entries: &[(&str, &[u8])]) -> Packed {
+        let text: usize = entries.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let mut out = Vec::with_capacity(COUNT + ENDS * entries.len() + text);
+        let end = |at: usize| u32::try_from(at).unwrap_or(u32::MAX).to_le_bytes();
+        out.extend_from_slice(&end(entries.len()));
+        let mut at = 0;
+        for (key, value) in entries {
+            at += key.len();
+            out.extend_from_slice(&end(at));
+            at += value.len();
+            out.extend_from_slice(&end(at));
+        }
+        for (key, value) in entries {
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(value);
+        }
+        Packed(out.into_boxed_slice())
+    }
+
+    /// The entries with `key` set to `value` (`None`: removed): packed again while they are
+    /// few (one allocation, nothing unpacked), as a list past that.
+    fn edited(&self, key: &str, value: Option<&[u8]>) -> Entries {
+        let mut pairs: Vec<(&str, &[u8])> = (0..self.len()).map(|i| self.get(i)).collect();
+        match (pairs.binary_search_by(|(k, _)| (*k).cmp(key)), value) {
+            (Ok(i), Some(value)) => pairs[i].1 = value,
+            (Ok(i), None) => {
+                pairs.remove(i);
+            }
+            (Err(i), Some(value)) => pairs.insert(i, (key, value)),
+            (Err(_), None) => {}
+        }
+        if pairs.is_empty() || pairs.len() > SMALL {
+            let owned = pairs.iter().map(|(k, v)| ((*k).to_owned(), v.to_vec()));
+            Entries::Loose(owned.collect())
+        } else {
+            Entries::Packed(Packed::of(&pairs))
+        }
+    }
+
+    fn u32_at(&self, at: usize) -> usize {
+        let bytes: [u8; 4] = self.0[at..at + 4].try_into().unwrap_or_default();
+        u32::from_le_bytes(bytes) as usize
+    }
+
+    fn len(&self) -> usize {
+        self.u32_at(0)
+    }
+
+    fn get(&self, i: usize) -> (&str, &[u8]) {
+        let text = COUNT + ENDS * self.len();
+        let start = if i == 0 {
+            0
+        } else {
+            self.u32_at(COUNT + ENDS * i - 4)
+        };
+        let key_end = self.u32_at(COUNT + ENDS * i);
+        let value_end = self.u32_at(COUNT + ENDS * i + 4);
+        let key = std::str::from_utf8(&self.0[text + start..text + key_end]).unwrap_or_default();
+        (key, &self.0[text + key_end..text + value_end])
+    }
+}
+
+/// Up to this many keys, a new key grows the entries by exactly one, and
+/// [`pack`](RawKeys::pack) packs them.
+const SMALL: usize = 16;
 
 impl RawKeys {
     /// The keys of `kvs` under `T`'s prefix (keys as a store's client gives them, inside its
@@ -26,7 +115,7 @@ impl RawKeys {
     ) -> RawKeys {
         let mut keys = RawKeys::default();
         let kvs = kvs.into_iter();
-        keys.entries.reserve_exact(kvs.size_hint().0);
+        let mut entries = Vec::with_capacity(kvs.size_hint().0);
         for (key, value) in kvs {
             let Some(skip) = super::keys::relative::<T>(&key).map(|r| key.len() - r.len()) else {
                 continue;
@@ -36,78 +125,127 @@ impl RawKeys {
                 // key order, so appending keeps the entries sorted without a search.
                 Ok(mut relative) => {
                     relative.drain(..skip);
-                    match keys.entries.last() {
+                    match entries.last() {
                         Some((last, _)) if *last >= relative => {
-                            keys.put(relative.as_bytes(), value);
+                            put_loose(&mut entries, &relative, value);
                         }
-                        _ => keys.entries.push((relative, value)),
+                        _ => entries.push((relative, value)),
                     }
                 }
-                Err(err) => keys.put(&err.as_bytes()[skip..], value),
+                Err(err) => keys.put_not_utf8(&err.as_bytes()[skip..]),
             }
         }
+        keys.entries = Entries::Loose(entries);
         keys
+    }
+
+    /// Packs a small set of keys into one allocation, for a live config that keeps them; the
+    /// keys stay packed through [`put`](Self::put) and [`delete`](Self::delete) while they
+    /// are few. A set with no key is packed by its first `put`.
+    pub(crate) fn pack(&mut self) {
+        if let Entries::Loose(entries) = &self.entries {
+            if !entries.is_empty() && entries.len() <= SMALL {
+                let pairs: Vec<(&str, &[u8])> = entries
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_slice()))
+                    .collect();
+                self.entries = Entries::Packed(Packed::of(&pairs));
+            }
+        }
+    }
+
+    /// How many UTF-8 keys there are.
+    pub(crate) fn len(&self) -> usize {
+        match &self.entries {
+            Entries::Loose(entries) => entries.len(),
+            Entries::Packed(packed) => packed.len(),
+        }
+    }
+
+    /// The `i`th UTF-8 key and its value, in key order.
+    pub(crate) fn get(&self, i: usize) -> (&str, &[u8]) {
+        match &self.entries {
+            Entries::Loose(entries) => {
+                let (key, value) = &entries[i];
+                (key, value)
+            }
+            Entries::Packed(packed) => packed.get(i),
+        }
     }
 
     /// True when etcd holds no key under the prefix.
     pub(crate) fn is_empty(&self) -> bool {
-        self.entries.is_empty() && self.not_utf8.is_empty()
+        self.len() == 0 && self.not_utf8.is_empty()
     }
 
     /// The UTF-8 keys, relative to the prefix, in order.
     pub(crate) fn keys(&self) -> impl Iterator<Item = &str> {
-        self.entries.iter().map(|(k, _)| k.as_str())
+        (0..self.len()).map(|i| self.get(i).0)
+    }
+
+    /// The value of the UTF-8 key `key`, if it is there.
+    fn value(&self, key: &str) -> Option<&[u8]> {
+        let i = self.position(key).ok()?;
+        Some(self.get(i).1)
+    }
+
+    /// Where `key` is among the UTF-8 keys (`Err`: where it would go).
+    pub(crate) fn position(&self, key: &str) -> Result<usize, usize> {
+        let (mut low, mut high) = (0, self.len());
+        while low < high {
+            let mid = low + (high - low) / 2;
+            match self.get(mid).0.cmp(key) {
+                std::cmp::Ordering::Less => low = mid + 1,
+                std::cmp::Ordering::Greater => high = mid,
+                std::cmp::Ordering::Equal => return Ok(mid),
+            }
+        }
+        Err(low)
     }
 
     /// The UTF-8 keys whose value differs between `self` and `other`, or that only one holds.
     pub(crate) fn diff<'a>(&'a self, other: &'a RawKeys) -> impl Iterator<Item = &'a str> + 'a {
-        let value = |keys: &'a RawKeys, key: &str| {
-            keys.entries
-                .binary_search_by(|(k, _)| k.as_str().cmp(key))
-                .ok()
-                .map(|i| &keys.entries[i].1)
-        };
-        let changed = move |key: &&'a str| value(self, key) != value(other, key);
+        let changed = move |key: &&'a str| self.value(key) != other.value(key);
         self.keys()
-            .chain(other.keys().filter(move |k| value(self, k).is_none()))
+            .chain(other.keys().filter(move |k| self.value(k).is_none()))
             .filter(changed)
     }
 
     /// Sets `relative` to `value`, as a watch's put event does.
     pub(crate) fn put(&mut self, relative: &[u8], value: Vec<u8>) {
-        match std::str::from_utf8(relative) {
-            Ok(key) => match self.entries.binary_search_by(|(k, _)| k.as_str().cmp(key)) {
-                Ok(i) => self.entries[i].1 = value,
-                Err(i) => {
-                    // A small config grows by exactly one: a Vec would double (to four
-                    // entries at once), and thousands of live configs would carry the room.
-                    if self.entries.len() < EXACT_UP_TO {
-                        self.entries.reserve_exact(1);
-                    }
-                    self.entries.insert(i, (key.to_owned(), value));
-                }
-            },
-            Err(_) => {
-                if let Err(i) = self
-                    .not_utf8
-                    .binary_search_by(|k| k.as_slice().cmp(relative))
-                {
-                    let mut keys = std::mem::take(&mut self.not_utf8).into_vec();
-                    keys.insert(i, relative.to_vec());
-                    self.not_utf8 = keys.into_boxed_slice();
-                }
+        match (std::str::from_utf8(relative), &mut self.entries) {
+            // The first key of an empty set (a live config at its defaults) is packed.
+            (Ok(key), Entries::Loose(entries)) if entries.is_empty() => {
+                self.entries = Entries::Packed(Packed::of(&[(key, &value)]));
             }
+            (Ok(key), Entries::Loose(entries)) => put_loose(entries, key, value),
+            (Ok(key), Entries::Packed(packed)) => self.entries = packed.edited(key, Some(&value)),
+            (Err(_), _) => self.put_not_utf8(relative),
+        }
+    }
+
+    fn put_not_utf8(&mut self, relative: &[u8]) {
+        if let Err(i) = self
+            .not_utf8
+            .binary_search_by(|k| k.as_slice().cmp(relative))
+        {
+            let mut keys = std::mem::take(&mut self.not_utf8).into_vec();
+            keys.insert(i, relative.to_vec());
+            self.not_utf8 = keys.into_boxed_slice();
         }
     }
 
     /// Removes `relative`, as a watch's delete event does.
     pub(crate) fn delete(&mut self, relative: &[u8]) {
         match std::str::from_utf8(relative) {
-            Ok(key) => {
-                if let Ok(i) = self.entries.binary_search_by(|(k, _)| k.as_str().cmp(key)) {
-                    self.entries.remove(i);
+            Ok(key) => match &mut self.entries {
+                Entries::Loose(entries) => {
+                    if let Ok(i) = entries.binary_search_by(|(k, _)| k.as_str().cmp(key)) {
+                        entries.remove(i);
+                    }
                 }
-            }
+                Entries::Packed(packed) => self.entries = packed.edited(key, None),
+            },
             Err(_) => {
                 if let Ok(i) = self
                     .not_utf8
@@ -122,13 +260,39 @@ impl RawKeys {
     }
 }
 
+/// Two sets of keys are equal when they hold the same keys and values, packed or not.
+impl PartialEq for RawKeys {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len()
+            && (0..self.len()).all(|i| self.get(i) == other.get(i))
+            && self.not_utf8 == other.not_utf8
+    }
+}
+
+impl Eq for RawKeys {}
+
+/// Sets `key` to `value` in a sorted list of entries.
+fn put_loose(entries: &mut Vec<(String, Vec<u8>)>, key: &str, value: Vec<u8>) {
+    match entries.binary_search_by(|(k, _)| k.as_str().cmp(key)) {
+        Ok(i) => entries[i].1 = value,
+        Err(i) => {
+            // A small config grows by exactly one: a Vec would double (to four entries at
+            // once), and thousands of live configs would carry the room.
+            if entries.len() < SMALL {
+                entries.reserve_exact(1);
+            }
+            entries.insert(i, (key.to_owned(), value));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
 
     use proptest::prelude::*;
 
-    use super::RawKeys;
+    use super::{Entries, RawKeys, SMALL};
     use crate::EtcdConfig;
 
     #[derive(EtcdConfig, Debug)]
@@ -164,10 +328,62 @@ mod tests {
                 }
             }
             let keys = RawKeys::from_kvs::<P>(pairs);
-            let got: BTreeMap<String, Vec<u8>> = keys.entries.iter().cloned().collect();
+            let got: BTreeMap<String, Vec<u8>> = pairs_of(&keys).into_iter().collect();
             prop_assert_eq!(&got, &expected);
-            prop_assert!(keys.entries.windows(2).all(|w| w[0].0 < w[1].0));
+            let keys: Vec<&str> = keys.keys().collect();
+            prop_assert!(keys.windows(2).all(|w| w[0] < w[1]));
         }
+
+        /// Packed or not, the same edits leave the same keys and values, found at the same
+        /// places; a packed set stays packed while small, and grows loose past that.
+        #[test]
+        fn packed_keys_behave_as_loose_ones(
+            start in proptest::collection::btree_map("[a-e]{1,3}", "[xyz]{0,4}", 0..20),
+            edits in proptest::collection::vec(("[a-e]{1,3}", proptest::option::of("[xyz]{0,4}")), 0..30),
+        ) {
+            let kvs = start
+                .into_iter()
+                .map(|(k, v)| (format!("/p/{k}").into_bytes(), v.into_bytes()));
+            let mut loose = RawKeys::from_kvs::<P>(kvs);
+            let mut packed = loose.clone();
+            packed.pack();
+            prop_assert_eq!(&packed, &loose);
+            let mut is_packed = matches!(packed.entries, Entries::Packed(_));
+            prop_assert_eq!(is_packed, (1..=SMALL).contains(&loose.len()));
+            for (key, value) in edits {
+                match value {
+                    Some(value) => {
+                        loose.put(key.as_bytes(), value.clone().into_bytes());
+                        packed.put(key.as_bytes(), value.into_bytes());
+                    }
+                    None => {
+                        loose.delete(key.as_bytes());
+                        packed.delete(key.as_bytes());
+                    }
+                }
+                prop_assert_eq!(pairs_of(&packed), pairs_of(&loose));
+                // Packed only while small; a packed set that stays small stays packed.
+                let was_packed = is_packed;
+                is_packed = matches!(packed.entries, Entries::Packed(_));
+                let small = (1..=SMALL).contains(&loose.len());
+                prop_assert!(!is_packed || small);
+                prop_assert!(!(was_packed && small) || is_packed);
+                for probe in ["a", "b", "cc", "eee", "zz"] {
+                    prop_assert_eq!(packed.position(probe), loose.position(probe));
+                }
+                prop_assert_eq!(packed.diff(&loose).count(), 0);
+            }
+        }
+    }
+
+    /// The keys and values, in order, as owned pairs.
+    fn pairs_of(keys: &RawKeys) -> Vec<(String, Vec<u8>)> {
+        (0..keys.len())
+            .map(|i| {
+                let (key, value) = keys.get(i);
+                (key.to_owned(), value.to_vec())
+            })
+            .collect()
     }
 
     #[test]

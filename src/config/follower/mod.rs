@@ -50,7 +50,9 @@ struct Tracked<T> {
 }
 
 impl<T: EtcdConfig> Tracked<T> {
-    fn new(keys: RawKeys, revision: i64, good: Arc<T>) -> Self {
+    fn new(mut keys: RawKeys, revision: i64, good: Arc<T>) -> Self {
+        // Kept for as long as the config is followed: a few keys go in one allocation.
+        keys.pack();
         let (good_stored, unknown) = if keys.is_empty() {
             (None, Vec::new())
         } else {

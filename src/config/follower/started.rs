@@ -149,7 +149,8 @@ pub(super) async fn resync<T: EtcdConfig>(
             Ok::<_, Error>((revision, entries, watch))
         };
         match attempt.await {
-            Ok((revision, entries, watch)) => {
+            Ok((revision, mut entries, watch)) => {
+                entries.pack();
                 tracked.keys = entries;
                 tracked.revision = revision;
                 return Ok((tracked.evaluate(prefix, store.keyring()), watch));
