@@ -24,8 +24,10 @@ impl BuildHasher for Ids {
     }
 }
 
-/// Hashes an integer id by multiplying it by an odd constant (a bijection: two ids never
-/// collide in full; the table's low bits follow the id's, and its tag bits are well mixed).
+/// Hashes an integer id by multiplying it by an odd constant and folding the high half of
+/// the product into the low one. Both steps are bijections, so two ids never collide in
+/// full. The table picks a bucket by the low bits, which then depend on every bit of the id:
+/// ids that differ only high up (a proxy's or a server's choice) still spread.
 #[derive(Debug)]
 pub(super) struct IdHasher(u64);
 
@@ -48,7 +50,7 @@ impl Hasher for IdHasher {
     }
 
     fn finish(&self) -> u64 {
-        self.0
+        self.0 ^ (self.0 >> 32)
     }
 }
 
@@ -66,5 +68,14 @@ mod tests {
             assert_eq!(map.get(&id), Some(&id.wrapping_mul(2)));
         }
         assert_eq!(map.len(), 10_103);
+    }
+
+    /// Ids that share their low bits (multiples of 2^20) land in different buckets of a
+    /// 1,024-bucket table: the bucket bits depend on the high bits too.
+    #[test]
+    fn ids_apart_only_in_high_bits_spread() {
+        let bucket = |id: i64| Ids.hash_one(id) & 1023;
+        let buckets: std::collections::HashSet<u64> = (0..256).map(|i| bucket(i << 20)).collect();
+        assert!(buckets.len() > 200, "{} buckets of 256 ids", buckets.len());
     }
 }
