@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use etcd_config::{EtcdConfig, LiveEvent, LiveEvents, Store};
+use etcd_config::{EtcdConfig, Live, LiveEvent, LiveEvents, Store};
 use futures_util::StreamExt;
 use support::Etcd;
 
@@ -33,6 +33,23 @@ async fn next_event(events: &mut LiveEvents) -> LiveEvent {
     }
 }
 
+/// What a put or delete of `revision` should give: the value applied, `field` changed.
+fn applied(revision: i64, field: &str) -> LiveEvent {
+    LiveEvent::Applied {
+        revision,
+        changed: vec![field.to_owned()],
+    }
+}
+
+/// The keys no field reads, as `status` lists them.
+fn unknown_keys(live: &Live<Tuning>) -> Vec<String> {
+    live.status()
+        .unknown_keys
+        .into_iter()
+        .map(|k| k.key)
+        .collect()
+}
+
 #[tokio::test]
 async fn a_config_at_its_defaults_names_each_change() {
     let etcd = Etcd::single().await;
@@ -54,13 +71,7 @@ async fn a_config_at_its_defaults_names_each_change() {
 
     let set = kv.put("/defaults/log-level", "debug").await.unwrap();
     let event = next_event(&mut events).await;
-    assert_eq!(
-        event,
-        LiveEvent::Applied {
-            revision: set.header.revision,
-            changed: vec!["log_level".to_owned()],
-        }
-    );
+    assert_eq!(event, applied(set.header.revision, "log_level"));
     assert_eq!(live.get().log_level, "debug");
 
     // A typo: no field reads it, and the status says so.
@@ -72,35 +83,18 @@ async fn a_config_at_its_defaults_names_each_change() {
             revision: typo.header.revision
         }
     );
-    let unknown: Vec<String> = live
-        .status()
-        .unknown_keys
-        .into_iter()
-        .map(|k| k.key)
-        .collect();
-    assert_eq!(unknown, ["/defaults/pool_size"]);
+    assert_eq!(unknown_keys(&live), ["/defaults/pool_size"]);
 
     // Deleting every key the fields read brings back the defaults.
     let deleted = kv.delete("/defaults/log-level").await.unwrap();
     let event = next_event(&mut events).await;
-    assert_eq!(
-        event,
-        LiveEvent::Applied {
-            revision: deleted.header.revision,
-            changed: vec!["log_level".to_owned()],
-        }
-    );
-    assert_eq!(*live.get(), Tuning::default_for_test());
+    assert_eq!(event, applied(deleted.header.revision, "log_level"));
+    let expected = Tuning {
+        pool_size: 1,
+        log_level: String::new(),
+    };
+    assert_eq!(*live.get(), expected);
     assert_eq!(live.revision(), deleted.header.revision);
-}
-
-impl Tuning {
-    fn default_for_test() -> Tuning {
-        Tuning {
-            pool_size: 1,
-            log_level: String::new(),
-        }
-    }
 }
 
 /// A live config started when a key no field reads is all etcd holds: the key is reported
@@ -112,21 +106,9 @@ async fn an_unknown_key_alone_is_reported_from_the_start() {
     kv.put("/defaults/pool_size", "9").await.unwrap();
     let store = Store::new(etcd.client().await);
     let live = store.live::<Tuning>().await.unwrap();
-    let unknown: Vec<String> = live
-        .status()
-        .unknown_keys
-        .into_iter()
-        .map(|k| k.key)
-        .collect();
-    assert_eq!(unknown, ["/defaults/pool_size"]);
+    assert_eq!(unknown_keys(&live), ["/defaults/pool_size"]);
     let mut events = live.events();
     let set = kv.put("/defaults/pool-size", "4").await.unwrap();
     let event = next_event(&mut events).await;
-    assert_eq!(
-        event,
-        LiveEvent::Applied {
-            revision: set.header.revision,
-            changed: vec!["pool_size".to_owned()],
-        }
-    );
+    assert_eq!(event, applied(set.header.revision, "pool_size"));
 }

@@ -61,8 +61,9 @@ impl Packed {
     }
 
     /// The entries with `key` set to `value` (`None`: removed): packed again while they are
-    /// few (one allocation, nothing unpacked), as a list past that.
-    fn edited(&self, key: &str, value: Option<&[u8]>) -> Entries {
+    /// few (one allocation, nothing unpacked), as a list past that; `None` if nothing changes
+    /// (a key removed that is not there).
+    fn edited(&self, key: &str, value: Option<&[u8]>) -> Option<Entries> {
         let mut pairs: Vec<(&str, &[u8])> = (0..self.len()).map(|i| self.get(i)).collect();
         match (pairs.binary_search_by(|(k, _)| (*k).cmp(key)), value) {
             (Ok(i), Some(value)) => pairs[i].1 = value,
@@ -70,13 +71,13 @@ impl Packed {
                 pairs.remove(i);
             }
             (Err(i), Some(value)) => pairs.insert(i, (key, value)),
-            (Err(_), None) => {}
+            (Err(_), None) => return None,
         }
         if pairs.is_empty() || pairs.len() > SMALL {
             let owned = pairs.iter().map(|(k, v)| ((*k).to_owned(), v.to_vec()));
-            Entries::Loose(owned.collect())
+            Some(Entries::Loose(owned.collect()))
         } else {
-            Entries::Packed(Packed::of(&pairs))
+            Some(Entries::Packed(Packed::of(&pairs)))
         }
     }
 
@@ -219,8 +220,17 @@ impl RawKeys {
                 self.entries = Entries::Packed(Packed::of(&[(key, &value)]));
             }
             (Ok(key), Entries::Loose(entries)) => put_loose(entries, key, value),
-            (Ok(key), Entries::Packed(packed)) => self.entries = packed.edited(key, Some(&value)),
+            (Ok(key), Entries::Packed(_)) => self.edit_packed(key, Some(&value)),
             (Err(_), _) => self.put_not_utf8(relative),
+        }
+    }
+
+    /// Sets (`Some`) or removes (`None`) `key` in packed entries.
+    fn edit_packed(&mut self, key: &str, value: Option<&[u8]>) {
+        if let Entries::Packed(packed) = &self.entries {
+            if let Some(edited) = packed.edited(key, value) {
+                self.entries = edited;
+            }
         }
     }
 
@@ -244,7 +254,7 @@ impl RawKeys {
                         entries.remove(i);
                     }
                 }
-                Entries::Packed(packed) => self.entries = packed.edited(key, None),
+                Entries::Packed(_) => self.edit_packed(key, None),
             },
             Err(_) => {
                 if let Ok(i) = self
