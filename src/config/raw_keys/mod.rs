@@ -1,5 +1,11 @@
 //! The keys under one config's prefix, as the decoder reads them.
 
+mod loose;
+mod packed;
+
+use loose::Loose;
+use packed::Packed;
+
 use super::EtcdConfig;
 
 /// The keys under one config's prefix as etcd holds them, relative to the prefix.
@@ -21,86 +27,13 @@ pub(crate) struct RawKeys {
 /// value: 128 bytes of the allocator's chunks for a key of a few bytes); packed, one.
 #[derive(Debug, Clone)]
 enum Entries {
-    Loose(Vec<(String, Vec<u8>)>),
+    Loose(Loose),
     Packed(Packed),
 }
 
 impl Default for Entries {
     fn default() -> Self {
-        Entries::Loose(Vec::new())
-    }
-}
-
-/// Entries one after another: the count, then per entry where its key and its value end in
-/// the text (two `u32`s, little-endian), then the text (each key, then its value). Keys come
-/// from `String`s, so each key's bytes are UTF-8.
-#[derive(Debug, Clone)]
-struct Packed(Box<[u8]>);
-
-const COUNT: usize = 4;
-const ENDS: usize = 8;
-
-impl Packed {
-    fn of(entries: &[(&str, &[u8])]) -> Packed {
-        let text: usize = entries.iter().map(|(k, v)| k.len() + v.len()).sum();
-        let mut out = Vec::with_capacity(COUNT + ENDS * entries.len() + text);
-        let end = |at: usize| u32::try_from(at).unwrap_or(u32::MAX).to_le_bytes();
-        out.extend_from_slice(&end(entries.len()));
-        let mut at = 0;
-        for (key, value) in entries {
-            at += key.len();
-            out.extend_from_slice(&end(at));
-            at += value.len();
-            out.extend_from_slice(&end(at));
-        }
-        for (key, value) in entries {
-            out.extend_from_slice(key.as_bytes());
-            out.extend_from_slice(value);
-        }
-        Packed(out.into_boxed_slice())
-    }
-
-    /// The entries with `key` set to `value` (`None`: removed): packed again while they are
-    /// few (one allocation, nothing unpacked), as a list past that; `None` if nothing changes
-    /// (a key removed that is not there).
-    fn edited(&self, key: &str, value: Option<&[u8]>) -> Option<Entries> {
-        let mut pairs: Vec<(&str, &[u8])> = (0..self.len()).map(|i| self.get(i)).collect();
-        match (pairs.binary_search_by(|(k, _)| (*k).cmp(key)), value) {
-            (Ok(i), Some(value)) => pairs[i].1 = value,
-            (Ok(i), None) => {
-                pairs.remove(i);
-            }
-            (Err(i), Some(value)) => pairs.insert(i, (key, value)),
-            (Err(_), None) => return None,
-        }
-        if pairs.is_empty() || pairs.len() > SMALL {
-            let owned = pairs.iter().map(|(k, v)| ((*k).to_owned(), v.to_vec()));
-            Some(Entries::Loose(owned.collect()))
-        } else {
-            Some(Entries::Packed(Packed::of(&pairs)))
-        }
-    }
-
-    fn u32_at(&self, at: usize) -> usize {
-        let bytes: [u8; 4] = self.0[at..at + 4].try_into().unwrap_or_default();
-        u32::from_le_bytes(bytes) as usize
-    }
-
-    fn len(&self) -> usize {
-        self.u32_at(0)
-    }
-
-    fn get(&self, i: usize) -> (&str, &[u8]) {
-        let text = COUNT + ENDS * self.len();
-        let start = if i == 0 {
-            0
-        } else {
-            self.u32_at(COUNT + ENDS * i - 4)
-        };
-        let key_end = self.u32_at(COUNT + ENDS * i);
-        let value_end = self.u32_at(COUNT + ENDS * i + 4);
-        let key = std::str::from_utf8(&self.0[text + start..text + key_end]).unwrap_or_default();
-        (key, &self.0[text + key_end..text + value_end])
+        Entries::Loose(Loose::default())
     }
 }
 
@@ -116,23 +49,15 @@ impl RawKeys {
     ) -> RawKeys {
         let mut keys = RawKeys::default();
         let kvs = kvs.into_iter();
-        let mut entries = Vec::with_capacity(kvs.size_hint().0);
+        // Every key under the prefix starts with the same bytes: `T::PREFIX` and a slash.
+        let skip = T::PREFIX.len() + 1;
+        let mut entries = Loose::with_capacity(skip, kvs.size_hint().0);
         for (key, value) in kvs {
-            let Some(skip) = super::keys::relative::<T>(&key).map(|r| key.len() - r.len()) else {
+            if super::keys::relative::<T>(&key).is_none() {
                 continue;
-            };
+            }
             match String::from_utf8(key) {
-                // The key's own allocation becomes the relative key. A range answer comes in
-                // key order, so appending keeps the entries sorted without a search.
-                Ok(mut relative) => {
-                    relative.drain(..skip);
-                    match entries.last() {
-                        Some((last, _)) if *last >= relative => {
-                            put_loose(&mut entries, &relative, value);
-                        }
-                        _ => entries.push((relative, value)),
-                    }
-                }
+                Ok(key) => entries.push_read(key, value),
                 Err(err) => keys.put_not_utf8(&err.as_bytes()[skip..]),
             }
         }
@@ -146,10 +71,8 @@ impl RawKeys {
     pub(crate) fn pack(&mut self) {
         if let Entries::Loose(entries) = &self.entries {
             if !entries.is_empty() && entries.len() <= SMALL {
-                let pairs: Vec<(&str, &[u8])> = entries
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_slice()))
-                    .collect();
+                let pairs: Vec<(&str, &[u8])> =
+                    (0..entries.len()).map(|i| entries.get(i)).collect();
                 self.entries = Entries::Packed(Packed::of(&pairs));
             }
         }
@@ -166,10 +89,7 @@ impl RawKeys {
     /// The `i`th UTF-8 key and its value, in key order.
     pub(crate) fn get(&self, i: usize) -> (&str, &[u8]) {
         match &self.entries {
-            Entries::Loose(entries) => {
-                let (key, value) = &entries[i];
-                (key, value)
-            }
+            Entries::Loose(entries) => entries.get(i),
             Entries::Packed(packed) => packed.get(i),
         }
     }
@@ -192,10 +112,20 @@ impl RawKeys {
 
     /// Where `key` is among the UTF-8 keys (`Err`: where it would go).
     pub(crate) fn position(&self, key: &str) -> Result<usize, usize> {
+        self.position_joined("", key)
+    }
+
+    /// Where `prefix` + `key` is among the UTF-8 keys (`Err`: where it would go), without
+    /// joining them: a nested struct's fields are looked up on every decode.
+    pub(crate) fn position_joined(&self, prefix: &str, key: &str) -> Result<usize, usize> {
         let (mut low, mut high) = (0, self.len());
         while low < high {
             let mid = low + (high - low) / 2;
-            match self.get(mid).0.cmp(key) {
+            match cmp_joined(
+                self.get(mid).0.as_bytes(),
+                prefix.as_bytes(),
+                key.as_bytes(),
+            ) {
                 std::cmp::Ordering::Less => low = mid + 1,
                 std::cmp::Ordering::Greater => high = mid,
                 std::cmp::Ordering::Equal => return Ok(mid),
@@ -219,7 +149,7 @@ impl RawKeys {
             (Ok(key), Entries::Loose(entries)) if entries.is_empty() => {
                 self.entries = Entries::Packed(Packed::of(&[(key, &value)]));
             }
-            (Ok(key), Entries::Loose(entries)) => put_loose(entries, key, value),
+            (Ok(key), Entries::Loose(entries)) => entries.put(key, value),
             (Ok(key), Entries::Packed(_)) => self.edit_packed(key, Some(&value)),
             (Err(_), _) => self.put_not_utf8(relative),
         }
@@ -249,11 +179,7 @@ impl RawKeys {
     pub(crate) fn delete(&mut self, relative: &[u8]) {
         match std::str::from_utf8(relative) {
             Ok(key) => match &mut self.entries {
-                Entries::Loose(entries) => {
-                    if let Ok(i) = entries.binary_search_by(|(k, _)| k.as_str().cmp(key)) {
-                        entries.remove(i);
-                    }
-                }
+                Entries::Loose(entries) => entries.delete(key),
                 Entries::Packed(_) => self.edit_packed(key, None),
             },
             Err(_) => {
@@ -270,6 +196,16 @@ impl RawKeys {
     }
 }
 
+/// How `key` compares with `prefix` + `rest`, byte by byte.
+fn cmp_joined(key: &[u8], prefix: &[u8], rest: &[u8]) -> std::cmp::Ordering {
+    let shared = key.len().min(prefix.len());
+    match key[..shared].cmp(&prefix[..shared]) {
+        std::cmp::Ordering::Equal if key.len() < prefix.len() => std::cmp::Ordering::Less,
+        std::cmp::Ordering::Equal => key[prefix.len()..].cmp(rest),
+        unequal => unequal,
+    }
+}
+
 /// Two sets of keys are equal when they hold the same keys and values, packed or not.
 impl PartialEq for RawKeys {
     fn eq(&self, other: &Self) -> bool {
@@ -280,21 +216,6 @@ impl PartialEq for RawKeys {
 }
 
 impl Eq for RawKeys {}
-
-/// Sets `key` to `value` in a sorted list of entries.
-fn put_loose(entries: &mut Vec<(String, Vec<u8>)>, key: &str, value: Vec<u8>) {
-    match entries.binary_search_by(|(k, _)| k.as_str().cmp(key)) {
-        Ok(i) => entries[i].1 = value,
-        Err(i) => {
-            // A small config grows by exactly one: a Vec would double (to four entries at
-            // once), and thousands of live configs would carry the room.
-            if entries.len() < SMALL {
-                entries.reserve_exact(1);
-            }
-            entries.insert(i, (key.to_owned(), value));
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -383,6 +304,20 @@ mod tests {
                 }
                 prop_assert_eq!(packed.diff(&loose).count(), 0);
             }
+        }
+    }
+
+    proptest! {
+        /// Comparing with two parts is comparing with the two joined.
+        #[test]
+        fn cmp_joined_is_cmp_with_the_parts_joined(
+            key in "[ab]{0,4}", prefix in "[ab]{0,3}", rest in "[ab]{0,3}",
+        ) {
+            let joined = format!("{prefix}{rest}");
+            prop_assert_eq!(
+                super::cmp_joined(key.as_bytes(), prefix.as_bytes(), rest.as_bytes()),
+                key.as_bytes().cmp(joined.as_bytes())
+            );
         }
     }
 
