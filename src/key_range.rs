@@ -84,6 +84,21 @@ impl KeyRange {
         KeyRange { key, range_end }
     }
 
+    /// [`prefix`](Self::prefix) of `parts` one after another, with room for `room` more
+    /// bytes in front of both ends: the namespace a client puts there then needs no new
+    /// allocation.
+    pub(crate) fn prefix_with_room(parts: &[&[u8]], room: usize) -> Self {
+        let len: usize = parts.iter().map(|part| part.len()).sum();
+        let mut key = Vec::with_capacity(room + len);
+        for part in parts {
+            key.extend_from_slice(part);
+        }
+        match prefix_end_with_room(&key, room) {
+            Some(range_end) => KeyRange { key, range_end },
+            None => KeyRange::prefix(key),
+        }
+    }
+
     /// Every key `>= key`. An empty `key` means every key.
     pub fn from_key(key: impl Into<Vec<u8>>) -> Self {
         let mut key = key.into();
@@ -158,8 +173,24 @@ impl KeyRange {
 /// The smallest key greater than every key that starts with `prefix`, or `None` when there is
 /// none (the prefix is empty or all `0xff`).
 pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    prefix_end_with_room(prefix, 0)
+}
+
+/// Whether `end` is [`prefix_end`] of `prefix`, without building it.
+pub(crate) fn is_prefix_end(prefix: &[u8], end: &[u8]) -> bool {
+    match prefix.iter().rposition(|&b| b != 0xff) {
+        Some(last) => {
+            end.len() == last + 1 && end[..last] == prefix[..last] && end[last] == prefix[last] + 1
+        }
+        None => false,
+    }
+}
+
+/// [`prefix_end`], with room for `room` more bytes.
+fn prefix_end_with_room(prefix: &[u8], room: usize) -> Option<Vec<u8>> {
     let last = prefix.iter().rposition(|&b| b != 0xff)?;
-    let mut end = prefix[..=last].to_vec();
+    let mut end = Vec::with_capacity(room + last + 1);
+    end.extend_from_slice(&prefix[..=last]);
     end[last] += 1;
     Some(end)
 }
@@ -226,7 +257,24 @@ pub(crate) fn describe(key: &[u8], range_end: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{KeyRange, RangeKind};
+    use proptest::prelude::*;
+
+    use super::{is_prefix_end, prefix_end, KeyRange, RangeKind};
+
+    proptest! {
+        /// The check agrees with building the end, for ends that are and are not it.
+        #[test]
+        fn is_prefix_end_agrees_with_prefix_end(
+            prefix in proptest::collection::vec(prop_oneof![Just(0xffu8), Just(b'a'), Just(b'b')], 0..4),
+            other in proptest::collection::vec(prop_oneof![Just(0xffu8), Just(b'a'), Just(b'b')], 0..4),
+        ) {
+            let built = prefix_end(&prefix);
+            prop_assert_eq!(is_prefix_end(&prefix, &other), built.as_deref() == Some(&other[..]));
+            if let Some(end) = built {
+                prop_assert!(is_prefix_end(&prefix, &end));
+            }
+        }
+    }
 
     #[test]
     fn single_key_has_empty_end() {

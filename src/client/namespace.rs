@@ -65,9 +65,17 @@ fn range_in(namespace: &[u8], key: &mut Vec<u8>, range_end: &mut Vec<u8>) {
     }
 }
 
-/// `namespace` + `key`, in one new allocation of the right size (a splice at the front
-/// grows the key and moves it byte by byte).
+/// `namespace` + `key`: in place when the key has the room (a store's own ranges are built
+/// with it), else in one new allocation of the right size (a splice at the front grows the
+/// key and moves it byte by byte).
 fn prepend(namespace: &[u8], key: &mut Vec<u8>) {
+    if key.capacity() - key.len() >= namespace.len() {
+        let len = key.len();
+        key.extend_from_slice(namespace);
+        key.copy_within(..len, namespace.len());
+        key[..namespace.len()].copy_from_slice(namespace);
+        return;
+    }
     let mut joined = Vec::with_capacity(namespace.len() + key.len());
     joined.extend_from_slice(namespace);
     joined.extend_from_slice(key);
@@ -183,6 +191,42 @@ pub(crate) fn event_out(namespace: &[u8], event: &mut super::Event) {
     if let Some(prev) = &mut event.prev_kv {
         if prev.key.starts_with(namespace) {
             prev.key.drain(..namespace.len());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::prepend;
+    use crate::key_range::KeyRange;
+
+    proptest! {
+        /// In place or not, the namespace ends up in front of the key and nothing else moves.
+        #[test]
+        fn prepend_puts_the_namespace_in_front(
+            namespace in proptest::collection::vec(any::<u8>(), 0..12),
+            key in proptest::collection::vec(any::<u8>(), 0..12),
+            room in 0usize..16,
+        ) {
+            let mut with = Vec::with_capacity(key.len() + room);
+            with.extend_from_slice(&key);
+            prepend(&namespace, &mut with);
+            prop_assert_eq!(with, [namespace.as_slice(), key.as_slice()].concat());
+        }
+
+        /// A prefix built with room is the same range as one built without.
+        #[test]
+        fn a_prefix_with_room_is_the_same_range(
+            parts in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..4), 0..3),
+            room in 0usize..16,
+        ) {
+            let slices: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+            let roomy = KeyRange::prefix_with_room(&slices, room);
+            let plain = KeyRange::prefix(parts.concat());
+            prop_assert_eq!(roomy.start(), plain.start());
+            prop_assert_eq!(roomy.range_end(), plain.range_end());
         }
     }
 }

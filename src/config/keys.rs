@@ -74,14 +74,15 @@ impl Store {
     /// The full key prefix `T` owns in this store, as etcd (and `etcdctl`) holds it:
     /// namespace + `T::PREFIX` + `/`.
     pub fn prefix_of<T: EtcdConfig>(&self) -> String {
-        self.held(&fields::<T>())
+        joined(&[&self.namespace_str(), T::PREFIX, "/"])
     }
 
     /// The range of keys `T` owns in this store, as its [`client`](Self::client) addresses
     /// them: everything under `T::PREFIX` + `/`, in the store's namespace. Without a namespace,
     /// everything under [`prefix_of`](Self::prefix_of).
     pub fn range_of<T: EtcdConfig>(&self) -> KeyRange {
-        KeyRange::prefix(fields::<T>())
+        let room = self.client().namespace_prefix().len();
+        KeyRange::prefix_with_room(&[T::PREFIX.as_bytes(), b"/"], room)
     }
 
     /// Where `T`'s change notes live, as etcd holds them: `namespace + T::PREFIX + ".notes/"`.

@@ -28,10 +28,15 @@ pub(crate) struct Started<T> {
 impl<T: EtcdConfig> Loaded<T> {
     /// Loads `T` (one Range).
     pub(crate) async fn load(store: &Store) -> Result<Loaded<T>> {
-        let prefix = store.prefix_of::<T>();
+        Self::load_under(store, &store.prefix_of::<T>()).await
+    }
+
+    /// [`load`](Self::load), given `T`'s prefix in `store` ([`Store::prefix_of`]) for its
+    /// errors.
+    pub(crate) async fn load_under(store: &Store, prefix: &str) -> Result<Loaded<T>> {
         let (revision, entries) = store.load_raw::<T>().await?;
         let good = Arc::new(decode_entries::<T>(
-            &prefix,
+            prefix,
             store.keyring(),
             revision,
             &entries,

@@ -43,11 +43,13 @@ impl<T> Start<T> {
     }
 }
 
+/// The first value of a live config of `T`, whose prefix in `store` is `prefix`.
 pub(super) async fn first_value<T: EtcdConfig>(
     store: &Store,
+    prefix: &str,
     options: &LiveOptions,
 ) -> Result<Start<T>> {
-    let err = match Loaded::<T>::load(store).await {
+    let err = match Loaded::<T>::load_under(store, prefix).await {
         Ok(started) => {
             let (value, revision) = started.initial();
             return Ok(Start {
@@ -64,12 +66,11 @@ pub(super) async fn first_value<T: EtcdConfig>(
         }
         Err(err) => err,
     };
-    let prefix = store.prefix_of::<T>();
     if unreachable(&err) {
         let Some(path) = options.cache_file.as_deref() else {
             return Err(err);
         };
-        return match read_cache::<T>(&prefix, path) {
+        return match read_cache::<T>(prefix, path) {
             Ok((value, revision)) => {
                 tracing::warn!(%prefix, cache = %path.display(), error = %err,
                     "etcd unreachable; starting from the cached config");
@@ -96,7 +97,7 @@ pub(super) async fn first_value<T: EtcdConfig>(
         WhenInvalid::CacheFile => options
             .cache_file
             .as_deref()
-            .and_then(|path| read_cache::<T>(&prefix, path).ok()),
+            .and_then(|path| read_cache::<T>(prefix, path).ok()),
         WhenInvalid::LastValid => store.last_valid_before::<T>(invalid_at).await?,
     };
     let Some((value, revision)) = fallback else {
@@ -151,7 +152,7 @@ impl Store {
             started,
             unreachable_because,
             rejected,
-        } = first_value::<T>(self, &options).await?;
+        } = first_value::<T>(self, &prefix, &options).await?;
         if let (Some(path), false) = (&options.cache_file, initial.stale) {
             write_cache_logged(&prefix, path, &*initial.value, initial.revision);
         }

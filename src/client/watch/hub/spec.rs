@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use crate::key_range::prefix_end;
+use crate::key_range::{is_prefix_end, prefix_end};
 use crate::proto::etcdserverpb as pb;
 use pb::watch_create_request::FilterType;
 
@@ -29,7 +29,7 @@ impl Spec {
     /// sets those at each create).
     pub(in crate::client::watch) fn of(request: &pb::WatchCreateRequest) -> Spec {
         let (key, end) = (&request.key[..], &request.range_end[..]);
-        let prefix = prefix_end(key).as_deref() == Some(end);
+        let prefix = is_prefix_end(key, end);
         let mut range = Vec::with_capacity(key.len() + if prefix { 0 } else { end.len() });
         range.extend_from_slice(key);
         if !prefix {
