@@ -167,7 +167,7 @@ impl Client {
 /// One endpoint sync on `transport`.
 async fn sync(transport: &Transport) -> Result<()> {
     let answer = transport
-        .call(pb::MemberListRequest {
+        .call(&pb::MemberListRequest {
             linearizable: false,
         })
         .await?;

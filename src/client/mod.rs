@@ -202,6 +202,11 @@ impl Client {
 
     /// Sends one unary call (see `rpc`): failover, retries, token and request timeout.
     pub(crate) async fn call<R: rpc::Rpc>(&self, request: R) -> Result<R::Response> {
+        self.shared.transport.call(&request).await
+    }
+
+    /// [`call`](Self::call), keeping the request: it is encoded, not copied, to be sent.
+    pub(crate) async fn call_ref<R: rpc::Rpc>(&self, request: &R) -> Result<R::Response> {
         self.shared.transport.call(request).await
     }
 }

@@ -7,7 +7,7 @@
 
 use std::future::Future;
 
-use super::transport::{Conn, Retry, Transport};
+use super::transport::{Conn, Encoded, Retry, Transport};
 use crate::error::Result;
 use crate::key_range::{describe, Escaped};
 use crate::proto::etcdserverpb as pb;
@@ -23,16 +23,19 @@ pub(crate) trait Rpc: prost::Message + Clone + Send + 'static {
     /// etcd's name for the call, e.g. `Range`.
     const NAME: &'static str;
 
+    /// The method's path, e.g. `/etcdserverpb.KV/Range`.
+    const PATH: &'static str;
+
     /// Whether the call may be sent again after its connection broke mid-flight.
     fn retry(&self) -> Retry;
 
     /// What the request is about, for errors: a key, a range, a user or role (may be empty).
     fn subject(&self) -> String;
 
-    /// Sends the request on `conn` through the generated stub.
+    /// Sends the request, encoded, on `conn`.
     fn send(
         conn: Conn,
-        request: tonic::Request<Self>,
+        request: tonic::Request<Encoded>,
     ) -> impl Future<Output = Reply<Self::Response>> + Send;
 
     /// The request as an error message names it: `Range prefix /a/`, `UserAdd alice`.
@@ -50,9 +53,9 @@ pub(crate) trait Rpc: prost::Message + Clone + Send + 'static {
 impl Transport {
     /// Sends one of etcd's unary calls (see [`Rpc`]) with failover, retries, the auth token and
     /// the request timeout.
-    pub(crate) async fn call<R: Rpc>(&self, request: R) -> Result<R::Response> {
-        let retry = request.retry();
-        self.unary(R::describe, retry, request, R::send).await
+    pub(crate) async fn call<R: Rpc>(&self, request: &R) -> Result<R::Response> {
+        self.unary(R::describe, request.retry(), request, R::send)
+            .await
     }
 
     /// Like [`call`](Self::call) but sends no token and never re-authenticates: for
@@ -64,16 +67,18 @@ impl Transport {
     }
 }
 
-/// `Request => Response: "Name", Retry, service.method, |request| subject;`
+/// `Request => Response: "Name", Retry, "Service", |request| subject;` (the method's path is
+/// `/etcdserverpb.Service/Name`).
 macro_rules! rpcs {
     ($(
-        $request:ident => $response:ident: $name:literal, $retry:ident, $service:ident . $method:ident,
+        $request:ident => $response:ident: $name:literal, $retry:ident, $service:literal,
         |$r:ident| $subject:expr;
     )*) => {
         $(
             impl Rpc for pb::$request {
                 type Response = pb::$response;
                 const NAME: &'static str = $name;
+                const PATH: &'static str = concat!("/etcdserverpb.", $service, "/", $name);
 
                 fn retry(&self) -> Retry {
                     Retry::$retry
@@ -86,12 +91,16 @@ macro_rules! rpcs {
 
                 fn send(
                     conn: Conn,
-                    request: tonic::Request<Self>,
+                    request: tonic::Request<Encoded>,
                 ) -> impl Future<Output = Reply<Self::Response>> + Send {
-                    async move { conn.$service().$method(request).await }
+                    async move { conn.unary(Self::PATH, request).await }
                 }
             }
         )*
+
+        /// Every path above, for the test that etcd's API has each.
+        #[cfg(test)]
+        const PATHS: &[&str] = &[$(<pb::$request as Rpc>::PATH),*];
     };
 }
 
@@ -102,94 +111,95 @@ fn none<T>(_: &T) -> String {
 
 rpcs! {
     // KV (Txn is below: whether it may be resent depends on its operations).
-    RangeRequest => RangeResponse: "Range", Idempotent, kv.range,
+    RangeRequest => RangeResponse: "Range", Idempotent, "KV",
         |r| describe(&r.key, &r.range_end);
-    PutRequest => PutResponse: "Put", Mutation, kv.put,
+    PutRequest => PutResponse: "Put", Mutation, "KV",
         |r| Escaped(&r.key).to_string();
-    DeleteRangeRequest => DeleteRangeResponse: "DeleteRange", Mutation, kv.delete_range,
+    DeleteRangeRequest => DeleteRangeResponse: "DeleteRange", Mutation, "KV",
         |r| describe(&r.key, &r.range_end);
-    CompactionRequest => CompactionResponse: "Compact", Mutation, kv.compact,
+    CompactionRequest => CompactionResponse: "Compact", Mutation, "KV",
         |r| r.revision.to_string();
 
     // Lease (LeaseKeepAlive once is below: it is a stream of one message).
-    LeaseGrantRequest => LeaseGrantResponse: "LeaseGrant", Mutation, lease.lease_grant,
+    LeaseGrantRequest => LeaseGrantResponse: "LeaseGrant", Mutation, "Lease",
         |r| format!("ttl={}", r.ttl);
-    LeaseRevokeRequest => LeaseRevokeResponse: "LeaseRevoke", Idempotent, lease.lease_revoke,
+    LeaseRevokeRequest => LeaseRevokeResponse: "LeaseRevoke", Idempotent, "Lease",
         |r| format!("{:x}", r.id);
     LeaseTimeToLiveRequest => LeaseTimeToLiveResponse: "LeaseTimeToLive", Idempotent,
-        lease.lease_time_to_live, |r| format!("{:x}", r.id);
-    LeaseLeasesRequest => LeaseLeasesResponse: "LeaseLeases", Idempotent, lease.lease_leases,
+        "Lease", |r| format!("{:x}", r.id);
+    LeaseLeasesRequest => LeaseLeasesResponse: "LeaseLeases", Idempotent, "Lease",
         |r| none(r);
 
     // Cluster
-    MemberListRequest => MemberListResponse: "MemberList", Idempotent, cluster.member_list,
+    MemberListRequest => MemberListResponse: "MemberList", Idempotent, "Cluster",
         |r| none(r);
-    MemberAddRequest => MemberAddResponse: "MemberAdd", Mutation, cluster.member_add,
+    MemberAddRequest => MemberAddResponse: "MemberAdd", Mutation, "Cluster",
         |r| format!("{:?}", r.peer_urls);
-    MemberRemoveRequest => MemberRemoveResponse: "MemberRemove", Mutation, cluster.member_remove,
+    MemberRemoveRequest => MemberRemoveResponse: "MemberRemove", Mutation, "Cluster",
         |r| format!("{:x}", r.id);
-    MemberUpdateRequest => MemberUpdateResponse: "MemberUpdate", Mutation, cluster.member_update,
+    MemberUpdateRequest => MemberUpdateResponse: "MemberUpdate", Mutation, "Cluster",
         |r| format!("{:x}", r.id);
     MemberPromoteRequest => MemberPromoteResponse: "MemberPromote", Mutation,
-        cluster.member_promote, |r| format!("{:x}", r.id);
+        "Cluster", |r| format!("{:x}", r.id);
 
     // Maintenance
-    StatusRequest => StatusResponse: "Status", Idempotent, maintenance.status, |r| none(r);
-    AlarmRequest => AlarmResponse: "Alarm", Idempotent, maintenance.alarm, |r| none(r);
-    DefragmentRequest => DefragmentResponse: "Defragment", Idempotent, maintenance.defragment,
+    StatusRequest => StatusResponse: "Status", Idempotent, "Maintenance", |r| none(r);
+    AlarmRequest => AlarmResponse: "Alarm", Idempotent, "Maintenance", |r| none(r);
+    DefragmentRequest => DefragmentResponse: "Defragment", Idempotent, "Maintenance",
         |r| none(r);
-    HashRequest => HashResponse: "Hash", Idempotent, maintenance.hash, |r| none(r);
-    HashKvRequest => HashKvResponse: "HashKV", Idempotent, maintenance.hash_kv,
+    HashRequest => HashResponse: "Hash", Idempotent, "Maintenance", |r| none(r);
+    HashKvRequest => HashKvResponse: "HashKV", Idempotent, "Maintenance",
         |r| r.revision.to_string();
-    MoveLeaderRequest => MoveLeaderResponse: "MoveLeader", Mutation, maintenance.move_leader,
+    MoveLeaderRequest => MoveLeaderResponse: "MoveLeader", Mutation, "Maintenance",
         |r| format!("{:x}", r.target_id);
-    DowngradeRequest => DowngradeResponse: "Downgrade", Mutation, maintenance.downgrade,
+    DowngradeRequest => DowngradeResponse: "Downgrade", Mutation, "Maintenance",
         |r| format!("{:?} to {}", r.action(), r.version);
 
     // Auth
-    AuthEnableRequest => AuthEnableResponse: "AuthEnable", Idempotent, auth.auth_enable,
+    AuthEnableRequest => AuthEnableResponse: "AuthEnable", Idempotent, "Auth",
         |r| none(r);
-    AuthDisableRequest => AuthDisableResponse: "AuthDisable", Idempotent, auth.auth_disable,
+    AuthDisableRequest => AuthDisableResponse: "AuthDisable", Idempotent, "Auth",
         |r| none(r);
-    AuthStatusRequest => AuthStatusResponse: "AuthStatus", Idempotent, auth.auth_status,
+    AuthStatusRequest => AuthStatusResponse: "AuthStatus", Idempotent, "Auth",
         |r| none(r);
-    AuthenticateRequest => AuthenticateResponse: "Authenticate", Idempotent, auth.authenticate,
+    AuthenticateRequest => AuthenticateResponse: "Authenticate", Idempotent, "Auth",
         |r| r.name.clone();
-    AuthUserAddRequest => AuthUserAddResponse: "UserAdd", Mutation, auth.user_add,
+    AuthUserAddRequest => AuthUserAddResponse: "UserAdd", Mutation, "Auth",
         |r| r.name.clone();
-    AuthUserDeleteRequest => AuthUserDeleteResponse: "UserDelete", Mutation, auth.user_delete,
+    AuthUserDeleteRequest => AuthUserDeleteResponse: "UserDelete", Mutation, "Auth",
         |r| r.name.clone();
-    AuthUserGetRequest => AuthUserGetResponse: "UserGet", Idempotent, auth.user_get,
+    AuthUserGetRequest => AuthUserGetResponse: "UserGet", Idempotent, "Auth",
         |r| r.name.clone();
-    AuthUserListRequest => AuthUserListResponse: "UserList", Idempotent, auth.user_list,
+    AuthUserListRequest => AuthUserListResponse: "UserList", Idempotent, "Auth",
         |r| none(r);
     AuthUserChangePasswordRequest => AuthUserChangePasswordResponse: "UserChangePassword",
-        Mutation, auth.user_change_password, |r| r.name.clone();
+        Mutation, "Auth", |r| r.name.clone();
     AuthUserGrantRoleRequest => AuthUserGrantRoleResponse: "UserGrantRole", Mutation,
-        auth.user_grant_role, |r| r.user.clone();
+        "Auth", |r| r.user.clone();
     AuthUserRevokeRoleRequest => AuthUserRevokeRoleResponse: "UserRevokeRole", Mutation,
-        auth.user_revoke_role, |r| r.name.clone();
-    AuthRoleAddRequest => AuthRoleAddResponse: "RoleAdd", Mutation, auth.role_add,
+        "Auth", |r| r.name.clone();
+    AuthRoleAddRequest => AuthRoleAddResponse: "RoleAdd", Mutation, "Auth",
         |r| r.name.clone();
-    AuthRoleDeleteRequest => AuthRoleDeleteResponse: "RoleDelete", Mutation, auth.role_delete,
+    AuthRoleDeleteRequest => AuthRoleDeleteResponse: "RoleDelete", Mutation, "Auth",
         |r| r.role.clone();
-    AuthRoleGetRequest => AuthRoleGetResponse: "RoleGet", Idempotent, auth.role_get,
+    AuthRoleGetRequest => AuthRoleGetResponse: "RoleGet", Idempotent, "Auth",
         |r| r.role.clone();
-    AuthRoleListRequest => AuthRoleListResponse: "RoleList", Idempotent, auth.role_list,
+    AuthRoleListRequest => AuthRoleListResponse: "RoleList", Idempotent, "Auth",
         |r| none(r);
     AuthRoleGrantPermissionRequest => AuthRoleGrantPermissionResponse: "RoleGrantPermission",
-        Mutation, auth.role_grant_permission, |r| {
+        Mutation, "Auth", |r| {
             let range = r.perm.as_ref().map(|p| describe(&p.key, &p.range_end));
             format!("{} {}", r.name, range.unwrap_or_default())
         };
     AuthRoleRevokePermissionRequest => AuthRoleRevokePermissionResponse: "RoleRevokePermission",
-        Mutation, auth.role_revoke_permission, |r| format!("{} {}", r.role, describe(&r.key, &r.range_end));
+        Mutation, "Auth", |r| format!("{} {}", r.role, describe(&r.key, &r.range_end));
 }
 
 /// One renewal, as a LeaseKeepAlive stream of one message and its first answer.
 impl Rpc for pb::LeaseKeepAliveRequest {
     type Response = pb::LeaseKeepAliveResponse;
     const NAME: &'static str = "LeaseKeepAlive";
+    const PATH: &'static str = "/etcdserverpb.Lease/LeaseKeepAlive";
 
     fn retry(&self) -> Retry {
         Retry::Idempotent
@@ -199,8 +209,12 @@ impl Rpc for pb::LeaseKeepAliveRequest {
         format!("{:x}", self.id)
     }
 
-    async fn send(conn: Conn, request: tonic::Request<Self>) -> Reply<Self::Response> {
-        let (metadata, extensions, message) = request.into_parts();
+    async fn send(conn: Conn, request: tonic::Request<Encoded>) -> Reply<Self::Response> {
+        use prost::Message;
+        let (metadata, extensions, encoded) = request.into_parts();
+        // A stream of one message: the generated stub sends it, decoded again (one id).
+        let message = Self::decode(encoded.bytes().clone())
+            .map_err(|err| tonic::Status::internal(err.to_string()))?;
         let outbound = futures_util::stream::iter([message]);
         let request = tonic::Request::from_parts(metadata, extensions, outbound);
         let mut answers = conn.lease().lease_keep_alive(request).await?.into_inner();
@@ -208,5 +222,30 @@ impl Rpc for pb::LeaseKeepAliveRequest {
             Some(answer) => Ok(tonic::Response::new(answer)),
             None => Err(tonic::Status::unavailable("keep-alive stream closed")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Rpc, PATHS};
+    use crate::proto::etcdserverpb as pb;
+
+    /// Each call goes to a method the generated stubs (from etcd's proto files) name.
+    #[test]
+    fn every_path_is_a_method_of_etcds_api() {
+        let generated = include_str!("../proto/etcdserverpb.rs");
+        let txn = <pb::TxnRequest as Rpc>::PATH;
+        let keep_alive = <pb::LeaseKeepAliveRequest as Rpc>::PATH;
+        for path in PATHS.iter().chain([&txn, &keep_alive]) {
+            assert!(
+                generated.contains(&format!("\"{path}\"")),
+                "{path} is not a method of etcd's API"
+            );
+        }
+        assert_eq!(
+            PATHS.len(),
+            37,
+            "every unary call but Txn and LeaseKeepAlive"
+        );
     }
 }

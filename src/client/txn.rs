@@ -4,7 +4,7 @@ use std::future::IntoFuture;
 
 use super::kv::{Delete, DeleteResponse, Get, GetResponse, Kv, Put, PutResponse};
 use super::rpc::{Reply, Rpc};
-use super::transport::{Conn, Retry};
+use super::transport::{Conn, Encoded, Retry};
 use super::BoxFuture;
 use super::ResponseHeader;
 use crate::error::Result;
@@ -317,6 +317,7 @@ impl IntoFuture for Txn<Kv> {
 impl Rpc for pb::TxnRequest {
     type Response = pb::TxnResponse;
     const NAME: &'static str = "Txn";
+    const PATH: &'static str = "/etcdserverpb.KV/Txn";
 
     /// A txn that only reads may be sent again after a broken connection; one that writes may
     /// not.
@@ -347,8 +348,8 @@ impl Rpc for pb::TxnRequest {
         )
     }
 
-    async fn send(conn: Conn, request: tonic::Request<Self>) -> Reply<Self::Response> {
-        conn.kv().txn(request).await
+    async fn send(conn: Conn, request: tonic::Request<Encoded>) -> Reply<Self::Response> {
+        conn.unary(Self::PATH, request).await
     }
 }
 

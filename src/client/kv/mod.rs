@@ -239,7 +239,7 @@ pub(in crate::client) async fn range(
     let seen = transport.seen_revision();
     let mut tries = 0;
     loop {
-        let response = client.call(request.clone()).await?;
+        let response = client.call_ref(&request).await?;
         let revision = response.revision();
         transport.saw_revision(revision);
         if revision >= seen {

@@ -24,6 +24,7 @@ use crate::error::Result;
 use crate::key_range::KeyRange;
 use crate::proto::etcdserverpb as pb;
 use crate::sync::lock;
+use pb::request_op::Request;
 
 /// The most Ranges in one Txn: etcd's default `--max-txn-ops`.
 const MOST: usize = 128;
@@ -43,12 +44,37 @@ struct State {
     cap: usize,
 }
 
-/// A queued read, keys already in its namespace (a copy: the reader keeps its own, to go
-/// alone with). Dropping `reply` tells the reader to go alone.
+/// A queued read, keys already in its namespace. However it leaves the queue, its reader hears:
+/// etcd's answer, or its request back to go alone with (dropped unanswered, it sends that).
 #[derive(Debug)]
 struct Waiting {
     request: pb::RangeRequest,
-    reply: oneshot::Sender<pb::RangeResponse>,
+    reply: Option<oneshot::Sender<Reply>>,
+}
+
+/// What a queued reader hears.
+#[derive(Debug)]
+enum Reply {
+    Answered(pb::RangeResponse),
+    /// The batch failed, or never went: the reader sends its read alone.
+    Alone(pb::RangeRequest),
+}
+
+impl Waiting {
+    fn answer(&mut self, response: pb::RangeResponse) {
+        if let Some(reply) = self.reply.take() {
+            // A reader that went away meanwhile needs no answer.
+            let _ = reply.send(Reply::Answered(response));
+        }
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        if let Some(reply) = self.reply.take() {
+            let _ = reply.send(Reply::Alone(std::mem::take(&mut self.request)));
+        }
+    }
 }
 
 impl Default for Together {
@@ -80,34 +106,47 @@ impl Kv {
             let mut state = lock(&client.together().state);
             if state.busy {
                 let (reply, answer) = oneshot::channel();
-                let request = request.clone();
-                state.queue.push(Waiting { request, reply });
-                Some(answer)
+                state.queue.push(Waiting {
+                    request,
+                    reply: Some(reply),
+                });
+                Err(answer)
             } else {
                 state.busy = true;
-                None
+                Ok(request)
             }
         };
-        let first = queued.is_none();
-        let answered = match queued {
-            Some(answer) => answer.await.ok(),
-            None => None,
+        let (request, first) = match queued {
+            Ok(request) => (request, true),
+            Err(answer) => match answer.await {
+                Ok(Reply::Answered(response)) => return Ok(out_of_namespace(client, response)),
+                Ok(Reply::Alone(request)) => (request, false),
+                Err(_) => return Err(batch_lost()),
+            },
         };
-        let mut response = match answered {
-            Some(response) => response,
-            None => {
-                // Alone: either first, so the queue waits for this read (`Turn` hands it on
-                // however this future ends), or told to by the batch.
-                let _turn = first.then(|| Turn(client.clone()));
-                // Boxed: the call is most of this future, and a load that waits in the queue
-                // should not carry its room.
-                Box::pin(range(client, request)).await?
-            }
-        };
-        if !client.namespace.is_empty() {
-            response.leave(&client.namespace);
-        }
-        Ok(response)
+        // Alone: either first, so the queue waits for this read (`Turn` hands it on however
+        // this future ends), or told to by the batch.
+        let _turn = first.then(|| Turn(client.clone()));
+        // Boxed: the call is most of this future, and a load that waits in the queue should
+        // not carry its room.
+        let response = Box::pin(range(client, request)).await?;
+        Ok(out_of_namespace(client, response))
+    }
+}
+
+/// `response`'s keys as `client` addresses them.
+fn out_of_namespace(client: &Client, mut response: pb::RangeResponse) -> pb::RangeResponse {
+    if !client.namespace.is_empty() {
+        response.leave(&client.namespace);
+    }
+    response
+}
+
+/// A queued read's answer was dropped unsent, which [`Waiting`]'s `Drop` rules out.
+fn batch_lost() -> crate::Error {
+    crate::Error::Stopped {
+        what: "a read sent together with others".to_owned(),
+        reason: "its batch ended without an answer".to_owned(),
     }
 }
 
@@ -164,42 +203,65 @@ async fn drain(client: Client, mut batch: Vec<Waiting>) {
     }
 }
 
+/// Queued reads on their way in one Txn, their requests moved into it. However the batch
+/// ends (answered, failed, its task cancelled), each read it did not answer gets its request
+/// back and goes alone.
+struct Batch {
+    waiting: Vec<Waiting>,
+    txn: pb::TxnRequest,
+}
+
+impl Batch {
+    fn of(mut waiting: Vec<Waiting>) -> Batch {
+        let success = waiting
+            .iter_mut()
+            .map(|waiting| pb::RequestOp {
+                request: Some(Request::RequestRange(std::mem::take(&mut waiting.request))),
+            })
+            .collect();
+        let txn = pb::TxnRequest {
+            success,
+            ..Default::default()
+        };
+        Batch { waiting, txn }
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        // Each request back with its reader: `Waiting`'s drop sends it to the unanswered.
+        for (waiting, op) in self.waiting.iter_mut().zip(&mut self.txn.success) {
+            if let Some(Request::RequestRange(request)) = op.request.take() {
+                waiting.request = request;
+            }
+        }
+    }
+}
+
 /// Sends one batch; false if it failed, its readers then going alone.
-async fn send(client: &Client, mut batch: Vec<Waiting>) -> bool {
-    if batch.len() == 1 {
+async fn send(client: &Client, waiting: Vec<Waiting>) -> bool {
+    if waiting.len() == 1 {
         // Nothing to share: the reader goes alone, as a plain Range.
         return true;
     }
     let seen = client.transport().seen_revision();
-    // Moved, not copied: a reader told to go alone sends the copy it kept.
-    let request = pb::TxnRequest {
-        success: batch
-            .iter_mut()
-            .map(|waiting| pb::RequestOp {
-                request: Some(pb::request_op::Request::RequestRange(std::mem::take(
-                    &mut waiting.request,
-                ))),
-            })
-            .collect(),
-        ..Default::default()
-    };
-    let response = match client.call(request).await {
+    let mut batch = Batch::of(waiting);
+    let response = match client.call_ref(&batch.txn).await {
         Ok(response) => response,
         Err(err) => {
-            tracing::debug!(reads = batch.len(), error = %err, "reads sent together failed; each goes alone");
+            tracing::debug!(reads = batch.waiting.len(), error = %err, "reads sent together failed; each goes alone");
             return false;
         }
     };
     let revision = response.revision();
     client.transport().saw_revision(revision);
-    if revision < seen || response.responses.len() != batch.len() {
+    if revision < seen || response.responses.len() != batch.waiting.len() {
         return false;
     }
-    for (waiting, answer) in batch.into_iter().zip(response.responses) {
+    for (waiting, answer) in batch.waiting.iter_mut().zip(response.responses) {
         if let Some(pb::response_op::Response::ResponseRange(mut range)) = answer.response {
             range.header = response.header;
-            // A reader that went away meanwhile needs no answer.
-            let _ = waiting.reply.send(range);
+            waiting.answer(range);
         }
     }
     true

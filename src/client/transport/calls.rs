@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::connection::NotSent;
 use super::endpoint::source_chain;
-use super::{Conn, Retry, Transport, NONE};
+use super::{Conn, Encoded, Retry, Transport, NONE};
 use crate::backoff::Backoff;
 use crate::error::{Error, GrpcStatus, Result, ServerErrorKind};
 
@@ -77,12 +77,12 @@ impl Transport {
         &self,
         operation: impl FnOnce(&Req) -> String,
         retry: Retry,
-        message: Req,
+        message: &Req,
         call: F,
     ) -> Result<Resp>
     where
-        Req: Clone + prost::Message,
-        F: Fn(Conn, tonic::Request<Req>) -> Fut,
+        Req: prost::Message,
+        F: Fn(Conn, tonic::Request<Encoded>) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<Resp>, tonic::Status>>,
     {
         // tonic would refuse it too, but only once the call is under way, as a failure that
@@ -91,14 +91,15 @@ impl Transport {
         let limit = self.options.max_send_message_size;
         if size > limit {
             return Err(Error::RequestTooLarge {
-                request: operation(&message),
+                request: operation(message),
                 size,
                 limit,
             });
         }
+        let encoded = Encoded::of(message);
         let in_flight = AtomicUsize::new(NONE);
-        let attempts = self.attempts(retry, true, &message, &in_flight, call);
-        self.within_request_timeout(|| operation(&message), &in_flight, attempts)
+        let attempts = self.attempts(retry, true, &encoded, &in_flight, call);
+        self.within_request_timeout(|| operation(message), &in_flight, attempts)
             .await
     }
 
@@ -111,12 +112,13 @@ impl Transport {
         call: F,
     ) -> Result<Resp>
     where
-        Req: Clone,
-        F: Fn(Conn, tonic::Request<Req>) -> Fut,
+        Req: prost::Message,
+        F: Fn(Conn, tonic::Request<Encoded>) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<Resp>, tonic::Status>>,
     {
+        let encoded = Encoded::of(&message);
         let in_flight = AtomicUsize::new(NONE);
-        let attempts = self.attempts(Retry::Idempotent, false, &message, &in_flight, call);
+        let attempts = self.attempts(Retry::Idempotent, false, &encoded, &in_flight, call);
         self.within_request_timeout(operation, &in_flight, attempts)
             .await
     }
@@ -156,17 +158,16 @@ impl Transport {
 
     /// The retry loop of one call: an attempt per endpoint as needed, under the policy of
     /// the module docs. `in_flight` tells the caller's timeout which endpoint is waited on.
-    async fn attempts<Req, Resp, F, Fut>(
+    async fn attempts<Resp, F, Fut>(
         &self,
         retry: Retry,
         with_token: bool,
-        message: &Req,
+        message: &Encoded,
         in_flight: &AtomicUsize,
         call: F,
     ) -> Result<Resp>
     where
-        Req: Clone,
-        F: Fn(Conn, tonic::Request<Req>) -> Fut,
+        F: Fn(Conn, tonic::Request<Encoded>) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<Resp>, tonic::Status>>,
     {
         let credentials = self.credentials.as_ref().filter(|_| with_token);

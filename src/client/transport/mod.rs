@@ -26,6 +26,7 @@
 
 mod calls;
 mod connection;
+mod encoded;
 mod endpoint;
 #[cfg(not(feature = "tls"))]
 #[path = "no_tls.rs"]
@@ -44,6 +45,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 pub(crate) use calls::status_error;
 use calls::Failure;
 use connection::{Http2, Target};
+pub(crate) use encoded::Encoded;
 use endpoint::{source_chain, target};
 use tls::Tls;
 
@@ -51,7 +53,6 @@ use super::options::ConnectOptions;
 use super::token::Credentials;
 use crate::error::{Error, Result};
 use crate::proto::etcdserverpb::{
-    auth_client::AuthClient, cluster_client::ClusterClient, kv_client::KvClient,
     lease_client::LeaseClient, maintenance_client::MaintenanceClient, watch_client::WatchClient,
     StatusRequest,
 };
@@ -101,7 +102,8 @@ impl Slot {
     }
 }
 
-/// A connection to one endpoint, handing out generated stubs with the configured message limits.
+/// A connection to one endpoint: unary calls ([`Conn::unary`]) and the streaming calls' generated
+/// stubs, with the configured message limits.
 #[derive(Clone)]
 pub(crate) struct Conn {
     channel: Http2,
@@ -124,13 +126,11 @@ macro_rules! stubs {
     };
 }
 
+// The streaming calls' stubs (unary calls go through [`Conn::unary`]).
 stubs! {
-    kv -> KvClient,
     watch -> WatchClient,
     lease -> LeaseClient,
-    cluster -> ClusterClient,
     maintenance -> MaintenanceClient,
-    auth -> AuthClient,
 }
 
 impl Transport {

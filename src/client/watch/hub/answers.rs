@@ -179,7 +179,7 @@ impl Hub {
             serializable: true,
             ..Default::default()
         };
-        let read = transport.call(request).await;
+        let read = transport.call(&request).await;
         !matches!(read, Err(err) if err.server_kind() == Some(ServerErrorKind::PermissionDenied))
     }
 

@@ -81,7 +81,7 @@ impl Hub {
             ..Default::default()
         };
         // Bounded: a member without a leader would hold the read, and the watches with it.
-        match tokio::time::timeout(HEAD_WITHIN, transport.call(range)).await {
+        match tokio::time::timeout(HEAD_WITHIN, transport.call(&range)).await {
             Ok(Ok(answer)) => answer
                 .header
                 .map_or(Head::Unknown, |header| Head::Known(header.revision)),
