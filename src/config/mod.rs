@@ -179,6 +179,19 @@ where
     store::decode_kvs(0, pairs)
 }
 
+/// Decodes `T` from a range answer as a load does, taking its keys and values (not public:
+/// for the instruction counts, `benches/icount`).
+#[doc(hidden)]
+pub fn decode_range_response<T: EtcdConfig>(
+    response: crate::proto::etcdserverpb::RangeResponse,
+) -> Result<T> {
+    let revision = response.header.map_or(0, |header| header.revision);
+    store::decode_kvs(
+        revision,
+        response.kvs.into_iter().map(|kv| (kv.key, kv.value)),
+    )
+}
+
 /// Encodes `value` into the full keys and values a [`Store::save`] puts, in field order
 /// (`None` fields have no key). Does not run `validate`.
 pub fn to_key_values<T: EtcdConfig>(value: &T) -> Result<Vec<(String, String)>> {

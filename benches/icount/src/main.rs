@@ -159,37 +159,56 @@ struct Large {
     routes: BTreeMap<String, Route>,
 }
 
-/// The range answer of a config of 5,000 `each` entries, as pairs.
-fn large_pairs() -> Vec<(Vec<u8>, Vec<u8>)> {
-    (0..5_000)
-        .map(|i| {
-            let key = format!("/bench/large/routes/r{i:05}").into_bytes();
-            let value = format!(r#"{{"path":"/api/v1/service-{i}","weight":{}}}"#, i % 100);
-            (key, value.into_bytes())
+/// A range answer of a config of 5,000 `each` entries, as etcd sends it.
+fn large_answer() -> Vec<u8> {
+    let kvs = (0..5_000)
+        .map(|i| mvccpb::KeyValue {
+            key: format!("/bench/large/routes/r{i:05}").into_bytes(),
+            value: format!(r#"{{"path":"/api/v1/service-{i}","weight":{}}}"#, i % 100).into_bytes(),
+            create_revision: 2,
+            mod_revision: 2 + i,
+            version: 1,
+            lease: 0,
         })
-        .collect()
+        .collect();
+    pb::RangeResponse {
+        header: Some(pb::ResponseHeader {
+            cluster_id: 1,
+            member_id: 2,
+            revision: 5_002,
+            raft_term: 3,
+        }),
+        count: 5_000,
+        kvs,
+        more: false,
+    }
+    .encode_to_vec()
 }
 
-/// Decoding a config of 5,000 `each` entries from a range answer.
+/// Loading a config of 5,000 `each` entries: its range answer decoded, then the config.
 fn decode_large(iterations: u64) -> u64 {
-    let pairs = large_pairs();
+    let answer = large_answer();
     measured(iterations, &mut |_| {
-        let value: Large = from_key_values(black_box(&pairs).iter().map(|(k, v)| (k, v))).unwrap();
+        let response = pb::RangeResponse::decode(black_box(answer.as_slice())).unwrap();
+        let value: Large = etcd_config::__private::decode_range_response(response).unwrap();
         value.routes.len() as u64
     })
 }
 
-/// The reference for `decode-5000`: the same pairs parsed by hand, as the benchmark's
-/// etcd-client side does (the prefix stripped, the name copied, the value parsed as JSON).
+/// The reference for `decode-5000`: the same answer decoded, then parsed by hand as the
+/// benchmark's etcd-client side does (the prefix stripped, the name copied, the value parsed
+/// as JSON).
 fn by_hand_large(iterations: u64) -> u64 {
-    let pairs = large_pairs();
+    let answer = large_answer();
     measured(iterations, &mut |_| {
-        let routes: BTreeMap<String, Route> = black_box(&pairs)
+        let response = pb::RangeResponse::decode(black_box(answer.as_slice())).unwrap();
+        let routes: BTreeMap<String, Route> = response
+            .kvs
             .iter()
-            .map(|(k, v)| {
-                let key = std::str::from_utf8(k).unwrap();
+            .map(|kv| {
+                let key = std::str::from_utf8(&kv.key).unwrap();
                 let name = key.strip_prefix("/bench/large/routes/").unwrap().to_owned();
-                (name, serde_json::from_slice(v).unwrap())
+                (name, serde_json::from_slice(&kv.value).unwrap())
             })
             .collect();
         routes.len() as u64
