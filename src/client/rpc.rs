@@ -210,12 +210,16 @@ impl Rpc for pb::LeaseKeepAliveRequest {
     }
 
     async fn send(conn: Conn, request: tonic::Request<Encoded>) -> Reply<Self::Response> {
+        use futures_util::StreamExt;
         use prost::Message;
         let (metadata, extensions, encoded) = request.into_parts();
         // A stream of one message: the generated stub sends it, decoded again (one id).
         let message = Self::decode(encoded.bytes().clone())
             .map_err(|err| tonic::Status::internal(err.to_string()))?;
-        let outbound = futures_util::stream::iter([message]);
+        // The stream stays open until the answer: etcd's gRPC proxy drops a keep-alive stream
+        // whose client has finished sending before it answered (Go's client does not finish
+        // sending either). Dropping the answers ends the stream.
+        let outbound = futures_util::stream::iter([message]).chain(futures_util::stream::pending());
         let request = tonic::Request::from_parts(metadata, extensions, outbound);
         let mut answers = conn.lease().lease_keep_alive(request).await?.into_inner();
         match answers.message().await? {
