@@ -3,7 +3,7 @@
 
 use super::{Entries, Loose, SMALL};
 
-/// Entries one after another: the count, then per entry where its key and its value end in
+/// Entries one after another (none: nothing at all): the count, then per entry where its key and its value end in
 /// the text (two `u32`s, little-endian), then the text (each key, then its value). Keys come
 /// from `String`s, so each key's bytes are UTF-8.
 #[derive(Debug, Clone)]
@@ -13,7 +13,15 @@ const COUNT: usize = 4;
 const ENDS: usize = 8;
 
 impl Packed {
+    /// No entry, and no allocation.
+    pub(super) fn empty() -> Packed {
+        Packed(Box::default())
+    }
+
     pub(super) fn of(entries: &[(&str, &[u8])]) -> Packed {
+        if entries.is_empty() {
+            return Packed::empty();
+        }
         let text: usize = entries.iter().map(|(k, v)| k.len() + v.len()).sum();
         let mut out = Vec::with_capacity(COUNT + ENDS * entries.len() + text);
         let end = |at: usize| u32::try_from(at).unwrap_or(u32::MAX).to_le_bytes();
@@ -45,9 +53,11 @@ impl Packed {
             (Err(i), Some(value)) => pairs.insert(i, (key, value)),
             (Err(_), None) => return None,
         }
-        if pairs.is_empty() || pairs.len() > SMALL {
+        if pairs.is_empty() {
+            Some(Entries::Packed(Packed::empty()))
+        } else if pairs.len() > SMALL {
             let owned = pairs.iter().map(|(k, v)| ((*k).to_owned(), v.to_vec()));
-            Some(Entries::Loose(Loose::relative(owned.collect())))
+            Some(Entries::Loose(Box::new(Loose::relative(owned.collect()))))
         } else {
             Some(Entries::Packed(Packed::of(&pairs)))
         }
@@ -59,6 +69,9 @@ impl Packed {
     }
 
     pub(super) fn len(&self) -> usize {
+        if self.0.is_empty() {
+            return 0;
+        }
         self.u32_at(0)
     }
 
