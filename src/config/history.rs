@@ -154,7 +154,7 @@ impl Store {
                 watch.next().await
             };
             let Some(response) = response else { break };
-            let flow = replay::<T>(&mut keys, response?.events, |revision, keys| {
+            let flow = replay::<T>(&mut keys, response?.events, |revision, keys, _| {
                 if revision > until {
                     return ControlFlow::Break(()); // cannot happen: `until` is reached first
                 }

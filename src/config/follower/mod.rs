@@ -10,16 +10,21 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
+mod bench;
 mod core;
 mod overlay;
+mod pending;
 mod started;
 mod stored;
 
 pub(crate) use self::core::{After, Core};
+pub use bench::FollowBench;
 pub(crate) use overlay::Overlay;
 pub(crate) use started::{Loaded, Started};
 
 pub(crate) use stored::Stored;
+
+use pending::Pending;
 
 use super::decode::RawKeys;
 use super::keyring::Keyring;
@@ -43,6 +48,8 @@ struct Tracked<T> {
     /// first needed: a config etcd holds no key of (all defaults) has nothing to check for
     /// unknown keys, and thousands of live configs may never see a change.
     good_stored: Option<Stored>,
+    /// What changed since `good_stored` was made (`None`: nothing).
+    pending: Option<Box<Pending>>,
     /// Keys under the prefix that no field reads, as of the last valid revision.
     unknown: Box<[UnknownKey]>,
     /// Boxed: only a live config that reports to rollouts ever has one.
@@ -65,6 +72,7 @@ impl<T: EtcdConfig> Tracked<T> {
             revision,
             good,
             good_stored,
+            pending: None,
             unknown: unknown.into(),
             rollout: None,
         }
@@ -73,19 +81,22 @@ impl<T: EtcdConfig> Tracked<T> {
     /// Decodes the keys as they are now; `None` if nothing the struct stores changed.
     fn evaluate(&mut self, prefix: &str, keyring: Option<&Keyring>) -> Option<Result<Update<T>>> {
         let keys = std::mem::take(&mut self.keys);
-        let result = self.evaluate_at(prefix, keyring, self.revision, &keys);
+        let result = self.evaluate_at(prefix, keyring, self.revision, &keys, None);
         self.keys = keys;
         result
     }
 
-    /// Decodes `keys`, as etcd holds them at `revision`, against the last good value.
+    /// Decodes `keys`, as etcd holds them at `revision`, against the last good value;
+    /// `touched` are the keys changed since the revision before (`None`: not known).
     fn evaluate_at(
         &mut self,
         prefix: &str,
         keyring: Option<&Keyring>,
         revision: i64,
         keys: &RawKeys,
+        touched: Option<&[String]>,
     ) -> Option<Result<Update<T>>> {
+        self.touch(touched);
         self.revision = revision;
         // A committed rollout's keys are in: the candidate is the value, without an overlay.
         if self
@@ -103,10 +114,9 @@ impl<T: EtcdConfig> Tracked<T> {
         };
         let serving = self.overlay().map(|o| o.rollout.clone());
         self.set_serving(serving);
-        let new_stored = stored(&value);
+        let new_stored = self.stored_next(&value);
         self.unknown = unknown_in::<T>(keys, &new_stored, revision).into();
-        let good = &self.good;
-        let good_stored = self.good_stored.get_or_insert_with(|| stored(&**good));
+        let good_stored = self.good_stored.as_ref()?;
         let changed = changed_fields(good_stored, &new_stored);
         if changed.is_empty() {
             return None;
@@ -306,12 +316,14 @@ fn apply<T: EtcdConfig>(
 ) -> Vec<Followed<T>> {
     let mut results = Vec::new();
     let mut keys = std::mem::take(&mut tracked.keys);
-    let _ = replay::<T>(&mut keys, response.events, |revision, keys| {
+    let _ = replay::<T>(&mut keys, response.events, |revision, keys, touched| {
         let serving = tracked.serving().cloned();
-        results.push(match tracked.evaluate_at(prefix, keyring, revision, keys) {
-            Some(result) => Followed::from(result),
-            None => Followed::Current(revision),
-        });
+        results.push(
+            match tracked.evaluate_at(prefix, keyring, revision, keys, Some(touched)) {
+                Some(result) => Followed::from(result),
+                None => Followed::Current(revision),
+            },
+        );
         if tracked.serving() != serving.as_ref() {
             results.push(Followed::Serving(tracked.serving().cloned()));
         }
@@ -322,68 +334,38 @@ fn apply<T: EtcdConfig>(
 }
 
 /// Applies watch events under `prefix` to `keys` one revision at a time (a txn's events
-/// together), calling `after` once each revision is in; stops where `after` says so.
+/// together), calling `after` once each revision is in, with the (UTF-8) keys it touched,
+/// relative to the prefix; stops where `after` says so.
 pub(super) fn replay<T: EtcdConfig>(
     keys: &mut RawKeys,
     events: Vec<Event>,
-    mut after: impl FnMut(i64, &mut RawKeys) -> ControlFlow<()>,
+    mut after: impl FnMut(i64, &mut RawKeys, &[String]) -> ControlFlow<()>,
 ) -> ControlFlow<()> {
     let mut events = events.into_iter().peekable();
+    let mut touched = Vec::new();
     while let Some(first) = events.next() {
         let revision = first.kv.mod_revision;
         let batch = std::iter::once(first).chain(std::iter::from_fn(|| {
             events.next_if(|e| e.kv.mod_revision == revision)
         }));
+        touched.clear();
         for event in batch {
-            let Some(relative) = keys::relative::<T>(&event.kv.key) else {
+            let mut key = event.kv.key;
+            let Some(relative) = keys::relative::<T>(&key) else {
                 continue;
             };
+            let skip = key.len() - relative.len();
             match event.kind {
                 EventKind::Put => keys.put(relative, event.kv.value),
                 EventKind::Delete => keys.delete(relative),
             }
+            // The event's own key, its prefix cut off, names what it touched.
+            key.drain(..skip);
+            if let Ok(key) = String::from_utf8(key) {
+                touched.push(key);
+            }
         }
-        after(revision, keys)?;
+        after(revision, keys, &touched)?;
     }
     ControlFlow::Continue(())
-}
-
-/// The follower's work on one watch response of protobuf events, for the instruction-count
-/// benchmark (`benches/icount`): not part of the API.
-#[doc(hidden)]
-pub struct FollowBench<T> {
-    tracked: Tracked<T>,
-    prefix: String,
-}
-
-impl<T: EtcdConfig> FollowBench<T> {
-    /// A follower at `revision` over `kvs` (keys as the client addresses them).
-    ///
-    /// # Errors
-    ///
-    /// If `kvs` does not decode.
-    pub fn new(kvs: Vec<(Vec<u8>, Vec<u8>)>, revision: i64) -> Result<Self> {
-        let keys = RawKeys::from_kvs::<T>(kvs);
-        let prefix = keys::fields::<T>();
-        let good = Arc::new(decode_entries::<T>(&prefix, None, revision, &keys)?);
-        Ok(FollowBench {
-            tracked: Tracked::new(keys, revision, good),
-            prefix,
-        })
-    }
-
-    /// Turns one response's events into typed updates; returns how many values changed.
-    pub fn apply(&mut self, revision: i64, events: Vec<crate::proto::mvccpb::Event>) -> usize {
-        let response = WatchResponse {
-            header: crate::client::ResponseHeader {
-                revision,
-                ..Default::default()
-            },
-            events: events.into_iter().map(Event::from).collect(),
-        };
-        apply(&self.prefix, None, &mut self.tracked, response)
-            .iter()
-            .filter(|f| matches!(f, Followed::Updated(_)))
-            .count()
-    }
 }

@@ -52,6 +52,8 @@ impl<T> super::Tracked<T> {
     }
 
     pub(super) fn set_overlay(&mut self, overlay: Option<Arc<Overlay>>) {
+        // The keys the value decodes from change with the overlay, whatever the watch says.
+        self.touch(None);
         self.rollout_mut(overlay.is_some(), |r| r.overlay = overlay);
     }
 

@@ -61,10 +61,12 @@ impl<T: EtcdConfig> Loaded<T> {
                 Err(err @ (Error::Decode { .. } | Error::Rejected { .. })) => (fallback, Some(err)),
                 Err(err) => return Err(err),
             };
-        let loaded = Loaded {
-            tracked: Tracked::new(entries, revision, good),
-        };
-        Ok((loaded, invalid))
+        let mut tracked = Tracked::new(entries, revision, good);
+        if invalid.is_some() {
+            // The value kept is not what the keys decode to: the next one is encoded whole.
+            tracked.touch(None);
+        }
+        Ok((Loaded { tracked }, invalid))
     }
 
     /// The value loaded and its revision.

@@ -52,13 +52,43 @@ impl Stored {
                 _ => unique.push(entry),
             }
         }
+        let borrowed: Vec<Entry<'_>> = unique
+            .iter()
+            .map(|(k, f, v)| (k.as_str(), f.as_str(), v.as_deref()))
+            .collect();
+        Stored::pack(&borrowed)
+    }
+
+    /// `self` (the stored form of a value) with the entries of `keys` made again from
+    /// `value`: what [`of`](Self::of) gives when `value` differs from the stored one only in
+    /// fields with one key each among `keys`.
+    pub(crate) fn patched<T: EtcdConfig>(&self, value: &T, keys: &[String]) -> Stored {
+        let fresh = Encoded::of_keys(value, keys);
+        let mut entries: Vec<Entry<'_>> = self
+            .entries()
+            .filter(|(key, _, _)| !keys.iter().any(|k| k == key))
+            .collect();
+        entries.extend(
+            fresh
+                .entries
+                .iter()
+                .map(|e| (e.key.as_str(), e.field.as_str(), e.value.as_deref())),
+        );
+        entries.sort_by(|a, b| a.0.cmp(b.0));
+        let mut unique: Vec<Entry<'_>> = Vec::with_capacity(entries.len());
+        for entry in entries {
+            match unique.last_mut() {
+                Some(last) if last.0 == entry.0 => *last = entry,
+                _ => unique.push(entry),
+            }
+        }
         Stored::pack(&unique)
     }
 
-    fn pack(entries: &[(String, String, Option<String>)]) -> Stored {
+    fn pack(entries: &[Entry<'_>]) -> Stored {
         let length: usize = entries
             .iter()
-            .map(|(k, f, v)| k.len() + f.len() + v.as_ref().map_or(0, String::len))
+            .map(|(k, f, v)| k.len() + f.len() + v.map_or(0, str::len))
             .sum();
         // etcd refuses requests of more than a few MiB, so no config nears 2 GiB.
         let word = |n: usize| u32::try_from(n).expect("stored config under 2 GiB");
@@ -67,7 +97,7 @@ impl Stored {
         packed.extend_from_slice(&word(entries.len()).to_le_bytes());
         let mut end = 0;
         for (key, field, value) in entries {
-            let value_len = value.as_ref().map_or(0, String::len);
+            let value_len = value.map_or(0, str::len);
             let ends = [
                 end + key.len(),
                 end + key.len() + field.len(),
@@ -84,7 +114,7 @@ impl Stored {
         for (key, field, value) in entries {
             packed.extend_from_slice(key.as_bytes());
             packed.extend_from_slice(field.as_bytes());
-            packed.extend_from_slice(value.as_deref().unwrap_or_default().as_bytes());
+            packed.extend_from_slice(value.unwrap_or_default().as_bytes());
         }
         Stored {
             packed: packed.into_boxed_slice(),
@@ -246,11 +276,7 @@ mod tests {
     use super::Stored;
 
     fn stored(entries: &[(&str, &str, Option<&str>)]) -> Stored {
-        let owned: Vec<(String, String, Option<String>)> = entries
-            .iter()
-            .map(|(k, f, v)| ((*k).to_owned(), (*f).to_owned(), v.map(str::to_owned)))
-            .collect();
-        Stored::pack(&owned)
+        Stored::pack(entries)
     }
 
     #[test]
@@ -299,11 +325,13 @@ mod tests {
             after in proptest::collection::btree_map("[a-d]{1,2}", proptest::option::of("[01]{0,1}"), 0..6),
         ) {
             let pack = |map: &std::collections::BTreeMap<String, Option<String>>| {
-                let owned: Vec<(String, String, Option<String>)> = map
+                let fields: Vec<String> = map.keys().map(|k| format!("f.{k}")).collect();
+                let entries: Vec<(&str, &str, Option<&str>)> = map
                     .iter()
-                    .map(|(k, v)| (k.clone(), format!("f.{k}"), v.clone()))
+                    .zip(&fields)
+                    .map(|((k, v), f)| (k.as_str(), f.as_str(), v.as_deref()))
                     .collect();
-                Stored::pack(&owned)
+                Stored::pack(&entries)
             };
             let mut expected: Vec<String> = before
                 .keys()
