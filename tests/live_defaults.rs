@@ -1,7 +1,8 @@
 //! A live config whose fields are all at their defaults (etcd holds no key under its prefix)
 //! builds its stored form only at its first change: that change, and the ones after it, still
 //! name exactly the fields that changed, a value equal to the default changes nothing, and a
-//! key no field reads is reported, all against a real etcd.
+//! key no field reads is reported, all against a real etcd. A field changed while the config
+//! was rejected is named when it applies again.
 
 mod support;
 
@@ -27,7 +28,10 @@ async fn next_event(events: &mut LiveEvents) -> LiveEvent {
             .await
             .expect("no event within 10 s")
             .expect("events ended");
-        if matches!(event, LiveEvent::Applied { .. } | LiveEvent::Current { .. }) {
+        if matches!(
+            event,
+            LiveEvent::Applied { .. } | LiveEvent::Current { .. } | LiveEvent::Rejected { .. }
+        ) {
             return event;
         }
     }
@@ -111,4 +115,57 @@ async fn an_unknown_key_alone_is_reported_from_the_start() {
     let set = kv.put("/defaults/pool-size", "4").await.unwrap();
     let event = next_event(&mut events).await;
     assert_eq!(event, applied(set.header.revision, "pool_size"));
+}
+
+/// Edits by hand with etcdctl: a bad value, another field changed while it is still bad, then
+/// the bad value fixed. The revision that applies names both fields, as etcd holds them
+/// against the value the service had; an identical put after it changes nothing.
+#[tokio::test]
+async fn a_field_changed_while_rejected_is_named_when_the_config_applies() {
+    let etcd = Etcd::single().await;
+    let store = Store::new(etcd.client().await);
+    let live = store.live::<Tuning>().await.unwrap();
+    let mut events = live.events();
+    let kv = etcd.client().await.kv();
+    let put = |key: &str, value: &str| {
+        let out = etcd.etcdctl(&["put", key, value]);
+        assert!(out.status.success(), "{out:?}");
+    };
+    let revision = || async { kv.get("/defaults/pool-size").await.unwrap().header.revision };
+
+    put("/defaults/pool-size", "many");
+    assert!(matches!(
+        next_event(&mut events).await,
+        LiveEvent::Rejected { .. }
+    ));
+    put("/defaults/log-level", "debug");
+    assert!(matches!(
+        next_event(&mut events).await,
+        LiveEvent::Rejected { .. }
+    ));
+    assert_eq!(live.get().log_level, "", "the last good value stands");
+
+    put("/defaults/pool-size", "3");
+    let fixed = revision().await;
+    let event = next_event(&mut events).await;
+    assert_eq!(
+        event,
+        LiveEvent::Applied {
+            revision: fixed,
+            changed: vec!["log_level".to_owned(), "pool_size".to_owned()],
+        }
+    );
+    let expected = Tuning {
+        pool_size: 3,
+        log_level: "debug".to_owned(),
+    };
+    assert_eq!(*live.get(), expected);
+    assert_eq!(live.revision(), fixed);
+
+    put("/defaults/log-level", "debug");
+    let same = revision().await;
+    assert_eq!(
+        next_event(&mut events).await,
+        LiveEvent::Current { revision: same }
+    );
 }

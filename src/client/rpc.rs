@@ -16,7 +16,7 @@ use crate::proto::etcdserverpb as pb;
 pub(crate) type Reply<T> = std::result::Result<tonic::Response<T>, tonic::Status>;
 
 /// One unary request message of etcd's API.
-pub(crate) trait Rpc: prost::Message + Clone + Send + 'static {
+pub(crate) trait Rpc: prost::Message + Send + 'static {
     /// The message etcd answers with.
     type Response: Send + 'static;
 

@@ -13,15 +13,17 @@ use crate::EtcdConfig;
 
 #[derive(EtcdConfig, Debug, Clone, PartialEq, Default)]
 #[etcd(prefix = "/s")]
-struct Leaf {
+pub(super) struct Leaf {
     #[etcd(default = 1)]
     weight: u32,
     note: Option<String>,
 }
 
+/// A config with a field of each kind: a default, an option, a map, a map of structs (also
+/// the follower's test config, `follower/pending.rs`).
 #[derive(EtcdConfig, Debug, Clone, PartialEq, Default)]
 #[etcd(prefix = "/s")]
-struct S {
+pub(super) struct S {
     #[etcd(default = 8)]
     size: u32,
     name: Option<String>,

@@ -43,18 +43,16 @@ impl<T: EtcdConfig> Tracked<T> {
         let good = &self.good;
         let good_stored = self.good_stored.get_or_insert_with(|| stored(&**good));
         match self.pending.take() {
-            None => good_stored.clone(),
             Some(pending) if !pending.all && pending.keys.iter().all(|k| !k.contains('/')) => {
                 good_stored.patched(value, &pending.keys)
             }
-            Some(_) => stored(value),
+            _ => stored(value),
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
     use std::ops::ControlFlow;
     use std::sync::Arc;
 
@@ -64,44 +62,12 @@ mod tests {
     use crate::client::watch::{Event, EventKind};
     use crate::client::KeyValue;
     use crate::config::decode::RawKeys;
+    use crate::config::scope_tests::S;
     use crate::config::store::decode_entries;
-    use crate::EtcdConfig;
-
-    #[derive(EtcdConfig, Debug, Clone, PartialEq)]
-    #[etcd(prefix = "/f")]
-    struct Leaf {
-        #[etcd(default = 1)]
-        weight: u32,
-        note: Option<String>,
-    }
-
-    #[derive(EtcdConfig, Debug, Clone, PartialEq)]
-    #[etcd(prefix = "/f", validate = "F::check")]
-    struct F {
-        #[etcd(default = 8)]
-        size: u32,
-        #[etcd(default)]
-        name: String,
-        limit: Option<u32>,
-        #[etcd(each)]
-        routes: BTreeMap<String, u32>,
-        #[etcd(each, nested)]
-        pools: BTreeMap<String, Leaf>,
-    }
-
-    impl F {
-        fn check(&self) -> Result<(), String> {
-            match self.size {
-                13 => Err("13 is not a size".to_owned()),
-                _ => Ok(()),
-            }
-        }
-    }
 
     const KEYS: &[&str] = &[
         "size",
         "name",
-        "limit",
         "routes/a",
         "routes/b",
         "pools/x/weight",
@@ -112,7 +78,7 @@ mod tests {
     const VALUES: &[&str] = &["1", "8", "13", "", "abc", "\"q\"", "007"];
 
     /// What one revision came to, comparable across the two followers.
-    fn outcome(result: Option<crate::Result<crate::config::update::Update<F>>>) -> String {
+    fn outcome(result: Option<crate::Result<crate::config::update::Update<S>>>) -> String {
         match result {
             None => "current".to_owned(),
             Some(Ok(update)) => format!("updated {:?} {:?}", update.changed, update.config),
@@ -120,18 +86,19 @@ mod tests {
         }
     }
 
-    fn follower(kvs: &[(usize, usize)]) -> Tracked<F> {
+    fn follower(kvs: &[(usize, usize)]) -> Tracked<S> {
         let kvs = kvs.iter().map(|&(k, v)| {
             (
-                format!("/f/{}", KEYS[k]).into_bytes(),
+                format!("/s/{}", KEYS[k]).into_bytes(),
                 VALUES[v].as_bytes().to_vec(),
             )
         });
-        let keys = RawKeys::from_kvs::<F>(kvs);
-        // Started on an invalid value, a live config keeps a fallback, as here.
-        let decoded = decode_entries::<F>("/f/", None, 1, &keys);
-        let fallback = decoded.is_err();
-        let good = decoded.unwrap_or_else(|_| F::decode_default());
+        let keys = RawKeys::from_kvs::<S>(kvs);
+        // Started on an invalid value, a live config keeps a fallback, as here: the defaults.
+        let (good, fallback) = match decode_entries::<S>("/s/", None, 1, &keys) {
+            Ok(good) => (good, false),
+            Err(_) => (S::default(), true),
+        };
         let mut tracked = Tracked::new(keys, 1, Arc::new(good));
         if fallback {
             tracked.touch(None);
@@ -139,15 +106,9 @@ mod tests {
         tracked
     }
 
-    impl F {
-        fn decode_default() -> F {
-            decode_entries::<F>("/f/", None, 1, &RawKeys::default()).unwrap()
-        }
-    }
-
     /// Applies one revision's events; `known` says whether the touched keys are passed on.
     fn step(
-        tracked: &mut Tracked<F>,
+        tracked: &mut Tracked<S>,
         revision: i64,
         edits: &[(usize, Option<usize>)],
         known: bool,
@@ -156,7 +117,7 @@ mod tests {
             .iter()
             .map(|&(k, v)| {
                 let kv = KeyValue {
-                    key: format!("/f/{}", KEYS[k]).into_bytes(),
+                    key: format!("/s/{}", KEYS[k]).into_bytes(),
                     value: v.map(|v| VALUES[v].as_bytes().to_vec()).unwrap_or_default(),
                     mod_revision: revision,
                     ..Default::default()
@@ -174,9 +135,9 @@ mod tests {
             .collect();
         let mut keys = std::mem::take(&mut tracked.keys);
         let mut out = String::new();
-        let _ = replay::<F>(&mut keys, events, |revision, keys, touched| {
+        let _ = replay::<S>(&mut keys, events, |revision, keys, touched| {
             let touched = known.then_some(touched);
-            out = outcome(tracked.evaluate_at("/f/", None, revision, keys, touched));
+            out = outcome(tracked.evaluate_at("/s/", None, revision, keys, touched));
             ControlFlow::Continue(())
         });
         tracked.keys = keys;
@@ -201,7 +162,7 @@ mod tests {
                 let got = step(&mut patched, revision, edits, true);
                 let expected = step(&mut whole, revision, edits, false);
                 prop_assert_eq!(got, expected);
-                let stored = |t: &Tracked<F>| t.good_stored.clone().unwrap_or_else(|| Stored::of(&*t.good));
+                let stored = |t: &Tracked<S>| t.good_stored.clone().unwrap_or_else(|| Stored::of(&*t.good));
                 prop_assert_eq!(stored(&patched), stored(&whole));
                 prop_assert_eq!(stored(&patched), Stored::of(&*patched.good));
             }

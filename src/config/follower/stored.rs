@@ -35,28 +35,16 @@ const ENDS: usize = 12;
 /// One entry as it is read back: key, field path, value.
 type Entry<'a> = (&'a str, &'a str, Option<&'a str>);
 
+/// An encoded entry as one to pack.
+fn borrowed(entry: &crate::config::encode::Entry) -> Entry<'_> {
+    (&entry.key, &entry.field, entry.value.as_deref())
+}
+
 impl Stored {
     /// `value` as stored.
     pub(crate) fn of<T: EtcdConfig>(value: &T) -> Stored {
-        let mut entries: Vec<(String, String, Option<String>)> = Encoded::of(value)
-            .entries
-            .into_iter()
-            .map(|e| (e.key, e.field, e.value))
-            .collect();
-        // Stable: for a key written twice, the last entry stays (as a map's insert would).
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut unique: Vec<(String, String, Option<String>)> = Vec::with_capacity(entries.len());
-        for entry in entries {
-            match unique.last_mut() {
-                Some(last) if last.0 == entry.0 => *last = entry,
-                _ => unique.push(entry),
-            }
-        }
-        let borrowed: Vec<Entry<'_>> = unique
-            .iter()
-            .map(|(k, f, v)| (k.as_str(), f.as_str(), v.as_deref()))
-            .collect();
-        Stored::pack(&borrowed)
+        let encoded = Encoded::of(value);
+        Stored::by_key(encoded.entries.iter().map(borrowed).collect())
     }
 
     /// `self` (the stored form of a value) with the entries of `keys` made again from
@@ -68,12 +56,13 @@ impl Stored {
             .entries()
             .filter(|(key, _, _)| !keys.iter().any(|k| k == key))
             .collect();
-        entries.extend(
-            fresh
-                .entries
-                .iter()
-                .map(|e| (e.key.as_str(), e.field.as_str(), e.value.as_deref())),
-        );
+        entries.extend(fresh.entries.iter().map(borrowed));
+        Stored::by_key(entries)
+    }
+
+    /// `entries` packed in key order, each key once.
+    fn by_key(mut entries: Vec<Entry<'_>>) -> Stored {
+        // Stable: for a key written twice, the last entry stays (as a map's insert would).
         entries.sort_by(|a, b| a.0.cmp(b.0));
         let mut unique: Vec<Entry<'_>> = Vec::with_capacity(entries.len());
         for entry in entries {
