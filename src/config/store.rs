@@ -75,7 +75,7 @@ impl Store {
     /// and watches from there (one update if the value differs, and a
     /// [`LiveEvent::Resynced`](crate::LiveEvent::Resynced)) instead of making etcd replay
     /// every revision since: etcd scans its whole history for that, for all keys, holding its
-    /// store lock.
+    /// store lock. `i64::MAX` sets no limit: every revision is replayed, however far behind.
     #[must_use]
     pub fn catch_up_limit(mut self, revisions: i64) -> Self {
         self.catch_up_limit = revisions.max(1);

@@ -63,8 +63,11 @@ impl Store {
     /// - A txn that writes ten fields is one update. A revision that changes nothing `T` reads
     ///   (an identical value, an unknown key) gives none.
     /// - A broken connection resumes on another endpoint without missing or repeating a
-    ///   revision; after a compaction the watch loads `T` again and yields one update if it
-    ///   differs.
+    ///   revision. After a compaction, or when it would resume more than the store's
+    ///   [`catch_up_limit`](Store::catch_up_limit) behind the head (10,000 revisions by
+    ///   default; `i64::MAX` for none), the watch loads `T` again at the head instead and
+    ///   yields one update if it differs: the revisions in between are not replayed, and the
+    ///   update's `previous` is the last value the watch gave.
     ///
     /// # Errors
     ///
