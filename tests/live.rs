@@ -167,7 +167,13 @@ async fn member_stopped_mid_stream() {
     }
     let mut seen = Vec::new();
     while seen.len() < written.len() {
-        seen.push(next(&mut watch).await.unwrap().revision);
+        let update = next(&mut watch).await.unwrap();
+        assert!(
+            !update.resynced,
+            "resumed, not reloaded: {}",
+            update.revision
+        );
+        seen.push(update.revision);
     }
     assert_eq!(seen, written);
 }
@@ -206,6 +212,7 @@ async fn compaction_while_disconnected() {
     assert_eq!(update.config.counter, 5);
     assert_eq!(update.changed, ["counter"]);
     assert!(update.revision >= last);
+    assert!(update.resynced, "loaded again, not replayed");
     quiet(&mut watch).await;
 }
 

@@ -270,6 +270,11 @@ async fn far_behind_after_a_partition_reloads_at_the_head() {
         .unwrap()
         .unwrap();
     assert_eq!(update.config.counter, 2);
+    assert!(
+        update.resynced,
+        "the typed watch says it reloaded at the head"
+    );
+    assert!(update.revision >= last, "{} before {last}", update.revision);
     support::wait_until(
         "the live config at the head",
         Duration::from_secs(30),

@@ -211,13 +211,22 @@ pub(super) async fn watch<T: EtcdConfig>(
         match (update, output.json) {
             (Ok(update), true) => print_json(
                 out,
-                &json!({ "revision": update.revision, "changed": update.changed }),
+                &json!({
+                    "revision": update.revision,
+                    "changed": update.changed,
+                    "resynced": update.resynced,
+                }),
             )?,
             (Ok(update), false) => writeln!(
                 out,
-                "revision {}: {}",
+                "revision {}: {}{}",
                 update.revision,
-                update.changed.join(", ")
+                update.changed.join(", "),
+                if update.resynced {
+                    " (loaded again at the head; the revisions before it were not replayed)"
+                } else {
+                    ""
+                }
             )
             .map_err(io)?,
             (Err(err), true) => print_json(

@@ -26,6 +26,11 @@ pub struct Update<T> {
     pub previous: Arc<T>,
     /// The field paths whose stored value differs, e.g. `["listen_port", "tls.cert_path"]`.
     pub changed: Vec<String>,
+    /// The watch loaded the config again at the head to get this value (after a compaction,
+    /// or when it resumed more than the store's
+    /// [`catch_up_limit`](crate::Store::catch_up_limit) behind): the revisions between
+    /// `previous` and `revision` were not replayed one by one, and `changed` compares the two.
+    pub resynced: bool,
 }
 
 impl<T> Clone for Update<T> {
@@ -35,6 +40,7 @@ impl<T> Clone for Update<T> {
             config: self.config.clone(),
             previous: self.previous.clone(),
             changed: self.changed.clone(),
+            resynced: self.resynced,
         }
     }
 }

@@ -66,8 +66,10 @@ impl Store {
     ///   revision. After a compaction, or when it would resume more than the store's
     ///   [`catch_up_limit`](Store::catch_up_limit) behind the head (10,000 revisions by
     ///   default; `i64::MAX` for none), the watch loads `T` again at the head instead and
-    ///   yields one update if it differs: the revisions in between are not replayed, and the
-    ///   update's `previous` is the last value the watch gave.
+    ///   yields one update if it differs, marked [`resynced`](Update::resynced): the
+    ///   revisions in between are not replayed, and the update's `previous` is the last value
+    ///   the watch gave. If the value at the head is the one the watch last gave, nothing is
+    ///   yielded: what the caller holds is what etcd holds.
     ///
     /// # Errors
     ///

@@ -129,6 +129,7 @@ impl<T: EtcdConfig> Tracked<T> {
             config,
             previous,
             changed,
+            resynced: false,
         }))
     }
 }

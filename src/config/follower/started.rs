@@ -160,7 +160,11 @@ pub(super) async fn resync<T: EtcdConfig>(
                 entries.pack();
                 tracked.keys = entries;
                 tracked.revision = revision;
-                return Ok((tracked.evaluate(prefix, store.keyring()), watch));
+                let mut update = tracked.evaluate(prefix, store.keyring());
+                if let Some(Ok(update)) = &mut update {
+                    update.resynced = true;
+                }
+                return Ok((update, watch));
             }
             // A refusal ends the watch; a compaction (again) or a token that expired once more
             // (a short TTL on a busy server) is retried.

@@ -207,6 +207,7 @@ fn merge<T>(waiting: Option<Waiting<T>>, update: Update<T>) -> Waiting<T> {
                     config: update.config,
                     previous: earlier.update.previous,
                     changed,
+                    resynced: earlier.update.resynced || update.resynced,
                 },
                 first_seen: earlier.first_seen,
                 last_seen: now,
