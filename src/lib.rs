@@ -305,7 +305,7 @@ pub mod __private {
     pub use crate::config::codec::duration;
     pub use crate::config::codec::{codec_of, decode, encode, validate_with, Codec};
     pub use crate::config::nest_of;
-    pub use crate::config::{decode_range_response, FollowBench};
+    pub use crate::config::{decode_range_answer, FollowBench};
     pub use crate::config::{Decoder, Describe, Encoder, EtcdConfig, EtcdFields, FieldInfo, Nest};
     pub use core;
     pub use std::collections::{BTreeMap, HashMap};

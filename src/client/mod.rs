@@ -205,9 +205,14 @@ impl Client {
         self.shared.transport.call(&request).await
     }
 
-    /// [`call`](Self::call), keeping the request: it is encoded, not copied, to be sent.
-    pub(crate) async fn call_ref<R: rpc::Rpc>(&self, request: &R) -> Result<R::Response> {
-        self.shared.transport.call(request).await
+    /// [`call`](Self::call), keeping the request (it is encoded, not copied, to be sent), and
+    /// etcd's answer read as `A` (see [`Transport::call_as`]).
+    pub(crate) async fn call_as<R, A>(&self, request: &R) -> Result<A>
+    where
+        R: rpc::Rpc,
+        A: prost::Message + Default + Send + 'static,
+    {
+        self.shared.transport.call_as(request).await
     }
 }
 

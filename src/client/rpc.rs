@@ -58,6 +58,18 @@ impl Transport {
             .await
     }
 
+    /// [`call`](Self::call), etcd's answer read as `A`: the same message decoded otherwise
+    /// (a Range's answer as a [`RangeAnswer`](super::kv::RangeAnswer)).
+    pub(crate) async fn call_as<R, A>(&self, request: &R) -> Result<A>
+    where
+        R: Rpc,
+        A: prost::Message + Default + Send + 'static,
+    {
+        let send = |conn: Conn, request| async move { conn.unary(R::PATH, request).await };
+        self.unary(R::describe, request.retry(), request, send)
+            .await
+    }
+
     /// Like [`call`](Self::call) but sends no token and never re-authenticates: for
     /// `Authenticate` itself.
     pub(crate) async fn call_without_token<R: Rpc>(&self, request: R) -> Result<R::Response> {

@@ -179,17 +179,19 @@ where
     store::decode_kvs(0, pairs)
 }
 
-/// Decodes `T` from a range answer as a load does, taking its keys and values (not public:
-/// for the instruction counts, `benches/icount`).
+/// Decodes `T` from etcd's encoded answer to a Range over its prefix, as a load does (not
+/// public: for the instruction counts, `benches/icount`).
 #[doc(hidden)]
-pub fn decode_range_response<T: EtcdConfig>(
-    response: crate::proto::etcdserverpb::RangeResponse,
-) -> Result<T> {
-    let revision = response.header.map_or(0, |header| header.revision);
-    store::decode_kvs(
-        revision,
-        response.kvs.into_iter().map(|kv| (kv.key, kv.value)),
-    )
+pub fn decode_range_answer<T: EtcdConfig>(encoded: impl bytes::Buf) -> Result<T> {
+    use prost::Message;
+    let answer =
+        crate::client::kv::answer::RangeAnswer::decode(encoded).map_err(|err| Error::Stopped {
+            what: "decoding a range answer".to_owned(),
+            reason: err.to_string(),
+        })?;
+    let revision = answer.header.map_or(0, |header| header.revision);
+    let keys = decode::RawKeys::from_answer::<T>(answer.pairs);
+    store::decode_entries(&keys::fields::<T>(), None, revision, &keys)
 }
 
 /// Encodes `value` into the full keys and values a [`Store::save`] puts, in field order

@@ -172,8 +172,7 @@ impl Store {
     pub(crate) async fn load_raw<T: EtcdConfig>(&self) -> Result<(i64, RawKeys)> {
         let response = self.client.kv().get_together(self.range_of::<T>()).await?;
         let revision = response.header.map_or(0, |header| header.revision);
-        let kvs = response.kvs.into_iter().map(|kv| (kv.key, kv.value));
-        Ok((revision, RawKeys::from_kvs::<T>(kvs)))
+        Ok((revision, RawKeys::from_answer::<T>(response.pairs)))
     }
 
     /// Saves `value` in one Txn: a put for every stored field and a delete for every `None`

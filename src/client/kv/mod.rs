@@ -11,6 +11,9 @@ use crate::error::{Error, Result};
 use crate::key_range::KeyRange;
 use crate::proto::etcdserverpb as pb;
 
+pub(crate) mod answer;
+#[cfg(test)]
+mod answer_tests;
 mod together;
 mod write;
 
@@ -215,7 +218,7 @@ impl IntoFuture for Get<Kv> {
             if !namespace.is_empty() {
                 request.enter(namespace);
             }
-            let mut response = range(client, request).await?;
+            let mut response: pb::RangeResponse = range(client, request).await?;
             if !namespace.is_empty() {
                 response.leave(namespace);
             }
@@ -230,16 +233,17 @@ impl IntoFuture for Get<Kv> {
 /// one this client had seen before sending the read comes from a member that is behind,
 /// typically a serializable read on a member cut off from the leader. Ask the next one. (Only
 /// what was seen *before*: a write answered while this read was in flight may be newer than
-/// the read, and rightly so.)
-pub(in crate::client) async fn range(
-    client: &Client,
-    request: pb::RangeRequest,
-) -> Result<pb::RangeResponse> {
+/// the read, and rightly so.) The answer is read as `A`: etcd's message, or a
+/// [`RangeAnswer`].
+pub(in crate::client) async fn range<A>(client: &Client, request: pb::RangeRequest) -> Result<A>
+where
+    A: Answer + prost::Message + Default + Send + 'static,
+{
     let transport = client.transport();
     let seen = transport.seen_revision();
     let mut tries = 0;
     loop {
-        let response = client.call_ref(&request).await?;
+        let response: A = client.call_as(&request).await?;
         let revision = response.revision();
         transport.saw_revision(revision);
         if revision >= seen {
@@ -298,6 +302,18 @@ macro_rules! answers {
             }
         })*
     };
+}
+
+impl Answer for answer::RangeAnswer {
+    fn revision(&self) -> i64 {
+        self.header.as_ref().map_or(0, |h| h.revision)
+    }
+}
+
+impl Answer for answer::TxnAnswer {
+    fn revision(&self) -> i64 {
+        self.header.as_ref().map_or(0, |h| h.revision)
+    }
 }
 
 answers!(

@@ -17,8 +17,9 @@ use std::sync::Mutex;
 
 use tokio::sync::oneshot;
 
+use super::answer::{RangeAnswer, TxnAnswer};
 use super::{range, Answer, Get, Kv};
-use crate::client::namespace::{Enter, Leave};
+use crate::client::namespace::Enter;
 use crate::client::Client;
 use crate::error::Result;
 use crate::key_range::KeyRange;
@@ -55,13 +56,13 @@ struct Waiting {
 /// What a queued reader hears.
 #[derive(Debug)]
 enum Reply {
-    Answered(pb::RangeResponse),
+    Answered(RangeAnswer),
     /// The batch failed, or never went: the reader sends its read alone.
     Alone(pb::RangeRequest),
 }
 
 impl Waiting {
-    fn answer(&mut self, response: pb::RangeResponse) {
+    fn answer(&mut self, response: RangeAnswer) {
         if let Some(reply) = self.reply.take() {
             // A reader that went away meanwhile needs no answer.
             let _ = reply.send(Reply::Answered(response));
@@ -91,12 +92,10 @@ impl Default for Together {
 
 impl Kv {
     /// Reads every key of `range`, in one Txn with other reads of this client that arrive
-    /// while one is in flight. Same answer as [`Kv::get`] without options, as etcd's message: a
-    /// caller that takes the keys apart saves copying them into [`GetResponse`]'s.
-    pub(crate) async fn get_together(
-        &self,
-        keys: impl Into<KeyRange>,
-    ) -> Result<pb::RangeResponse> {
+    /// while one is in flight. The keys and values [`Kv::get`] without options reads, all in
+    /// one buffer (see [`RangeAnswer`]): a caller that takes them apart saves a copy of each
+    /// into its own allocations.
+    pub(crate) async fn get_together(&self, keys: impl Into<KeyRange>) -> Result<RangeAnswer> {
         let client = &self.client;
         let mut request = Get::new(keys).request;
         if !client.namespace.is_empty() {
@@ -135,9 +134,9 @@ impl Kv {
 }
 
 /// `response`'s keys as `client` addresses them.
-fn out_of_namespace(client: &Client, mut response: pb::RangeResponse) -> pb::RangeResponse {
+fn out_of_namespace(client: &Client, mut response: RangeAnswer) -> RangeAnswer {
     if !client.namespace.is_empty() {
-        response.leave(&client.namespace);
+        response.pairs.leave(&client.namespace);
     }
     response
 }
@@ -246,7 +245,7 @@ async fn send(client: &Client, waiting: Vec<Waiting>) -> bool {
     }
     let seen = client.transport().seen_revision();
     let mut batch = Batch::of(waiting);
-    let response = match client.call_ref(&batch.txn).await {
+    let response = match client.call_as::<_, TxnAnswer>(&batch.txn).await {
         Ok(response) => response,
         Err(err) => {
             tracing::debug!(reads = batch.waiting.len(), error = %err, "reads sent together failed; each goes alone");
@@ -259,7 +258,7 @@ async fn send(client: &Client, waiting: Vec<Waiting>) -> bool {
         return false;
     }
     for (waiting, answer) in batch.waiting.iter_mut().zip(response.responses) {
-        if let Some(pb::response_op::Response::ResponseRange(mut range)) = answer.response {
+        if let Some(mut range) = answer.range {
             range.header = response.header;
             waiting.answer(range);
         }

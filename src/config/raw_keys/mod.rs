@@ -2,11 +2,14 @@
 
 mod loose;
 mod packed;
+mod read;
 
 use loose::Loose;
 use packed::Packed;
+use read::Read;
 
 use super::EtcdConfig;
+use crate::client::kv::answer::Pairs;
 
 /// The keys under one config's prefix as etcd holds them, relative to the prefix.
 ///
@@ -21,20 +24,65 @@ pub(crate) struct RawKeys {
     pub(super) not_utf8: Box<[Vec<u8>]>,
 }
 
-/// The UTF-8 entries: a list of pairs (a load, a change: any size, changed in place), or, for
-/// the few keys a live config keeps for as long as it lives, packed into one allocation
-/// ([`RawKeys::pack`]; no key: no allocation). One key as a pair costs three allocations (the
-/// list, the key, the value: 128 bytes of the allocator's chunks for a key of a few bytes);
-/// packed, one. The list is boxed: thousands of live configs hold these, 16 bytes each.
+/// The UTF-8 entries: a load's as etcd's answer brought them, a list of pairs (a change, any
+/// size, changed in place), or, for the few keys a live config keeps for as long as it lives,
+/// packed into one allocation ([`RawKeys::pack`]; no key: no allocation). One key as a pair
+/// costs three allocations (the list, the key, the value: 128 bytes of the allocator's chunks
+/// for a key of a few bytes); packed, one. The first two are boxed: thousands of live configs
+/// hold these, 16 bytes each.
 #[derive(Debug, Clone)]
 enum Entries {
-    Loose(Box<Loose>),
+    Many(Box<Many>),
     Packed(Packed),
+}
+
+#[derive(Debug, Clone)]
+enum Many {
+    /// A load's, as etcd's answer brought them: no allocation per key.
+    Read(Read),
+    /// Pairs, changed in place; read keys become these on their first change.
+    Loose(Loose),
 }
 
 impl Default for Entries {
     fn default() -> Self {
         Entries::Packed(Packed::empty())
+    }
+}
+
+impl Entries {
+    fn loose(entries: Loose) -> Entries {
+        Entries::Many(Box::new(Many::Loose(entries)))
+    }
+}
+
+impl Many {
+    fn len(&self) -> usize {
+        match self {
+            Many::Read(read) => read.len(),
+            Many::Loose(entries) => entries.len(),
+        }
+    }
+
+    #[inline]
+    fn get(&self, i: usize) -> (&str, &[u8]) {
+        match self {
+            Many::Read(read) => read.get(i),
+            Many::Loose(entries) => entries.get(i),
+        }
+    }
+
+    /// Sets (`Some`) or removes (`None`) `key`.
+    fn edit(&mut self, key: &str, value: Option<Vec<u8>>) {
+        if let Many::Read(read) = self {
+            *self = Many::Loose(read.to_loose());
+        }
+        if let Many::Loose(entries) = self {
+            match value {
+                Some(value) => entries.put(key, value),
+                None => entries.delete(key),
+            }
+        }
     }
 }
 
@@ -63,8 +111,45 @@ impl RawKeys {
             }
         }
         if !entries.is_empty() {
-            keys.entries = Entries::Loose(Box::new(entries));
+            keys.entries = Entries::loose(entries);
         }
+        keys
+    }
+
+    /// The keys of a range answer under `T`'s prefix (keys as a store's client gives them,
+    /// inside its namespace; others are ignored), decoded as they are: no allocation per key.
+    pub(crate) fn from_answer<T: EtcdConfig>(mut pairs: Pairs) -> RawKeys {
+        let mut keys = RawKeys::default();
+        let skip = T::PREFIX.len() + 1;
+        pairs.retain(|key| match super::keys::relative::<T>(key) {
+            Some(relative) if std::str::from_utf8(relative).is_ok() => true,
+            Some(relative) => {
+                keys.put_not_utf8(relative);
+                false
+            }
+            None => false,
+        });
+        pairs.cut_keys(skip);
+        if pairs.is_empty() {
+            return keys;
+        }
+        // Not from etcd (which sends a range in key order, each key once), or keys whose
+        // buffer is not text as a whole (a namespace or a dropped key that is not UTF-8):
+        // pairs of their own.
+        let read = match pairs.is_strictly_sorted() {
+            true => Read::new(pairs),
+            false => Err(pairs),
+        };
+        keys.entries = match read {
+            Ok(read) => Entries::Many(Box::new(Many::Read(read))),
+            Err(pairs) => {
+                let mut loose = Loose::relative(Vec::new());
+                for (key, value) in pairs.iter() {
+                    loose.put(std::str::from_utf8(key).unwrap_or_default(), value.to_vec());
+                }
+                Entries::loose(loose)
+            }
+        };
         keys
     }
 
@@ -72,27 +157,25 @@ impl RawKeys {
     /// keys stay packed through [`put`](Self::put) and [`delete`](Self::delete) while they
     /// are few. A set with no key is packed already, in no allocation at all.
     pub(crate) fn pack(&mut self) {
-        if let Entries::Loose(entries) = &self.entries {
-            if entries.len() <= SMALL {
-                let pairs: Vec<(&str, &[u8])> =
-                    (0..entries.len()).map(|i| entries.get(i)).collect();
-                self.entries = Entries::Packed(Packed::of(&pairs));
-            }
+        if matches!(self.entries, Entries::Many(_)) && self.len() <= SMALL {
+            let pairs: Vec<(&str, &[u8])> = (0..self.len()).map(|i| self.get(i)).collect();
+            self.entries = Entries::Packed(Packed::of(&pairs));
         }
     }
 
     /// How many UTF-8 keys there are.
     pub(crate) fn len(&self) -> usize {
         match &self.entries {
-            Entries::Loose(entries) => entries.len(),
+            Entries::Many(entries) => entries.len(),
             Entries::Packed(packed) => packed.len(),
         }
     }
 
     /// The `i`th UTF-8 key and its value, in key order.
+    #[inline]
     pub(crate) fn get(&self, i: usize) -> (&str, &[u8]) {
         match &self.entries {
-            Entries::Loose(entries) => entries.get(i),
+            Entries::Many(entries) => entries.get(i),
             Entries::Packed(packed) => packed.get(i),
         }
     }
@@ -149,10 +232,10 @@ impl RawKeys {
     pub(crate) fn put(&mut self, relative: &[u8], value: Vec<u8>) {
         match (std::str::from_utf8(relative), &mut self.entries) {
             // A list its deletes emptied is packed again with its first key.
-            (Ok(key), Entries::Loose(entries)) if entries.is_empty() => {
+            (Ok(key), Entries::Many(entries)) if entries.len() == 0 => {
                 self.entries = Entries::Packed(Packed::of(&[(key, &value)]));
             }
-            (Ok(key), Entries::Loose(entries)) => entries.put(key, value),
+            (Ok(key), Entries::Many(entries)) => entries.edit(key, Some(value)),
             (Ok(key), Entries::Packed(_)) => self.edit_packed(key, Some(&value)),
             (Err(_), _) => self.put_not_utf8(relative),
         }
@@ -182,7 +265,7 @@ impl RawKeys {
     pub(crate) fn delete(&mut self, relative: &[u8]) {
         match std::str::from_utf8(relative) {
             Ok(key) => match &mut self.entries {
-                Entries::Loose(entries) => entries.delete(key),
+                Entries::Many(entries) => entries.edit(key, None),
                 Entries::Packed(_) => self.edit_packed(key, None),
             },
             Err(_) => {
@@ -221,134 +304,4 @@ impl PartialEq for RawKeys {
 impl Eq for RawKeys {}
 
 #[cfg(test)]
-mod tests {
-    use std::collections::BTreeMap;
-
-    use proptest::prelude::*;
-
-    use super::{Entries, RawKeys, SMALL};
-    use crate::EtcdConfig;
-
-    #[derive(EtcdConfig, Debug)]
-    #[etcd(prefix = "/p")]
-    struct P {
-        #[etcd(default)]
-        a: String,
-    }
-
-    proptest! {
-        /// Whatever the order of the pairs (a range answer's sorted order, or not), the keys
-        /// are what a map of the last value per key under the prefix holds.
-        #[test]
-        fn from_kvs_is_the_last_value_per_key(
-            pairs in proptest::collection::vec(("[a-c/]{0,3}", "[xy]{0,2}", any::<bool>()), 0..40),
-            sorted in any::<bool>(),
-        ) {
-            let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = pairs
-                .into_iter()
-                .map(|(key, value, inside)| {
-                    let prefix = if inside { "/p/" } else { "/q/" };
-                    (format!("{prefix}{key}").into_bytes(), value.into_bytes())
-                })
-                .collect();
-            if sorted {
-                pairs.sort();
-                pairs.dedup_by(|a, b| a.0 == b.0);
-            }
-            let mut expected = BTreeMap::new();
-            for (key, value) in &pairs {
-                if let Some(relative) = key.strip_prefix(b"/p/") {
-                    expected.insert(String::from_utf8(relative.to_vec()).unwrap(), value.clone());
-                }
-            }
-            let keys = RawKeys::from_kvs::<P>(pairs);
-            let got: BTreeMap<String, Vec<u8>> = pairs_of(&keys).into_iter().collect();
-            prop_assert_eq!(&got, &expected);
-            let keys: Vec<&str> = keys.keys().collect();
-            prop_assert!(keys.windows(2).all(|w| w[0] < w[1]));
-        }
-
-        /// Packed or not, the same edits leave the same keys and values, found at the same
-        /// places; a packed set stays packed while small, and grows loose past that.
-        #[test]
-        fn packed_keys_behave_as_loose_ones(
-            start in proptest::collection::btree_map("[a-e]{1,3}", "[xyz]{0,4}", 0..20),
-            edits in proptest::collection::vec(("[a-e]{1,3}", proptest::option::of("[xyz]{0,4}")), 0..30),
-        ) {
-            let kvs = start
-                .into_iter()
-                .map(|(k, v)| (format!("/p/{k}").into_bytes(), v.into_bytes()));
-            let mut loose = RawKeys::from_kvs::<P>(kvs);
-            let mut packed = loose.clone();
-            packed.pack();
-            prop_assert_eq!(&packed, &loose);
-            let mut is_packed = matches!(packed.entries, Entries::Packed(_));
-            prop_assert_eq!(is_packed, loose.len() <= SMALL);
-            for (key, value) in edits {
-                match value {
-                    Some(value) => {
-                        loose.put(key.as_bytes(), value.clone().into_bytes());
-                        packed.put(key.as_bytes(), value.into_bytes());
-                    }
-                    None => {
-                        loose.delete(key.as_bytes());
-                        packed.delete(key.as_bytes());
-                    }
-                }
-                prop_assert_eq!(pairs_of(&packed), pairs_of(&loose));
-                // Packed only while small; a packed set that stays small stays packed.
-                let was_packed = is_packed;
-                is_packed = matches!(packed.entries, Entries::Packed(_));
-                let small = loose.len() <= SMALL;
-                prop_assert!(!is_packed || small);
-                prop_assert!(!(was_packed && small) || is_packed);
-                for probe in ["a", "b", "cc", "eee", "zz"] {
-                    prop_assert_eq!(packed.position(probe), loose.position(probe));
-                }
-                prop_assert_eq!(packed.diff(&loose).count(), 0);
-            }
-        }
-    }
-
-    proptest! {
-        /// Comparing with two parts is comparing with the two joined.
-        #[test]
-        fn cmp_joined_is_cmp_with_the_parts_joined(
-            key in "[ab]{0,4}", prefix in "[ab]{0,3}", rest in "[ab]{0,3}",
-        ) {
-            let joined = format!("{prefix}{rest}");
-            prop_assert_eq!(
-                super::cmp_joined(key.as_bytes(), prefix.as_bytes(), rest.as_bytes()),
-                key.as_bytes().cmp(joined.as_bytes())
-            );
-        }
-    }
-
-    /// The keys and values, in order, as owned pairs.
-    fn pairs_of(keys: &RawKeys) -> Vec<(String, Vec<u8>)> {
-        (0..keys.len())
-            .map(|i| {
-                let (key, value) = keys.get(i);
-                (key.to_owned(), value.to_vec())
-            })
-            .collect()
-    }
-
-    /// Thousands of live configs each hold a set of keys: 32 bytes, whatever its form.
-    #[test]
-    fn a_set_of_keys_is_four_words() {
-        assert_eq!(std::mem::size_of::<RawKeys>(), 32);
-        assert_eq!(RawKeys::default().len(), 0);
-    }
-
-    #[test]
-    fn keys_that_are_not_utf8_are_kept_apart() {
-        let keys = RawKeys::from_kvs::<P>([
-            (b"/p/a".to_vec(), b"1".to_vec()),
-            (b"/p/\xff".to_vec(), b"2".to_vec()),
-            (b"/p/b".to_vec(), b"3".to_vec()),
-        ]);
-        assert_eq!(keys.keys().collect::<Vec<_>>(), ["a", "b"]);
-        assert_eq!(&*keys.not_utf8, [b"\xff".to_vec()]);
-    }
-}
+mod tests;

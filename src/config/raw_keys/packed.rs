@@ -57,7 +57,7 @@ impl Packed {
             Some(Entries::Packed(Packed::empty()))
         } else if pairs.len() > SMALL {
             let owned = pairs.iter().map(|(k, v)| ((*k).to_owned(), v.to_vec()));
-            Some(Entries::Loose(Box::new(Loose::relative(owned.collect()))))
+            Some(Entries::loose(Loose::relative(owned.collect())))
         } else {
             Some(Entries::Packed(Packed::of(&pairs)))
         }
