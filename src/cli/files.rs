@@ -86,9 +86,8 @@ pub(super) async fn edits_to<T: EtcdConfig>(
     // leaves out are removed; secrets stay.
     let current = store.read_current::<T>().await?;
     let mut held: Vec<String> = current
-        .kvs
-        .iter()
-        .filter_map(|kv| field_of_key(&schema, kv.key_str().ok()?))
+        .kvs()
+        .filter_map(|kv| field_of_key(&schema, std::str::from_utf8(kv.key).ok()?))
         .filter(|(path, secret)| !secret && !wanted.contains_key(path))
         .map(|(path, _)| path)
         .collect();

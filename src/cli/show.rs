@@ -49,12 +49,7 @@ pub(super) async fn show<T: EtcdConfig>(
     let read = read::<T>(store).await?;
     let prefix = store.prefix_of::<T>();
     let revision = read.current.revision;
-    let present: BTreeSet<&[u8]> = read
-        .current
-        .kvs
-        .iter()
-        .map(|kv| kv.key.as_slice())
-        .collect();
+    let present: BTreeSet<&[u8]> = read.current.kvs().map(|kv| kv.key).collect();
     let fields = match &read.loaded {
         Ok(value) => shown(value)?,
         Err(_) => stored_fields::<T>(&read.current),
@@ -148,7 +143,7 @@ pub(super) async fn get<T: EtcdConfig>(
     let schema = T::schema();
     let key = format!("{}{}", keys::fields::<T>(), key_of(&schema, path)?);
     let read = read::<T>(store).await?;
-    let stored = read.current.kvs.iter().find(|kv| kv.key == key.as_bytes());
+    let stored = read.current.kvs().find(|kv| kv.key == key.as_bytes());
     let field = match (&read.loaded, stored) {
         (Ok(value), _) => shown(value)?.into_iter().find(|f| f.path == path),
         (Err(_), Some(_)) => stored_fields::<T>(&read.current)
@@ -179,15 +174,14 @@ fn stored_fields<T: EtcdConfig>(current: &Current) -> Vec<Shown> {
     let schema = T::schema();
     let local = keys::fields::<T>();
     current
-        .kvs
-        .iter()
+        .kvs()
         .filter_map(|kv| {
-            let key = kv.key_str().ok()?.to_owned();
+            let key = std::str::from_utf8(kv.key).ok()?.to_owned();
             let (path, secret) = field_of_key(&schema, &key).unwrap_or_else(|| {
                 let relative = key.strip_prefix(&local).unwrap_or(&key);
                 (relative.replace('/', "."), false)
             });
-            let value = (!secret).then(|| String::from_utf8_lossy(&kv.value).into_owned());
+            let value = (!secret).then(|| String::from_utf8_lossy(kv.value).into_owned());
             Some(Shown { key, path, value })
         })
         .collect()

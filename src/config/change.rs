@@ -12,6 +12,7 @@ use super::notes::ChangeNote;
 use super::paths::{is_required, is_secret, key_of};
 use super::store::decode_entries;
 use super::{EtcdConfig, Store};
+use crate::client::Get;
 use crate::error::{Error, Result};
 
 /// How often [`Store::edit`] loads and tries again when someone else changed the config.
@@ -27,8 +28,7 @@ pub struct PlannedEdit<T> {
     pub before: Option<T>,
     /// The value the edit would save, validated.
     pub after: T,
-    /// The keys as they were read: the change is worked out against them. For an edit by
-    /// field path, only the named keys keep their values ([`Current::take_raw_keys`]).
+    /// The keys as they were read: the change is worked out against them.
     pub(crate) current: Current,
     /// The keys the edit touches, and those it removes on purpose.
     pub(crate) scope: Scope,
@@ -173,13 +173,12 @@ impl Store {
         }
         // A plan that writes right away reads the notes' keys too (one round trip less); a
         // preview needs no permission on them.
-        let mut current = if before {
+        let current = if before {
             self.read_current::<T>().await?
         } else {
             self.read_for_change::<T>().await?
         };
-        // The change compares and shows only the keys it names: the others' values move.
-        let mut keys = current.take_raw_keys::<T>(&relative, self.txn_limit());
+        let mut keys = current.raw_keys::<T>();
         let revision = current.revision;
         let before = before
             .then(|| decode_entries::<T>(&prefix, self.keyring(), revision, &keys).ok())
@@ -259,15 +258,10 @@ impl Store {
         revision: i64,
     ) -> Result<PlannedEdit<T>> {
         let prefix = self.prefix_of::<T>();
-        let then = self
-            .client()
-            .kv()
-            .get(self.range_of::<T>())
-            .revision(revision)
-            .await?;
+        let read = Get::new(self.range_of::<T>()).revision(revision);
         let then = Current {
             revision,
-            kvs: then.kvs,
+            pairs: self.client().kv().read_pairs(read).await?.pairs,
             notes: None,
         };
         let after = decode_entries::<T>(&prefix, self.keyring(), revision, &then.raw_keys::<T>())?;
@@ -276,12 +270,18 @@ impl Store {
         let before =
             decode_entries::<T>(&prefix, self.keyring(), now, &current.raw_keys::<T>()).ok();
         let local = keys::fields::<T>();
-        let held_then: HashSet<&[u8]> = then.kvs.iter().map(|kv| kv.key.as_slice()).collect();
+        let held_then: HashSet<&[u8]> = then.kvs().map(|kv| kv.key).collect();
         let unset = current
-            .kvs
-            .iter()
-            .filter(|kv| !held_then.contains(kv.key.as_slice()))
-            .filter_map(|kv| Some(kv.key_str().ok()?.strip_prefix(&local)?.to_owned()))
+            .kvs()
+            .filter(|kv| !held_then.contains(kv.key))
+            .filter_map(|kv| {
+                Some(
+                    std::str::from_utf8(kv.key)
+                        .ok()?
+                        .strip_prefix(&local)?
+                        .to_owned(),
+                )
+            })
             .collect();
         Ok(PlannedEdit {
             revision: now,

@@ -18,7 +18,8 @@ use super::keyring::{split, Keyring, Opened};
 use super::keys;
 use super::notes::ChangeNote;
 use super::{EtcdConfig, Schema, Store};
-use crate::client::{Compare, CompareOp, Get, KeyValue, TxnOp, TxnOpResponse};
+use crate::client::kv::pairs::{Pair, Pairs};
+use crate::client::{Compare, CompareOp, Get, TxnOp};
 use crate::error::Error;
 use crate::key_range::KeyRange;
 
@@ -27,8 +28,9 @@ use crate::key_range::KeyRange;
 pub(crate) struct Current {
     /// The store revision of the read.
     pub(crate) revision: i64,
-    /// The keys as the store's client addresses them, sorted.
-    pub(crate) kvs: Vec<KeyValue>,
+    /// The keys as the store's client addresses them, sorted, with their values and
+    /// revisions, as etcd's answer brought them (see [`kvs`](Self::kvs)).
+    pub(crate) pairs: Pairs,
     /// The keys of the change notes kept at that revision, oldest first, when the read was
     /// one for a change ([`Store::read_for_change`]): its txn drops the oldest beyond
     /// [`KEPT_NOTES`](super::notes::KEPT_NOTES) without reading them again. `None` for a plain
@@ -37,47 +39,22 @@ pub(crate) struct Current {
 }
 
 impl Current {
-    /// The keys relative to `T`'s prefix, as the decoder reads them.
-    pub(crate) fn raw_keys<T: EtcdConfig>(&self) -> RawKeys {
-        RawKeys::from_kvs::<T>(self.kvs.iter().map(|kv| (kv.key.clone(), kv.value.clone())))
+    /// The keys, each with its value and revisions, in key order.
+    pub(crate) fn kvs(&self) -> impl Iterator<Item = Pair<'_>> {
+        self.pairs.entries()
     }
 
-    /// [`raw_keys`](Self::raw_keys), taking the values out of `kvs` instead of copying them
-    /// (a large config is then not held twice), except those of `keep` (keys relative to the
-    /// prefix: the ones a change compares and shows). A config of `guard_limit` keys or more
-    /// gives up its other keys too: its change is guarded by the prefix's revision alone
-    /// ([`guards`]), and it looks at no key outside `keep` ([`Scope`]), so a change of one
-    /// entry of 5,000 copies one key, not 5,000.
-    pub(crate) fn take_raw_keys<T: EtcdConfig>(
-        &mut self,
-        keep: &[String],
-        guard_limit: usize,
-    ) -> RawKeys {
-        let local = keys::fields::<T>();
-        let guarded_by_key = self.kvs.len() < guard_limit;
-        RawKeys::from_kvs::<T>(self.kvs.iter_mut().map(|kv| {
-            let relative = kv.key.strip_prefix(local.as_bytes());
-            let kept = relative.is_some_and(|r| keep.iter().any(|k| k.as_bytes() == r));
-            let value = if kept {
-                kv.value.clone()
-            } else {
-                std::mem::take(&mut kv.value)
-            };
-            let key = if kept || guarded_by_key {
-                kv.key.clone()
-            } else {
-                std::mem::take(&mut kv.key)
-            };
-            (key, value)
-        }))
+    /// The keys relative to `T`'s prefix, as the decoder reads them: a copy of the answer's
+    /// buffers (three allocations), which a change then edits.
+    pub(crate) fn raw_keys<T: EtcdConfig>(&self) -> RawKeys {
+        RawKeys::from_answer::<T>(self.pairs.clone())
     }
 
     /// The revision of the newest write to a key that exists: what a change that writes
     /// nothing reports, since the config as it stands is the one etcd held then. A config with
     /// no key at all answers the read's revision.
     pub(crate) fn last_write(&self) -> i64 {
-        self.kvs
-            .iter()
+        self.kvs()
             .map(|kv| kv.mod_revision)
             .max()
             .unwrap_or(self.revision)
@@ -172,10 +149,14 @@ pub(crate) fn change_set<T: EtcdConfig>(
     rules: &Rules<'_>,
 ) -> crate::error::Result<ChangeSet> {
     let local = keys::fields::<T>();
-    let existing: BTreeMap<&str, &KeyValue> = current
-        .kvs
-        .iter()
-        .filter_map(|kv| Some((kv.key_str().ok()?.strip_prefix(&local)?, kv)))
+    let existing: BTreeMap<&str, &[u8]> = current
+        .kvs()
+        .filter_map(|kv| {
+            Some((
+                std::str::from_utf8(kv.key).ok()?.strip_prefix(&local)?,
+                kv.value,
+            ))
+        })
         .filter(|(key, _)| rules.scope.covers(key))
         .collect();
     let defaults = defaults_of::<T>();
@@ -188,7 +169,7 @@ pub(crate) fn change_set<T: EtcdConfig>(
         // A `None` field's key, if it exists, is among `removed_keys` below.
         let Some(value) = &entry.value else { continue };
         match now {
-            Some(kv) if unchanged(rules, entry.secret, key, kv, value) => {}
+            Some(stored) if unchanged(rules, entry.secret, key, stored, value) => {}
             None if defaults.get(key) == Some(value) => {
                 // At its default and without a key (or unset now): the code default serves.
                 if existing.contains_key(key) {
@@ -210,16 +191,16 @@ pub(crate) fn change_set<T: EtcdConfig>(
         &local,
         &encoded.entries,
         &encoded.maps,
-        &current.kvs,
+        current.kvs().map(|kv| kv.key),
         rules.scope,
     ));
     Ok(set)
 }
 
-/// Whether the stored `kv` already holds `value`: the same text, or for a secret, a ciphertext
-/// that opens to it (and is sealed with the writing key, when resealing).
-fn unchanged(rules: &Rules<'_>, secret: bool, key: &str, kv: &KeyValue, value: &str) -> bool {
-    let stored = String::from_utf8_lossy(&kv.value);
+/// Whether `stored` (a key's value) is already `value`: the same text, or for a secret, a
+/// ciphertext that opens to it (and is sealed with the writing key, when resealing).
+fn unchanged(rules: &Rules<'_>, secret: bool, key: &str, stored: &[u8], value: &str) -> bool {
+    let stored = String::from_utf8_lossy(stored);
     let Some(keyring) = rules.keyring.filter(|_| secret) else {
         return stored == value;
     };
@@ -237,11 +218,11 @@ fn unchanged(rules: &Rules<'_>, secret: bool, key: &str, kv: &KeyValue, value: &
 /// The existing keys a save must delete: those of `None` fields, and those under an `each` map
 /// that are not one of its entries now; of those, only the ones `scope` covers (a key that is
 /// not UTF-8 only when the scope is the whole value).
-pub(super) fn removed_keys(
+pub(super) fn removed_keys<'a>(
     prefix: &str,
     entries: &[Entry],
     maps: &[String],
-    existing: &[KeyValue],
+    existing: impl IntoIterator<Item = &'a [u8]>,
     scope: &Scope,
 ) -> Vec<Vec<u8>> {
     let put: HashSet<&str> = entries
@@ -255,9 +236,9 @@ pub(super) fn removed_keys(
         .map(|e| e.key.as_str())
         .collect();
     existing
-        .iter()
-        .filter(|kv| {
-            let Some(relative) = kv.key.strip_prefix(prefix.as_bytes()) else {
+        .into_iter()
+        .filter(|key| {
+            let Some(relative) = key.strip_prefix(prefix.as_bytes()) else {
                 return false;
             };
             let Ok(relative) = std::str::from_utf8(relative) else {
@@ -271,7 +252,7 @@ pub(super) fn removed_keys(
                     || (!put.contains(relative)
                         && maps.iter().any(|m| relative.starts_with(m.as_str()))))
         })
-        .map(|kv| kv.key.clone())
+        .map(<[u8]>::to_vec)
         .collect()
 }
 
@@ -284,10 +265,10 @@ pub(crate) fn guards(range: &KeyRange, current: &Current, limit: usize) -> Vec<C
         CompareOp::Less,
         current.revision + 1,
     )];
-    if current.kvs.len() < limit {
-        compares.extend(current.kvs.iter().map(|kv| {
+    if current.pairs.len() < limit {
+        compares.extend(current.kvs().map(|kv| {
             Compare::create_revision(
-                KeyRange::key(kv.key.clone()),
+                KeyRange::key(kv.key.to_vec()),
                 CompareOp::Equal,
                 kv.create_revision,
             )
@@ -309,10 +290,11 @@ pub(crate) struct Committed {
 impl Store {
     /// One Range over `T`'s keys, with their revisions: all a read-only user may do.
     pub(crate) async fn read_current<T: EtcdConfig>(&self) -> crate::error::Result<Current> {
-        let page = self.client().kv().get(self.range_of::<T>()).await?;
+        let read = Get::new(self.range_of::<T>());
+        let answer = self.client().kv().read_pairs(read).await?;
         Ok(Current {
-            revision: page.header.revision,
-            kvs: page.kvs,
+            revision: answer.header.map_or(0, |header| header.revision),
+            pairs: answer.pairs,
             notes: None,
         })
     }
@@ -320,26 +302,24 @@ impl Store {
     /// `T`'s keys with their revisions, and the keys of its notes, for a change that writes
     /// right after: two Ranges in one read-only Txn (one round trip, one revision).
     pub(crate) async fn read_for_change<T: EtcdConfig>(&self) -> crate::error::Result<Current> {
-        let notes = Get::new(self.notes_range_of::<T>()).keys_only();
-        let read = self
-            .client()
-            .kv()
-            .txn()
-            .and_then([TxnOp::get(self.range_of::<T>()), notes.into()])
-            .await?;
-        let mut pages = read
-            .responses
-            .into_iter()
-            .filter_map(|answer| match answer {
-                TxnOpResponse::Get(page) => Some(page.kvs),
-                _ => None,
-            });
-        let kvs = pages.next().unwrap_or_default();
-        let notes = pages.next().unwrap_or_default();
+        let reads = vec![
+            Get::new(self.range_of::<T>()),
+            Get::new(self.notes_range_of::<T>()).keys_only(),
+        ];
+        let (revision, answers) = self.client().kv().read_pairs_at_once(reads).await?;
+        let mut answers = answers.into_iter();
+        let pairs = answers
+            .next()
+            .map(|answer| answer.pairs)
+            .unwrap_or_default();
+        let notes = answers
+            .next()
+            .map(|answer| answer.pairs)
+            .unwrap_or_default();
         Ok(Current {
-            revision: read.header.revision,
-            kvs,
-            notes: Some(notes.into_iter().map(|kv| kv.key).collect()),
+            revision,
+            pairs,
+            notes: Some(notes.iter().map(|(key, _)| key.to_vec()).collect()),
         })
     }
 

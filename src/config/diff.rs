@@ -77,11 +77,7 @@ pub fn diff<T: EtcdConfig>(before: &T, after: &T) -> Vec<FieldDiff> {
 pub(crate) fn diff_of_change<T: EtcdConfig>(current: &Current, set: &ChangeSet) -> Vec<FieldDiff> {
     let schema = T::schema();
     let local = keys::fields::<T>();
-    let stored_now: BTreeMap<&[u8], &[u8]> = current
-        .kvs
-        .iter()
-        .map(|kv| (kv.key.as_slice(), kv.value.as_slice()))
-        .collect();
+    let stored_now: BTreeMap<&[u8], &[u8]> = current.kvs().map(|kv| (kv.key, kv.value)).collect();
     let line = |key: &[u8], after: Option<&str>| {
         let text = String::from_utf8_lossy(key);
         let (field, secret) = field_of_key(&schema, &text).unwrap_or_else(|| {

@@ -150,7 +150,7 @@ impl Store {
                 &local,
                 &encoded.entries,
                 &encoded.maps,
-                &existing.kvs,
+                existing.kvs.iter().map(|kv| kv.key.as_slice()),
                 &whole,
             );
             let present: HashSet<&[u8]> = existing.kvs.iter().map(|kv| kv.key.as_slice()).collect();

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 
 use super::change_set::{change_set, ChangeSet, Current, Rules, Scope};
 use super::encode::Encoded;
-use crate::client::KeyValue;
+use crate::client::kv::pairs::{Pair, Pairs};
 use crate::EtcdConfig;
 
 #[derive(EtcdConfig, Debug, Clone, PartialEq, Default)]
@@ -107,20 +107,19 @@ fn stored(value: &S) -> Current {
         .entries
         .into_iter()
         .filter_map(|e| Some((format!("/s/{}", e.key), e.value?)))
-        .collect::<BTreeMap<_, _>>()
-        .into_iter()
-        .map(|(key, value)| KeyValue {
-            key: key.into_bytes(),
-            value: value.into_bytes(),
+        .collect::<BTreeMap<_, _>>();
+    let mut pairs = Pairs::default();
+    for (key, value) in &kvs {
+        pairs.push(Pair {
+            key: key.as_bytes(),
+            value: value.as_bytes(),
             create_revision: 2,
             mod_revision: 2,
-            version: 1,
-            lease: 0,
-        })
-        .collect();
+        });
+    }
     Current {
         revision: 2,
-        kvs,
+        pairs,
         notes: None,
     }
 }

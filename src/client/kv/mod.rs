@@ -14,6 +14,8 @@ use crate::proto::etcdserverpb as pb;
 pub(crate) mod answer;
 #[cfg(test)]
 mod answer_tests;
+pub(crate) mod pairs;
+mod read_pairs;
 mod together;
 mod write;
 
@@ -218,7 +220,7 @@ impl IntoFuture for Get<Kv> {
             if !namespace.is_empty() {
                 request.enter(namespace);
             }
-            let mut response: pb::RangeResponse = range(client, request).await?;
+            let mut response: pb::RangeResponse = read(client, &request).await?;
             if !namespace.is_empty() {
                 response.leave(namespace);
             }
@@ -227,23 +229,24 @@ impl IntoFuture for Get<Kv> {
     }
 }
 
-/// Sends a Range whose keys are already in the namespace.
+/// Sends a read (a Range, or a Txn that only reads) whose keys are already in the namespace.
 ///
 /// Never back in time (Go's `ordering` package): an answer from a store revision older than
 /// one this client had seen before sending the read comes from a member that is behind,
 /// typically a serializable read on a member cut off from the leader. Ask the next one. (Only
 /// what was seen *before*: a write answered while this read was in flight may be newer than
 /// the read, and rightly so.) The answer is read as `A`: etcd's message, or a
-/// [`RangeAnswer`].
-pub(in crate::client) async fn range<A>(client: &Client, request: pb::RangeRequest) -> Result<A>
+/// [`RangeAnswer`](answer::RangeAnswer).
+pub(in crate::client) async fn read<R, A>(client: &Client, request: &R) -> Result<A>
 where
+    R: Rpc,
     A: Answer + prost::Message + Default + Send + 'static,
 {
     let transport = client.transport();
     let seen = transport.seen_revision();
     let mut tries = 0;
     loop {
-        let response: A = client.call_as(&request).await?;
+        let response: A = client.call_as(request).await?;
         let revision = response.revision();
         transport.saw_revision(revision);
         if revision >= seen {

@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use tokio::sync::oneshot;
 
 use super::answer::{RangeAnswer, TxnAnswer};
-use super::{range, Answer, Get, Kv};
+use super::{read, Answer, Get, Kv};
 use crate::client::namespace::Enter;
 use crate::client::Client;
 use crate::error::Result;
@@ -128,7 +128,7 @@ impl Kv {
         let _turn = first.then(|| Turn(client.clone()));
         // Boxed: the call is most of this future, and a load that waits in the queue should
         // not carry its room.
-        let response = Box::pin(range(client, request)).await?;
+        let response = Box::pin(read(client, &request)).await?;
         Ok(out_of_namespace(client, response))
     }
 }

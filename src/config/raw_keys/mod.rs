@@ -9,7 +9,7 @@ use packed::Packed;
 use read::Read;
 
 use super::EtcdConfig;
-use crate::client::kv::answer::Pairs;
+use crate::client::kv::pairs::Pairs;
 
 /// The keys under one config's prefix as etcd holds them, relative to the prefix.
 ///
@@ -40,7 +40,7 @@ enum Entries {
 enum Many {
     /// A load's, as etcd's answer brought them: no allocation per key.
     Read(Read),
-    /// Pairs, changed in place; read keys become these on their first change.
+    /// Pairs (keys not from an answer: a history's, a test's), changed in place.
     Loose(Loose),
 }
 
@@ -74,14 +74,11 @@ impl Many {
 
     /// Sets (`Some`) or removes (`None`) `key`.
     fn edit(&mut self, key: &str, value: Option<Vec<u8>>) {
-        if let Many::Read(read) = self {
-            *self = Many::Loose(read.to_loose());
-        }
-        if let Many::Loose(entries) = self {
-            match value {
-                Some(value) => entries.put(key, value),
-                None => entries.delete(key),
-            }
+        match (self, value) {
+            (Many::Read(read), Some(value)) => read.put(key, &value),
+            (Many::Read(read), None) => read.delete(key),
+            (Many::Loose(entries), Some(value)) => entries.put(key, value),
+            (Many::Loose(entries), None) => entries.delete(key),
         }
     }
 }
@@ -119,38 +116,33 @@ impl RawKeys {
     /// The keys of a range answer under `T`'s prefix (keys as a store's client gives them,
     /// inside its namespace; others are ignored), decoded as they are: no allocation per key.
     pub(crate) fn from_answer<T: EtcdConfig>(mut pairs: Pairs) -> RawKeys {
-        let mut keys = RawKeys::default();
-        let skip = T::PREFIX.len() + 1;
-        pairs.retain(|key| match super::keys::relative::<T>(key) {
-            Some(relative) if std::str::from_utf8(relative).is_ok() => true,
-            Some(relative) => {
-                keys.put_not_utf8(relative);
-                false
-            }
-            None => false,
-        });
-        pairs.cut_keys(skip);
+        pairs.retain(|key| super::keys::relative::<T>(key).is_some());
+        pairs.cut_keys(T::PREFIX.len() + 1);
         if pairs.is_empty() {
-            return keys;
+            return RawKeys::default();
         }
-        // Not from etcd (which sends a range in key order, each key once), or keys whose
-        // buffer is not text as a whole (a namespace or a dropped key that is not UTF-8):
-        // pairs of their own.
-        let read = match pairs.is_strictly_sorted() {
-            true => Read::new(pairs),
-            false => Err(pairs),
-        };
-        keys.entries = match read {
-            Ok(read) => Entries::Many(Box::new(Many::Read(read))),
+        match Read::new(pairs) {
+            Ok(read) => RawKeys {
+                entries: Entries::Many(Box::new(Many::Read(read))),
+                not_utf8: Box::default(),
+            },
+            // Keys that are not UTF-8 (kept apart), or not sorted (not from etcd, which sends
+            // a range in key order, each key once): pairs of their own.
             Err(pairs) => {
+                let mut keys = RawKeys::default();
                 let mut loose = Loose::relative(Vec::new());
                 for (key, value) in pairs.iter() {
-                    loose.put(std::str::from_utf8(key).unwrap_or_default(), value.to_vec());
+                    match std::str::from_utf8(key) {
+                        Ok(key) => loose.put(key, value.to_vec()),
+                        Err(_) => keys.put_not_utf8(key),
+                    }
                 }
-                Entries::loose(loose)
+                if !loose.is_empty() {
+                    keys.entries = Entries::loose(loose);
+                }
+                keys
             }
-        };
-        keys
+        }
     }
 
     /// Packs a small set of keys into one allocation, for a live config that keeps them; the

@@ -55,7 +55,7 @@ proptest! {
             0..30,
         ),
         sorted in any::<bool>(),
-        edits in proptest::collection::vec(("[ab]{1,2}", proptest::option::of("[xyz]{0,3}")), 0..4),
+        edits in proptest::collection::vec(("[ab]{1,2}", proptest::option::of("[xyz]{0,3}")), 0..40),
     ) {
         use prost::Message;
         let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = pairs

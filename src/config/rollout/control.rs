@@ -151,8 +151,7 @@ impl Store {
             .map(|key| {
                 let full = format!("{fields}{key}");
                 let revision = current
-                    .kvs
-                    .iter()
+                    .kvs()
                     .find(|kv| kv.key == full.as_bytes())
                     .map_or(0, |kv| kv.mod_revision);
                 (key.clone(), revision)

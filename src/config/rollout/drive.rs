@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use super::cohort;
 use super::state::State;
 use super::{Rollout, RolloutOutcome, RolloutPhase};
-use crate::client::{Compare, CompareOp, KeyValue, TxnOp};
+use crate::client::{Compare, CompareOp, TxnOp};
+use crate::config::change_set::Current;
 use crate::config::notes::ChangeNote;
 use crate::config::{keys, EtcdConfig, FleetRecord};
 use crate::error::{Error, Result};
@@ -73,7 +74,7 @@ impl<T: EtcdConfig> Rollout<T> {
             self.held = held;
             let current = self.store.read_current::<T>().await?;
             let fleet = self.store.fleet::<T>().await?;
-            let next = match hand_edit::<T>(&self.held.state, &current.kvs) {
+            let next = match hand_edit::<T>(&self.held.state, &current) {
                 Some(next) => next,
                 None => decide(&self.held.state, &fleet, &mut clocks),
             };
@@ -162,11 +163,12 @@ impl<T: EtcdConfig> Rollout<T> {
 }
 
 /// A hand edit since the start: of a changed key aborts, of another field pauses.
-fn hand_edit<T: EtcdConfig>(state: &State, kvs: &[KeyValue]) -> Option<Next> {
+fn hand_edit<T: EtcdConfig>(state: &State, current: &Current) -> Option<Next> {
     let fields = keys::fields::<T>();
     let revision_of = |key: &str| {
-        kvs.iter()
-            .find(|kv| keys::relative::<T>(&kv.key) == Some(key.as_bytes()))
+        current
+            .kvs()
+            .find(|kv| keys::relative::<T>(kv.key) == Some(key.as_bytes()))
             .map_or(0, |kv| kv.mod_revision)
     };
     for (key, base) in &state.base {
@@ -179,15 +181,15 @@ fn hand_edit<T: EtcdConfig>(state: &State, kvs: &[KeyValue]) -> Option<Next> {
     if state.phase == RolloutPhase::Paused {
         return None;
     }
-    let other = kvs
-        .iter()
+    let other = current
+        .kvs()
         .find(|kv| kv.mod_revision > state.base_revision)?;
     let mut next = state.clone();
     next.phase = RolloutPhase::Paused;
     next.outcome = Some(format!(
         "`{}` was written by someone else during the rollout: the preflight checked another \
          combination; resume to run it again",
-        String::from_utf8_lossy(&other.key)
+        String::from_utf8_lossy(other.key)
     ));
     Some(Next::Swap(Box::new(next)))
 }
