@@ -28,7 +28,8 @@ pub struct PlannedEdit<T> {
     pub before: Option<T>,
     /// The value the edit would save, validated.
     pub after: T,
-    /// The keys as they were read: the change is worked out against them.
+    /// The keys as they were read: the change is worked out against them. For an edit by
+    /// field path, only the named keys keep their values ([`Current::take_raw_keys`]).
     pub(crate) current: Current,
     /// The keys the edit touches, and those it removes on purpose.
     pub(crate) scope: Scope,
@@ -173,12 +174,13 @@ impl Store {
         }
         // A plan that writes right away reads the notes' keys too (one round trip less); a
         // preview needs no permission on them.
-        let current = if before {
+        let mut current = if before {
             self.read_current::<T>().await?
         } else {
             self.read_for_change::<T>().await?
         };
-        let mut keys = current.raw_keys::<T>();
+        // The change compares and shows only the keys it names: the others' values move.
+        let mut keys = current.take_raw_keys::<T>(&relative);
         let revision = current.revision;
         let before = before
             .then(|| decode_entries::<T>(&prefix, self.keyring(), revision, &keys).ok())

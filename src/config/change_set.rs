@@ -50,6 +50,19 @@ impl Current {
         RawKeys::from_answer::<T>(self.pairs.clone())
     }
 
+    /// [`raw_keys`](Self::raw_keys), taking the values along instead of copying them (a
+    /// large config is then not held twice), except those of `keep` (keys relative to the
+    /// prefix: the ones a change by field path compares and shows). The other keys then read
+    /// as empty here.
+    pub(crate) fn take_raw_keys<T: EtcdConfig>(&mut self, keep: &[String]) -> RawKeys {
+        let local = keys::fields::<T>();
+        let kept = |key: &[u8]| {
+            let relative = key.strip_prefix(local.as_bytes());
+            relative.is_some_and(|r| keep.iter().any(|k| k.as_bytes() == r))
+        };
+        RawKeys::from_answer::<T>(self.pairs.split_off_values(kept))
+    }
+
     /// The revision of the newest write to a key that exists: what a change that writes
     /// nothing reports, since the config as it stands is the one etcd held then. A config with
     /// no key at all answers the read's revision.

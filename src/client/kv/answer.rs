@@ -53,6 +53,9 @@ impl Message for RangeAnswer {
             }
             2 => {
                 encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
+                if self.pairs.is_empty() {
+                    self.pairs.reserve_ahead(buf.chunk());
+                }
                 self.pairs.merge_key_value(buf, &ctx)
             }
             3 => encoding::bool::merge(wire_type, &mut self.more, buf, ctx),

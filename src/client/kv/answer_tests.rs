@@ -164,3 +164,26 @@ fn keys_leave_their_namespace() {
     let keys: Vec<&[u8]> = answer.pairs.iter().map(|(k, _)| k).collect();
     assert_eq!(keys, [&b"1"[..], b"2"]);
 }
+
+/// A change that names a few keys keeps their values; the copy it decodes from holds them all.
+#[test]
+fn values_split_off_but_the_kept_ones() {
+    let mut pairs = super::pairs::Pairs::default();
+    for (key, value) in [("a", "1"), ("b", "22"), ("c", "333")] {
+        pairs.push(Pair {
+            key: key.as_bytes(),
+            value: value.as_bytes(),
+            create_revision: 2,
+            mod_revision: 3,
+        });
+    }
+    let whole = pairs.clone();
+    let taken = pairs.split_off_values(|key| key == b"b");
+    assert_eq!(
+        taken.entries().collect::<Vec<_>>(),
+        whole.entries().collect::<Vec<_>>()
+    );
+    let left: Vec<(&[u8], &[u8])> = pairs.iter().collect();
+    assert_eq!(left, [(&b"a"[..], &b""[..]), (b"b", b"22"), (b"c", b"")]);
+    assert!(pairs.entries().all(|pair| pair.mod_revision == 3));
+}

@@ -67,6 +67,26 @@ impl Pairs {
         span.value as usize..span.value_end as usize
     }
 
+    /// A copy of these pairs that takes their values along, leaving here only the values of the
+    /// keys `keep` accepts (the others read as empty): a change that looks at a few keys of a
+    /// large config then holds its values once.
+    pub(crate) fn split_off_values(&mut self, mut keep: impl FnMut(&[u8]) -> bool) -> Pairs {
+        let taken = Pairs {
+            keys: self.keys.clone(),
+            values: std::mem::take(&mut self.values),
+            spans: self.spans.clone(),
+        };
+        for (i, span) in self.spans.iter_mut().enumerate() {
+            let start = self.values.len();
+            if keep(&taken.keys[taken.key_span(i)]) {
+                self.values.extend_from_slice(taken.value(i));
+            }
+            span.value = u32::try_from(start).unwrap_or(u32::MAX);
+            span.value_end = u32::try_from(self.values.len()).unwrap_or(u32::MAX);
+        }
+        taken
+    }
+
     /// Takes the buffer of the values out (it is left empty): see
     /// [`take_key_text`](Self::take_key_text).
     pub(crate) fn take_values(&mut self) -> Vec<u8> {
@@ -148,6 +168,47 @@ impl Pairs {
                 span.key += len;
             }
         }
+    }
+
+    /// Makes room for the pairs an answer brings, by looking ahead in `chunk` (the transport's
+    /// buffer, at the length of the answer's first `KeyValue`): their number and the length of
+    /// their keys and values, as far as they are in the chunk. The buffers are then allocated
+    /// once, not grown by copying (for thousands of keys, the copies and the holes they leave
+    /// were most of the answer's memory).
+    pub(super) fn reserve_ahead(&mut self, chunk: &[u8]) {
+        let (mut pairs, mut keys, mut values) = (0, 0, 0);
+        let mut rest = chunk;
+        while let Some(message) = length_delimited(&mut rest) {
+            // A `KeyValue`'s fields: each key is one byte (field numbers up to 6), then a
+            // varint, or a length and that many bytes. Only an estimate: it stops at anything
+            // else.
+            let mut fields = message;
+            while let Some((&key, after)) = fields.split_first() {
+                fields = after;
+                match key {
+                    0x0a | 0x2a => {
+                        let Some(bytes) = length_delimited(&mut fields) else {
+                            break;
+                        };
+                        *if key == 0x0a { &mut keys } else { &mut values } += bytes.len();
+                    }
+                    0x10 | 0x18 | 0x20 | 0x30 => {
+                        let end = fields.iter().position(|b| b & 0x80 == 0);
+                        fields = &fields[end.map_or(fields.len(), |at| at + 1)..];
+                    }
+                    _ => break,
+                }
+            }
+            pairs += 1;
+            // The next pair starts with field 2's key, length-delimited (0x12).
+            match rest.split_first() {
+                Some((0x12, after)) => rest = after,
+                _ => break,
+            }
+        }
+        self.spans.reserve(pairs);
+        self.keys.reserve(keys);
+        self.values.reserve(values);
     }
 
     /// Reads one `KeyValue` message (length-delimited) off `buf`, keeping its key and value.
@@ -248,6 +309,15 @@ impl Pairs {
             })
             .sum()
     }
+}
+
+/// The bytes of a length-delimited field at the front of `rest` (past its length), if `rest`
+/// holds them all; `rest` moves past them.
+fn length_delimited<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let len = encoding::decode_varint(rest).ok()?;
+    let bytes = rest.get(..usize::try_from(len).ok()?)?;
+    *rest = &rest[bytes.len()..];
+    Some(bytes)
 }
 
 /// Appends a length-delimited field's bytes (that end before `limit` bytes are left) to `into`.
