@@ -37,8 +37,9 @@ impl Encoded {
         Encoded::with(value, None)
     }
 
-    /// Only the entries of `keys` (relative to the prefix): the others are not encoded at
-    /// all, and `maps` still lists every map. Nested structs are still validated.
+    /// Only the entries of `keys` (relative to the prefix; one that ends in `/` stands for
+    /// every key under it): the others are not encoded at all, and `maps` still lists every
+    /// map. Nested structs are still validated.
     pub(crate) fn of_keys<T: EtcdConfig>(value: &T, keys: &[String]) -> Encoded {
         Encoded::with(value, Some(keys))
     }
@@ -52,6 +53,14 @@ impl Encoded {
             out: &mut encoded,
         });
         encoded
+    }
+}
+
+/// Whether `prefix` + `key` starts with `under` (a key ending in `/`), compared in place.
+fn covers(under: &str, prefix: &str, key: &str) -> bool {
+    match under.strip_prefix(prefix) {
+        Some(rest) => key.starts_with(rest),
+        None => prefix.starts_with(under),
     }
 }
 
@@ -72,9 +81,10 @@ impl Encoder<'_> {
         let Some(only) = self.only else { return true };
         let prefix = &self.key_prefix;
         only.iter().any(|k| {
-            k.len() == prefix.len() + key.len()
+            (k.len() == prefix.len() + key.len()
                 && k.starts_with(prefix.as_str())
-                && k.ends_with(key)
+                && k.ends_with(key))
+                || (k.ends_with('/') && covers(k, prefix, key))
         })
     }
 
@@ -86,6 +96,7 @@ impl Encoder<'_> {
             k.strip_prefix(prefix.as_str())
                 .and_then(|rest| rest.strip_prefix(name))
                 .is_some_and(|rest| rest.starts_with('/'))
+                || (k.ends_with('/') && covers(k, prefix, &joined(&[name, "/"])))
         })
     }
 

@@ -19,8 +19,8 @@ pub(super) struct Leaf {
     note: Option<String>,
 }
 
-/// A config with a field of each kind: a default, an option, a map, a map of structs (also
-/// the follower's test config, `follower/pending.rs`).
+/// A config with a field of each kind: a default, an option, a map, a map of structs, a
+/// nested struct (also the follower's test config, `follower/pending.rs`).
 #[derive(EtcdConfig, Debug, Clone, PartialEq, Default)]
 #[etcd(prefix = "/s")]
 pub(super) struct S {
@@ -31,6 +31,8 @@ pub(super) struct S {
     routes: BTreeMap<String, u32>,
     #[etcd(each, nested)]
     pools: BTreeMap<String, Leaf>,
+    #[etcd(nested)]
+    inner: Leaf,
 }
 
 /// One edit by path: `Some` sets, `None` removes.
@@ -89,8 +91,9 @@ fn config() -> impl Strategy<Value = S> {
         proptest::option::of("[xy]{0,2}"),
         proptest::collection::btree_map(name, 0u32..4, 0..5),
         proptest::collection::btree_map(name, (0u32..4, proptest::option::of("[z]")), 0..4),
+        (0u32..4, proptest::option::of("[z]")),
     )
-        .prop_map(|(size, name, routes, pools)| S {
+        .prop_map(|(size, name, routes, pools, (weight, note))| S {
             size,
             name,
             routes,
@@ -98,6 +101,7 @@ fn config() -> impl Strategy<Value = S> {
                 .into_iter()
                 .map(|(k, (weight, note))| (k, Leaf { weight, note }))
                 .collect(),
+            inner: Leaf { weight, note },
         })
 }
 

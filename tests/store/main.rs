@@ -7,6 +7,7 @@ mod support;
 
 mod change;
 mod history;
+mod large;
 mod together;
 
 use std::collections::{BTreeMap, HashMap};

@@ -85,6 +85,7 @@ fn main() {
         "watch-event" => watch_event(iterations),
         "unary-range" => unary_range(iterations),
         "decode-5000" => decode_large(iterations),
+        "watch-event-5000" => watch_event_large(iterations),
         "by-hand-5000" => by_hand_large(iterations),
         "scaling" => {
             scaling(iterations);
@@ -92,7 +93,7 @@ fn main() {
         }
         _ => {
             println!(
-                "noop live-read live-get decode-20 encode-20 watch-event unary-range decode-5000 by-hand-5000 scaling"
+                "noop live-read live-get decode-20 encode-20 watch-event watch-event-5000 unary-range decode-5000 by-hand-5000 scaling"
             );
             return;
         }
@@ -256,6 +257,36 @@ fn watch_event(iterations: u64) -> u64 {
             kv: Some(mvccpb::KeyValue {
                 key: b"/bench/wide/workers".to_vec(),
                 value: (i % 64 + 1).to_string().into_bytes(),
+                create_revision: 1,
+                mod_revision: revision,
+                version: revision,
+                lease: 0,
+            }),
+            prev_kv: None,
+        };
+        follower.apply(revision, vec![event]) as u64
+    })
+}
+
+/// One put of one entry of a config of 5,000 `each` entries, turned into a typed update by the
+/// follower (a live config of a large routing table, edited one route at a time).
+fn watch_event_large(iterations: u64) -> u64 {
+    let pairs: Vec<(Vec<u8>, Vec<u8>)> = (0..5_000)
+        .map(|i| {
+            let key = format!("/bench/large/routes/r{i:05}");
+            let value = format!(r#"{{"path":"/api/v1/service-{i}","weight":{}}}"#, i % 100);
+            (key.into_bytes(), value.into_bytes())
+        })
+        .collect();
+    let mut follower = etcd_config::__private::FollowBench::<Large>::new(pairs, 1).unwrap();
+    measured(iterations, &mut |i| {
+        let revision = i64::try_from(i).unwrap_or(0) + 2;
+        let value = format!(r#"{{"path":"/api/v2/moved","weight":{}}}"#, i % 64);
+        let event = mvccpb::Event {
+            r#type: mvccpb::event::EventType::Put as i32,
+            kv: Some(mvccpb::KeyValue {
+                key: b"/bench/large/routes/r02500".to_vec(),
+                value: value.into_bytes(),
                 create_revision: 1,
                 mod_revision: revision,
                 version: revision,

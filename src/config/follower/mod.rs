@@ -138,7 +138,7 @@ impl<T: EtcdConfig> Tracked<T> {
 /// warning for each: a typo in a hand edit is not silent. The schema and near misses are
 /// looked up only when there are such keys.
 fn unknown_in<T: EtcdConfig>(keys: &RawKeys, stored: &Stored, revision: i64) -> Vec<UnknownKey> {
-    if keys.keys().all(|key| stored.contains_key(key)) {
+    if stored.holds_all(keys.keys()) {
         return Vec::new();
     }
     let unknown: Vec<UnknownKey> = unknown_keys(&T::schema(), keys.keys())

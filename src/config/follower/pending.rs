@@ -4,6 +4,7 @@
 //! of a 20-field struct.
 
 use super::{stored, Stored, Tracked};
+use crate::config::encode::Encoded;
 use crate::config::EtcdConfig;
 
 /// Up to this many keys are encoded again one by one; past it, the whole value is.
@@ -35,20 +36,51 @@ impl<T> Tracked<T> {
 
 impl<T: EtcdConfig> Tracked<T> {
     /// The stored form of `value`, decoded from the keys as they are now: the last good
-    /// value's with the touched keys' fields encoded again, when only top-level fields were
-    /// touched (a key under a map or nested struct may bring or take fields it has no key
-    /// for: defaults, a new entry's other fields); else `value` encoded whole. Leaves the
-    /// last good value's stored form made.
+    /// value's with the touched keys' entries encoded again ([`units`]), or, when they are
+    /// not known, `value` encoded whole. Leaves the last good value's stored form made.
     pub(super) fn stored_next(&mut self, value: &T) -> Stored {
         let good = &self.good;
         let good_stored = self.good_stored.get_or_insert_with(|| stored(&**good));
         match self.pending.take() {
-            Some(pending) if !pending.all && pending.keys.iter().all(|k| !k.contains('/')) => {
-                good_stored.patched(value, &pending.keys)
+            Some(pending) if !pending.all => {
+                good_stored.patched(value, &units(value, pending.keys))
             }
             _ => stored(value),
         }
     }
+}
+
+/// What a touched key may change in the stored form besides its own entry, as keys to encode
+/// again (one ending in `/` stands for every key under it). A key under a map of structs may
+/// bring or take its entry's other fields (defaults, a new entry's other keys): the whole
+/// entry. A key under a nested struct: the whole struct (if it is optional, its first key
+/// brings all its fields). A top-level key, or an entry of a map of values, is one key: a
+/// change of one entry of a large map encodes that entry, not the map.
+fn units<T: EtcdConfig>(value: &T, mut keys: Vec<String>) -> Vec<String> {
+    if keys.iter().all(|key| !key.contains('/')) {
+        return keys;
+    }
+    let maps = Encoded::of_keys(value, &[]).maps;
+    for key in &mut keys {
+        let Some(slash) = key.find('/') else { continue };
+        // A top-level map the key is under (maps in nested structs go with their struct).
+        let map = maps
+            .iter()
+            .find(|map| map.len() == slash + 1 && key.starts_with(map.as_str()));
+        let unit = match map {
+            // An entry of a map of values, or a whole entry of a map of structs.
+            Some(map) => match key[map.len()..].find('/') {
+                None => continue,
+                Some(at) => map.len() + at + 1,
+            },
+            // Under a nested struct: all of it.
+            None => slash + 1,
+        };
+        key.truncate(unit);
+    }
+    keys.sort();
+    keys.dedup();
+    keys
 }
 
 #[cfg(test)]
@@ -73,6 +105,9 @@ mod tests {
         "pools/x/weight",
         "pools/x/note",
         "pools/y/weight",
+        "inner/weight",
+        "inner/note",
+        "routes/a/deeper",
         "stray",
     ];
     const VALUES: &[&str] = &["1", "8", "13", "", "abc", "\"q\"", "007"];

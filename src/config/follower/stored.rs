@@ -48,14 +48,16 @@ impl Stored {
     }
 
     /// `self` (the stored form of a value) with the entries of `keys` made again from
-    /// `value`: what [`of`](Self::of) gives when `value` differs from the stored one only in
-    /// fields with one key each among `keys`.
+    /// `value` (a key ending in `/` stands for every key under it): what [`of`](Self::of)
+    /// gives when `value` differs from the stored one only in the entries of `keys`.
     pub(crate) fn patched<T: EtcdConfig>(&self, value: &T, keys: &[String]) -> Stored {
         let fresh = Encoded::of_keys(value, keys);
-        let mut entries: Vec<Entry<'_>> = self
-            .entries()
-            .filter(|(key, _, _)| !keys.iter().any(|k| k == key))
-            .collect();
+        let touched = |key: &str| {
+            keys.iter()
+                .any(|k| k == key || (k.ends_with('/') && key.starts_with(k.as_str())))
+        };
+        let mut entries: Vec<Entry<'_>> =
+            self.entries().filter(|(key, _, _)| !touched(key)).collect();
         entries.extend(fresh.entries.iter().map(borrowed));
         Stored::by_key(entries)
     }
@@ -153,12 +155,6 @@ impl Stored {
         (self.start(i), self.ends(i))
     }
 
-    // Keys are compared as bytes: a `str` slice would check its char boundaries at every step
-    // of a search, and this runs for every field of every update.
-    fn key_in<'a>(&self, text: &'a [u8], i: usize) -> &'a [u8] {
-        &text[self.start(i)..self.end(i, 0)]
-    }
-
     fn entry(&self, i: usize) -> Entry<'_> {
         let (start, ends) = self.bounds(i);
         let text = self.text();
@@ -177,23 +173,20 @@ impl Stored {
         (0..self.len()).map(|i| self.entry(i))
     }
 
-    /// The index of the entry of `key`.
-    fn find(&self, key: &[u8]) -> Option<usize> {
-        let text = self.text();
-        let (mut low, mut high) = (0, self.len());
-        while low < high {
-            let middle = low + (high - low) / 2;
-            match self.key_in(text, middle).cmp(key) {
-                std::cmp::Ordering::Less => low = middle + 1,
-                std::cmp::Ordering::Greater => high = middle,
-                std::cmp::Ordering::Equal => return Some(middle),
+    /// Whether every key of `keys` (given in increasing order, as a key set gives them) has an
+    /// entry: one pass over both, as both are in key order (keys are compared as bytes).
+    pub(crate) fn holds_all<'k>(&self, keys: impl IntoIterator<Item = &'k str>) -> bool {
+        let mut entries = self.keyed().map(|(_, key, _)| key).peekable();
+        keys.into_iter().all(|key| {
+            while let Some(entry) = entries.peek() {
+                match (*entry).cmp(key.as_bytes()) {
+                    std::cmp::Ordering::Less => drop(entries.next()),
+                    std::cmp::Ordering::Equal => return true,
+                    std::cmp::Ordering::Greater => return false,
+                }
             }
-        }
-        None
-    }
-
-    pub(crate) fn contains_key(&self, key: &str) -> bool {
-        self.find(key.as_bytes()).is_some()
+            false
+        })
     }
 
     /// The stored value of the field at `path`, if it has one.
@@ -279,11 +272,13 @@ mod tests {
         let packed = stored(&entries);
         let read: Vec<_> = packed.entries().collect();
         assert_eq!(read, entries);
-        for (key, _, _) in entries {
-            assert!(packed.contains_key(key), "{key}");
-        }
+        assert!(packed.holds_all(entries.map(|(key, _, _)| key)));
+        assert!(packed.holds_all(["a", "c"]));
         for absent in ["", "0", "b", "b/z", "d"] {
-            assert!(!packed.contains_key(absent), "{absent}");
+            assert!(!packed.holds_all([absent]), "{absent}");
+            let mut among = ["a", "c", absent];
+            among.sort_unstable();
+            assert!(!packed.holds_all(among), "{absent} among others");
         }
         assert_eq!(packed.value_of("b.y"), Some(""));
         assert_eq!(packed.value_of("b.x"), None);
