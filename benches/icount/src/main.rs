@@ -197,11 +197,16 @@ struct Large {
 
 /// A range answer of a config of 5,000 `each` entries, as etcd sends it.
 fn large_answer() -> bytes::Bytes {
-    encoded_answer((0..5_000).map(|i| {
+    encoded_answer(large_pairs())
+}
+
+/// The keys and values of a config of 5,000 `each` entries.
+fn large_pairs() -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> {
+    (0..5_000).map(|i| {
         let key = format!("/bench/large/routes/r{i:05}");
         let value = format!(r#"{{"path":"/api/v1/service-{i}","weight":{}}}"#, i % 100);
         (key.into_bytes(), value.into_bytes())
-    }))
+    })
 }
 
 /// Loading a config of 5,000 `each` entries: its range answer decoded, then the config.
@@ -252,18 +257,8 @@ fn watch_event(iterations: u64) -> u64 {
     let mut follower = etcd_config::__private::FollowBench::<Wide>::new(pairs, 1).unwrap();
     measured(iterations, &mut |i| {
         let revision = i64::try_from(i).unwrap_or(0) + 2;
-        let event = mvccpb::Event {
-            r#type: mvccpb::event::EventType::Put as i32,
-            kv: Some(mvccpb::KeyValue {
-                key: b"/bench/wide/workers".to_vec(),
-                value: (i % 64 + 1).to_string().into_bytes(),
-                create_revision: 1,
-                mod_revision: revision,
-                version: revision,
-                lease: 0,
-            }),
-            prev_kv: None,
-        };
+        let value = (i % 64 + 1).to_string();
+        let event = put_event(b"/bench/wide/workers", value, revision);
         follower.apply(revision, vec![event]) as u64
     })
 }
@@ -271,31 +266,30 @@ fn watch_event(iterations: u64) -> u64 {
 /// One put of one entry of a config of 5,000 `each` entries, turned into a typed update by the
 /// follower (a live config of a large routing table, edited one route at a time).
 fn watch_event_large(iterations: u64) -> u64 {
-    let pairs: Vec<(Vec<u8>, Vec<u8>)> = (0..5_000)
-        .map(|i| {
-            let key = format!("/bench/large/routes/r{i:05}");
-            let value = format!(r#"{{"path":"/api/v1/service-{i}","weight":{}}}"#, i % 100);
-            (key.into_bytes(), value.into_bytes())
-        })
-        .collect();
+    let pairs = large_pairs().collect();
     let mut follower = etcd_config::__private::FollowBench::<Large>::new(pairs, 1).unwrap();
     measured(iterations, &mut |i| {
         let revision = i64::try_from(i).unwrap_or(0) + 2;
         let value = format!(r#"{{"path":"/api/v2/moved","weight":{}}}"#, i % 64);
-        let event = mvccpb::Event {
-            r#type: mvccpb::event::EventType::Put as i32,
-            kv: Some(mvccpb::KeyValue {
-                key: b"/bench/large/routes/r02500".to_vec(),
-                value: value.into_bytes(),
-                create_revision: 1,
-                mod_revision: revision,
-                version: revision,
-                lease: 0,
-            }),
-            prev_kv: None,
-        };
+        let event = put_event(b"/bench/large/routes/r02500", value, revision);
         follower.apply(revision, vec![event]) as u64
     })
+}
+
+/// etcd's event for a put of `value` at `key`, at `revision`.
+fn put_event(key: &[u8], value: String, revision: i64) -> mvccpb::Event {
+    mvccpb::Event {
+        r#type: mvccpb::event::EventType::Put as i32,
+        kv: Some(mvccpb::KeyValue {
+            key: key.to_vec(),
+            value: value.into_bytes(),
+            create_revision: 1,
+            mod_revision: revision,
+            version: revision,
+            lease: 0,
+        }),
+        prev_kv: None,
+    }
 }
 
 /// One unary call's client-side work without the network: the request encoded, a canned

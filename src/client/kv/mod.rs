@@ -298,8 +298,8 @@ pub(crate) trait Answer {
 }
 
 macro_rules! answers {
-    ($($response:ident),*) => {
-        $(impl Answer for pb::$response {
+    ($($response:ty),*) => {
+        $(impl Answer for $response {
             fn revision(&self) -> i64 {
                 self.header.as_ref().map_or(0, |h| h.revision)
             }
@@ -307,22 +307,12 @@ macro_rules! answers {
     };
 }
 
-impl Answer for answer::RangeAnswer {
-    fn revision(&self) -> i64 {
-        self.header.as_ref().map_or(0, |h| h.revision)
-    }
-}
-
-impl Answer for answer::TxnAnswer {
-    fn revision(&self) -> i64 {
-        self.header.as_ref().map_or(0, |h| h.revision)
-    }
-}
-
 answers!(
-    RangeResponse,
-    PutResponse,
-    DeleteRangeResponse,
-    CompactionResponse,
-    TxnResponse
+    pb::RangeResponse,
+    pb::PutResponse,
+    pb::DeleteRangeResponse,
+    pb::CompactionResponse,
+    pb::TxnResponse,
+    answer::RangeAnswer,
+    answer::TxnAnswer
 );
