@@ -186,7 +186,8 @@ impl Task {
         };
         self.stream
             .open(queue, |conn, request| async move {
-                conn.lease().lease_keep_alive(request).await
+                conn.streaming("/etcdserverpb.Lease/LeaseKeepAlive", request)
+                    .await
             })
             .await
     }

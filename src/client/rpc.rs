@@ -233,7 +233,10 @@ impl Rpc for pb::LeaseKeepAliveRequest {
         // sending either). Dropping the answers ends the stream.
         let outbound = futures_util::stream::iter([message]).chain(futures_util::stream::pending());
         let request = tonic::Request::from_parts(metadata, extensions, outbound);
-        let mut answers = conn.lease().lease_keep_alive(request).await?.into_inner();
+        let mut answers = conn
+            .streaming("/etcdserverpb.Lease/LeaseKeepAlive", request)
+            .await?
+            .into_inner();
         match answers.message().await? {
             Some(answer) => Ok(tonic::Response::new(answer)),
             None => Err(tonic::Status::unavailable("keep-alive stream closed")),

@@ -5,6 +5,7 @@
 use bytes::{Buf, BufMut, Bytes};
 use prost::encoding::{skip_field, DecodeContext, WireType};
 
+use super::codec::SliceCodec;
 use super::Conn;
 use crate::client::rpc::Reply;
 
@@ -66,8 +67,28 @@ impl Conn {
             .await
             .map_err(|e| tonic::Status::unknown(format!("Service was not ready: {e}")))?;
         let path = http::uri::PathAndQuery::from_static(path);
-        grpc.unary(request, path, tonic_prost::ProstCodec::default())
+        grpc.unary(request, path, SliceCodec::default()).await
+    }
+
+    /// Opens the bidirectional stream at `path` (`/etcdserverpb.Watch/Watch`) with `request`'s
+    /// messages going out.
+    pub(crate) async fn streaming<Req, Resp>(
+        &self,
+        path: &'static str,
+        request: tonic::Request<impl futures_core::Stream<Item = Req> + Send + 'static>,
+    ) -> Result<tonic::Response<tonic::Streaming<Resp>>, tonic::Status>
+    where
+        Req: prost::Message + Send + 'static,
+        Resp: prost::Message + Default + Send + 'static,
+    {
+        let mut grpc = tonic::client::Grpc::with_origin(self.channel.clone(), self.origin.clone())
+            .max_encoding_message_size(self.max_send)
+            .max_decoding_message_size(self.max_receive);
+        grpc.ready()
             .await
+            .map_err(|e| tonic::Status::unknown(format!("Service was not ready: {e}")))?;
+        let path = http::uri::PathAndQuery::from_static(path);
+        grpc.streaming(request, path, SliceCodec::default()).await
     }
 }
 

@@ -25,6 +25,7 @@
 //! other task stands between the caller and the connection's I/O task.
 
 mod calls;
+mod codec;
 mod connection;
 mod encoded;
 mod endpoint;
@@ -52,10 +53,7 @@ use tls::Tls;
 use super::options::ConnectOptions;
 use super::token::Credentials;
 use crate::error::{Error, Result};
-use crate::proto::etcdserverpb::{
-    lease_client::LeaseClient, maintenance_client::MaintenanceClient, watch_client::WatchClient,
-    StatusRequest,
-};
+use crate::proto::etcdserverpb::{maintenance_client::MaintenanceClient, StatusRequest};
 
 /// `in_flight` before any endpoint was tried.
 const NONE: usize = usize::MAX;
@@ -102,8 +100,9 @@ impl Slot {
     }
 }
 
-/// A connection to one endpoint: unary calls ([`Conn::unary`]) and the streaming calls' generated
-/// stubs, with the configured message limits.
+/// A connection to one endpoint: unary calls ([`Conn::unary`]), bidirectional streams
+/// ([`Conn::streaming`]) and the Maintenance service's generated stub, with the configured
+/// message limits.
 #[derive(Clone)]
 pub(crate) struct Conn {
     channel: Http2,
@@ -126,10 +125,9 @@ macro_rules! stubs {
     };
 }
 
-// The streaming calls' stubs (unary calls go through [`Conn::unary`]).
+// Snapshot and Status go through the generated stub (unary calls go through [`Conn::unary`],
+// the Watch and LeaseKeepAlive streams through [`Conn::streaming`]).
 stubs! {
-    watch -> WatchClient,
-    lease -> LeaseClient,
     maintenance -> MaintenanceClient,
 }
 

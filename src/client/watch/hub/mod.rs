@@ -241,7 +241,7 @@ impl Hub {
         };
         self.stream
             .open(first, |conn, request| async move {
-                conn.watch().watch(request).await
+                conn.streaming("/etcdserverpb.Watch/Watch", request).await
             })
             .await
     }
