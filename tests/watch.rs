@@ -329,6 +329,43 @@ async fn frozen_member_watches_move() {
     etcd.resume(frozen);
 }
 
+/// The only member freezes before the client's first watch: the stream cannot open (each
+/// attempt waits out the dial timeout), and awaiting a watch fails with a timeout naming it,
+/// soon after the request timeout (at most one dial timeout late). Both of two watches awaited
+/// at once fail; once the member is back, a watch works on the same client.
+#[tokio::test]
+async fn watch_on_a_frozen_member_times_out() {
+    let etcd = Etcd::builder(1).front(Front::Direct).start().await;
+    let options = etcd
+        .options()
+        .dial_timeout(Duration::from_millis(500))
+        .request_timeout(Duration::from_secs(2));
+    let client = Client::connect(etcd.endpoints(), options).await.unwrap();
+    etcd.pause(0);
+    let started = Instant::now();
+    let both = async { tokio::join!(client.watch("/a"), client.watch(KeyRange::prefix("/b/"))) };
+    let (a, b) = tokio::time::timeout(Duration::from_secs(10), both)
+        .await
+        .expect("awaiting the watches never ended");
+    let elapsed = started.elapsed();
+    for (answer, key) in [(a, "/a"), (b, "/b/")] {
+        let err = answer.unwrap_err();
+        assert!(matches!(err, Error::Timeout { .. }), "{err}");
+        assert!(err.to_string().contains(key), "{err}");
+    }
+    assert!(
+        elapsed >= Duration::from_secs(2) && elapsed < Duration::from_millis(3500),
+        "{elapsed:?}"
+    );
+    etcd.resume(0);
+    let mut watch = client.watch("/a").await.unwrap();
+    let put = client.kv().put("/a", "1").await.unwrap();
+    assert_eq!(
+        next(&mut watch).await.events[0].kv.mod_revision,
+        put.header.revision
+    );
+}
+
 /// With `fragment`, etcd splits a response larger than its request limit; the pieces come back
 /// together as one response holding every event, in order.
 #[tokio::test]

@@ -148,18 +148,8 @@ impl WatchBuilder {
             created,
             catch_up_limit: self.catch_up_limit,
         });
-        let after = self.client.transport().options.request_timeout;
-        match tokio::time::timeout(after, created_rx).await {
-            Ok(created) => created.map_err(|_| hub_gone())??,
-            Err(_elapsed) => {
-                hub.send(Command::Unanswered(id));
-                return Err(Error::Timeout {
-                    operation: Spec::of(&request).describe(),
-                    after,
-                    endpoint: None,
-                });
-            }
-        }
+        // The watch task fails the create after the request timeout (see `hub::alarm`).
+        created_rx.await.map_err(|_| hub_gone())??;
         Ok(())
     }
 }
@@ -234,9 +224,11 @@ impl Client {
 ///   overtake the events it covers (etcd-io/etcd#15220). Attempts back off from 50 ms to 2 s.
 /// - **Frozen members.** Opening the stream waits at most the dial timeout; a member that does
 ///   not answer is left for the next. Awaiting a watch waits at most the request timeout for
-///   etcd to confirm it, then fails with [`Error::Timeout`]; if the stream heard nothing at all
-///   in that time, it is taken to be stuck on a member that stopped answering, and moves (with
-///   every other watch) to the next endpoint.
+///   etcd to confirm it (up to one dial timeout more while the stream is being opened on a
+///   member that does not answer), then fails with [`Error::Timeout`]; if the stream heard
+///   nothing at all in that time, it is taken to be stuck on a member that stopped answering,
+///   and moves (with every other watch) to the next endpoint. One timer on the watch task keeps
+///   these deadlines, however many watches are awaited.
 /// - **Slow consumers.** Each watch has a bounded buffer. When it is full, the task cancels that
 ///   one watch on the server instead of waiting, and creates it again from the first revision
 ///   not delivered once the consumer has drained its buffer. Other watches never wait for a slow

@@ -3,6 +3,7 @@
 //! elsewhere when it breaks. The behaviour is described in [`super::watch`]; the public types
 //! live there.
 
+mod alarm;
 mod answers;
 mod catch_up;
 mod drive;
@@ -16,16 +17,18 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 use super::creates::Creates;
 use super::event::{Event, Shared, WatchResponse};
 use super::ids::IdMap;
 use super::queue;
 use crate::client::stream::{fails_waiting, Reopen, StreamHealth, Supervised};
-use crate::client::transport::Transport;
-use crate::error::{Error, Result};
+use crate::client::transport::{Encoded, Transport};
+use crate::error::Result;
 use crate::proto::etcdserverpb as pb;
-use probe::{until, Probe};
+use alarm::Confirmations;
+use probe::Probe;
 pub(super) use spec::Spec;
 pub(super) use watcher::Consumer;
 use watcher::{State, Watcher};
@@ -51,9 +54,6 @@ pub(super) enum Command {
         shared: Arc<Shared>,
     },
     Cancel(u64),
-    /// The create of this watch was not confirmed within the request timeout; its caller got
-    /// a timeout error.
-    Unanswered(u64),
     Resume(u64),
     Progress,
 }
@@ -107,10 +107,14 @@ struct Hub {
     queue: VecDeque<u64>,
     /// The creates sent on the open stream and not answered yet.
     creates: Creates,
-    stream: Supervised<pb::WatchRequest, pb::WatchResponse>,
+    stream: Supervised<Encoded, pb::WatchResponse>,
     confirming: Arc<AtomicUsize>,
     /// The liveness probe: see [`Probe`].
     probe: Probe,
+    /// Watches awaited and not yet confirmed, with their deadlines.
+    confirmations: Confirmations,
+    /// The client's request timeout (its options do not change).
+    request_timeout: Option<Duration>,
 }
 
 impl Hub {
@@ -119,6 +123,7 @@ impl Hub {
         commands: mpsc::UnboundedReceiver<Command>,
         confirming: Arc<AtomicUsize>,
     ) -> Hub {
+        let request_timeout = transport.upgrade().map(|t| t.options.request_timeout);
         Hub {
             commands,
             watchers: IdMap::default(),
@@ -129,12 +134,16 @@ impl Hub {
             stream: Supervised::new(transport, "Watch"),
             confirming,
             probe: Probe::default(),
+            confirmations: Confirmations::default(),
+            request_timeout,
         }
     }
 
     async fn run(mut self) {
         let mut progress = tokio::time::interval(PROGRESS_EVERY);
         progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Every deadline of the task on one timer (see `alarm`).
+        let mut alarm = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
         loop {
             if !self.stream.is_open() && self.watchers.values().any(|w| w.state != State::Paused) {
                 if let Err(err) = self.open().await {
@@ -142,10 +151,18 @@ impl Hub {
                     if fails_waiting(&err) {
                         self.fail_unconfirmed(&err);
                     }
+                    self.expire_unconfirmed();
                     if self.watchers.is_empty() {
                         continue;
                     }
-                    match self.stream.wait_to_reopen(&mut self.commands).await {
+                    // Waiting watches time out on time while the task backs off.
+                    let confirm_by = self.confirm_by();
+                    let reopen = tokio::select! {
+                        reopen = self.stream.wait_to_reopen(&mut self.commands) => reopen,
+                        () = alarm::at(confirm_by) => Reopen::Now,
+                    };
+                    self.expire_unconfirmed();
+                    match reopen {
                         Reopen::Now => {}
                         Reopen::Command(command) => self.command(command),
                         Reopen::Closed => return,
@@ -153,20 +170,16 @@ impl Hub {
                     continue;
                 }
             }
-            let request_timeout = self.stream.transport().map(|t| t.options.request_timeout);
-            let stuck = until(self.creates.oldest(), request_timeout);
-            let unanswered = until(self.probe.waiting_since(), request_timeout);
+            let due = self.next_deadline();
+            if let Some(due) = due.filter(|&due| due != alarm.deadline()) {
+                alarm.as_mut().reset(due);
+            }
             tokio::select! {
                 command = self.commands.recv() => match command {
                     Some(command) => self.command(command),
                     None => return,
                 },
-                // The member stopped answering creates (frozen, partitioned, overloaded): every
-                // watch behind this one would wait forever.
-                () = stuck => self.broken("a watch create went unanswered"),
-                () = unanswered => {
-                    self.broken("no answer to a progress request within the request timeout");
-                }
+                () = &mut alarm, if due.is_some() => self.ring(),
                 // Live configs want etcd to confirm, now and then, that they are current: one
                 // request answers for every watch on the stream.
                 // (The count is read at each tick: a precondition would be read only when the
@@ -194,24 +207,6 @@ impl Hub {
         }
     }
 
-    /// While etcd cannot be reached, watches whose create has not been confirmed yet fail
-    /// instead of waiting forever; established watches keep waiting to resume.
-    fn fail_unconfirmed(&mut self, err: &Error) {
-        let unconfirmed: Vec<u64> = self
-            .watchers
-            .iter()
-            .filter(|(_, w)| w.created.is_some())
-            .map(|(id, _)| *id)
-            .collect();
-        for id in &unconfirmed {
-            if let Some(mut watcher) = self.watchers.remove(id) {
-                if let Some(created) = watcher.created.take() {
-                    let _ = created.send(Err(err.clone()));
-                }
-            }
-        }
-    }
-
     async fn open(&mut self) -> Result<()> {
         self.probe = Probe::default();
         self.end_far_behind().await?;
@@ -234,7 +229,7 @@ impl Hub {
         }
         // The first creates go out with the stream (see `Supervised::open`).
         let (watchers, queue, creates) = (&self.watchers, &mut self.queue, &mut self.creates);
-        let first = |outbound: &mpsc::UnboundedSender<pb::WatchRequest>| {
+        let first = |outbound: &mpsc::UnboundedSender<Encoded>| {
             send_creates(watchers, queue, creates, |request| {
                 let _ = outbound.send(request);
             });
@@ -267,9 +262,9 @@ impl Hub {
     }
 
     fn send(&mut self, request: pb::watch_request::RequestUnion) {
-        self.stream.send(pb::WatchRequest {
+        self.stream.send(Encoded::of(&pb::WatchRequest {
             request_union: Some(request),
-        });
+        }));
     }
 
     /// Queues the create of watch `id` on the open stream (if none is open, the watch is
@@ -337,6 +332,8 @@ impl Hub {
                         catch_up_limit: catch_up_limit.unwrap_or(i64::MAX),
                     }),
                 );
+                let deadline = self.request_timeout().map(|t| Instant::now() + t);
+                self.confirmations.registered(id, deadline);
                 self.create(id);
             }
             Command::Drive {
@@ -353,14 +350,6 @@ impl Hub {
                         self.cancel_on_server(watch_id);
                     }
                     // A create still in flight is matched (and cancelled) when its answer comes.
-                }
-            }
-            Command::Unanswered(id) => {
-                let unconfirmed = self.watchers.get(&id).is_some_and(|w| w.created.is_some());
-                if unconfirmed {
-                    // Its answer, if one ever comes, is matched and cancelled like a dropped
-                    // watch's. (A stuck stream is noticed by the run loop's own timer.)
-                    self.watchers.remove(&id);
                 }
             }
             Command::Resume(id) => {
@@ -383,7 +372,7 @@ fn send_creates(
     watchers: &IdMap<u64, Box<Watcher>>,
     queue: &mut VecDeque<u64>,
     creates: &mut Creates,
-    send: impl Fn(pb::WatchRequest),
+    send: impl Fn(Encoded),
 ) {
     while creates.can_send() {
         let Some(id) = queue.pop_front() else {
@@ -392,11 +381,7 @@ fn send_creates(
         let Some(watcher) = watchers.get(&id).filter(|w| w.state == State::Creating) else {
             continue; // dropped or paused while queued
         };
-        let request = watcher
-            .spec
-            .request(watcher.next_revision, creates.sent(id));
-        send(pb::WatchRequest {
-            request_union: Some(pb::watch_request::RequestUnion::CreateRequest(request)),
-        });
+        let watch_id = creates.sent(id);
+        send(watcher.spec.create_message(watcher.next_revision, watch_id));
     }
 }

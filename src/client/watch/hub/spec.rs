@@ -4,6 +4,10 @@
 
 use std::borrow::Cow;
 
+use bytes::{Buf, BufMut};
+use prost::encoding::{self, DecodeContext, WireType};
+
+use crate::client::transport::Encoded;
 use crate::key_range::{is_prefix_end, prefix_end};
 use crate::proto::etcdserverpb as pb;
 use pb::watch_create_request::FilterType;
@@ -17,6 +21,7 @@ const NO_DELETE: u8 = 1 << 4;
 /// is kept.
 const PREFIX: u8 = 1 << 5;
 
+#[derive(Debug)]
 pub(in crate::client::watch) struct Spec {
     /// The key, then the range end (unless it follows from the key: [`PREFIX`]).
     range: Box<[u8]>,
@@ -71,7 +76,9 @@ impl Spec {
         Cow::Owned(prefix_end(self.key()).unwrap_or_default())
     }
 
-    /// The create request, from `start_revision` (0: now), asking for `watch_id`.
+    /// The create request, from `start_revision` (0: now), asking for `watch_id`: what
+    /// [`Spec::create_message`] encodes, to compare with.
+    #[cfg(test)]
     pub(super) fn request(&self, start_revision: i64, watch_id: i64) -> pb::WatchCreateRequest {
         let mut filters = Vec::new();
         if self.flags & NO_PUT != 0 {
@@ -92,6 +99,17 @@ impl Spec {
         }
     }
 
+    /// The stream message that creates this watch from `start_revision` (0: now), asking for
+    /// `watch_id`, encoded from the spec itself: no request is built (two vectors, and the
+    /// range end computed again, per create).
+    pub(super) fn create_message(&self, start_revision: i64, watch_id: i64) -> Encoded {
+        Encoded::of(&CreateMessage(Create {
+            spec: self,
+            start_revision,
+            watch_id,
+        }))
+    }
+
     /// What the watch is, for errors: `Watch prefix /services/gateway/`.
     pub(in crate::client::watch) fn describe(&self) -> String {
         format!(
@@ -101,9 +119,196 @@ impl Spec {
     }
 }
 
+/// A `WatchCreateRequest` read from a [`Spec`], as prost would encode the request
+/// [`Spec::request`] builds (the tests compare the bytes). Field numbers are etcd's.
+#[derive(Debug)]
+struct Create<'a> {
+    spec: &'a Spec,
+    start_revision: i64,
+    watch_id: i64,
+}
+
+/// The `WatchRequest` around a [`Create`] (its `create_request`, field 1).
+#[derive(Debug)]
+struct CreateMessage<'a>(Create<'a>);
+
+impl Create<'_> {
+    fn flag(&self, flag: u8) -> bool {
+        self.spec.flags & flag != 0
+    }
+
+    /// The range end: given, or the key's prefix end as its head and last byte.
+    fn range_end(&self) -> (&[u8], Option<u8>) {
+        let spec = self.spec;
+        if spec.flags & PREFIX == 0 {
+            return (&spec.range[spec.key_len as usize..], None);
+        }
+        let key = spec.key();
+        match key.iter().rposition(|&b| b != 0xff) {
+            Some(last) => (&key[..last], Some(key[last] + 1)),
+            None => (&[], None), // not a prefix spec (`Spec::of` checks)
+        }
+    }
+
+    fn filters(&self) -> Vec<i32> {
+        let mut filters = Vec::new();
+        if self.flag(NO_PUT) {
+            filters.push(FilterType::Noput as i32);
+        }
+        if self.flag(NO_DELETE) {
+            filters.push(FilterType::Nodelete as i32);
+        }
+        filters
+    }
+}
+
+impl prost::Message for Create<'_> {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        put_bytes(1, self.spec.key(), None, buf);
+        let (head, last) = self.range_end();
+        put_bytes(2, head, last, buf);
+        if self.start_revision != 0 {
+            encoding::int64::encode(3, &self.start_revision, buf);
+        }
+        if self.flag(PROGRESS_NOTIFY) {
+            encoding::bool::encode(4, &true, buf);
+        }
+        encoding::int32::encode_packed(5, &self.filters(), buf);
+        if self.flag(PREV_KV) {
+            encoding::bool::encode(6, &true, buf);
+        }
+        if self.watch_id != 0 {
+            encoding::int64::encode(7, &self.watch_id, buf);
+        }
+        if self.flag(FRAGMENT) {
+            encoding::bool::encode(8, &true, buf);
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        let key = self.spec.key().len();
+        let (head, last) = self.range_end();
+        let end = head.len() + usize::from(last.is_some());
+        let field = |len: usize| {
+            if len == 0 {
+                0
+            } else {
+                1 + encoding::encoded_len_varint(len as u64) + len
+            }
+        };
+        let flags = [PROGRESS_NOTIFY, PREV_KV, FRAGMENT]
+            .into_iter()
+            .filter(|&flag| self.flag(flag))
+            .count();
+        field(key)
+            + field(end)
+            + [self.start_revision, self.watch_id]
+                .into_iter()
+                .filter(|&n| n != 0)
+                .map(|n| 1 + encoding::encoded_len_varint(n as u64))
+                .sum::<usize>()
+            + 2 * flags
+            + encoding::int32::encoded_len_packed(5, &self.filters())
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        encoding::skip_field(wire_type, tag, buf, ctx) // only ever sent
+    }
+
+    fn clear(&mut self) {}
+}
+
+/// A bytes field holding `head` then `last`, left out when empty (proto3).
+fn put_bytes(tag: u32, head: &[u8], last: Option<u8>, buf: &mut impl BufMut) {
+    let len = head.len() + usize::from(last.is_some());
+    if len > 0 {
+        encoding::encode_key(tag, WireType::LengthDelimited, buf);
+        encoding::encode_varint(len as u64, buf);
+        buf.put_slice(head);
+        if let Some(last) = last {
+            buf.put_u8(last);
+        }
+    }
+}
+
+impl prost::Message for CreateMessage<'_> {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        encoding::message::encode(1, &self.0, buf);
+    }
+
+    fn encoded_len(&self) -> usize {
+        encoding::message::encoded_len(1, &self.0)
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        encoding::skip_field(wire_type, tag, buf, ctx) // only ever sent
+    }
+
+    fn clear(&mut self) {}
+}
+
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+    use prost::Message;
+
     use super::*;
+
+    fn byte() -> impl Strategy<Value = u8> {
+        prop_oneof![Just(0u8), Just(b'a'), Just(0xfe), Just(0xff)]
+    }
+
+    proptest! {
+        /// The create encoded from the spec is, byte for byte, the request prost encodes.
+        #[test]
+        fn the_create_is_encoded_as_prost_would(
+            key in prop::collection::vec(byte(), 0..5),
+            end in prop::collection::vec(byte(), 0..5),
+            prefix in any::<bool>(),
+            flags in any::<[bool; 5]>(),
+            start_revision in prop_oneof![Just(0i64), any::<i64>()],
+            watch_id in prop_oneof![Just(0i64), Just(-1i64), any::<i64>()],
+        ) {
+            let range_end = match prefix {
+                true => prefix_end(&key).unwrap_or(end),
+                false => end,
+            };
+            let [prev_kv, progress_notify, fragment, no_put, no_delete] = flags;
+            let filters = [(no_put, FilterType::Noput), (no_delete, FilterType::Nodelete)]
+                .into_iter()
+                .filter(|(set, _)| *set)
+                .map(|(_, filter)| filter as i32)
+                .collect();
+            let spec = Spec::of(&pb::WatchCreateRequest {
+                key,
+                range_end,
+                prev_kv,
+                progress_notify,
+                fragment,
+                filters,
+                ..Default::default()
+            });
+            let expected = pb::WatchRequest {
+                request_union: Some(pb::watch_request::RequestUnion::CreateRequest(
+                    spec.request(start_revision, watch_id),
+                )),
+            };
+            let message = spec.create_message(start_revision, watch_id);
+            prop_assert_eq!(&message.bytes()[..], &expected.encode_to_vec()[..]);
+        }
+    }
 
     /// Every option survives the round trip through the compact form.
     #[test]
