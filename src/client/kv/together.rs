@@ -15,17 +15,21 @@
 
 use std::sync::Mutex;
 
+use bytes::{Buf, BufMut};
+use prost::encoding::{self, DecodeContext, WireType};
+use prost::Message as _;
 use tokio::sync::oneshot;
 
 use super::answer::{RangeAnswer, TxnAnswer};
 use super::{read, Answer, Get, Kv};
 use crate::client::namespace::Enter;
+use crate::client::rpc::{self, Rpc};
+use crate::client::transport::{Conn, Encoded, Retry};
 use crate::client::Client;
 use crate::error::Result;
 use crate::key_range::KeyRange;
 use crate::proto::etcdserverpb as pb;
 use crate::sync::lock;
-use pb::request_op::Request;
 
 /// The most Ranges in one Txn: etcd's default `--max-txn-ops`.
 const MOST: usize = 128;
@@ -202,38 +206,83 @@ async fn drain(client: Client, mut batch: Vec<Waiting>) {
     }
 }
 
-/// Queued reads on their way in one Txn, their requests moved into it. However the batch
-/// ends (answered, failed, its task cancelled), each read it did not answer gets its request
-/// back and goes alone.
+/// Queued reads on their way in one Txn. The Txn is encoded from the queued requests where
+/// they are, each request's size counted once (prost's own Txn would count each nested
+/// size three times, and the requests would move into it and back). However the batch ends
+/// (answered, failed, its task cancelled), each read it did not answer goes alone
+/// ([`Waiting`]'s drop).
+#[derive(Debug)]
 struct Batch {
     waiting: Vec<Waiting>,
-    txn: pb::TxnRequest,
+    /// Each request's encoded size.
+    sizes: Vec<usize>,
 }
 
 impl Batch {
-    fn of(mut waiting: Vec<Waiting>) -> Batch {
-        let success = waiting
-            .iter_mut()
-            .map(|waiting| pb::RequestOp {
-                request: Some(Request::RequestRange(std::mem::take(&mut waiting.request))),
-            })
-            .collect();
-        let txn = pb::TxnRequest {
-            success,
-            ..Default::default()
-        };
-        Batch { waiting, txn }
+    fn of(waiting: Vec<Waiting>) -> Batch {
+        let sizes = waiting.iter().map(|w| w.request.encoded_len()).collect();
+        Batch { waiting, sizes }
+    }
+
+    /// Each `RequestOp`'s size: its one field, `request_range` (1), around the request.
+    fn ops(&self) -> impl Iterator<Item = usize> + '_ {
+        self.sizes.iter().map(|&size| field_len(size))
     }
 }
 
-impl Drop for Batch {
-    fn drop(&mut self) {
-        // Each request back with its reader: `Waiting`'s drop sends it to the unanswered.
-        for (waiting, op) in self.waiting.iter_mut().zip(&mut self.txn.success) {
-            if let Some(Request::RequestRange(request)) = op.request.take() {
-                waiting.request = request;
-            }
+/// The size of a length-delimited field of `len` bytes with a one-byte tag.
+fn field_len(len: usize) -> usize {
+    1 + encoding::encoded_len_varint(len as u64) + len
+}
+
+/// A `TxnRequest` whose `success` (field 2) holds a `RequestOp` per queued read; no
+/// comparisons, no failure branch. The field numbers are etcd's.
+impl prost::Message for Batch {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        for ((waiting, &size), op) in self.waiting.iter().zip(&self.sizes).zip(self.ops()) {
+            encoding::encode_key(2, WireType::LengthDelimited, buf);
+            encoding::encode_varint(op as u64, buf);
+            encoding::encode_key(1, WireType::LengthDelimited, buf);
+            encoding::encode_varint(size as u64, buf);
+            waiting.request.encode_raw(buf);
         }
+    }
+
+    fn encoded_len(&self) -> usize {
+        self.ops().map(field_len).sum()
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> std::result::Result<(), prost::DecodeError> {
+        encoding::skip_field(wire_type, tag, buf, ctx) // only ever sent
+    }
+
+    fn clear(&mut self) {
+        self.waiting.clear();
+        self.sizes.clear();
+    }
+}
+
+impl Rpc for Batch {
+    type Response = pb::TxnResponse;
+    const NAME: &'static str = "Txn";
+    const PATH: &'static str = "/etcdserverpb.KV/Txn";
+
+    fn retry(&self) -> Retry {
+        Retry::Idempotent // reads only
+    }
+
+    fn subject(&self) -> String {
+        format!("of {} reads sent together", self.waiting.len())
+    }
+
+    async fn send(conn: Conn, request: tonic::Request<Encoded>) -> rpc::Reply<pb::TxnResponse> {
+        conn.unary(Self::PATH, request).await
     }
 }
 
@@ -245,7 +294,7 @@ async fn send(client: &Client, waiting: Vec<Waiting>) -> bool {
     }
     let seen = client.transport().seen_revision();
     let mut batch = Batch::of(waiting);
-    let response = match client.call_as::<_, TxnAnswer>(&batch.txn).await {
+    let response = match client.call_as::<_, TxnAnswer>(&batch).await {
         Ok(response) => response,
         Err(err) => {
             tracing::debug!(reads = batch.waiting.len(), error = %err, "reads sent together failed; each goes alone");
@@ -264,4 +313,58 @@ async fn send(client: &Client, waiting: Vec<Waiting>) -> bool {
         }
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use prost::Message;
+
+    use super::{Batch, Waiting};
+    use crate::proto::etcdserverpb as pb;
+
+    proptest! {
+        /// The Txn encoded from the queue is, byte for byte, the `TxnRequest` prost encodes
+        /// with the same Ranges.
+        #[test]
+        fn the_batch_is_the_txn_prost_would_send(
+            reads in prop::collection::vec(
+                (
+                    prop::collection::vec(any::<u8>(), 0..300),
+                    prop::collection::vec(any::<u8>(), 0..3),
+                    prop_oneof![Just(0i64), any::<i64>()],
+                    any::<bool>(),
+                ),
+                0..20,
+            ),
+        ) {
+            let requests: Vec<pb::RangeRequest> = reads
+                .into_iter()
+                .map(|(key, range_end, revision, keys_only)| pb::RangeRequest {
+                    key,
+                    range_end,
+                    revision,
+                    keys_only,
+                    ..Default::default()
+                })
+                .collect();
+            let txn = pb::TxnRequest {
+                success: requests
+                    .iter()
+                    .map(|request| pb::RequestOp {
+                        request: Some(pb::request_op::Request::RequestRange(request.clone())),
+                    })
+                    .collect(),
+                ..Default::default()
+            };
+            let batch = Batch::of(
+                requests
+                    .into_iter()
+                    .map(|request| Waiting { request, reply: None })
+                    .collect(),
+            );
+            prop_assert_eq!(batch.encoded_len(), txn.encoded_len());
+            prop_assert_eq!(batch.encode_to_vec(), txn.encode_to_vec());
+        }
+    }
 }
