@@ -20,15 +20,14 @@ mod ids;
 mod queue;
 mod sink;
 
-use super::namespace::Enter as _;
 use super::BoxFuture;
 use super::Client;
 use crate::error::{Error, Result};
 use crate::key_range::KeyRange;
-use crate::proto::etcdserverpb as pb;
 use event::Shared;
 pub use event::{Event, EventKind, WatchResponse};
-use hub::{Command, Consumer, Spec};
+use hub::spec::{self, Spec};
+use hub::{Command, Consumer};
 pub(crate) use sink::{Driving, Sink};
 
 /// Options for a new watch; `.await` it to register the watch (one round trip).
@@ -36,7 +35,10 @@ pub(crate) use sink::{Driving, Sink};
 #[must_use = "a WatchBuilder does nothing until awaited"]
 pub struct WatchBuilder {
     client: Client,
-    request: pb::WatchCreateRequest,
+    /// The range, in the client's namespace, and the options.
+    spec: Spec,
+    /// 0: from now.
+    start_revision: i64,
     buffer: usize,
     catch_up_limit: Option<i64>,
 }
@@ -54,42 +56,38 @@ impl WatchBuilder {
 
     /// Start at `revision` instead of "now" (events from that revision on are replayed).
     pub fn start_revision(mut self, revision: i64) -> Self {
-        self.request.start_revision = revision;
+        self.start_revision = revision;
         self
     }
 
     /// Include each key's previous value in events.
     pub fn prev_kv(mut self) -> Self {
-        self.request.prev_kv = true;
+        self.spec.set(spec::PREV_KV);
         self
     }
 
     /// Leave out put events.
     pub fn no_put(mut self) -> Self {
-        self.request
-            .filters
-            .push(pb::watch_create_request::FilterType::Noput as i32);
+        self.spec.set(spec::NO_PUT);
         self
     }
 
     /// Leave out delete events.
     pub fn no_delete(mut self) -> Self {
-        self.request
-            .filters
-            .push(pb::watch_create_request::FilterType::Nodelete as i32);
+        self.spec.set(spec::NO_DELETE);
         self
     }
 
     /// Ask etcd to send progress notifications (empty responses) when the watch is idle.
     pub fn progress_notify(mut self) -> Self {
-        self.request.progress_notify = true;
+        self.spec.set(spec::PROGRESS_NOTIFY);
         self
     }
 
     /// Let etcd split very large revisions into fragments; they are put back together here, so
     /// each response still holds whole revisions.
     pub fn fragment(mut self) -> Self {
-        self.request.fragment = true;
+        self.spec.set(spec::FRAGMENT);
         self
     }
 
@@ -135,15 +133,10 @@ impl WatchBuilder {
     async fn register(&mut self, id: u64, events: Consumer) -> Result<()> {
         let hub = self.client.watch_hub();
         let (created, created_rx) = oneshot::channel();
-        let mut request = std::mem::take(&mut self.request);
-        if !self.client.namespace.is_empty() {
-            request.enter(&self.client.namespace);
-        }
-        let spec = Spec::of(&request);
         hub.send(Command::Create {
             id,
-            spec,
-            start_revision: request.start_revision,
+            spec: std::mem::take(&mut self.spec),
+            start_revision: self.start_revision,
             events,
             created,
             catch_up_limit: self.catch_up_limit,
@@ -157,14 +150,22 @@ impl WatchBuilder {
 impl Client {
     /// Starts building a watch of `range`. Await the builder to register it.
     pub fn watch(&self, range: impl Into<KeyRange>) -> WatchBuilder {
-        let (key, range_end) = range.into().into_parts();
+        let range = range.into();
+        let spec = Spec::entered(&self.namespace, range.start(), range.range_end());
+        self.watch_of(spec)
+    }
+
+    /// A watch of every key under `first + second` (a config's prefix and `/`), its range
+    /// built in one allocation.
+    pub(crate) fn watch_prefix(&self, parts: [&[u8]; 2]) -> WatchBuilder {
+        self.watch_of(Spec::prefix(&self.namespace, parts))
+    }
+
+    fn watch_of(&self, spec: Spec) -> WatchBuilder {
         WatchBuilder {
             client: self.clone(),
-            request: pb::WatchCreateRequest {
-                key,
-                range_end,
-                ..Default::default()
-            },
+            spec,
+            start_revision: 0,
             buffer: 32,
             catch_up_limit: None,
         }

@@ -137,7 +137,7 @@ async fn watch_after<T: EtcdConfig>(
 fn watch_from<T: EtcdConfig>(store: &Store, revision: i64) -> crate::client::watch::WatchBuilder {
     store
         .client()
-        .watch(store.range_of::<T>())
+        .watch_prefix([T::PREFIX.as_bytes(), b"/"])
         .start_revision(revision + 1)
         .catch_up_limit(store.catch_up_limit_revisions())
 }

@@ -8,7 +8,7 @@ mod answers;
 mod catch_up;
 mod drive;
 mod probe;
-mod spec;
+pub(super) mod spec;
 mod watcher;
 
 use std::collections::VecDeque;

@@ -12,16 +12,16 @@ use crate::key_range::{is_prefix_end, prefix_end};
 use crate::proto::etcdserverpb as pb;
 use pb::watch_create_request::FilterType;
 
-const PREV_KV: u8 = 1;
-const PROGRESS_NOTIFY: u8 = 1 << 1;
-const FRAGMENT: u8 = 1 << 2;
-const NO_PUT: u8 = 1 << 3;
-const NO_DELETE: u8 = 1 << 4;
+pub(in crate::client::watch) const PREV_KV: u8 = 1;
+pub(in crate::client::watch) const PROGRESS_NOTIFY: u8 = 1 << 1;
+pub(in crate::client::watch) const FRAGMENT: u8 = 1 << 2;
+pub(in crate::client::watch) const NO_PUT: u8 = 1 << 3;
+pub(in crate::client::watch) const NO_DELETE: u8 = 1 << 4;
 /// The range end is the key's prefix end ([`prefix_end`]), as every config's is: only the key
 /// is kept.
 const PREFIX: u8 = 1 << 5;
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Default)]
 pub(in crate::client::watch) struct Spec {
     /// The key, then the range end (unless it follows from the key: [`PREFIX`]).
     range: Box<[u8]>,
@@ -30,39 +30,84 @@ pub(in crate::client::watch) struct Spec {
 }
 
 impl Spec {
-    /// What `request` asks for, apart from its start revision and watch id (the watch task
-    /// sets those at each create).
-    pub(in crate::client::watch) fn of(request: &pb::WatchCreateRequest) -> Spec {
-        let (key, end) = (&request.key[..], &request.range_end[..]);
-        let prefix = is_prefix_end(key, end);
-        let mut range = Vec::with_capacity(key.len() + if prefix { 0 } else { end.len() });
-        range.extend_from_slice(key);
-        if !prefix {
-            range.extend_from_slice(end);
+    /// The watch of `[key, end)` (etcd's encoding of a range: see [`crate::KeyRange`]) of a
+    /// client in `namespace`, as etcd is to see it, in one allocation. A range to the end of
+    /// the keyspace ends at the namespace's end.
+    pub(in crate::client::watch) fn entered(namespace: &[u8], key: &[u8], end: &[u8]) -> Spec {
+        if namespace.is_empty() || (key.is_empty() && end.is_empty()) {
+            return Spec::built(&[key], &[end], is_prefix_end(key, end));
         }
-        let mut flags = if prefix { PREFIX } else { 0 };
+        if end == [0] {
+            let key = [namespace, key].concat();
+            let end = prefix_end(namespace).unwrap_or_else(|| vec![0]);
+            let prefix = is_prefix_end(&key, &end);
+            return Spec::built(&[&key], &[&end], prefix);
+        }
+        // Under the same namespace, the end is the key's prefix end exactly when it is so
+        // without it.
+        let end_head = if end.is_empty() { &[][..] } else { namespace };
+        Spec::built(&[namespace, key], &[end_head, end], is_prefix_end(key, end))
+    }
+
+    /// The watch of every key under `first + second`, in `namespace`: a config's prefix
+    /// (`T::PREFIX` and `/`), with no key or range end built first.
+    pub(in crate::client::watch) fn prefix(namespace: &[u8], [first, second]: [&[u8]; 2]) -> Spec {
+        if first.iter().chain(second).all(|&b| b == 0xff) {
+            // No prefix end: every key from it on, as `KeyRange::prefix` has it.
+            let key = [first, second].concat();
+            let key = if key.is_empty() { vec![0] } else { key };
+            return Spec::entered(namespace, &key, &[0]);
+        }
+        Spec::built(&[namespace, first, second], &[], true)
+    }
+
+    /// The key `key` joined and the range end `end` joined; with `prefix` the end is the key's
+    /// prefix end and only the key is kept.
+    fn built(key: &[&[u8]], end: &[&[u8]], prefix: bool) -> Spec {
+        let key_len: usize = key.iter().map(|part| part.len()).sum();
+        let end_len: usize = match prefix {
+            true => 0,
+            false => end.iter().map(|part| part.len()).sum(),
+        };
+        let mut range = Vec::with_capacity(key_len + end_len);
+        for part in key.iter().chain(if prefix { &[][..] } else { end }) {
+            range.extend_from_slice(part);
+        }
+        Spec {
+            range: range.into_boxed_slice(),
+            // etcd's request limit (1.5 MiB by default) keeps keys far below 4 GiB.
+            key_len: u32::try_from(key_len).unwrap_or(u32::MAX),
+            flags: if prefix { PREFIX } else { 0 },
+        }
+    }
+
+    /// Sets one of the options (`PREV_KV`, `NO_PUT`, ...).
+    pub(in crate::client::watch) fn set(&mut self, flag: u8) {
+        self.flags |= flag;
+    }
+
+    /// What `request` asks for, apart from its start revision and watch id: the spec of
+    /// the request the builder used to hold, to compare with.
+    #[cfg(test)]
+    pub(in crate::client::watch) fn of(request: &pb::WatchCreateRequest) -> Spec {
+        let mut spec = Spec::entered(&[], &request.key, &request.range_end);
         for (set, flag) in [
             (request.prev_kv, PREV_KV),
             (request.progress_notify, PROGRESS_NOTIFY),
             (request.fragment, FRAGMENT),
         ] {
             if set {
-                flags |= flag;
+                spec.set(flag);
             }
         }
         for filter in &request.filters {
             match FilterType::try_from(*filter) {
-                Ok(FilterType::Noput) => flags |= NO_PUT,
-                Ok(FilterType::Nodelete) => flags |= NO_DELETE,
+                Ok(FilterType::Noput) => spec.set(NO_PUT),
+                Ok(FilterType::Nodelete) => spec.set(NO_DELETE),
                 Err(_) => {}
             }
         }
-        Spec {
-            range: range.into_boxed_slice(),
-            // etcd's request limit (1.5 MiB by default) keeps keys far below 4 GiB.
-            key_len: u32::try_from(request.key.len()).unwrap_or(u32::MAX),
-            flags,
-        }
+        spec
     }
 
     pub(super) fn key(&self) -> &[u8] {
@@ -271,6 +316,44 @@ mod tests {
     }
 
     proptest! {
+        /// A range entered into a namespace as the spec is built is what entering the request
+        /// into it gave (`Enter`), and a config's prefix is the prefix range.
+        #[test]
+        fn specs_are_built_as_requests_were_entered(
+            namespace in prop::collection::vec(byte(), 0..4),
+            key in prop::collection::vec(byte(), 0..4),
+            end in prop::collection::vec(byte(), 0..4),
+            tail in prop::collection::vec(byte(), 0..2),
+            prefix in any::<bool>(),
+        ) {
+            use crate::client::namespace::Enter;
+            use crate::KeyRange;
+            let range = match prefix {
+                true => KeyRange::prefix(key.clone()),
+                false => KeyRange::range(key.clone(), end),
+            };
+            let (key_in, end_in) = range.clone().into_parts();
+            let mut request = pb::WatchCreateRequest {
+                key: key_in,
+                range_end: end_in,
+                ..Default::default()
+            };
+            if !namespace.is_empty() {
+                request.enter(&namespace);
+            }
+            let entered = Spec::entered(&namespace, range.start(), range.range_end());
+            prop_assert_eq!(
+                entered.create_message(3, 4),
+                Spec::of(&request).create_message(3, 4)
+            );
+            let joined = KeyRange::prefix([&key[..], &tail[..]].concat());
+            let by_parts = Spec::prefix(&namespace, [&key, &tail]);
+            prop_assert_eq!(
+                by_parts.create_message(3, 4),
+                Spec::entered(&namespace, joined.start(), joined.range_end()).create_message(3, 4)
+            );
+        }
+
         /// The create encoded from the spec is, byte for byte, the request prost encodes.
         #[test]
         fn the_create_is_encoded_as_prost_would(
