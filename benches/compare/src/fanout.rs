@@ -106,6 +106,7 @@ pub(crate) async fn child(
     let before = Memory::now();
     let (register, after, one_update, all_received, updated) = match who {
         "etcd-config" => ours(endpoint, n).await?,
+        "etcd-config-watch" => ours_raw(endpoint, n).await?,
         _ => theirs(endpoint, n).await?,
     };
     println!(
@@ -234,6 +235,58 @@ async fn ours(endpoint: &str, n: usize) -> Result<Measured, Box<dyn std::error::
         // For a heap profile of what the handles hold once every value changed.
         std::process::exit(0);
     }
+    Ok((
+        register,
+        after,
+        one_update,
+        format!("{received}/{n}"),
+        Memory::now(),
+    ))
+}
+
+/// The same watches as etcd-client's, with this crate's client and no `Live`: what the watch
+/// layer costs, apart from the load, decode and state of a live config.
+async fn ours_raw(endpoint: &str, n: usize) -> Result<Measured, Box<dyn std::error::Error>> {
+    let client =
+        etcd_config::Client::connect([endpoint], etcd_config::ConnectOptions::default()).await?;
+    let key = |i: usize| format!("/fan-raw/{i}/cfg/");
+    let started = Started::now();
+    let mut watches: Vec<(usize, etcd_config::client::WatchStream)> = stream::iter(0..n)
+        .map(|i| {
+            let watch = client.watch(etcd_config::KeyRange::prefix(key(i)));
+            async move { (i, watch.await.expect("watch")) }
+        })
+        .buffer_unordered(256)
+        .collect()
+        .await;
+    let register = started.stop();
+    watches.sort_by_key(|(i, _)| *i);
+    let after = Memory::now();
+    exit_after_register(register);
+
+    let start = Instant::now();
+    client
+        .kv()
+        .put(format!("/fan-raw/{}/cfg/value", n / 2), "1")
+        .await?;
+    let target = &mut watches[n / 2].1;
+    tokio::time::timeout(Duration::from_secs(10), target.next())
+        .await?
+        .ok_or("watch ended")??;
+    let one_update = start.elapsed();
+
+    write_all(endpoint, "/fan-raw", n, 2).await?;
+    let received = stream::iter(watches.iter_mut())
+        .map(|(_, watch)| async move {
+            matches!(
+                tokio::time::timeout(Duration::from_secs(30), watch.next()).await,
+                Ok(Some(Ok(_)))
+            )
+        })
+        .buffer_unordered(256)
+        .filter(|got| std::future::ready(*got))
+        .count()
+        .await;
     Ok((
         register,
         after,

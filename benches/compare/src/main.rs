@@ -220,7 +220,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(10_000);
     let mut reports = Vec::new();
-    for who in ["etcd-config", "etcd-client"] {
+    // etcd-config-watch: this crate's client with plain watches, no `Live`.
+    for who in ["etcd-config", "etcd-client", "etcd-config-watch"] {
         reports.push(fanout::run_child(who, &endpoint, watches)?);
     }
 

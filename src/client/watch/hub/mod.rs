@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -176,7 +177,14 @@ impl Hub {
             }
             tokio::select! {
                 command = self.commands.recv() => match command {
-                    Some(command) => self.command(command),
+                    Some(command) => {
+                        self.command(command);
+                        // Whatever else is already queued, in the same turn.
+                        for _ in 0..64 {
+                            let Ok(command) = self.commands.try_recv() else { break };
+                            self.command(command);
+                        }
+                    }
                     None => return,
                 },
                 () = &mut alarm, if due.is_some() => self.ring(),
@@ -192,18 +200,32 @@ impl Hub {
                         self.probe.asked();
                     }
                 }
-                message = self.stream.message() => match message {
-                    Ok(Some(response)) => {
-                        self.probe.heard();
-                        self.response(response).await;
+                message = self.stream.message() => {
+                    self.received(message).await;
+                    // Whatever else has already arrived, in the same turn.
+                    for _ in 0..64 {
+                        let Some(message) = self.stream.message().now_or_never() else { break };
+                        self.received(message).await;
                     }
-                    Ok(None) => self.broken("the server closed the watch stream"),
-                    Err(status) => self.broken(status.message()),
-                },
+                }
             }
             if self.watchers.is_empty() && self.stream.is_open() {
                 self.stream.close(); // the last watch is gone: close the gRPC stream
             }
+        }
+    }
+
+    async fn received(
+        &mut self,
+        message: std::result::Result<Option<pb::WatchResponse>, tonic::Status>,
+    ) {
+        match message {
+            Ok(Some(response)) => {
+                self.probe.heard();
+                self.response(response).await;
+            }
+            Ok(None) => self.broken("the server closed the watch stream"),
+            Err(status) => self.broken(status.message()),
         }
     }
 
