@@ -12,6 +12,21 @@ use crate::error::{Error, ServerErrorKind};
 use crate::proto::etcdserverpb as pb;
 
 impl Hub {
+    /// One message from the stream: an answer, its end, or its error.
+    pub(super) async fn received(
+        &mut self,
+        message: std::result::Result<Option<pb::WatchResponse>, tonic::Status>,
+    ) {
+        match message {
+            Ok(Some(response)) => {
+                self.probe.heard();
+                self.response(response).await;
+            }
+            Ok(None) => self.broken("the server closed the watch stream"),
+            Err(status) => self.broken(status.message()),
+        }
+    }
+
     pub(super) async fn response(&mut self, response: pb::WatchResponse) {
         let header: ResponseHeader = response.header.into();
         if response.created {

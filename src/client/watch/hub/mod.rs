@@ -215,20 +215,6 @@ impl Hub {
         }
     }
 
-    async fn received(
-        &mut self,
-        message: std::result::Result<Option<pb::WatchResponse>, tonic::Status>,
-    ) {
-        match message {
-            Ok(Some(response)) => {
-                self.probe.heard();
-                self.response(response).await;
-            }
-            Ok(None) => self.broken("the server closed the watch stream"),
-            Err(status) => self.broken(status.message()),
-        }
-    }
-
     async fn open(&mut self) -> Result<()> {
         self.probe = Probe::default();
         self.end_far_behind().await?;
