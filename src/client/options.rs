@@ -64,7 +64,9 @@ impl ConnectOptions {
     }
 
     /// The deadline of each unary call, including its retries on other endpoints and a
-    /// re-authentication. Streams (watch, keep-alive, snapshot) are not bound by it.
+    /// re-authentication. Streams (watch, keep-alive, snapshot) are not bound by it, except
+    /// that awaiting a new watch waits at most this long for etcd to confirm it (up to one
+    /// dial timeout more while its stream is being opened on a member that does not answer).
     #[must_use]
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
