@@ -176,22 +176,26 @@ pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     prefix_end_with_room(prefix, 0)
 }
 
+/// [`prefix_end`] without building it: its bytes but the last, and its last byte.
+pub(crate) fn prefix_end_parts(prefix: &[u8]) -> Option<(&[u8], u8)> {
+    let last = prefix.iter().rposition(|&b| b != 0xff)?;
+    Some((&prefix[..last], prefix[last] + 1))
+}
+
 /// Whether `end` is [`prefix_end`] of `prefix`, without building it.
 pub(crate) fn is_prefix_end(prefix: &[u8], end: &[u8]) -> bool {
-    match prefix.iter().rposition(|&b| b != 0xff) {
-        Some(last) => {
-            end.len() == last + 1 && end[..last] == prefix[..last] && end[last] == prefix[last] + 1
-        }
+    match prefix_end_parts(prefix) {
+        Some((head, last)) => end.split_last() == Some((&last, head)),
         None => false,
     }
 }
 
 /// [`prefix_end`], with room for `room` more bytes.
 fn prefix_end_with_room(prefix: &[u8], room: usize) -> Option<Vec<u8>> {
-    let last = prefix.iter().rposition(|&b| b != 0xff)?;
-    let mut end = Vec::with_capacity(room + last + 1);
-    end.extend_from_slice(&prefix[..=last]);
-    end[last] += 1;
+    let (head, last) = prefix_end_parts(prefix)?;
+    let mut end = Vec::with_capacity(room + head.len() + 1);
+    end.extend_from_slice(head);
+    end.push(last);
     Some(end)
 }
 

@@ -15,8 +15,8 @@
 
 use std::sync::Mutex;
 
-use bytes::{Buf, BufMut};
-use prost::encoding::{self, DecodeContext, WireType};
+use bytes::BufMut;
+use prost::encoding::{self, WireType};
 use prost::Message as _;
 use tokio::sync::oneshot;
 
@@ -24,7 +24,7 @@ use super::answer::{RangeAnswer, TxnAnswer};
 use super::{read, Answer, Get, Kv};
 use crate::client::namespace::Enter;
 use crate::client::rpc::{self, Rpc};
-use crate::client::transport::{Conn, Encoded, Retry};
+use crate::client::transport::{never_decoded, Conn, Encoded, Retry};
 use crate::client::Client;
 use crate::error::Result;
 use crate::key_range::KeyRange;
@@ -252,20 +252,7 @@ impl prost::Message for Batch {
         self.ops().map(field_len).sum()
     }
 
-    fn merge_field(
-        &mut self,
-        tag: u32,
-        wire_type: WireType,
-        buf: &mut impl Buf,
-        ctx: DecodeContext,
-    ) -> std::result::Result<(), prost::DecodeError> {
-        encoding::skip_field(wire_type, tag, buf, ctx) // only ever sent
-    }
-
-    fn clear(&mut self) {
-        self.waiting.clear();
-        self.sizes.clear();
-    }
+    never_decoded!();
 }
 
 impl Rpc for Batch {

@@ -2,12 +2,31 @@
 //! each attempt sends the same bytes, so the request is neither copied nor encoded again per
 //! attempt. For a Txn of many operations the copy was a few allocations per operation.
 
-use bytes::{Buf, BufMut, Bytes};
-use prost::encoding::{skip_field, DecodeContext, WireType};
+use bytes::{BufMut, Bytes};
 
 use super::codec::SliceCodec;
 use super::Conn;
 use crate::client::rpc::Reply;
+
+/// The decoding half of `prost::Message` for a message the crate only ever sends (a request
+/// encoded once, a batch of reads, a watch create read from its spec): fields are skipped,
+/// and there is nothing to clear. Used inside the `impl prost::Message` block.
+macro_rules! never_decoded {
+    () => {
+        fn merge_field(
+            &mut self,
+            tag: u32,
+            wire_type: ::prost::encoding::WireType,
+            buf: &mut impl ::bytes::Buf,
+            ctx: ::prost::encoding::DecodeContext,
+        ) -> ::std::result::Result<(), ::prost::DecodeError> {
+            ::prost::encoding::skip_field(wire_type, tag, buf, ctx)
+        }
+
+        fn clear(&mut self) {}
+    };
+}
+pub(crate) use never_decoded;
 
 /// A request message as it goes on the wire, sent through prost's codec unchanged.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -29,24 +48,11 @@ impl prost::Message for Encoded {
         buf.put_slice(&self.0);
     }
 
-    /// Never decoded: the crate only sends these.
-    fn merge_field(
-        &mut self,
-        tag: u32,
-        wire_type: WireType,
-        buf: &mut impl Buf,
-        ctx: DecodeContext,
-    ) -> Result<(), prost::DecodeError> {
-        skip_field(wire_type, tag, buf, ctx)
-    }
-
     fn encoded_len(&self) -> usize {
         self.0.len()
     }
 
-    fn clear(&mut self) {
-        self.0.clear();
-    }
+    never_decoded!();
 }
 
 impl Conn {

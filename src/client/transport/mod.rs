@@ -46,7 +46,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 pub(crate) use calls::status_error;
 use calls::Failure;
 use connection::{Http2, Target};
-pub(crate) use encoded::Encoded;
+pub(crate) use encoded::{never_decoded, Encoded};
 use endpoint::{source_chain, target};
 use tls::Tls;
 

@@ -4,11 +4,11 @@
 
 use std::borrow::Cow;
 
-use bytes::{Buf, BufMut};
-use prost::encoding::{self, DecodeContext, WireType};
+use bytes::BufMut;
+use prost::encoding::{self, WireType};
 
-use crate::client::transport::Encoded;
-use crate::key_range::{is_prefix_end, prefix_end};
+use crate::client::transport::{never_decoded, Encoded};
+use crate::key_range::{is_prefix_end, prefix_end, prefix_end_parts};
 use crate::proto::etcdserverpb as pb;
 use pb::watch_create_request::FilterType;
 
@@ -188,10 +188,9 @@ impl Create<'_> {
         if spec.flags & PREFIX == 0 {
             return (&spec.range[spec.key_len as usize..], None);
         }
-        let key = spec.key();
-        match key.iter().rposition(|&b| b != 0xff) {
-            Some(last) => (&key[..last], Some(key[last] + 1)),
-            None => (&[], None), // not a prefix spec (`Spec::of` checks)
+        match prefix_end_parts(spec.key()) {
+            Some((head, last)) => (head, Some(last)),
+            None => (&[], None), // not a prefix spec (`Spec::entered` checks)
         }
     }
 
@@ -256,17 +255,7 @@ impl prost::Message for Create<'_> {
             + encoding::int32::encoded_len_packed(5, &self.filters())
     }
 
-    fn merge_field(
-        &mut self,
-        tag: u32,
-        wire_type: WireType,
-        buf: &mut impl Buf,
-        ctx: DecodeContext,
-    ) -> Result<(), prost::DecodeError> {
-        encoding::skip_field(wire_type, tag, buf, ctx) // only ever sent
-    }
-
-    fn clear(&mut self) {}
+    never_decoded!();
 }
 
 /// A bytes field holding `head` then `last`, left out when empty (proto3).
@@ -291,17 +280,7 @@ impl prost::Message for CreateMessage<'_> {
         encoding::message::encoded_len(1, &self.0)
     }
 
-    fn merge_field(
-        &mut self,
-        tag: u32,
-        wire_type: WireType,
-        buf: &mut impl Buf,
-        ctx: DecodeContext,
-    ) -> Result<(), prost::DecodeError> {
-        encoding::skip_field(wire_type, tag, buf, ctx) // only ever sent
-    }
-
-    fn clear(&mut self) {}
+    never_decoded!();
 }
 
 #[cfg(test)]
