@@ -107,6 +107,7 @@ pub(crate) async fn child(
     let (register, after, one_update, all_received, updated) = match who {
         "etcd-config" => ours(endpoint, n).await?,
         "etcd-config-watch" => ours_raw(endpoint, n).await?,
+        "etcd-client-by-hand" => crate::by_hand::fan_out(endpoint, n).await?,
         _ => theirs(endpoint, n).await?,
     };
     println!(
@@ -126,24 +127,24 @@ pub(crate) async fn child(
 
 /// Registration time, memory after it, one update's latency, how many updates arrived, and
 /// memory once they all did.
-type Measured = (Registered, Memory, Duration, String, Memory);
+pub(crate) type Measured = (Registered, Memory, Duration, String, Memory);
 
 /// How long registering took, and the CPU time the client process spent on it.
 #[derive(Clone, Copy)]
-struct Registered {
+pub(crate) struct Registered {
     wall: Duration,
     cpu: Duration,
 }
 
 /// The start of registering: a clock and the process's CPU time so far.
-struct Started(Instant, f64);
+pub(crate) struct Started(Instant, f64);
 
 impl Started {
-    fn now() -> Started {
+    pub(crate) fn now() -> Started {
         Started(Instant::now(), crate::clients::cpu_us())
     }
 
-    fn stop(&self) -> Registered {
+    pub(crate) fn stop(&self) -> Registered {
         let cpu = (crate::clients::cpu_us() - self.1).max(0.0) / 1e6;
         Registered {
             wall: self.0.elapsed(),
@@ -153,7 +154,7 @@ impl Started {
 }
 
 /// Sets every config's value in txns of 100 puts; returns the last revision.
-async fn write_all(
+pub(crate) async fn write_all(
     endpoint: &str,
     root: &str,
     n: usize,
@@ -178,7 +179,7 @@ async fn write_all(
 /// With `FANOUT_EXIT_AFTER_REGISTER` set (`FANOUT_EXIT_AFTER_UPDATES`: once every value
 /// changed, for etcd-config), prints the registration time to stderr and exits: a
 /// heap profiler or a CPU count then covers registering alone.
-fn exit_after_register(register: Registered) {
+pub(crate) fn exit_after_register(register: Registered) {
     if std::env::var_os("FANOUT_EXIT_AFTER_REGISTER").is_some() {
         eprintln!(
             "register_s {:.3} register_cpu_s {:.3}",
@@ -320,8 +321,27 @@ async fn theirs(endpoint: &str, n: usize) -> Result<Measured, Box<dyn std::error
     let after = Memory::now();
     exit_after_register(register);
 
+    let (one_update, received) =
+        updates_on_one_stream(&mut watch, endpoint, "/fan-theirs", n).await?;
+    Ok((
+        register,
+        after,
+        one_update,
+        format!("{received}/{n}"),
+        Memory::now(),
+    ))
+}
+
+/// On etcd-client's one watch stream of `n` configs under `root`: one update's latency, then
+/// how many events arrive once every config's value changed.
+pub(crate) async fn updates_on_one_stream(
+    watch: &mut etcd_client::WatchStream,
+    endpoint: &str,
+    root: &str,
+    n: usize,
+) -> Result<(Duration, usize), Box<dyn std::error::Error>> {
     let mut writer = etcd_client::Client::connect([endpoint], None).await?;
-    let target = format!("/fan-theirs/{}/cfg/value", n / 2);
+    let target = format!("{root}/{}/cfg/value", n / 2);
     let start = Instant::now();
     writer.put(target.as_str(), "1", None).await?;
     loop {
@@ -336,7 +356,7 @@ async fn theirs(endpoint: &str, n: usize) -> Result<Measured, Box<dyn std::error
     }
     let one_update = start.elapsed();
 
-    write_all(endpoint, "/fan-theirs", n, 2).await?;
+    write_all(endpoint, root, n, 2).await?;
     let mut received = 0;
     let deadline = Instant::now() + Duration::from_secs(60);
     while received < n && Instant::now() < deadline {
@@ -345,11 +365,5 @@ async fn theirs(endpoint: &str, n: usize) -> Result<Measured, Box<dyn std::error
             _ => break,
         }
     }
-    Ok((
-        register,
-        after,
-        one_update,
-        format!("{received}/{n}"),
-        Memory::now(),
-    ))
+    Ok((one_update, received))
 }

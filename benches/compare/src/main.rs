@@ -8,6 +8,7 @@
 //! `bash scripts/bench` builds and runs it; the table goes to stdout and to `BENCH_OUT`
 //! (default `target/bench-results.md`).
 
+mod by_hand;
 mod clients;
 mod fanout;
 mod large;
@@ -221,7 +222,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or(10_000);
     let mut reports = Vec::new();
     // etcd-config-watch: this crate's client with plain watches, no `Live`.
-    for who in ["etcd-config", "etcd-client", "etcd-config-watch"] {
+    for who in [
+        "etcd-config",
+        "etcd-client",
+        "etcd-config-watch",
+        "etcd-client-by-hand",
+    ] {
         reports.push(fanout::run_child(who, &endpoint, watches)?);
     }
 
