@@ -101,7 +101,9 @@ impl Client {
         let transport = prepare(endpoints, options)?;
         transport.dial().await?;
         if let Some(credentials) = &transport.credentials {
-            credentials.refresh(&transport, 0).await?;
+            credentials
+                .refresh(0, |request| transport.authenticate(request))
+                .await?;
         }
         Ok(Client::from_transport(transport))
     }

@@ -6,6 +6,7 @@
 //! token and the request timeout; the method only turns etcd's answer into the crate's types.
 
 use std::future::Future;
+use std::pin::Pin;
 
 use super::transport::{Conn, Encoded, Retry, Transport};
 use crate::error::Result;
@@ -76,6 +77,15 @@ impl Transport {
         let operation = request.describe();
         self.unary_without_token(|| operation, request, R::send)
             .await
+    }
+
+    /// Asks etcd for a token (the function the credentials renew theirs with). Boxed: it is a
+    /// call through the transport, made from inside the transport's own retry loop.
+    pub(crate) fn authenticate(
+        &self,
+        request: pb::AuthenticateRequest,
+    ) -> Pin<Box<dyn Future<Output = Result<pb::AuthenticateResponse>> + Send + '_>> {
+        Box::pin(self.call_without_token(request))
     }
 }
 

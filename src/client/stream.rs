@@ -296,7 +296,12 @@ impl<Req, Resp> Supervised<Req, Resp> {
             return;
         };
         if let Some(credentials) = &transport.credentials {
-            if let Err(err) = credentials.refresh(&transport, open.token_generation).await {
+            if let Err(err) = credentials
+                .refresh(open.token_generation, |request| {
+                    transport.authenticate(request)
+                })
+                .await
+            {
                 tracing::warn!(stream = self.what, error = %err, "could not renew the auth token");
             }
         }

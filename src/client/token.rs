@@ -6,20 +6,18 @@
 //! the first re-authenticates: each call remembers the *generation* of the token it sent, and a
 //! call that finds a newer generation already in place simply retries with it.
 //!
-//! This file and the transport use each other, on purpose: the transport holds the
-//! credentials and attaches the token to every call, and renewing the token is itself a call
-//! (`Authenticate`, sent with `call_without_token` so that it never recurses into a renewal).
+//! The transport holds the credentials and attaches the token to every call. Renewing the
+//! token is itself a call (`Authenticate`), which the transport hands in as a function: it
+//! sends it without a token, so that it never recurses into a renewal.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
 
 use tonic::metadata::AsciiMetadataValue;
 
-use super::transport::Transport;
 use crate::error::{Error, Result};
-use crate::proto::etcdserverpb::AuthenticateRequest;
+use crate::proto::etcdserverpb::{AuthenticateRequest, AuthenticateResponse};
 
 /// The metadata key etcd reads the token from.
 const TOKEN_KEY: &str = "token";
@@ -64,19 +62,16 @@ impl Credentials {
         crate::sync::read(&self.token).0
     }
 
-    /// Gets a new token unless one newer than generation `seen` is already in place.
-    ///
-    /// Boxed because authenticating is itself a call through the transport, whose retry loop
-    /// can call back here.
-    pub(crate) fn refresh<'a>(
-        &'a self,
-        transport: &'a Transport,
+    /// Gets a new token from `authenticate` unless one newer than generation `seen` is already
+    /// in place.
+    pub(crate) async fn refresh<F>(
+        &self,
         seen: u64,
-    ) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>> {
-        Box::pin(self.renew(transport, seen))
-    }
-
-    async fn renew(&self, transport: &Transport, seen: u64) -> Result<()> {
+        authenticate: impl FnOnce(AuthenticateRequest) -> F,
+    ) -> Result<()>
+    where
+        F: Future<Output = Result<AuthenticateResponse>>,
+    {
         let _renewing = self.renewing.lock().await;
         if crate::sync::read(&self.token).0 != seen {
             return Ok(()); // another call renewed it while this one waited
@@ -85,7 +80,7 @@ impl Credentials {
             name: self.user.clone(),
             password: self.password.clone(),
         };
-        let response = transport.call_without_token(request).await?;
+        let response = authenticate(request).await?;
         let token =
             AsciiMetadataValue::try_from(response.token.as_str()).map_err(|_| Error::Protocol {
                 reason: format!(

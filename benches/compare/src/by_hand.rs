@@ -6,7 +6,7 @@
 use etcd_client::{GetOptions, WatchOptions};
 use futures_util::{stream, StreamExt};
 
-use crate::fanout::{exit_after_register, updates_on_one_stream, Measured, Memory, Started};
+use crate::measure::{exit_after_register, updates_on_one_stream, Measured, Memory, Started};
 
 const ROOT: &str = "/fan-hand";
 

@@ -12,6 +12,7 @@ mod by_hand;
 mod clients;
 mod fanout;
 mod large;
+mod measure;
 mod peak;
 mod server;
 mod work;

@@ -8,8 +8,8 @@ use std::process::Command;
 use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp};
 use etcd_config::{ChangeNote, Store};
 
-use crate::fanout::status_kib;
 use crate::large::{parse_by_hand, route, Large, PREFIX};
+use crate::measure::status_kib;
 
 /// Operations per child process.
 const ROUNDS: usize = 20;

@@ -231,7 +231,9 @@ impl Transport {
                 Next::Refresh => {
                     tries.reauthenticated = true;
                     if let Some(credentials) = credentials {
-                        credentials.refresh(self, generation).await?;
+                        credentials
+                            .refresh(generation, |request| self.authenticate(request))
+                            .await?;
                     }
                 }
                 Next::Fail(err) => return Err(err),

@@ -313,7 +313,9 @@ impl Transport {
             return Ok(0);
         };
         if credentials.generation() == 0 {
-            credentials.refresh(self, 0).await?;
+            credentials
+                .refresh(0, |request| self.authenticate(request))
+                .await?;
         }
         Ok(credentials.generation())
     }

@@ -113,7 +113,7 @@ mod tests {
     const VALUES: &[&str] = &["1", "8", "13", "", "abc", "\"q\"", "007"];
 
     /// What one revision came to, comparable across the two followers.
-    fn outcome(result: Option<crate::Result<crate::config::update::Update<S>>>) -> String {
+    fn outcome(result: Option<crate::error::Result<crate::config::update::Update<S>>>) -> String {
         match result {
             None => "current".to_owned(),
             Some(Ok(update)) => format!("updated {:?} {:?}", update.changed, update.config),
