@@ -100,11 +100,7 @@ impl Client {
     {
         let transport = prepare(endpoints, options)?;
         transport.dial().await?;
-        if let Some(credentials) = &transport.credentials {
-            credentials
-                .refresh(0, |request| transport.authenticate(request))
-                .await?;
-        }
+        transport.renew_token(0).await?;
         Ok(Client::from_transport(transport))
     }
 

@@ -295,15 +295,8 @@ impl<Req, Resp> Supervised<Req, Resp> {
         let Some(transport) = self.transport() else {
             return;
         };
-        if let Some(credentials) = &transport.credentials {
-            if let Err(err) = credentials
-                .refresh(open.token_generation, |request| {
-                    transport.authenticate(request)
-                })
-                .await
-            {
-                tracing::warn!(stream = self.what, error = %err, "could not renew the auth token");
-            }
+        if let Err(err) = transport.renew_token(open.token_generation).await {
+            tracing::warn!(stream = self.what, error = %err, "could not renew the auth token");
         }
     }
 }

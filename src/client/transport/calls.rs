@@ -230,11 +230,7 @@ impl Transport {
                 Next::AfterBackoff => tries.backoff.wait().await,
                 Next::Refresh => {
                     tries.reauthenticated = true;
-                    if let Some(credentials) = credentials {
-                        credentials
-                            .refresh(generation, |request| self.authenticate(request))
-                            .await?;
-                    }
+                    self.renew_token(generation).await?;
                 }
                 Next::Fail(err) => return Err(err),
             }

@@ -313,11 +313,22 @@ impl Transport {
             return Ok(0);
         };
         if credentials.generation() == 0 {
-            credentials
-                .refresh(0, |request| self.authenticate(request))
-                .await?;
+            self.renew_token(0).await?;
         }
         Ok(credentials.generation())
+    }
+
+    /// Gets the client a new auth token, unless it has none to renew or one newer than
+    /// generation `seen` is already in place.
+    pub(crate) async fn renew_token(&self, seen: u64) -> Result<()> {
+        match &self.credentials {
+            Some(credentials) => {
+                credentials
+                    .refresh(seen, |request| self.authenticate(request))
+                    .await
+            }
+            None => Ok(()),
+        }
     }
 
     /// The name of endpoint `index`.
