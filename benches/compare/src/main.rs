@@ -222,7 +222,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(10_000);
     let mut reports = Vec::new();
-    // etcd-config-watch: this crate's client with plain watches, no `Live`.
+    // etcd-config-watch: this crate's client with plain watches, no `Live`; etcd-client-by-hand:
+    // etcd-client reading each config and watching it from the read's revision, a `Live`'s job.
     for who in [
         "etcd-config",
         "etcd-client",
