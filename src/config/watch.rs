@@ -86,7 +86,8 @@ impl Store {
                     Followed::Confirmed(_)
                     | Followed::Resynced(_)
                     | Followed::Current(_)
-                    | Followed::Serving(_) => continue,
+                    | Followed::Serving(_)
+                    | Followed::Committed(_) => continue,
                 };
                 return Some((item, follower));
             }

@@ -265,6 +265,15 @@ async fn a_clean_rollout_walks_its_steps_and_commits_once() {
     for (name, live) in &fleet {
         assert_eq!(live.get().pool, 64, "{name}");
         assert_eq!(live.status().serving, Serving::Committed, "{name}");
+        // The value is etcd's own now: its revision is the commit's, not the one the
+        // candidate was overlaid on.
+        assert_eq!(live.status().revision, revision, "{name}");
+    }
+    // And the fleet says so: every record serves the commit's revision.
+    let records = store.fleet::<Gw>().await.unwrap();
+    assert_eq!(records.len(), 4);
+    for record in &records {
+        assert_eq!(record.revision, revision, "{record:?}");
     }
     let status = store.rollout_status::<Gw>().await.unwrap().unwrap();
     assert_eq!(status.phase, RolloutPhase::Committed);

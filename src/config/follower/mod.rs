@@ -99,11 +99,7 @@ impl<T: EtcdConfig> Tracked<T> {
         self.touch(touched);
         self.revision = revision;
         // A committed rollout's keys are in: the candidate is the value, without an overlay.
-        if self
-            .overlay()
-            .and_then(|o| o.committed_at)
-            .is_some_and(|at| revision >= at)
-        {
+        if self.commits_at(revision) {
             self.set_overlay(None);
         }
         let overlaid = self.overlay().map(|overlay| overlay.over(keys));
@@ -197,6 +193,9 @@ pub(crate) enum Followed<T> {
     Current(i64),
     /// The value now includes this rollout's candidate (`Some`), or no candidate (`None`).
     Serving(Option<String>),
+    /// The rollout candidate this instance served committed at this revision and the value
+    /// stays: it is etcd's own from this revision on.
+    Committed(i64),
     /// The watch cannot go on; nothing follows.
     Ended(Error),
 }
@@ -236,6 +235,7 @@ impl<T: EtcdConfig> Follower<T> {
             }
         }
         let before = core.tracked.serving().cloned();
+        let committed = overlay.as_ref().and_then(|o| o.committed_at);
         core.tracked.set_overlay(overlay);
         let keyring = core.store.keyring();
         match core.tracked.evaluate(&self.prefix, keyring) {
@@ -245,7 +245,12 @@ impl<T: EtcdConfig> Follower<T> {
                 core.tracked.set_overlay(None);
                 self.ready.push_back(Followed::Rejected(err));
             }
-            None => {}
+            // The commit's revision came before the word that it was the commit's.
+            None => {
+                if let Some(at) = committed.filter(|_| before.is_some()) {
+                    self.ready.push_back(Followed::Committed(at));
+                }
+            }
         }
         if core.tracked.overlay().is_none() {
             core.tracked.set_serving(None);
@@ -319,9 +324,11 @@ fn apply<T: EtcdConfig>(
     let mut keys = std::mem::take(&mut tracked.keys);
     let _ = replay::<T>(&mut keys, response.events, |revision, keys, touched| {
         let serving = tracked.serving().cloned();
+        let committing = tracked.commits_at(revision);
         results.push(
             match tracked.evaluate_at(prefix, keyring, revision, keys, Some(touched)) {
                 Some(result) => Followed::from(result),
+                None if committing => Followed::Committed(revision),
                 None => Followed::Current(revision),
             },
         );

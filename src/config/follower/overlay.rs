@@ -46,6 +46,13 @@ impl<T> super::Tracked<T> {
         self.rollout.as_ref()?.overlay.as_ref()
     }
 
+    /// Whether `revision` brings in the committed candidate this follower overlays.
+    pub(super) fn commits_at(&self, revision: i64) -> bool {
+        self.overlay()
+            .and_then(|o| o.committed_at)
+            .is_some_and(|at| revision >= at)
+    }
+
     /// The rollout whose candidate `good` includes.
     pub(super) fn serving(&self) -> Option<&String> {
         self.rollout.as_ref()?.serving.as_ref()

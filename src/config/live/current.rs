@@ -75,6 +75,19 @@ impl<T: Send + Sync + 'static> Current<T> {
         self.generation.fetch_add(1, Ordering::Release);
     }
 
+    /// Gives the value in place a new revision (the follower is the one writer). The value is
+    /// the same `Arc`, so the generation stays: what threads cached is still the current value,
+    /// and handles waiting for a change are not woken.
+    pub(super) fn rebase(&self, revision: i64) {
+        let current = self.snapshot.load_full();
+        self.snapshot.store(Arc::new(Snapshot {
+            value: current.value.clone(),
+            revision,
+            stale: current.stale,
+            applied_at: current.applied_at,
+        }));
+    }
+
     /// The current value, lent from this thread's cache when it holds it at the current
     /// generation, or else through [`read_missed`](Self::read_missed).
     #[inline]

@@ -178,6 +178,7 @@ pub(super) fn publish<T: EtcdConfig>(
         Followed::Confirmed(revision) => publisher.confirm(revision),
         Followed::Current(revision) => publisher.current(revision),
         Followed::Serving(rollout) => publisher.serving(rollout),
+        Followed::Committed(revision) => publisher.committed(revision),
         Followed::Resynced(revision) => publisher.event(LiveEvent::Resynced { revision }),
         Followed::Ended(err) => {
             publisher.stop(err.to_string());

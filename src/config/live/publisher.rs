@@ -118,6 +118,25 @@ impl<T: EtcdConfig> Publisher<T> {
         self.event(LiveEvent::Current { revision });
     }
 
+    /// The candidate this instance served is etcd's own value from `revision` on (its
+    /// rollout committed there): the value stays and takes that revision, and handles are not
+    /// woken (nothing they read changed).
+    pub(super) fn committed(&self, revision: i64) {
+        tracing::debug!(prefix = %self.prefix(), revision, "the candidate served is committed");
+        self.shared.current.rebase(revision);
+        {
+            let mut tracking = crate::sync::lock(&self.shared.tracking);
+            if tracking.pending().is_none() {
+                tracking.current_through = tracking.current_through.max(revision);
+            }
+        }
+        self.report(|record| {
+            record.revision = revision;
+            record.current_through = Some(record.current_through.unwrap_or(0).max(revision));
+        });
+        self.event(LiveEvent::Current { revision });
+    }
+
     /// The value now includes a rollout's candidate, or none: status and record say so.
     pub(super) fn serving(&self, rollout: Option<String>) {
         tracing::info!(prefix = %self.prefix(), ?rollout, "serving a rollout's candidate or not");
