@@ -6,7 +6,7 @@
 use etcd_client::{GetOptions, WatchOptions};
 use futures_util::{stream, StreamExt};
 
-use crate::measure::{exit_after_register, updates_on_one_stream, Measured, Memory, Started};
+use crate::measure::{created_then_updates, Measured, Started};
 
 const ROOT: &str = "/fan-hand";
 
@@ -46,25 +46,7 @@ pub(crate) async fn fan_out(
             None => watch = Some(client.clone().watch(key(i), Some(options)).await?),
         }
     }
-    let mut watch = watch.ok_or("no config to watch")?;
-    let mut created = 0;
-    while created < n {
-        let response = watch.message().await?.ok_or("watch stream ended")?;
-        if response.created() {
-            created += 1;
-        }
-    }
-    let register = started.stop();
-    let after = Memory::now();
-    exit_after_register(register);
+    let watch = watch.ok_or("no config to watch")?;
     std::hint::black_box(&values);
-
-    let (one_update, received) = updates_on_one_stream(&mut watch, endpoint, ROOT, n).await?;
-    Ok((
-        register,
-        after,
-        one_update,
-        format!("{received}/{n}"),
-        Memory::now(),
-    ))
+    created_then_updates(watch, started, endpoint, ROOT, n).await
 }

@@ -9,7 +9,7 @@ use etcd_config::{EtcdConfig, Store};
 use futures_util::{stream, StreamExt};
 
 use crate::measure::{
-    exit_after_register, updates_on_one_stream, write_all, Measured, Memory, Started,
+    created_then_updates, exit_after_register, measured, write_all, Measured, Memory, Started,
 };
 
 #[derive(EtcdConfig, Debug, Clone, PartialEq)]
@@ -138,13 +138,7 @@ async fn ours(endpoint: &str, n: usize) -> Result<Measured, Box<dyn std::error::
         // For a heap profile of what the handles hold once every value changed.
         std::process::exit(0);
     }
-    Ok((
-        register,
-        after,
-        one_update,
-        format!("{received}/{n}"),
-        Memory::now(),
-    ))
+    Ok(measured(register, after, one_update, received, n))
 }
 
 /// The same watches as etcd-client's, with this crate's client and no `Live`: what the watch
@@ -190,13 +184,7 @@ async fn ours_raw(endpoint: &str, n: usize) -> Result<Measured, Box<dyn std::err
         .filter(|got| std::future::ready(*got))
         .count()
         .await;
-    Ok((
-        register,
-        after,
-        one_update,
-        format!("{received}/{n}"),
-        Memory::now(),
-    ))
+    Ok(measured(register, after, one_update, received, n))
 }
 
 async fn theirs(endpoint: &str, n: usize) -> Result<Measured, Box<dyn std::error::Error>> {
@@ -212,24 +200,5 @@ async fn theirs(endpoint: &str, n: usize) -> Result<Measured, Box<dyn std::error
             .watch(key(i), Some(WatchOptions::new().with_prefix()))
             .await?;
     }
-    let mut created = 1;
-    while created < n {
-        let response = watch.message().await?.ok_or("watch stream ended")?;
-        if response.created() {
-            created += 1;
-        }
-    }
-    let register = started.stop();
-    let after = Memory::now();
-    exit_after_register(register);
-
-    let (one_update, received) =
-        updates_on_one_stream(&mut watch, endpoint, "/fan-theirs", n).await?;
-    Ok((
-        register,
-        after,
-        one_update,
-        format!("{received}/{n}"),
-        Memory::now(),
-    ))
+    created_then_updates(watch, started, endpoint, "/fan-theirs", n).await
 }

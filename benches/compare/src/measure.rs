@@ -142,3 +142,44 @@ pub(crate) async fn updates_on_one_stream(
     }
     Ok((one_update, received))
 }
+
+/// What a fan-out row reports once `received` of `n` updates arrived.
+pub(crate) fn measured(
+    register: Registered,
+    after: Memory,
+    one_update: Duration,
+    received: usize,
+    n: usize,
+) -> Measured {
+    (
+        register,
+        after,
+        one_update,
+        format!("{received}/{n}"),
+        Memory::now(),
+    )
+}
+
+/// The end of registering `n` watches on etcd-client's one stream: waits until etcd created
+/// them all, stops the clock, then measures one update and every update on the stream.
+pub(crate) async fn created_then_updates(
+    mut watch: etcd_client::WatchStream,
+    started: Started,
+    endpoint: &str,
+    root: &str,
+    n: usize,
+) -> Result<Measured, Box<dyn std::error::Error>> {
+    let mut created = 0;
+    while created < n {
+        let response = watch.message().await?.ok_or("watch stream ended")?;
+        if response.created() {
+            created += 1;
+        }
+    }
+    let register = started.stop();
+    let after = Memory::now();
+    exit_after_register(register);
+
+    let (one_update, received) = updates_on_one_stream(&mut watch, endpoint, root, n).await?;
+    Ok(measured(register, after, one_update, received, n))
+}
