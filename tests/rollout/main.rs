@@ -187,11 +187,21 @@ async fn a_clean_rollout_walks_its_steps_and_commits_once() {
     let names = ["gw-1", "gw-2", "gw-3", "gw-4"];
     let mut fleet = Vec::new();
     let mut events = Vec::new();
-    for name in names {
+    for name in &names[..3] {
         let live = live(&store, name).await;
         events.push(live.events());
-        fleet.push((name, live));
+        fleet.push((*name, live));
     }
+    // The fourth keeps a cache file, which the commit's revision reaches too.
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("gw-4.json");
+    let options = LiveOptions::new()
+        .report_as("gw-4")
+        .build("v1")
+        .cache_file(&cache);
+    let live = store.live_with::<Gw>(options).await.unwrap();
+    events.push(live.events());
+    fleet.push(("gw-4", live));
     let rollout = store
         .start_rollout::<Gw>(
             set_pool(64),
@@ -269,6 +279,10 @@ async fn a_clean_rollout_walks_its_steps_and_commits_once() {
         // candidate was overlaid on.
         assert_eq!(live.status().revision, revision, "{name}");
     }
+    let cached: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cache).unwrap()).unwrap();
+    assert_eq!(cached["revision"], revision, "{cached}");
+    assert_eq!(cached["keys"]["pool"], "64", "{cached}");
     // And the fleet says so: every record serves the commit's revision.
     let records = store.fleet::<Gw>().await.unwrap();
     assert_eq!(records.len(), 4);

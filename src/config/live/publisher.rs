@@ -124,6 +124,10 @@ impl<T: EtcdConfig> Publisher<T> {
     pub(super) fn committed(&self, revision: i64) {
         tracing::debug!(prefix = %self.prefix(), revision, "the candidate served is committed");
         self.shared.current.rebase(revision);
+        if let Some(path) = &self.cache {
+            let value = self.shared.current.load().value.clone();
+            write_cache_logged(self.prefix(), path, &*value, revision);
+        }
         {
             let mut tracking = crate::sync::lock(&self.shared.tracking);
             if tracking.pending().is_none() {
