@@ -45,14 +45,24 @@ pub(crate) fn joined(parts: &[&str]) -> String {
     out
 }
 
+/// The areas beside a config's fields: `P.notes/`, `P.fleet/` and `P.rollout/`.
+pub(crate) const NOTES: &str = "notes";
+pub(crate) const FLEET: &str = "fleet";
+pub(crate) const ROLLOUT: &str = "rollout";
+
+/// `prefix.area/`: one of the areas beside the fields of a config whose prefix is `prefix`.
+pub(crate) fn area_under(prefix: &str, area: &str) -> String {
+    joined(&[prefix, ".", area, "/"])
+}
+
 /// `P.notes/`: where `T`'s change notes live, as the client addresses them.
 pub(crate) fn notes<T: EtcdConfig>() -> String {
-    format!("{}.notes/", T::PREFIX)
+    area_under(T::PREFIX, NOTES)
 }
 
 /// `P.fleet/`: where `T`'s fleet records live, as the client addresses them.
 pub(crate) fn fleet<T: EtcdConfig>() -> String {
-    format!("{}.fleet/", T::PREFIX)
+    area_under(T::PREFIX, FLEET)
 }
 
 /// `P.fleet/<instance>`: one instance's fleet record, as the client addresses it.
@@ -62,7 +72,7 @@ pub(crate) fn fleet_record<T: EtcdConfig>(instance: &str) -> String {
 
 /// `P.rollout/`: `T`'s rollout area (see the rollout module), as the client addresses it.
 pub(crate) fn rollout<T: EtcdConfig>() -> String {
-    format!("{}.rollout/", T::PREFIX)
+    area_under(T::PREFIX, ROLLOUT)
 }
 
 /// `key` (as the client gives it) relative to `T`'s field prefix, if it is under it.

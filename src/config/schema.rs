@@ -4,7 +4,8 @@ use std::fmt;
 
 use serde_json::{json, Map, Value};
 
-use super::{EtcdConfig, Nest};
+use super::{keys, EtcdConfig, Nest};
+use crate::key_range::KeyRange;
 
 /// One key of a config struct.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,8 +45,8 @@ pub struct Schema {
 impl Schema {
     /// The keys the struct owns (everything under `prefix/`, outside any namespace): the range a
     /// role needs, as [`Store::grant`](crate::Store::grant) grants it.
-    pub fn range(&self) -> crate::key_range::KeyRange {
-        crate::key_range::KeyRange::prefix(super::keys::fields_under(&self.prefix))
+    pub fn range(&self) -> KeyRange {
+        KeyRange::prefix(keys::fields_under(&self.prefix))
     }
 
     pub(crate) fn of<T: EtcdConfig>() -> Schema {
@@ -168,14 +169,29 @@ impl fmt::Display for Schema {
         for row in &rows {
             line(f, [&row[0], &row[1], &row[2], &row[3], &row[4]])?;
         }
-        let range = self.range();
+        let fields = shown(&self.range());
+        let area = |name| shown(&KeyRange::prefix(keys::area_under(&self.prefix, name)));
+        let (notes, fleet, rollout) = (area(keys::NOTES), area(keys::FLEET), area(keys::ROLLOUT));
+        writeln!(f, "roles need (Store::grant grants each):")?;
+        writeln!(f, "  a service (Access::Read): read on {fields}")?;
         writeln!(
             f,
-            "role needs: read (service) or readwrite (editor) on [{}, {})",
-            crate::key_range::Escaped(range.start()),
-            crate::key_range::Escaped(range.range_end())
+            "  a service that reports (Access::ReadAndReport): that, readwrite on {fleet}, read on {rollout}"
+        )?;
+        writeln!(
+            f,
+            "  an editor (Access::ReadWrite): readwrite on {fields}, {notes} and {rollout}, read on {fleet}"
         )
     }
+}
+
+/// `[start, end)` of a range, as etcdctl's permissions print it.
+fn shown(range: &KeyRange) -> String {
+    format!(
+        "[{}, {})",
+        crate::key_range::Escaped(range.start()),
+        crate::key_range::Escaped(range.range_end())
+    )
 }
 
 /// Lists a struct's keys for its schema; driven by derived code.

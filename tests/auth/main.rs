@@ -349,6 +349,28 @@ async fn least_privilege_for_a_config() {
             Gateway::schema().range()
         )]
     );
+    // What the schema (and so `admin schema`) tells a person granting by hand with etcdctl
+    // is every range `grant` grants, each with its kind.
+    let text = Gateway::schema().to_string();
+    for (role, line) in [
+        ("gateway-service", "Access::Read"),
+        ("gateway-editor", "Access::ReadWrite"),
+    ] {
+        let line = text.lines().find(|l| l.contains(line)).unwrap();
+        for permission in root.auth().role_get(role).await.unwrap() {
+            let range = format!(
+                "[{}, {})",
+                String::from_utf8_lossy(permission.range.start()),
+                String::from_utf8_lossy(permission.range.range_end())
+            );
+            assert!(line.contains(&range), "{role}: {range} not in {line:?}");
+            let kind = match permission.kind {
+                PermissionKind::Read => "read on",
+                _ => "readwrite on",
+            };
+            assert!(line.contains(kind), "{role}: {kind} not in {line:?}");
+        }
+    }
     admin
         .save(&Gateway {
             upstream: "http://a".into(),
