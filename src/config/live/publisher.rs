@@ -128,17 +128,8 @@ impl<T: EtcdConfig> Publisher<T> {
             let value = self.shared.current.load().value.clone();
             write_cache_logged(self.prefix(), path, &*value, revision);
         }
-        {
-            let mut tracking = crate::sync::lock(&self.shared.tracking);
-            if tracking.pending().is_none() {
-                tracking.current_through = tracking.current_through.max(revision);
-            }
-        }
-        self.report(|record| {
-            record.revision = revision;
-            record.current_through = Some(record.current_through.unwrap_or(0).max(revision));
-        });
-        self.event(LiveEvent::Current { revision });
+        self.report(|record| record.revision = revision);
+        self.current(revision);
     }
 
     /// The value now includes a rollout's candidate, or none: status and record say so.
