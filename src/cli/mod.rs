@@ -41,7 +41,7 @@
 //! | `get` | `{"path", "value", "default"}` (`"secret": true` and no value for a secret) |
 //! | writes | `{"dry_run", "written", "diff": [..], "revision"?, "operations"?, "rollout"?}` |
 //! | `diff` | `{"diff": [{"path", "secret", "before", "after", "change"}]}` (absent: `null`) |
-//! | `history` | `[{"revision", "changed": [path], "valid", "author", "reason", "noted"}]` |
+//! | `history` | `[{"revision", "changed": [path], "valid", "author", "reason", "noted", "compacted"}]` |
 //! | `status` | `{"changed_at", "instances": [..], "by_revision": {rev: [instance]}}` |
 //! | `watch` | `{"revision", "changed": [path]}` or `{"revision", "rejected": reason}` |
 //! | `schema` | JSON Schema |
@@ -66,7 +66,7 @@ pub use rollout::{NoteArgs, PlanArgs, RolloutChange, RolloutCommand};
 use clap::{Args, Subcommand};
 
 use crate::config::{ChangeNote, EtcdConfig, Store};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, ServerErrorKind};
 
 /// What to do with the config.
 #[derive(Debug, Clone, Subcommand)]
@@ -368,6 +368,11 @@ pub fn exit_code(err: &Error) -> i32 {
         | Error::TxnTooLarge { .. }
         | Error::RequestTooLarge { .. }
         | Error::Rejected { .. } => 2,
+        // Only a revision someone named (rollback, diff --from/--to) is read at a revision.
+        Error::Server {
+            kind: ServerErrorKind::Compacted | ServerErrorKind::FutureRevision,
+            ..
+        } => 2,
         Error::Conflict { .. } => 3,
         Error::RolloutRejected { .. } => 4,
         Error::RolloutTimeout { .. } | Error::RolloutRunning { .. } => 6,

@@ -33,6 +33,7 @@ pub(super) async fn history<T: EtcdConfig>(
                     "author": change.note.as_ref().map_or("", |n| n.author.as_str()),
                     "reason": change.note.as_ref().map_or("", |n| n.reason.as_str()),
                     "noted": change.note.is_some(),
+                    "compacted": change.compacted,
                 })
             })
             .collect();
@@ -43,15 +44,12 @@ pub(super) async fn history<T: EtcdConfig>(
         let (author, reason) = change
             .note
             .map_or(("-".to_owned(), String::new()), |n| (n.author, n.reason));
-        let valid = if change.valid { "" } else { " (invalid)" };
-        writeln!(
-            out,
-            "{}\t{}\t{}{valid}\t{reason}",
-            change.revision,
-            author,
-            change.changed.join(",")
-        )
-        .map_err(io)?;
+        let changed = match (change.compacted, change.valid) {
+            (true, _) => "(compacted)".to_owned(),
+            (false, true) => change.changed.join(","),
+            (false, false) => format!("{} (invalid)", change.changed.join(",")),
+        };
+        writeln!(out, "{}\t{author}\t{changed}\t{reason}", change.revision).map_err(io)?;
     }
     Ok(())
 }

@@ -20,13 +20,24 @@ use crate::error::{Error, Result};
 /// (`PATH=-`), never taken from the command line, which other users can see.
 pub(super) fn assignments<T: EtcdConfig>(assignments: &[String]) -> Result<Vec<(String, String)>> {
     let schema = T::schema();
+    let prompt = std::io::stdin().is_terminal();
+    let mut from_input: Option<&str> = None;
     let mut owned = Vec::new();
     for assignment in assignments {
         let (path, value) = assignment
             .split_once('=')
             .ok_or_else(|| Error::invalid(format!("`{assignment}` is not PATH=VALUE")))?;
         let value = match (is_secret(&schema, path), value) {
-            (true, "-") => read_secret(path)?,
+            (true, "-") if prompt => prompt_secret(path)?,
+            (true, "-") => {
+                if let Some(first) = from_input.replace(path) {
+                    return Err(Error::invalid(format!(
+                        "`{first}` and `{path}` both read standard input: set one secret per \
+                         command when its value is piped in"
+                    )));
+                }
+                read_secret(path, std::io::stdin().lock())?
+            }
             (true, _) => {
                 return Err(Error::invalid(format!(
                     "`{path}` is secret: give `{path}=-` and its value on standard input"
@@ -39,17 +50,28 @@ pub(super) fn assignments<T: EtcdConfig>(assignments: &[String]) -> Result<Vec<(
     Ok(owned)
 }
 
-/// A secret's value: typed at a prompt without echo when standard input is a terminal, else
-/// one line of standard input (without its line end).
-fn read_secret(path: &str) -> Result<String> {
-    let failed = |e: std::io::Error| Error::invalid(format!("cannot read `{path}`: {e}"));
-    if std::io::stdin().is_terminal() {
-        return rpassword::prompt_password(format!("value for `{path}` (not shown): "))
-            .map_err(failed);
+/// A secret's value typed at a prompt, without echo.
+fn prompt_secret(path: &str) -> Result<String> {
+    rpassword::prompt_password(format!("value for `{path}` (not shown): "))
+        .map_err(|e| Error::invalid(format!("cannot read `{path}`: {e}")))
+}
+
+/// A secret's value piped in: all of `input` (a key file's every line), without the line
+/// ends at its end. Nothing at all is refused: `echo "$UNSET_VARIABLE" | ...` would otherwise
+/// blank the secret.
+fn read_secret(path: &str, mut input: impl std::io::Read) -> Result<String> {
+    let mut text = String::new();
+    input
+        .read_to_string(&mut text)
+        .map_err(|e| Error::invalid(format!("cannot read `{path}` from standard input: {e}")))?;
+    let value = text.trim_end_matches(['\r', '\n']);
+    if value.is_empty() {
+        return Err(Error::invalid(format!(
+            "`{path}`: standard input held no value; nothing was written (`unset {path}` \
+             removes a secret)"
+        )));
     }
-    let mut line = String::new();
-    std::io::stdin().read_line(&mut line).map_err(failed)?;
-    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+    Ok(value.to_owned())
 }
 
 /// Sets (`Some`) and removes (`None`) fields by path, as one change.

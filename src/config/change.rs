@@ -7,6 +7,7 @@ use std::collections::HashSet;
 
 use super::change_set::{Committed, Current, Scope};
 use super::edits::FieldEdits;
+use super::history::named_revision;
 use super::keys;
 use super::notes::ChangeNote;
 use super::paths::{is_required, is_secret, key_of};
@@ -214,16 +215,22 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// `Compacted` for a revision older than the last compaction; decode and validation errors
-    /// as [`load`](Self::load) (by today's rules).
+    /// [`Error::InvalidArgument`] for a revision below 1 (which etcd would read as its
+    /// newest); [`Error::Server`] of kind `Compacted` for a revision older than the last
+    /// compaction and `FutureRevision` for one etcd has not reached, each naming the revisions
+    /// etcd can read; decode and validation errors as [`load`](Self::load) (by today's rules).
     pub async fn load_at<T: EtcdConfig>(&self, revision: i64) -> Result<T> {
         let prefix = self.prefix_of::<T>();
-        let page = self
+        named_revision(&prefix, revision)?;
+        let read = self
             .client()
             .kv()
             .get(self.range_of::<T>())
-            .revision(revision)
-            .await?;
+            .revision(revision);
+        let page = match read.await {
+            Ok(page) => page,
+            Err(err) => return Err(self.at_revision_error::<T>(revision, err).await),
+        };
         let kvs = page.kvs.into_iter().map(|kv| (kv.key, kv.value));
         let keys = super::decode::RawKeys::from_kvs::<T>(kvs);
         decode_entries::<T>(&prefix, self.keyring(), revision, &keys)
@@ -260,10 +267,15 @@ impl Store {
         revision: i64,
     ) -> Result<PlannedEdit<T>> {
         let prefix = self.prefix_of::<T>();
+        named_revision(&prefix, revision)?;
         let read = Get::new(self.range_of::<T>()).revision(revision);
+        let pairs = match self.client().kv().read_pairs(read).await {
+            Ok(answer) => answer.pairs,
+            Err(err) => return Err(self.at_revision_error::<T>(revision, err).await),
+        };
         let then = Current {
             revision,
-            pairs: self.client().kv().read_pairs(read).await?.pairs,
+            pairs,
             notes: None,
         };
         let after = decode_entries::<T>(&prefix, self.keyring(), revision, &then.raw_keys::<T>())?;

@@ -16,7 +16,7 @@ use super::notes::ChangeNote;
 use super::paths::field_of_key;
 use super::store::decode_entries;
 use super::{EtcdConfig, Store};
-use crate::error::{Result, ServerErrorKind};
+use crate::error::{Error, Result, ServerErrorKind};
 
 /// How long a history replay waits for more events once the keys of a deleted config are
 /// gone.
@@ -31,8 +31,13 @@ pub struct Change {
     /// The field paths it changed. Known back to the last compaction; empty for older changes,
     /// which are known from their notes alone.
     pub changed: Vec<String>,
-    /// Whether the value after it was valid (decoded and passed `validate`).
+    /// Whether the value after it was valid (decoded and passed `validate`); `true` for a
+    /// compacted change, whose value etcd no longer holds.
     pub valid: bool,
+    /// Made at or before etcd's last compaction: known from its note alone, as the state
+    /// before it is gone, so the fields it changed are not known. Of these, only a change at
+    /// the compaction's revision itself can still be read (and rolled back to).
+    pub compacted: bool,
     /// Who made it and why, if it was made with a note.
     pub note: Option<ChangeNote>,
 }
@@ -67,6 +72,7 @@ impl Store {
                 revision,
                 changed,
                 valid: decoded.is_ok(),
+                compacted: false,
                 note: by_revision.remove(&revision),
             });
         })
@@ -80,6 +86,7 @@ impl Store {
                 revision,
                 changed: Vec::new(),
                 valid: true,
+                compacted: true,
                 note: Some(note),
             })
             .collect();
@@ -170,6 +177,63 @@ impl Store {
         }
         Ok(())
     }
+}
+
+impl Store {
+    /// `err`, from reading `T` at `revision` (a revision someone named: [`Store::load_at`],
+    /// a rollback, a diff), saying which revisions etcd can read when it is one etcd compacted
+    /// away or has not reached. The error's kind stays etcd's.
+    pub(crate) async fn at_revision_error<T: EtcdConfig>(
+        &self,
+        revision: i64,
+        err: Error,
+    ) -> Error {
+        let Error::Server {
+            kind: kind @ (ServerErrorKind::Compacted | ServerErrorKind::FutureRevision),
+            message,
+            request,
+        } = err
+        else {
+            return err;
+        };
+        let Ok(now) = self
+            .client()
+            .kv()
+            .get(self.range_of::<T>())
+            .count_only()
+            .await
+        else {
+            return Error::Server {
+                kind,
+                message,
+                request,
+            };
+        };
+        let newest = now.header.revision;
+        let kept = match kind {
+            ServerErrorKind::Compacted => self.oldest_readable::<T>(newest).await.ok(),
+            _ => None,
+        };
+        let kept = match kept {
+            Some(oldest) => format!("etcd keeps revisions {oldest} to {newest}"),
+            None => format!("etcd's newest revision is {newest}"),
+        };
+        Error::Server {
+            kind,
+            message,
+            request: format!("{request} at revision {revision} ({kept})"),
+        }
+    }
+}
+
+/// Refuses a revision below 1, which etcd would read as its newest.
+pub(crate) fn named_revision(prefix: &str, revision: i64) -> Result<()> {
+    if revision >= 1 {
+        return Ok(());
+    }
+    Err(Error::invalid(format!(
+        "{prefix} has no revision {revision}: etcd's revisions start at 1"
+    )))
 }
 
 impl Store {
