@@ -91,6 +91,13 @@ impl WatchBuilder {
         self
     }
 
+    /// For a follower that wants to hear it is current: where etcd does not answer progress
+    /// requests (its gRPC proxy), the watch task confirms this watch by reading its keys.
+    pub(crate) fn confirmed(mut self) -> Self {
+        self.spec.set(spec::CONFIRMED);
+        self
+    }
+
     /// How many responses may wait unread before the watch is paused (default 32).
     pub fn buffer(mut self, responses: usize) -> Self {
         self.buffer = responses.max(1);

@@ -140,6 +140,7 @@ fn watch_from<T: EtcdConfig>(store: &Store, revision: i64) -> crate::client::wat
         .watch_prefix([T::PREFIX.as_bytes(), b"/"])
         .start_revision(revision + 1)
         .catch_up_limit(store.catch_up_limit_revisions())
+        .confirmed()
 }
 
 /// Loads again after a compaction and restarts the watch after that load.

@@ -27,9 +27,10 @@ pub struct LiveStatus {
     /// one every five seconds while a live config runs). `None` while the value comes from the
     /// cache file.
     ///
-    /// etcd's gRPC proxy does not answer progress requests: behind it, only loads confirm, and
-    /// a health check should look at [`state`](Self::state) instead. Before etcd 3.4.24 and
-    /// 3.5.8 a progress notification can arrive a moment before events it covers
+    /// etcd's gRPC proxy does not answer progress requests: behind it, the client reads the
+    /// config's keys (keys only) every five seconds instead, and confirms the value when they
+    /// are the keys it has followed, with the mod revisions it has seen. Before etcd 3.4.24
+    /// and 3.5.8 a progress notification can arrive a moment before events it covers
     /// (etcd-io/etcd#15220): the events still come, a few milliseconds later.
     pub confirmed_current_at: Option<Instant>,
     /// The store revision etcd confirmed at `confirmed_current_at`.
@@ -67,10 +68,6 @@ impl LiveStatus {
     /// cache file, while the follower reconnects or has stopped, and when etcd has not
     /// confirmed the value current within [`CONFIRM_WITHIN`](Self::CONFIRM_WITHIN). What a
     /// readiness check asks.
-    ///
-    /// Behind etcd's gRPC proxy, which does not answer progress requests, a config that does
-    /// not change is confirmed only by its load and its own updates: it reads as behind
-    /// after 30 quiet seconds there.
     pub fn is_behind(&self) -> bool {
         let rejected = self
             .last_rejected

@@ -205,7 +205,7 @@ impl Hub {
         self.restart();
     }
 
-    fn deliver(&mut self, id: u64, header: ResponseHeader, events: Vec<Event>) {
+    pub(super) fn deliver(&mut self, id: u64, header: ResponseHeader, events: Vec<Event>) {
         let Some(watcher) = self.watchers.get_mut(&id) else {
             return;
         };

@@ -9,10 +9,11 @@ mod catch_up;
 mod drive;
 mod probe;
 pub(super) mod spec;
+mod stand_in;
 mod watcher;
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -31,6 +32,7 @@ use crate::proto::etcdserverpb as pb;
 use alarm::Confirmations;
 use probe::Probe;
 pub(super) use spec::Spec;
+use stand_in::StandIn;
 pub(super) use watcher::Consumer;
 use watcher::{State, Watcher};
 
@@ -114,6 +116,8 @@ struct Hub {
     probe: Probe,
     /// Watches awaited and not yet confirmed, with their deadlines.
     confirmations: Confirmations,
+    /// Progress from reading the keys, where no one answers progress requests.
+    stand_in: StandIn,
     /// The client's request timeout (its options do not change).
     request_timeout: Option<Duration>,
 }
@@ -136,6 +140,7 @@ impl Hub {
             confirming,
             probe: Probe::default(),
             confirmations: Confirmations::default(),
+            stand_in: StandIn::default(),
             request_timeout,
         }
     }
@@ -192,13 +197,9 @@ impl Hub {
                 // request answers for every watch on the stream.
                 // (The count is read at each tick: a precondition would be read only when the
                 // wait starts, and a quiet stream never wakes the loop to read it again.)
-                _ = progress.tick() => {
-                    if self.confirming.load(Ordering::Relaxed) > 0 && self.stream.is_open() {
-                        self.send(pb::watch_request::RequestUnion::ProgressRequest(
-                            pb::WatchProgressRequest {},
-                        ));
-                        self.probe.asked();
-                    }
+                _ = progress.tick() => self.progress_due(),
+                readings = stand_in::round_ended(&mut self.stand_in.round) => {
+                    self.stood_in(readings);
                 }
                 message = self.stream.message() => {
                     self.received(message).await;

@@ -5,7 +5,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// The progress requests that confirm live configs are a liveness probe too: once the open
-/// stream has answered one (etcd's gRPC proxy never does, and is never probed), a request
+/// stream has answered one (etcd's gRPC proxy never does: there, `stand_in` reads), a request
 /// that gets no message at all within the request timeout means the member is frozen or cut
 /// off, and the stream moves to another endpoint. Keep-alive pings find the same, but only
 /// after their own, longer timeout.
@@ -15,17 +15,27 @@ pub(super) struct Probe {
     armed: bool,
     /// When a progress request went out with nothing received since.
     asked: Option<tokio::time::Instant>,
+    /// Progress requests sent on this stream since the last one answered (saturating).
+    unanswered: u8,
 }
 
 impl Probe {
     /// The stream answered a progress request: from now on it is probed.
     pub(super) fn arm(&mut self) {
         self.armed = true;
+        self.unanswered = 0;
     }
 
     /// A progress request went out (the first one unanswered counts).
     pub(super) fn asked(&mut self) {
         self.asked.get_or_insert_with(Instant::now);
+        self.unanswered = self.unanswered.saturating_add(1);
+    }
+
+    /// Whether the stream lets progress requests go unanswered: the one before the last
+    /// got no answer either (one period is time enough for any answer).
+    pub(super) fn unanswered(&self) -> bool {
+        self.unanswered > 1
     }
 
     /// A message came on the stream: it is alive.

@@ -20,6 +20,9 @@ pub(in crate::client::watch) const NO_DELETE: u8 = 1 << 4;
 /// The range end is the key's prefix end ([`prefix_end`]), as every config's is: only the key
 /// is kept.
 const PREFIX: u8 = 1 << 5;
+/// The watch's owner wants it confirmed current: where etcd does not answer progress
+/// requests, the watch task reads its keys instead (`stand_in`). Not sent to etcd.
+pub(in crate::client::watch) const CONFIRMED: u8 = 1 << 6;
 
 #[derive(Debug, Clone, Default)]
 pub(in crate::client::watch) struct Spec {
@@ -108,6 +111,11 @@ impl Spec {
             }
         }
         spec
+    }
+
+    /// Whether the watch's owner wants it confirmed current ([`CONFIRMED`]).
+    pub(super) fn confirmed(&self) -> bool {
+        self.flags & CONFIRMED != 0
     }
 
     pub(super) fn key(&self) -> &[u8] {
