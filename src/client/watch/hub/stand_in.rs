@@ -10,9 +10,9 @@
 //! notification would tell it, with the head's revision; any other watch is told nothing.
 //!
 //! The keys before are read once per delivered revision (at it, while etcd still keeps it) and
-//! kept as a hash; a watch whose keys there are compacted away before its first reading is
-//! confirmed again once its next event comes. A round that fails (no answer, a refusal) is
-//! simply not counted: confirmations age, as they do when etcd does not answer.
+//! kept as a hash; a watch whose keys there were compacted away before they were read is not
+//! confirmed again until its next event. A round that fails (no answer, a refusal) is simply
+//! not counted: confirmations age, as they do when etcd does not answer.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -26,6 +26,7 @@ use super::watcher::State;
 use super::Hub;
 use crate::client::transport::Transport;
 use crate::client::ResponseHeader;
+use crate::error::{Result, ServerErrorKind};
 use crate::proto::etcdserverpb as pb;
 use pb::request_op::Request;
 use pb::response_op::Response;
@@ -36,9 +37,9 @@ const OPS_PER_TXN: usize = 128;
 /// What the task keeps to stand in.
 #[derive(Default)]
 pub(super) struct StandIn {
-    /// By local id: the first revision the watch had not delivered, and the hash of its keys
-    /// at the revision before.
-    before: IdMap<u64, (i64, u64)>,
+    /// By local id: the first revision the watch had not delivered, and its keys at the
+    /// revision before.
+    before: IdMap<u64, (i64, Before)>,
     /// The round under way: its readings come here.
     pub(super) round: Option<oneshot::Receiver<Vec<Reading>>>,
 }
@@ -50,17 +51,26 @@ struct Ask {
     range_end: Vec<u8>,
     /// The first revision the watch had not delivered when the round began.
     next: i64,
-    /// The hash of its keys at `next - 1`, if known: else read too.
-    before: Option<u64>,
+    /// Its keys at `next - 1`, if known: else read too.
+    before: Option<Before>,
 }
 
-/// One watch's range as read.
+/// A watch's keys at the revision before its next one.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Before {
+    /// Their hash ([`hash_of`]).
+    Hash(u64),
+    /// Compacted away before they were read.
+    Compacted,
+}
+
+/// One watch's range as read: its keys before, and at the head (`header`'s revision) if
+/// those are known.
 pub(super) struct Reading {
     id: u64,
     next: i64,
-    header: pb::ResponseHeader,
-    now: u64,
-    before: Option<u64>,
+    before: Before,
+    now: Option<(pb::ResponseHeader, u64)>,
 }
 
 impl Hub {
@@ -102,8 +112,9 @@ impl Hub {
                 before: before
                     .get(&id)
                     .filter(|(next, _)| *next == w.next_revision)
-                    .map(|(_, hash)| *hash),
+                    .map(|(_, before)| *before),
             })
+            .filter(|ask| ask.before != Some(Before::Compacted))
             .collect();
         if asks.is_empty() {
             return;
@@ -131,15 +142,15 @@ impl Hub {
             if watcher.next_revision != reading.next || !matches!(watcher.state, State::Active(_)) {
                 continue;
             }
-            let Some(before) = reading.before else {
-                continue;
-            };
             self.stand_in
                 .before
-                .insert(reading.id, (reading.next, before));
-            if before == reading.now {
-                let header = ResponseHeader::from(Some(reading.header));
-                self.deliver(reading.id, header, Vec::new());
+                .insert(reading.id, (reading.next, reading.before));
+            match reading.now {
+                Some((header, now)) if reading.before == Before::Hash(now) => {
+                    let header = ResponseHeader::from(Some(header));
+                    self.deliver(reading.id, header, Vec::new());
+                }
+                _ => {}
             }
         }
     }
@@ -155,30 +166,85 @@ pub(super) async fn round_ended(
     }
 }
 
-/// Reads every ask's range at the head, and at the revision before its next where that is
-/// not known, a Txn per batch (one head revision per batch).
-async fn read(transport: &Arc<Transport>, asks: Vec<Ask>) -> Vec<Reading> {
+/// Reads, for every ask, its keys before where not known, then its keys at the head: in
+/// batches of up to [`OPS_PER_TXN`] asks, a read-only Txn each (one head revision per batch).
+async fn read(transport: &Arc<Transport>, mut asks: Vec<Ask>) -> Vec<Reading> {
     let mut readings = Vec::with_capacity(asks.len());
-    let mut batch: Vec<Ask> = Vec::new();
-    let mut ops = 0;
-    for ask in asks {
-        let needs = 1 + usize::from(ask.before.is_none());
-        if ops + needs > OPS_PER_TXN {
-            read_batch(transport, std::mem::take(&mut batch), &mut readings).await;
-            ops = 0;
+    while !asks.is_empty() {
+        let rest = asks.split_off(asks.len().min(OPS_PER_TXN));
+        if !read_batch(transport, asks, &mut readings).await {
+            break; // etcd does not answer: the next round tries again
         }
-        ops += needs;
-        batch.push(ask);
+        asks = rest;
     }
-    read_batch(transport, batch, &mut readings).await;
     readings
 }
 
-async fn read_batch(transport: &Arc<Transport>, batch: Vec<Ask>, readings: &mut Vec<Reading>) {
-    if batch.is_empty() {
-        return;
+/// Reads one batch; false when a read failed for another reason than a compaction.
+async fn read_batch(
+    transport: &Arc<Transport>,
+    mut batch: Vec<Ask>,
+    out: &mut Vec<Reading>,
+) -> bool {
+    let unknown: Vec<usize> = (0..batch.len())
+        .filter(|&i| batch[i].before.is_none())
+        .collect();
+    if !unknown.is_empty() {
+        let ranges = unknown.iter().map(|&i| range(&batch[i], batch[i].next - 1));
+        match read_ranges(transport, ranges.collect()).await {
+            Ok((_, hashes)) => {
+                for (&i, hash) in unknown.iter().zip(hashes) {
+                    batch[i].before = Some(Before::Hash(hash));
+                }
+            }
+            // One of them (at least) is compacted: each on its own.
+            Err(err) if err.server_kind() == Some(ServerErrorKind::Compacted) => {
+                for &i in &unknown {
+                    let one = vec![range(&batch[i], batch[i].next - 1)];
+                    batch[i].before = match read_ranges(transport, one).await {
+                        Ok((_, hashes)) => hashes.first().copied().map(Before::Hash),
+                        Err(err) if err.server_kind() == Some(ServerErrorKind::Compacted) => {
+                            Some(Before::Compacted)
+                        }
+                        Err(_) => return false,
+                    };
+                }
+            }
+            Err(_) => return false,
+        }
     }
-    let range = |ask: &Ask, revision: i64| pb::RequestOp {
+    let (compacted, batch): (Vec<Ask>, Vec<Ask>) = batch
+        .into_iter()
+        .partition(|ask| ask.before == Some(Before::Compacted));
+    out.extend(compacted.into_iter().map(|ask| Reading {
+        id: ask.id,
+        next: ask.next,
+        before: Before::Compacted,
+        now: None,
+    }));
+    if batch.is_empty() {
+        return true;
+    }
+    let Ok((header, hashes)) =
+        read_ranges(transport, batch.iter().map(|a| range(a, 0)).collect()).await
+    else {
+        return false;
+    };
+    for (ask, now) in batch.into_iter().zip(hashes) {
+        let Some(before) = ask.before else { continue };
+        out.push(Reading {
+            id: ask.id,
+            next: ask.next,
+            before,
+            now: Some((header, now)),
+        });
+    }
+    true
+}
+
+/// The keys-only Range of an ask's keys at `revision` (0: the head).
+fn range(ask: &Ask, revision: i64) -> pb::RequestOp {
+    pb::RequestOp {
         request: Some(Request::RequestRange(pb::RangeRequest {
             key: ask.key.clone(),
             range_end: ask.range_end.clone(),
@@ -186,47 +252,26 @@ async fn read_batch(transport: &Arc<Transport>, batch: Vec<Ask>, readings: &mut 
             keys_only: true,
             ..Default::default()
         })),
-    };
-    let mut txn = pb::TxnRequest::default();
-    for ask in &batch {
-        txn.success.push(range(ask, 0));
-        if ask.before.is_none() {
-            txn.success.push(range(ask, ask.next - 1));
-        }
     }
-    let answer = match transport.call(&txn).await {
-        Ok(answer) => answer,
-        Err(err) => {
-            // A revision before compacted fails the whole Txn: read the heads alone.
-            tracing::debug!(error = %err, "standing in for progress: a read failed");
-            if batch.iter().all(|ask| ask.before.is_some()) {
-                return;
-            }
-            let heads = batch
-                .into_iter()
-                .filter(|ask| ask.before.is_some())
-                .collect();
-            return Box::pin(read_batch(transport, heads, readings)).await;
-        }
+}
+
+/// Sends `ranges` as one read-only Txn: its header and each range's hash, in order.
+async fn read_ranges(
+    transport: &Arc<Transport>,
+    ranges: Vec<pb::RequestOp>,
+) -> Result<(pb::ResponseHeader, Vec<u64>)> {
+    let txn = pb::TxnRequest {
+        success: ranges,
+        ..Default::default()
     };
-    let mut hashes = answer.responses.into_iter().map(|op| match op.response {
+    let answer = transport.call(&txn).await.inspect_err(|err| {
+        tracing::debug!(error = %err, "standing in for progress: a read failed");
+    })?;
+    let hashes = answer.responses.iter().map(|op| match &op.response {
         Some(Response::ResponseRange(range)) => hash_of(&range.kvs),
         _ => 0,
     });
-    for ask in batch {
-        let now = hashes.next().unwrap_or(0);
-        let before = match ask.before {
-            Some(hash) => Some(hash),
-            None => hashes.next(),
-        };
-        readings.push(Reading {
-            id: ask.id,
-            next: ask.next,
-            header: answer.header.unwrap_or_default(),
-            now,
-            before,
-        });
-    }
+    Ok((answer.header.unwrap_or_default(), hashes.collect()))
 }
 
 /// The keys and their mod revisions, hashed in the order etcd sent them (by key).
