@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::display::shown;
 use crate::config::{
     field_of_key, is_required, is_secret, key_of, EtcdConfig, FieldEdits, Schema, Store,
 };
@@ -102,45 +101,4 @@ pub(super) async fn edits_to<T: EtcdConfig>(
         edits.push(path, None);
     }
     Ok(edits)
-}
-
-/// The file `edit` opens: the config as TOML of field paths, secret fields left out.
-pub(super) fn editor_file<T: EtcdConfig>(loaded: &T) -> Result<String> {
-    let mut text = format!(
-        "# {} (secret fields are not shown and stay as they are)\n",
-        T::PREFIX
-    );
-    for field in shown(loaded)? {
-        if let Some(value) = &field.value {
-            let line = format!("{} = {}\n", toml_key(&field.path), toml_string(value));
-            text.push_str(&line);
-        }
-    }
-    Ok(text)
-}
-
-/// A TOML key for a field path: bare where TOML allows, quoted otherwise.
-fn toml_key(field: &str) -> String {
-    let bare = |part: &str| {
-        !part.is_empty()
-            && part
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    };
-    field
-        .split('.')
-        .map(|part| {
-            if bare(part) {
-                part.to_owned()
-            } else {
-                toml_string(part)
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(".")
-}
-
-/// A TOML basic string.
-fn toml_string(text: &str) -> String {
-    serde_json::to_string(text).unwrap_or_default()
 }

@@ -55,6 +55,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 mod display;
+mod editor;
 mod files;
 mod report;
 mod rollout;

@@ -16,14 +16,14 @@ use crate::config::{
 use crate::error::{Error, ProblemKind, Result};
 
 /// The config as etcd holds it now, decoded if it loads.
-struct Read<T> {
-    current: Current,
-    loaded: Result<T>,
+pub(super) struct Read<T> {
+    pub(super) current: Current,
+    pub(super) loaded: Result<T>,
     /// `(relative key, near-miss field path)` of keys no field reads.
-    unknown: Vec<(String, Option<String>)>,
+    pub(super) unknown: Vec<(String, Option<String>)>,
 }
 
-async fn read<T: EtcdConfig>(store: &Store) -> Result<Read<T>> {
+pub(super) async fn read<T: EtcdConfig>(store: &Store) -> Result<Read<T>> {
     let current = store.read_current::<T>().await?;
     let keys = current.raw_keys::<T>();
     let prefix = store.prefix_of::<T>();
@@ -170,7 +170,7 @@ pub(super) async fn get<T: EtcdConfig>(
 
 /// Every key etcd holds under the prefix, by field path where a field owns it (secrets
 /// without their values): a config that does not decode, shown as it is.
-fn stored_fields<T: EtcdConfig>(current: &Current) -> Vec<Shown> {
+pub(super) fn stored_fields<T: EtcdConfig>(current: &Current) -> Vec<Shown> {
     let schema = T::schema();
     let local = keys::fields::<T>();
     current
@@ -205,7 +205,7 @@ fn encrypted_secrets<T>(loaded: &Result<T>) -> bool {
 
 /// What is wrong with a config that does not load, one line each (no secret values: the
 /// decoder never puts them in).
-fn problems_of(err: &Error) -> Vec<String> {
+pub(super) fn problems_of(err: &Error) -> Vec<String> {
     match err {
         Error::Decode { problems, .. } => problems.iter().map(ToString::to_string).collect(),
         Error::Rejected { reason, .. } => vec![format!("validate: {reason}")],

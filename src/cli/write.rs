@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::display::{diff_json, io, print_diff, print_json};
-use super::files::{editor_file, edits_to, read_file};
+use super::files::edits_to;
 use super::WriteArgs;
 use crate::config::{
     diff_of_change, field_of_key, is_secret, ChangeNote, ChangeSet, Committed, EtcdConfig,
@@ -337,39 +337,14 @@ pub(super) async fn apply<T: EtcdConfig>(
     edit::<T>(store, &edits, write, out).await
 }
 
-/// Opens `$EDITOR` on the config as TOML, secret fields left out (and left as they are), then
-/// applies what was saved.
+/// Opens `$EDITOR` on the config as etcd holds it (also when it does not load), then applies
+/// what was saved; a refused change leaves the file in place and says where.
 pub(super) async fn edit_in_editor<T: EtcdConfig>(
     store: &Store,
     write: &WriteArgs,
     out: &mut impl Write,
 ) -> Result<()> {
-    let wanted = edited_in_editor::<T>(store).await?;
-    apply::<T>(store, &wanted, write, out).await
-}
-
-/// The config as `$EDITOR` left it: field paths to values (secret fields left out).
-pub(super) async fn edited_in_editor<T: EtcdConfig>(
-    store: &Store,
-) -> Result<BTreeMap<String, String>> {
-    let loaded = store.load::<T>().await?;
-    let text = editor_file::<T>(&loaded)?;
-    let path = std::env::temp_dir().join(format!("etcd-config-edit-{}.toml", std::process::id()));
-    std::fs::write(&path, text).map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?;
-    let editor = std::env::var("EDITOR").unwrap_or_else(|_| "vi".to_owned());
-    let status = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!("{editor} \"$1\""))
-        .arg("sh")
-        .arg(&path)
-        .status()
-        .map_err(|e| Error::invalid(format!("cannot run {editor}: {e}")))?;
-    let wanted = read_file::<T>(&path);
-    let _ = std::fs::remove_file(&path);
-    if !status.success() {
-        return Err(Error::invalid(format!(
-            "{editor} failed ({status}); nothing saved"
-        )));
-    }
-    wanted
+    let edited = super::editor::session::<T>(store, out).await?;
+    let outcome = apply::<T>(store, &edited.wanted, write, out).await;
+    edited.finish(outcome, out, write.output.json)
 }

@@ -1,13 +1,14 @@
 //! The command line given what an operator gets wrong: secrets piped in from a key file or an
-//! unset variable, revisions that are not there (0, compacted, not reached yet). Each is
-//! refused with exit code 2, naming the field or the revisions etcd keeps, and etcd's revision
-//! stays where it was; what is accepted reads back whole.
+//! unset variable, revisions that are not there (0, compacted, not reached yet), an edit in
+//! `$EDITOR` of a config that does not load, and a refused one. Each is refused with exit code
+//! 2, naming the field or the revisions etcd keeps, and etcd's revision stays where it was;
+//! what is accepted reads back whole, and a refused edit is kept for the operator.
 
 use etcd_config::{Keyring, Store};
 
 use super::settings::Settings;
 use super::support::Etcd;
-use super::{admin_with_input, etcd_revision, run_admin, text};
+use super::{admin_command, admin_with_input, etcd_revision, etcdctl_get, run_admin, text};
 
 #[tokio::test]
 async fn what_an_operator_gets_wrong() {
@@ -99,4 +100,85 @@ async fn what_an_operator_gets_wrong() {
         .status
         .success());
     assert_eq!(store.load::<Settings>().await.unwrap().workers, 3);
+}
+
+/// `$EDITOR` as a script: `sed` expressions on the file, after copying what it was shown to
+/// `seen`.
+fn editor(dir: &std::path::Path, seen: &std::path::Path, sed: &str) -> std::path::PathBuf {
+    let script = dir.join(format!("editor-{}.sh", sed.len()));
+    let body = format!(
+        "#!/bin/sh\ncp \"$1\" {}\nsed -i '{sed}' \"$1\"\n",
+        seen.display()
+    );
+    std::fs::write(&script, body).unwrap();
+    let mode = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+    std::fs::set_permissions(&script, mode).unwrap();
+    script
+}
+
+#[tokio::test]
+async fn edit_repairs_a_config_that_does_not_load() {
+    let etcd = Etcd::single().await;
+    let endpoint = etcd.client_endpoints()[0].clone();
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::write(&keys, format!("k1 {}\n", "1f".repeat(32))).unwrap();
+    let edit = |script: &std::path::Path| {
+        let out = admin_command(&endpoint, &keys, &["edit", "--author", "ops"])
+            .env("EDITOR", script)
+            .output()
+            .unwrap();
+        eprintln!("$ admin edit\n{}{}", text(&out.stdout), text(&out.stderr));
+        out
+    };
+    assert!(run_admin(&endpoint, &keys, &["set", "greeting=hi"])
+        .status
+        .success());
+    // The bad hand edit of the incident drill.
+    assert!(etcd
+        .etcdctl(&["put", "/services/demo/workers", "1000"])
+        .status
+        .success());
+    let seen = dir.path().join("seen.toml");
+
+    // The operator is shown what etcd holds and what is wrong, and fixes it there.
+    let out = edit(&editor(
+        dir.path(),
+        &seen,
+        "s/^workers = .*/workers = \"4\"/",
+    ));
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let shown = std::fs::read_to_string(&seen).unwrap();
+    assert!(shown.contains("DOES NOT LOAD"), "{shown}");
+    assert!(
+        shown.contains("workers must be between 1 and 64, not 1000"),
+        "{shown}"
+    );
+    assert!(shown.contains("workers = \"1000\""), "{shown}");
+    assert_eq!(etcdctl_get(&etcd, "/services/demo/workers").0, "4");
+
+    // A refused edit changes nothing and is kept, where the command says, to fix and apply.
+    let before = etcd_revision(&etcd);
+    let out = edit(&editor(
+        dir.path(),
+        &seen,
+        "s/^workers = .*/workers = \"0\"/",
+    ));
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(etcd_revision(&etcd), before);
+    let said = text(&out.stdout);
+    let kept = said
+        .lines()
+        .find_map(|line| line.strip_prefix("# your edit is kept in "))
+        .and_then(|rest| rest.split(':').next())
+        .unwrap_or_else(|| panic!("no kept file named: {said}"))
+        .to_owned();
+    let file = std::fs::read_to_string(&kept).unwrap();
+    assert!(file.contains("workers = \"0\""), "{file}");
+    std::fs::write(&kept, file.replace("workers = \"0\"", "workers = \"5\"")).unwrap();
+    assert!(run_admin(&endpoint, &keys, &["apply", &kept])
+        .status
+        .success());
+    assert_eq!(etcdctl_get(&etcd, "/services/demo/workers").0, "5");
+    std::fs::remove_file(&kept).unwrap();
 }

@@ -62,13 +62,20 @@ fn run_admin(endpoint: &str, keys: &Path, args: &[&str]) -> Output {
     admin_with_input(endpoint, keys, args, "")
 }
 
-/// [`run_admin`] with `input` on standard input.
-fn admin_with_input(endpoint: &str, keys: &Path, args: &[&str], input: &str) -> Output {
-    let mut child = Command::new(binary())
+/// The admin binary against `endpoint` as user `tester`, with the key file `keys`.
+fn admin_command(endpoint: &str, keys: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(binary());
+    command
         .env("ETCD_ENDPOINTS", endpoint)
         .env("ETCD_CONFIG_KEYS", keys)
         .env("USER", "tester")
-        .args(args)
+        .args(args);
+    command
+}
+
+/// [`run_admin`] with `input` on standard input.
+fn admin_with_input(endpoint: &str, keys: &Path, args: &[&str], input: &str) -> Output {
+    let mut child = admin_command(endpoint, keys, args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

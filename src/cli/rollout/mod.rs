@@ -13,7 +13,7 @@ mod status;
 use status::{progress, status};
 
 use super::display::{io, print_json};
-use super::{files, write, Output, WriteArgs};
+use super::{editor, files, write, Output, WriteArgs};
 use crate::config::{EtcdConfig, FieldEdits, RolloutOutcome, RolloutPlan, Step, Store};
 use crate::error::{Error, Result};
 
@@ -230,8 +230,12 @@ async fn start<T: EtcdConfig>(
             plan,
         ),
         RolloutChange::Edit { plan } => {
-            let wanted = write::edited_in_editor::<T>(store).await?;
-            (files::edits_to::<T>(store, &wanted).await?, plan)
+            let edited = editor::session::<T>(store, out).await?;
+            let edits = files::edits_to::<T>(store, &edited.wanted).await;
+            let json = plan.note.output.json;
+            let outcome = edits.as_ref().map(drop).map_err(Clone::clone);
+            edited.finish(outcome, out, json)?;
+            (edits?, plan)
         }
         RolloutChange::Apply { file, plan } => {
             let wanted = files::read_file::<T>(&file)?;
