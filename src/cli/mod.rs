@@ -43,7 +43,7 @@
 //! | `diff` | `{"diff": [{"path", "secret", "before", "after", "change"}]}` (absent: `null`) |
 //! | `history` | `[{"revision", "changed": [path], "valid", "author", "reason", "noted", "compacted"}]` |
 //! | `status` | `{"changed_at", "instances": [..], "by_revision": {rev: [instance]}}` |
-//! | `watch` | `{"revision", "changed": [path]}` or `{"revision", "rejected": reason}` |
+//! | `watch` | `{"revision", "changed": [path]}`, `{"revision", "rejected": reason}`, `{"revision", "current": true}`, `{"revision", "resynced": true}`, `{"reconnecting": reason}`, `{"reconnected": true}`, `{"missed": n}` |
 //! | `schema` | JSON Schema |
 //!
 //! `show --json` lists secret fields apart: `"secrets": {path: "set" | "unset"}`; `defaults`
@@ -60,6 +60,7 @@ mod files;
 mod report;
 mod rollout;
 mod show;
+mod watch;
 mod write;
 
 pub use rollout::{NoteArgs, PlanArgs, RolloutChange, RolloutCommand};
@@ -171,7 +172,8 @@ pub enum Command {
         #[command(flatten)]
         output: Output,
     },
-    /// Print each update as it happens (Ctrl-C to stop).
+    /// Print each change as it happens, each revision refused and the one valid again, and the
+    /// connection to etcd lost and back (Ctrl-C to stop).
     Watch {
         /// Text or JSON.
         #[command(flatten)]
@@ -339,7 +341,7 @@ pub async fn run<T: EtcdConfig>(
             }
         }
         Command::Status { output } => report::status::<T>(store, output, out).await,
-        Command::Watch { output } => report::watch::<T>(store, output, out).await,
+        Command::Watch { output } => watch::watch::<T>(store, output, out).await,
         Command::Rollout { command } => rollout::run::<T>(store, command, out).await,
     }
 }

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 
-use futures_util::StreamExt;
 use serde_json::{json, Value};
 
 use super::display::{diff_json, io, one_line, print_diff, print_json};
@@ -191,49 +190,4 @@ async fn last_change<T: EtcdConfig>(store: &Store) -> Result<i64> {
     let keys = newest(store.range_of::<T>()).await?;
     let notes = newest(store.notes_range_of::<T>()).await?;
     Ok(keys.max(notes))
-}
-
-pub(super) async fn watch<T: EtcdConfig>(
-    store: &Store,
-    output: Output,
-    out: &mut impl Write,
-) -> Result<()> {
-    let mut updates = store.watch::<T>().await?;
-    let initial = updates.initial();
-    if output.json {
-        print_json(out, &json!({ "revision": initial.revision, "changed": [] }))?;
-    } else {
-        writeln!(out, "revision {}", initial.revision).map_err(io)?;
-    }
-    while let Some(update) = updates.next().await {
-        match (update, output.json) {
-            (Ok(update), true) => print_json(
-                out,
-                &json!({
-                    "revision": update.revision,
-                    "changed": update.changed,
-                    "resynced": update.resynced,
-                }),
-            )?,
-            (Ok(update), false) => writeln!(
-                out,
-                "revision {}: {}{}",
-                update.revision,
-                update.changed.join(", "),
-                if update.resynced {
-                    " (loaded again at the head; the revisions before it were not replayed)"
-                } else {
-                    ""
-                }
-            )
-            .map_err(io)?,
-            (Err(err), true) => print_json(
-                out,
-                &json!({ "revision": err.rejected_revision(), "rejected": err.to_string() }),
-            )?,
-            (Err(err), false) => writeln!(out, "rejected: {err}").map_err(io)?,
-        }
-        out.flush().map_err(io)?;
-    }
-    Ok(())
 }

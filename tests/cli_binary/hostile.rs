@@ -4,6 +4,8 @@
 //! 2, naming the field or the revisions etcd keeps, and etcd's revision stays where it was;
 //! what is accepted reads back whole, and a refused edit is kept for the operator.
 
+use std::time::Duration;
+
 use etcd_config::{Keyring, Store};
 
 use super::settings::Settings;
@@ -181,4 +183,77 @@ async fn edit_repairs_a_config_that_does_not_load() {
         .success());
     assert_eq!(etcdctl_get(&etcd, "/services/demo/workers").0, "5");
     std::fs::remove_file(&kept).unwrap();
+}
+
+/// `admin watch --json` as a script reads it: a change, a revision refused and the revision
+/// that makes the config valid again, and etcd gone and back (said, not silence).
+#[tokio::test]
+async fn watch_says_what_happens_and_when_etcd_is_gone() {
+    use std::io::BufRead;
+
+    let mut etcd = Etcd::single().await;
+    let endpoint = etcd.client_endpoints()[0].clone();
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::write(&keys, format!("k1 {}\n", "1f".repeat(32))).unwrap();
+    assert!(run_admin(&endpoint, &keys, &["set", "greeting=hi"])
+        .status
+        .success());
+    let mut child = admin_command(&endpoint, &keys, &["watch", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines, seen) = std::sync::mpsc::channel::<serde_json::Value>();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            let _ = lines.send(serde_json::from_str(&line).unwrap());
+        }
+    });
+    let next = || {
+        let line = seen
+            .recv_timeout(Duration::from_secs(20))
+            .expect("a line within 20 s");
+        eprintln!("watch: {line}");
+        line
+    };
+    assert_eq!(next()["revision"], etcd_revision(&etcd));
+
+    let put = |etcd: &Etcd, value: &str| {
+        assert!(etcd
+            .etcdctl(&["put", "/services/demo/workers", value])
+            .status
+            .success());
+        etcd_revision(etcd)
+    };
+    let changed = put(&etcd, "3");
+    assert_eq!(
+        next(),
+        serde_json::json!({ "revision": changed, "changed": ["workers"] })
+    );
+    let bad = put(&etcd, "1000");
+    let line = next();
+    assert_eq!(line["revision"], bad);
+    assert!(
+        line["rejected"].as_str().unwrap().contains("not 1000"),
+        "{line}"
+    );
+    let fixed = put(&etcd, "3");
+    assert_eq!(
+        next(),
+        serde_json::json!({ "revision": fixed, "current": true })
+    );
+
+    etcd.stop(0);
+    assert!(next().get("reconnecting").is_some());
+    etcd.restart(0).await;
+    assert_eq!(next(), serde_json::json!({ "reconnected": true }));
+    let after = put(&etcd, "4");
+    assert_eq!(
+        next(),
+        serde_json::json!({ "revision": after, "changed": ["workers"] })
+    );
+    child.kill().unwrap();
+    let _ = child.wait();
 }
