@@ -13,6 +13,20 @@ pub(super) fn io(err: std::io::Error) -> Error {
     Error::invalid(format!("cannot write the output: {err}"))
 }
 
+/// A value as a diff line shows it: quoted, and a long one cut to its start and its size
+/// (`--json` has it whole).
+fn brief(value: &str) -> String {
+    const SHOWN: usize = 80;
+    if value.len() <= 2 * SHOWN {
+        return format!("{value:?}");
+    }
+    let cut = (0..=SHOWN)
+        .rev()
+        .find(|&i| value.is_char_boundary(i))
+        .unwrap_or(0);
+    format!("{:?}... ({} bytes)", &value[..cut], value.len())
+}
+
 /// Prints one JSON value on a line.
 pub(super) fn print_json(out: &mut impl Write, value: &serde_json::Value) -> Result<()> {
     writeln!(out, "{value}").map_err(io)
@@ -101,16 +115,17 @@ pub(super) fn print_diff<T: EtcdConfig>(out: &mut impl Write, changes: &[FieldDi
             (true, DiffKind::Added, ..) => writeln!(out, "+ {field} (secret, set)"),
             (true, DiffKind::Removed, ..) => writeln!(out, "- {field} (secret, removed)"),
             (true, ..) => writeln!(out, "~ {field} (secret, changed)"),
-            (false, _, None, Some(after)) => writeln!(out, "+ {field}: {after:?}"),
+            (false, _, None, Some(after)) => writeln!(out, "+ {field}: {}", brief(after)),
             (false, _, Some(before), None) => match default_of(field) {
                 Some(default) => writeln!(
                     out,
-                    "- {field}: {before:?} (key removed: the default {default:?} applies)"
+                    "- {field}: {} (key removed: the default {default:?} applies)",
+                    brief(before)
                 ),
-                None => writeln!(out, "- {field}: {before:?}"),
+                None => writeln!(out, "- {field}: {}", brief(before)),
             },
             (false, _, Some(before), Some(after)) => {
-                writeln!(out, "~ {field}: {before:?} -> {after:?}")
+                writeln!(out, "~ {field}: {} -> {}", brief(before), brief(after))
             }
             (false, _, None, None) => Ok(()),
         }

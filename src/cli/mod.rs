@@ -371,9 +371,14 @@ pub fn exit_code(err: &Error) -> i32 {
         | Error::TxnTooLarge { .. }
         | Error::RequestTooLarge { .. }
         | Error::Rejected { .. } => 2,
-        // Only a revision someone named (rollback, diff --from/--to) is read at a revision.
+        // Only a revision someone named (rollback, diff --from/--to) is read at a revision;
+        // a change etcd finds too large (its --max-request-bytes, --max-txn-ops) wrote nothing.
         Error::Server {
-            kind: ServerErrorKind::Compacted | ServerErrorKind::FutureRevision,
+            kind:
+                ServerErrorKind::Compacted
+                | ServerErrorKind::FutureRevision
+                | ServerErrorKind::RequestTooLarge
+                | ServerErrorKind::TooManyOps,
             ..
         } => 2,
         Error::Conflict { .. } => 3,

@@ -14,7 +14,7 @@ use crate::config::{
     diff_of_change, field_of_key, is_secret, ChangeNote, ChangeSet, Committed, EtcdConfig,
     FieldDiff, FieldEdits, PlannedEdit, RolloutOutcome, RolloutPlan, Store,
 };
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, ServerErrorKind};
 
 /// `PATH=VALUE` pairs as (path, value); a secret field's value is read from standard input
 /// (`PATH=-`), never taken from the command line, which other users can see.
@@ -122,11 +122,31 @@ async fn change<T: EtcdConfig>(
         return dry_run::<T>(store, planned.revision, &set, &changes, note, write, out);
     }
     let committed = if write.preflight && !set.is_empty() {
-        preflight::<T>(store, planned, note).await?
+        preflight::<T>(store, planned, note).await
     } else {
-        store.commit_plan(planned, note).await?
+        store.commit_plan(planned, note).await
     };
+    let committed = committed.map_err(|err| too_large(err, &changes))?;
     written::<T>(store, &changes, committed, write, out).await
+}
+
+/// etcd's refusal of a change too large for it, naming the largest value written (a secret
+/// by its field alone).
+fn too_large(err: Error, changes: &[FieldDiff]) -> Error {
+    if err.server_kind() != Some(ServerErrorKind::RequestTooLarge) {
+        return err;
+    }
+    let largest = changes
+        .iter()
+        .filter_map(|c| Some((c.after.as_ref()?.len(), &c.field)))
+        .max();
+    let Some((bytes, field)) = largest else {
+        return err;
+    };
+    Error::invalid(format!(
+        "{err}: the largest value written is `{field}`, {bytes} bytes (etcd takes requests up \
+         to its --max-request-bytes, 1.5 MiB by default); nothing was written"
+    ))
 }
 
 /// The change as a rollout with no steps: every reporting build checks it, then it is

@@ -44,6 +44,22 @@ async fn what_an_operator_gets_wrong() {
     let loaded = store.load::<Settings>().await.unwrap();
     assert_eq!(loaded.api_token.expose(), pem.trim_end());
 
+    // A value too large for etcd: refused, naming the field, the diff line cut short.
+    let big = dir.path().join("big.toml");
+    std::fs::write(&big, format!("greeting = \"{}\"\n", "x".repeat(2_000_000))).unwrap();
+    let out = admin(&["apply", big.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("`greeting`, 2000000 bytes"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).len() < 1000,
+        "the diff printed the whole value"
+    );
+    assert_eq!(etcd_revision(&etcd), before);
+
     // Revisions that are not there: 0 and below (etcd would read its newest), one not reached.
     for args in [
         &["rollback", "0"][..],
