@@ -377,8 +377,27 @@ async fn cache_file_when_etcd_is_down() {
         etcd.options().dial_timeout(Duration::from_millis(300)),
     )
     .unwrap();
-    let err = Store::new(offline).live::<App>().await.unwrap_err();
+    let offline = Store::new(offline);
+    let err = offline.live::<App>().await.unwrap_err();
     assert!(err.to_string().contains(&etcd.endpoint(0)), "{err}");
+
+    // With a cache that cannot stand in (cut short, another config's), the error says both.
+    let text = std::fs::read_to_string(&cache).unwrap();
+    let other = text.replace("\"/app/\"", "\"/other/\"");
+    for (broken, why) in [
+        (&text[..20], "EOF"),
+        (other.as_str(), "it caches /other/, not /app/"),
+    ] {
+        std::fs::write(&cache, broken).unwrap();
+        let options = LiveOptions::new().cache_file(&cache);
+        let err = offline.live_with::<App>(options).await.unwrap_err();
+        let said = err.to_string();
+        assert!(
+            said.contains(&etcd.endpoint(0)) && said.contains(why),
+            "{said}"
+        );
+        assert!(said.contains(&cache.display().to_string()), "{said}");
+    }
 }
 
 /// Dropping the last Live handle ends its watch (etcd's watcher gauge drops): for a live config

@@ -63,8 +63,14 @@ pub(super) fn read_cache<T: EtcdConfig>(prefix: &str, path: &Path) -> Result<(T,
         source: Some(Arc::new(e)),
     })?;
     let body: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
-    if body["prefix"] != prefix {
-        return Err(bad(format!("it holds {} instead", body["prefix"])));
+    match body["prefix"].as_str() {
+        Some(cached) if cached == prefix => {}
+        Some(cached) => return Err(bad(format!("it caches {cached}, not {prefix}"))),
+        None => {
+            return Err(bad(
+                "it is not a config cache (it names no prefix)".to_owned()
+            ))
+        }
     }
     let revision = body["revision"].as_i64().unwrap_or(0);
     let mut keys = RawKeys::default();

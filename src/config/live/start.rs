@@ -80,7 +80,7 @@ pub(super) async fn first_value<T: EtcdConfig>(
             }
             Err(cache_err) => {
                 tracing::warn!(cache = %path.display(), error = %cache_err, "cannot use the config cache");
-                Err(err)
+                Err(with_cache_problem(err, &cache_err))
             }
         };
     }
@@ -125,6 +125,28 @@ pub(super) async fn first_value<T: EtcdConfig>(
     Ok(start)
 }
 
+/// `err`, why etcd could not be reached, saying also why the cache file could not stand in
+/// (it is the error a service's start fails with: both are the operator's to fix).
+fn with_cache_problem(err: Error, cache_err: &Error) -> Error {
+    let also = format!("; and {cache_err}");
+    match err {
+        Error::Connect { endpoints, reason } => Error::Connect {
+            endpoints,
+            reason: reason + &also,
+        },
+        Error::Timeout {
+            operation,
+            after,
+            endpoint,
+        } => Error::Timeout {
+            operation: operation + &also,
+            after,
+            endpoint,
+        },
+        other => other,
+    }
+}
+
 /// True for errors that mean "no etcd answered", as opposed to "etcd said no".
 fn unreachable(err: &Error) -> bool {
     matches!(
@@ -144,7 +166,7 @@ impl Store {
     /// # Errors
     ///
     /// The first load's error; with a cache file, only if etcd is unreachable *and* the cache
-    /// cannot be read.
+    /// cannot be read, and then the error says why not either.
     pub async fn live_with<T: EtcdConfig>(&self, options: LiveOptions) -> Result<Live<T>> {
         let prefix = self.prefix_of::<T>();
         let Start {
