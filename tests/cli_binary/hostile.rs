@@ -9,16 +9,13 @@ use std::time::Duration;
 use etcd_config::{Keyring, Store};
 
 use super::settings::Settings;
+use super::setup;
 use super::support::Etcd;
 use super::{admin_command, admin_with_input, etcd_revision, etcdctl_get, run_admin, text};
 
 #[tokio::test]
 async fn what_an_operator_gets_wrong() {
-    let etcd = Etcd::single().await;
-    let endpoint = etcd.client_endpoints()[0].clone();
-    let dir = tempfile::tempdir().unwrap();
-    let keys = dir.path().join("keys");
-    std::fs::write(&keys, format!("k1 {}\n", "1f".repeat(32))).unwrap();
+    let (etcd, endpoint, dir, keys) = setup().await;
     let admin = |args: &[&str]| run_admin(&endpoint, &keys, args);
     let piped = |args: &[&str], input: &str| admin_with_input(&endpoint, &keys, args, input);
     let store = Store::new(etcd.client().await).with_keyring(Keyring::from_file(&keys).unwrap());
@@ -136,11 +133,7 @@ fn editor(dir: &std::path::Path, seen: &std::path::Path, sed: &str) -> std::path
 
 #[tokio::test]
 async fn edit_repairs_a_config_that_does_not_load() {
-    let etcd = Etcd::single().await;
-    let endpoint = etcd.client_endpoints()[0].clone();
-    let dir = tempfile::tempdir().unwrap();
-    let keys = dir.path().join("keys");
-    std::fs::write(&keys, format!("k1 {}\n", "1f".repeat(32))).unwrap();
+    let (etcd, endpoint, dir, keys) = setup().await;
     let edit = |script: &std::path::Path| {
         let out = admin_command(&endpoint, &keys, &["edit", "--author", "ops"])
             .env("EDITOR", script)
@@ -207,11 +200,7 @@ async fn edit_repairs_a_config_that_does_not_load() {
 async fn watch_says_what_happens_and_when_etcd_is_gone() {
     use std::io::BufRead;
 
-    let mut etcd = Etcd::single().await;
-    let endpoint = etcd.client_endpoints()[0].clone();
-    let dir = tempfile::tempdir().unwrap();
-    let keys = dir.path().join("keys");
-    std::fs::write(&keys, format!("k1 {}\n", "1f".repeat(32))).unwrap();
+    let (mut etcd, endpoint, _dir, keys) = setup().await;
     assert!(run_admin(&endpoint, &keys, &["set", "greeting=hi"])
         .status
         .success());

@@ -57,6 +57,16 @@ fn binary() -> PathBuf {
     admin
 }
 
+/// A fresh etcd, its endpoint, and a key file (`keys`: key `k1`) in the test's directory.
+async fn setup() -> (Etcd, String, tempfile::TempDir, PathBuf) {
+    let etcd = Etcd::single().await;
+    let endpoint = etcd.client_endpoints()[0].clone();
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::write(&keys, format!("k1 {}\n", "1f".repeat(32))).unwrap();
+    (etcd, endpoint, dir, keys)
+}
+
 /// Runs the admin binary against `endpoint` as user `tester`, with the key file `keys`.
 fn run_admin(endpoint: &str, keys: &Path, args: &[&str]) -> Output {
     admin_with_input(endpoint, keys, args, "")
@@ -139,11 +149,7 @@ fn etcd_revision(etcd: &Etcd) -> i64 {
 // Several threads: the binary runs blocking while this process's live configs follow etcd.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_built_command_line_as_a_user_runs_it() {
-    let etcd = Etcd::single().await;
-    let endpoint = etcd.client_endpoints()[0].clone();
-    let dir = tempfile::tempdir().unwrap();
-    let keys = dir.path().join("keys");
-    std::fs::write(&keys, format!("k1 {}\n", "1f".repeat(32))).unwrap();
+    let (etcd, endpoint, _dir, keys) = setup().await;
     let admin = |args: &[&str]| run_admin(&endpoint, &keys, args);
 
     // Nothing in etcd yet: the required greeting is missing, and the error says so.
@@ -314,11 +320,7 @@ async fn the_built_command_line_as_a_user_runs_it() {
 /// in a file given to `apply` is refused and nothing is written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_incident_drill() {
-    let etcd = Etcd::single().await;
-    let endpoint = etcd.client_endpoints()[0].clone();
-    let dir = tempfile::tempdir().unwrap();
-    let keys = dir.path().join("keys");
-    std::fs::write(&keys, format!("k1 {}\n", "1f".repeat(32))).unwrap();
+    let (etcd, endpoint, dir, keys) = setup().await;
     let admin = |args: &[&str]| run_admin(&endpoint, &keys, args);
     let out = admin(&["set", "greeting=hello", "workers=4"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");

@@ -7,16 +7,12 @@ use std::time::Duration;
 use etcd_config::{LiveOptions, Store};
 
 use super::settings::Settings;
-use super::support::Etcd;
+use super::setup;
 use super::{etcdctl_get, fleet_of, run_admin, text, Strict};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollout_from_the_command_line() {
-    let etcd = Etcd::single().await;
-    let endpoint = etcd.client_endpoints()[0].clone();
-    let dir = tempfile::tempdir().unwrap();
-    let keys = dir.path().join("keys");
-    std::fs::write(&keys, format!("k1 {}\n", "1f".repeat(32))).unwrap();
+    let (etcd, endpoint, _dir, keys) = setup().await;
     let admin = |args: &[&str]| run_admin(&endpoint, &keys, args);
     assert!(admin(&["set", "greeting=hi"]).status.success());
     let store = Store::new(etcd.client().await);
