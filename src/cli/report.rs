@@ -1,5 +1,4 @@
-//! The commands that read: show, get, history, diff, status and watch, and the field diff
-//! every write prints too.
+//! The commands that read: history, diff and status.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -10,7 +9,10 @@ use serde_json::{json, Value};
 use super::display::{diff_json, io, one_line, print_diff, print_json};
 use super::files::{edits_to, read_file};
 use super::Output;
-use crate::config::{diff as diff_of, diff_of_change, unix_ms, EtcdConfig, FleetRecord, Store};
+use crate::config::{
+    diff as diff_of, diff_of_change, diff_of_stored, unix_ms, EtcdConfig, FieldDiff, FleetRecord,
+    Store,
+};
 use crate::error::{Error, Result};
 use crate::key_range::KeyRange;
 
@@ -70,20 +72,53 @@ pub(super) async fn diff<T: EtcdConfig>(
             let set = store.change_of(&planned.after, &planned.current, &planned.scope, false)?;
             diff_of_change::<T>(&planned.current, &set)
         }
-        (None, Some(from)) => {
-            let before = store.load_at::<T>(from).await?;
-            let after = match to {
-                Some(to) => store.load_at::<T>(to).await?,
-                None => store.load::<T>().await?,
-            };
-            diff_of(&before, &after)
-        }
+        (None, Some(from)) => between::<T>(store, from, to, output, out).await?,
         (None, None) => return Err(Error::invalid("diff needs a FILE or --from REVISION")),
     };
     if output.json {
         return print_json(out, &json!({ "diff": diff_json(&changes) }));
     }
     print_diff::<T>(out, &changes)
+}
+
+/// The field diff between the config at `from` and at `to` (default: now): of the values
+/// when both load, else of the keys as etcd held them, saying which side does not load.
+async fn between<T: EtcdConfig>(
+    store: &Store,
+    from: i64,
+    to: Option<i64>,
+    output: Output,
+    out: &mut impl Write,
+) -> Result<Vec<FieldDiff>> {
+    let before = store.read_at::<T>(from).await?;
+    let after = match to {
+        Some(to) => store.read_at::<T>(to).await?,
+        None => store.read_current::<T>().await?,
+    };
+    let prefix = store.prefix_of::<T>();
+    let decode = |keys: &crate::config::Current| {
+        let raw = keys.raw_keys::<T>();
+        crate::config::decode_entries::<T>(&prefix, store.keyring(), keys.revision, &raw)
+    };
+    match (decode(&before), decode(&after)) {
+        (Ok(before), Ok(after)) => Ok(diff_of(&before, &after)),
+        (old, new) => {
+            for (revision, err) in [(before.revision, old.err()), (after.revision, new.err())] {
+                match err {
+                    None => {}
+                    Some(err) if err.rejected_revision().is_some() => {
+                        if !output.json {
+                            let why = one_line(&err.to_string());
+                            writeln!(out, "# revision {revision} does not load: {why}")
+                                .map_err(io)?;
+                        }
+                    }
+                    Some(err) => return Err(err),
+                }
+            }
+            Ok(diff_of_stored::<T>(&before, &after))
+        }
+    }
 }
 
 pub(super) async fn status<T: EtcdConfig>(

@@ -220,20 +220,9 @@ impl Store {
     /// compaction and `FutureRevision` for one etcd has not reached, each naming the revisions
     /// etcd can read; decode and validation errors as [`load`](Self::load) (by today's rules).
     pub async fn load_at<T: EtcdConfig>(&self, revision: i64) -> Result<T> {
-        let prefix = self.prefix_of::<T>();
-        named_revision(&prefix, revision)?;
-        let read = self
-            .client()
-            .kv()
-            .get(self.range_of::<T>())
-            .revision(revision);
-        let page = match read.await {
-            Ok(page) => page,
-            Err(err) => return Err(self.at_revision_error::<T>(revision, err).await),
-        };
-        let kvs = page.kvs.into_iter().map(|kv| (kv.key, kv.value));
-        let keys = super::decode::RawKeys::from_kvs::<T>(kvs);
-        decode_entries::<T>(&prefix, self.keyring(), revision, &keys)
+        let then = self.read_at::<T>(revision).await?;
+        let keys = then.raw_keys::<T>();
+        decode_entries::<T>(&self.prefix_of::<T>(), self.keyring(), revision, &keys)
     }
 
     /// Makes `T` what it was at `revision` again, validated by today's rules, writing only the
@@ -259,6 +248,21 @@ impl Store {
         self.commit_plan(&planned, &note).await
     }
 
+    /// `T`'s keys as etcd held them at `revision`, a revision someone named: refused below 1,
+    /// and naming the revisions etcd keeps when compacted away or not reached.
+    pub(crate) async fn read_at<T: EtcdConfig>(&self, revision: i64) -> Result<Current> {
+        named_revision(&self.prefix_of::<T>(), revision)?;
+        let read = Get::new(self.range_of::<T>()).revision(revision);
+        match self.client().kv().read_pairs(read).await {
+            Ok(answer) => Ok(Current {
+                revision,
+                pairs: answer.pairs,
+                notes: None,
+            }),
+            Err(err) => Err(self.at_revision_error::<T>(revision, err).await),
+        }
+    }
+
     /// What [`rollback`](Self::rollback) to `revision` would write: the value then, against
     /// the keys now (which need not load). A defaulted field that had no key then loses its
     /// key again, so etcd holds what it held.
@@ -267,17 +271,7 @@ impl Store {
         revision: i64,
     ) -> Result<PlannedEdit<T>> {
         let prefix = self.prefix_of::<T>();
-        named_revision(&prefix, revision)?;
-        let read = Get::new(self.range_of::<T>()).revision(revision);
-        let pairs = match self.client().kv().read_pairs(read).await {
-            Ok(answer) => answer.pairs,
-            Err(err) => return Err(self.at_revision_error::<T>(revision, err).await),
-        };
-        let then = Current {
-            revision,
-            pairs,
-            notes: None,
-        };
+        let then = self.read_at::<T>(revision).await?;
         let after = decode_entries::<T>(&prefix, self.keyring(), revision, &then.raw_keys::<T>())?;
         let current = self.read_current::<T>().await?;
         let now = current.revision;

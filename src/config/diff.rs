@@ -1,7 +1,7 @@
 //! Field diffs: between two values ([`diff`]), and of the operations a change performs, for the
 //! command line's preview and its report of what was written.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::change_set::{ChangeSet, Current};
 use super::follower::{changed_fields, stored, Stored};
@@ -75,32 +75,65 @@ pub fn diff<T: EtcdConfig>(before: &T, after: &T) -> Vec<FieldDiff> {
 /// or deleted, nothing for keys it leaves alone. Secret values are never included.
 #[cfg_attr(not(feature = "cli"), allow(dead_code))]
 pub(crate) fn diff_of_change<T: EtcdConfig>(current: &Current, set: &ChangeSet) -> Vec<FieldDiff> {
-    let schema = T::schema();
-    let local = keys::fields::<T>();
     let stored_now: BTreeMap<&[u8], &[u8]> = current.kvs().map(|kv| (kv.key, kv.value)).collect();
-    let line = |key: &[u8], after: Option<&str>| {
-        let text = String::from_utf8_lossy(key);
-        let (field, secret) = field_of_key(&schema, &text).unwrap_or_else(|| {
-            let relative = text.strip_prefix(&local).unwrap_or(&text);
-            (relative.replace('/', "."), false)
-        });
-        let before = stored_now
-            .get(key)
-            .map(|v| String::from_utf8_lossy(v).into_owned());
-        FieldDiff {
-            kind: DiffKind::of(before.is_some(), after.is_some()),
-            before: before.filter(|_| !secret),
-            after: after.filter(|_| !secret).map(str::to_owned),
-            secret,
-            field,
-        }
-    };
+    let before = |key: &[u8]| stored_now.get(key).map(|v| text(v));
     let mut lines: Vec<FieldDiff> = set
         .puts
         .iter()
-        .map(|(key, value)| line(key.as_bytes(), Some(value)))
-        .chain(set.deletes.iter().map(|key| line(key, None)))
+        .map(|(key, value)| {
+            let key = key.as_bytes();
+            key_line::<T>(key, before(key), Some(value.clone()))
+        })
+        .chain(
+            set.deletes
+                .iter()
+                .map(|key| key_line::<T>(key, before(key), None)),
+        )
         .collect();
     lines.sort_by(|a, b| a.field.cmp(&b.field));
     lines
+}
+
+/// The field diff of the keys as etcd held them at two revisions, whether or not either
+/// loads: one line per key whose text differs. Secret values are never included.
+#[cfg_attr(not(feature = "cli"), allow(dead_code))]
+pub(crate) fn diff_of_stored<T: EtcdConfig>(before: &Current, after: &Current) -> Vec<FieldDiff> {
+    let old: BTreeMap<&[u8], &[u8]> = before.kvs().map(|kv| (kv.key, kv.value)).collect();
+    let new: BTreeMap<&[u8], &[u8]> = after.kvs().map(|kv| (kv.key, kv.value)).collect();
+    let keys: BTreeSet<&[u8]> = old.keys().chain(new.keys()).copied().collect();
+    let mut lines: Vec<FieldDiff> = keys
+        .into_iter()
+        .filter(|key| old.get(key) != new.get(key))
+        .map(|key| {
+            key_line::<T>(
+                key,
+                old.get(key).map(|v| text(v)),
+                new.get(key).map(|v| text(v)),
+            )
+        })
+        .collect();
+    lines.sort_by(|a, b| a.field.cmp(&b.field));
+    lines
+}
+
+/// One key's line: its field path (or its path under the prefix, for a key no field reads)
+/// and its texts before and after (`None`: absent; never a secret's).
+fn key_line<T: EtcdConfig>(key: &[u8], before: Option<String>, after: Option<String>) -> FieldDiff {
+    let key = String::from_utf8_lossy(key);
+    let (field, secret) = field_of_key(&T::schema(), &key).unwrap_or_else(|| {
+        let local = keys::fields::<T>();
+        let relative = key.strip_prefix(&local).unwrap_or(&key);
+        (relative.replace('/', "."), false)
+    });
+    FieldDiff {
+        kind: DiffKind::of(before.is_some(), after.is_some()),
+        before: before.filter(|_| !secret),
+        after: after.filter(|_| !secret),
+        secret,
+        field,
+    }
+}
+
+fn text(value: &[u8]) -> String {
+    String::from_utf8_lossy(value).into_owned()
 }

@@ -37,9 +37,9 @@ pub use access::Access;
 pub use change::PlannedEdit;
 #[cfg(feature = "cli")]
 pub(crate) use change_set::{ChangeSet, Committed, Current};
-#[cfg(feature = "cli")]
-pub(crate) use diff::diff_of_change;
 pub use diff::{diff, DiffKind, FieldDiff};
+#[cfg(feature = "cli")]
+pub(crate) use diff::{diff_of_change, diff_of_stored};
 pub use edits::FieldEdits;
 #[cfg(feature = "cli")]
 pub(crate) use fleet::unix_ms;

@@ -145,11 +145,21 @@ async fn edit_repairs_a_config_that_does_not_load() {
     assert!(run_admin(&endpoint, &keys, &["set", "greeting=hi"])
         .status
         .success());
-    // The bad hand edit of the incident drill.
+    // The bad hand edit of the incident drill, and what it changed.
+    let good = etcd_revision(&etcd);
     assert!(etcd
         .etcdctl(&["put", "/services/demo/workers", "1000"])
         .status
         .success());
+    let bad = etcd_revision(&etcd);
+    let out = run_admin(&endpoint, &keys, &["diff", "--from", &good.to_string()]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let said = text(&out.stdout);
+    assert!(
+        said.contains(&format!("# revision {bad} does not load")),
+        "{said}"
+    );
+    assert!(said.contains("+ workers: \"1000\""), "{said}");
     let seen = dir.path().join("seen.toml");
 
     // The operator is shown what etcd holds and what is wrong, and fixes it there.
