@@ -104,16 +104,13 @@ async fn between<T: EtcdConfig>(
         (Ok(before), Ok(after)) => Ok(diff_of(&before, &after)),
         (old, new) => {
             for (revision, err) in [(before.revision, old.err()), (after.revision, new.err())] {
-                match err {
-                    None => {}
-                    Some(err) if err.rejected_revision().is_some() => {
-                        if !output.json {
-                            let why = one_line(&err.to_string());
-                            writeln!(out, "# revision {revision} does not load: {why}")
-                                .map_err(io)?;
-                        }
-                    }
-                    Some(err) => return Err(err),
+                let Some(err) = err else { continue };
+                if err.rejected_revision().is_none() {
+                    return Err(err);
+                }
+                if !output.json {
+                    let why = one_line(&err.to_string());
+                    writeln!(out, "# revision {revision} does not load: {why}").map_err(io)?;
                 }
             }
             Ok(diff_of_stored::<T>(&before, &after))
