@@ -57,7 +57,7 @@ fn prompt_secret(path: &str) -> Result<String> {
 }
 
 /// A secret's value piped in: all of `input` (a key file's every line), without the line
-/// ends at its end. Nothing at all is refused: `echo "$UNSET_VARIABLE" | ...` would otherwise
+/// ends at its end. Empty input is refused: `echo "$UNSET_VARIABLE" | ...` would otherwise
 /// blank the secret.
 fn read_secret(path: &str, mut input: impl std::io::Read) -> Result<String> {
     let mut text = String::new();

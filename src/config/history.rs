@@ -224,19 +224,7 @@ impl Store {
             request: format!("{request} at revision {revision} ({kept})"),
         }
     }
-}
 
-/// Refuses a revision below 1, which etcd would read as its newest.
-pub(crate) fn named_revision(prefix: &str, revision: i64) -> Result<()> {
-    if revision >= 1 {
-        return Ok(());
-    }
-    Err(Error::invalid(format!(
-        "{prefix} has no revision {revision}: etcd's revisions start at 1"
-    )))
-}
-
-impl Store {
     /// The oldest revision in `1..=newest` at which `T`'s range can still be read.
     async fn oldest_readable<T: EtcdConfig>(&self, newest: i64) -> Result<i64> {
         let (mut low, mut high) = (1, newest.max(1));
@@ -259,6 +247,16 @@ impl Store {
         }
         Ok(low)
     }
+}
+
+/// Refuses a revision below 1, which etcd would read as its newest.
+pub(crate) fn named_revision(prefix: &str, revision: i64) -> Result<()> {
+    if revision >= 1 {
+        return Ok(());
+    }
+    Err(Error::invalid(format!(
+        "{prefix} has no revision {revision}: etcd's revisions start at 1"
+    )))
 }
 
 /// The field paths whose keys differ between two states of the prefix (written, added or
