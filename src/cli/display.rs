@@ -5,7 +5,7 @@ use std::io::Write;
 
 use serde_json::{json, Value};
 
-use crate::config::{field_of_key, DiffKind, EtcdConfig, FieldDiff};
+use crate::config::{path_of_key, DiffKind, EtcdConfig, FieldDiff};
 use crate::error::{Error, Result};
 
 /// An output error, as the command's error.
@@ -63,10 +63,7 @@ pub(super) fn shown<T: EtcdConfig>(value: &T) -> Result<Vec<Shown>> {
     Ok(crate::config::to_key_values(value)?
         .into_iter()
         .map(|(key, value)| {
-            let (path, secret) = field_of_key(&schema, &key).unwrap_or_else(|| {
-                let relative = key.strip_prefix(&strip).unwrap_or(&key);
-                (relative.replace('/', "."), false)
-            });
+            let (path, secret) = path_of_key(&schema, &strip, &key);
             Shown {
                 key,
                 path,

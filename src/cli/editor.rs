@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::display::io;
+use super::display::{io, one_line};
 use super::files::read_file;
 use super::show::{read, stored_fields};
 use crate::config::{field_of_key, EtcdConfig, Store};
@@ -110,10 +110,6 @@ async fn file_text<T: EtcdConfig>(store: &Store) -> Result<String> {
         }
     }
     Ok(text)
-}
-
-fn one_line(text: &str) -> String {
-    text.replace('\n', " ")
 }
 
 /// Writes `text` to a new file only its owner may read (the values are not secret, but they

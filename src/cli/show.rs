@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use super::display::{io, print_json, shown, Shown};
 use super::Output;
 use crate::config::{
-    decode_entries, field_of_key, key_of, keys, unknown_keys, Current, EtcdConfig, Store,
+    decode_entries, key_of, keys, path_of_key, unknown_keys, Current, EtcdConfig, Store,
 };
 use crate::error::{Error, ProblemKind, Result};
 
@@ -177,10 +177,7 @@ pub(super) fn stored_fields<T: EtcdConfig>(current: &Current) -> Vec<Shown> {
         .kvs()
         .filter_map(|kv| {
             let key = std::str::from_utf8(kv.key).ok()?.to_owned();
-            let (path, secret) = field_of_key(&schema, &key).unwrap_or_else(|| {
-                let relative = key.strip_prefix(&local).unwrap_or(&key);
-                (relative.replace('/', "."), false)
-            });
+            let (path, secret) = path_of_key(&schema, &local, &key);
             let value = (!secret).then(|| String::from_utf8_lossy(kv.value).into_owned());
             Some(Shown { key, path, value })
         })

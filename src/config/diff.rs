@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::change_set::{ChangeSet, Current};
 use super::follower::{changed_fields, stored, Stored};
 use super::keys;
-use super::paths::{field_of_key, is_secret};
-use super::EtcdConfig;
+use super::paths::{is_secret, path_of_key};
+use super::{EtcdConfig, Schema};
 
 /// One field that differs between two values, from [`diff`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +75,8 @@ pub fn diff<T: EtcdConfig>(before: &T, after: &T) -> Vec<FieldDiff> {
 /// or deleted, nothing for keys it leaves alone. Secret values are never included.
 #[cfg_attr(not(feature = "cli"), allow(dead_code))]
 pub(crate) fn diff_of_change<T: EtcdConfig>(current: &Current, set: &ChangeSet) -> Vec<FieldDiff> {
+    let (schema, local) = (T::schema(), keys::fields::<T>());
+    let names = (&schema, local.as_str());
     let stored_now: BTreeMap<&[u8], &[u8]> = current.kvs().map(|kv| (kv.key, kv.value)).collect();
     let before = |key: &[u8]| stored_now.get(key).map(|v| text(v));
     let mut lines: Vec<FieldDiff> = set
@@ -82,12 +84,12 @@ pub(crate) fn diff_of_change<T: EtcdConfig>(current: &Current, set: &ChangeSet) 
         .iter()
         .map(|(key, value)| {
             let key = key.as_bytes();
-            key_line::<T>(key, before(key), Some(value.clone()))
+            key_line(names, key, before(key), Some(value.clone()))
         })
         .chain(
             set.deletes
                 .iter()
-                .map(|key| key_line::<T>(key, before(key), None)),
+                .map(|key| key_line(names, key, before(key), None)),
         )
         .collect();
     lines.sort_by(|a, b| a.field.cmp(&b.field));
@@ -98,6 +100,7 @@ pub(crate) fn diff_of_change<T: EtcdConfig>(current: &Current, set: &ChangeSet) 
 /// loads: one line per key whose text differs. Secret values are never included.
 #[cfg_attr(not(feature = "cli"), allow(dead_code))]
 pub(crate) fn diff_of_stored<T: EtcdConfig>(before: &Current, after: &Current) -> Vec<FieldDiff> {
+    let (schema, local) = (T::schema(), keys::fields::<T>());
     let old: BTreeMap<&[u8], &[u8]> = before.kvs().map(|kv| (kv.key, kv.value)).collect();
     let new: BTreeMap<&[u8], &[u8]> = after.kvs().map(|kv| (kv.key, kv.value)).collect();
     let keys: BTreeSet<&[u8]> = old.keys().chain(new.keys()).copied().collect();
@@ -105,7 +108,8 @@ pub(crate) fn diff_of_stored<T: EtcdConfig>(before: &Current, after: &Current) -
         .into_iter()
         .filter(|key| old.get(key) != new.get(key))
         .map(|key| {
-            key_line::<T>(
+            key_line(
+                (&schema, &local),
                 key,
                 old.get(key).map(|v| text(v)),
                 new.get(key).map(|v| text(v)),
@@ -118,13 +122,13 @@ pub(crate) fn diff_of_stored<T: EtcdConfig>(before: &Current, after: &Current) -
 
 /// One key's line: its field path (or its path under the prefix, for a key no field reads)
 /// and its texts before and after (`None`: absent; never a secret's).
-fn key_line<T: EtcdConfig>(key: &[u8], before: Option<String>, after: Option<String>) -> FieldDiff {
-    let key = String::from_utf8_lossy(key);
-    let (field, secret) = field_of_key(&T::schema(), &key).unwrap_or_else(|| {
-        let local = keys::fields::<T>();
-        let relative = key.strip_prefix(&local).unwrap_or(&key);
-        (relative.replace('/', "."), false)
-    });
+fn key_line(
+    (schema, local): (&Schema, &str),
+    key: &[u8],
+    before: Option<String>,
+    after: Option<String>,
+) -> FieldDiff {
+    let (field, secret) = path_of_key(schema, local, &String::from_utf8_lossy(key));
     FieldDiff {
         kind: DiffKind::of(before.is_some(), after.is_some()),
         before: before.filter(|_| !secret),

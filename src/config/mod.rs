@@ -52,7 +52,7 @@ pub use live::{
 };
 pub use notes::{ChangeNote, KEPT_NOTES};
 #[cfg(feature = "cli")]
-pub(crate) use paths::{field_of_key, is_required, is_secret};
+pub(crate) use paths::{field_of_key, is_required, is_secret, path_of_key};
 #[cfg(feature = "cli")]
 pub(crate) use paths::{key_of, unknown_keys};
 pub use rollout::{

@@ -43,6 +43,16 @@ fn field_at<'s, 'p>(schema: &'s Schema, path: &'p str) -> Option<(&'s SchemaFiel
         .find_map(|field| Some((field, fit(&field.field, path, '.')?)))
 }
 
+/// [`field_of_key`], or for a key no field owns its path under `local` (the fields' key
+/// prefix) with `/` as `.`, not secret: how the command line and diffs name every key.
+#[cfg_attr(not(feature = "cli"), allow(dead_code))]
+pub(crate) fn path_of_key(schema: &Schema, local: &str, key: &str) -> (String, bool) {
+    field_of_key(schema, key).unwrap_or_else(|| {
+        let relative = key.strip_prefix(local).unwrap_or(key);
+        (relative.replace('/', "."), false)
+    })
+}
+
 /// The field path of full key `key` (`/p/routes/blue` → `routes.blue`) and whether its field is
 /// secret; `None` for a key no field owns.
 #[cfg_attr(not(feature = "cli"), allow(dead_code))]
