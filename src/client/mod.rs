@@ -17,7 +17,7 @@ mod key_value;
 pub(crate) mod kv;
 mod lease;
 mod maintenance;
-mod namespace;
+pub(crate) mod namespace;
 mod options;
 pub(crate) mod rpc;
 mod stream;

@@ -29,6 +29,7 @@ mod schema;
 #[cfg(test)]
 mod scope_tests;
 mod secret;
+mod shared_watch;
 mod store;
 mod update;
 mod watch;

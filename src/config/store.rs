@@ -5,6 +5,7 @@ use std::sync::Arc;
 use super::decode::{RawKeys, Source};
 use super::keyring::Keyring;
 use super::keys;
+use super::shared_watch::SharedWatch;
 use super::EtcdConfig;
 use crate::client::Client;
 use crate::error::{Error, Result};
@@ -55,6 +56,8 @@ pub struct Store {
     supersede_rollouts: bool,
     /// See [`Store::catch_up_limit`].
     catch_up_limit: i64,
+    /// See [`Store::share_watch`].
+    shared_watch: Option<Arc<SharedWatch>>,
 }
 
 impl Store {
@@ -67,6 +70,7 @@ impl Store {
             keyring: None,
             supersede_rollouts: false,
             catch_up_limit: DEFAULT_CATCH_UP_LIMIT,
+            shared_watch: None,
         }
     }
 
@@ -84,6 +88,41 @@ impl Store {
 
     pub(crate) fn catch_up_limit_revisions(&self) -> i64 {
         self.catch_up_limit
+    }
+
+    /// This store, and every store made from it ([`namespace`](Self::namespace)), with its
+    /// live configs under `parent` followed through one watch of `parent` instead of a watch
+    /// each: for a service that holds many configs under one prefix (a config per tenant,
+    /// each in its namespace under `/tenants/`), starting each then costs its load and no
+    /// watch of its own, for the client and for etcd.
+    ///
+    /// What it costs: every write under `parent` comes to this client, also to keys no live
+    /// config reads, and the user needs read permission on all of `parent` (see
+    /// [`Access`](crate::Access)). A live config watches its own prefix, as it would without
+    /// this, when etcd refuses the watch of `parent`, when its prefix is not under `parent`,
+    /// when it has a settle window, a cache file or a report (they run in a task of their
+    /// own), and when the shared watch already delivered a revision after its load (it starts
+    /// while others change). After a compaction took revisions it had not seen, or a resume
+    /// more than [`catch_up_limit`](Self::catch_up_limit) revisions behind, each live config
+    /// that shared the watch loads again and watches its own prefix.
+    ///
+    /// `parent` is in this store's namespace, as its configs' prefixes are; the watch is
+    /// created with the first live config that shares it and cancelled with the last.
+    #[must_use]
+    pub fn share_watch(&self, parent: &str) -> Store {
+        Store {
+            shared_watch: Some(Arc::new(SharedWatch::new(
+                &self.client,
+                parent,
+                self.catch_up_limit,
+            ))),
+            ..self.clone()
+        }
+    }
+
+    /// The watch this store's live configs share, if any ([`share_watch`](Self::share_watch)).
+    pub(crate) fn shared_watch(&self) -> Option<&SharedWatch> {
+        self.shared_watch.as_deref()
     }
 
     /// This store with typed writes that supersede rollouts: a write to a config with an

@@ -72,7 +72,8 @@ pub(crate) async fn child(
 ) -> Result<(), Box<dyn std::error::Error>> {
     let before = Memory::now();
     let (register, after, one_update, all_received, updated) = match who {
-        "etcd-config" => ours(endpoint, n).await?,
+        "etcd-config" => ours(endpoint, n, false).await?,
+        "etcd-config-shared" => ours(endpoint, n, true).await?,
         "etcd-config-watch" => ours_raw(endpoint, n).await?,
         "etcd-client-by-hand" => crate::by_hand::fan_out(endpoint, n).await?,
         _ => theirs(endpoint, n).await?,
@@ -92,10 +93,18 @@ pub(crate) async fn child(
     Ok(())
 }
 
-async fn ours(endpoint: &str, n: usize) -> Result<Measured, Box<dyn std::error::Error>> {
+/// Live configs, each watching its prefix, or (`shared`) all riding one watch of their parent.
+async fn ours(
+    endpoint: &str,
+    n: usize,
+    shared: bool,
+) -> Result<Measured, Box<dyn std::error::Error>> {
     let client =
         etcd_config::Client::connect([endpoint], etcd_config::ConnectOptions::default()).await?;
-    let store = Store::new(client);
+    let mut store = Store::new(client);
+    if shared {
+        store = store.share_watch("/fan-ours/");
+    }
     let started = Started::now();
     let mut lives: Vec<(usize, etcd_config::Live<Small>)> = stream::iter(0..n)
         .map(|i| {

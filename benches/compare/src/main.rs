@@ -222,10 +222,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(10_000);
     let mut reports = Vec::new();
+    // etcd-config-shared: live configs sharing one watch of their parent (`Store::share_watch`);
     // etcd-config-watch: this crate's client with plain watches, no `Live`; etcd-client-by-hand:
     // etcd-client reading each config and watching it from the read's revision, a `Live`'s job.
     for who in [
         "etcd-config",
+        "etcd-config-shared",
         "etcd-client",
         "etcd-config-watch",
         "etcd-client-by-hand",

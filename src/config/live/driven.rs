@@ -8,7 +8,7 @@
 //! Live configs with a settle window (a timer), a cache file (a file write per update) or a
 //! rollout report (a second watch) keep their task (`follow`).
 
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use super::follow::publish;
@@ -27,18 +27,33 @@ pub(super) async fn drive<T: EtcdConfig>(
     loaded: Loaded<T>,
     publisher: Publisher<T>,
 ) -> Result<Arc<Handles>> {
+    let revision = loaded.initial().1;
     let (core, watch) = loaded.into_core(store.clone());
     // What the first load found: keys no field reads are reported from the start.
     publisher.unknown(core.unknown_keys());
-    let handles = Arc::new(Handles::Driven(Driving::new(store.client())));
+    let handles = Arc::new(Handles::Driven(
+        Driving::new(store.client()),
+        OnceLock::new(),
+    ));
     let applier = Applier {
         core,
         publisher,
         _confirming: Confirming::start(store),
         handles: Arc::downgrade(&handles),
     };
-    if let Handles::Driven(driving) = &*handles {
-        watch.drive(driving, Box::new(Some(applier))).await?;
+    let mut sink: Box<dyn Sink> = Box::new(Some(applier));
+    if let Handles::Driven(driving, riding) = &*handles {
+        if let Some(shared) = store.shared_watch() {
+            let prefix = [store.client().namespace_prefix(), T::PREFIX.as_bytes(), b"/"].concat();
+            match shared.ride(prefix, revision, sink).await {
+                Ok(rides) => {
+                    let _ = riding.set(rides);
+                    return Ok(handles);
+                }
+                Err(back) => sink = back,
+            }
+        }
+        watch.drive(driving, sink).await?;
     }
     Ok(handles)
 }
@@ -120,7 +135,7 @@ impl<T: EtcdConfig> Applier<T> {
                 let Some(handles) = self.handles.upgrade() else {
                     return; // every handle is gone
                 };
-                if let Handles::Driven(driving) = &*handles {
+                if let Handles::Driven(driving, _) = &*handles {
                     self.publisher.unknown(self.core.unknown_keys());
                     stream.drive_for(driving, Box::new(Some(self)));
                 }

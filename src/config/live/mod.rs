@@ -213,8 +213,12 @@ pub struct Live<T> {
 
 /// What the handles of a live config hold of its follower.
 pub(super) enum Handles {
-    /// The client's watch task drives it: dropping this cancels the watch.
-    Driven(crate::client::watch::Driving),
+    /// The client's watch task drives it: dropping this cancels the watch, or leaves the
+    /// shared watch it rides ([`Store::share_watch`](crate::Store::share_watch)).
+    Driven(
+        crate::client::watch::Driving,
+        OnceLock<super::shared_watch::Riding>,
+    ),
     /// It runs as a task, which ends when this sender is gone.
     Task(#[allow(dead_code)] oneshot::Sender<()>),
 }

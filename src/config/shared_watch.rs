@@ -1,0 +1,303 @@
+//! One watch for many live configs: a store made with [`Store::share_watch`] follows the live
+//! configs under a parent prefix through one watch of the parent, which this module splits
+//! by config prefix, instead of creating a watch for each.
+//!
+//! A live config rides the parent's watch from the revision after its load. It can only if
+//! the watch has not delivered a revision after that load yet, and started no later than
+//! right after it: every revision the config has not seen then still comes. Otherwise (or when
+//! etcd refuses the parent's watch, or its prefix is not under the parent) it watches its own
+//! prefix, as without sharing. The parent's watch is created with the first rider, at the
+//! revision after that rider's load, and cancelled with the last.
+//!
+//! [`Store::share_watch`]: super::Store::share_watch
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+
+use tokio::sync::OnceCell;
+
+use crate::client::namespace::event_out;
+use crate::client::watch::{Driving, Event, Sink, WatchResponse};
+use crate::client::Client;
+use crate::error::Result;
+use crate::key_range::KeyRange;
+use crate::sync::lock;
+
+/// The parent a store's live configs share a watch of.
+pub(crate) struct SharedWatch {
+    /// The parent's keys as etcd names them (the namespace of the store that named it
+    /// included).
+    whole: Vec<u8>,
+    /// The parent as `client` names it.
+    parent: String,
+    client: Client,
+    catch_up_limit: i64,
+    /// The parent's watch while anyone rides it.
+    carrier: Mutex<Weak<Carrier>>,
+}
+
+impl std::fmt::Debug for SharedWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedWatch")
+            .field("parent", &String::from_utf8_lossy(&self.whole))
+            .finish_non_exhaustive()
+    }
+}
+
+/// The parent's watch and who rides it.
+struct Carrier {
+    riders: Arc<Mutex<Riders>>,
+    /// Whether etcd confirmed the parent's watch; the first rider creates it.
+    created: OnceCell<bool>,
+    /// Dropped with the last rider: cancels the parent's watch.
+    driving: Driving,
+    /// The first revision the parent's watch delivers.
+    start: i64,
+}
+
+#[derive(Default)]
+struct Riders {
+    /// The revision of the last events the parent's watch delivered.
+    seen: i64,
+    /// The parent's watch ended (or was refused): no one may join it any more.
+    ended: bool,
+    next_id: u64,
+    by_id: HashMap<u64, Rider>,
+    /// Riders by their config's prefix (as etcd names it, ending in `/`).
+    by_prefix: HashMap<Vec<u8>, Vec<u64>>,
+}
+
+struct Rider {
+    prefix: Vec<u8>,
+    /// The first revision this rider has not seen.
+    next_revision: i64,
+    sink: Box<dyn Sink>,
+}
+
+/// A live config riding the parent's watch: dropping it leaves (and the last rider to leave
+/// cancels the parent's watch).
+pub(crate) struct Riding {
+    carrier: Arc<Carrier>,
+    id: u64,
+}
+
+impl SharedWatch {
+    /// Shares watches of `parent` (as `client` names it) among live configs under it.
+    pub(crate) fn new(client: &Client, parent: &str, catch_up_limit: i64) -> SharedWatch {
+        let mut whole = client.namespace_prefix().to_vec();
+        whole.extend_from_slice(parent.as_bytes());
+        SharedWatch {
+            whole,
+            parent: parent.to_owned(),
+            client: client.clone(),
+            catch_up_limit,
+            carrier: Mutex::new(Weak::new()),
+        }
+    }
+
+    /// Rides the parent's watch with `sink`, for the keys under `prefix` (as etcd names them,
+    /// ending in `/`) from the revision after `loaded` on. Returns once etcd confirmed the
+    /// parent's watch. Gives `sink` back when it cannot ride (see the module's docs): the
+    /// caller then watches alone.
+    pub(crate) async fn ride(
+        &self,
+        prefix: Vec<u8>,
+        loaded: i64,
+        sink: Box<dyn Sink>,
+    ) -> std::result::Result<Riding, Box<dyn Sink>> {
+        if !prefix.starts_with(&self.whole) {
+            return Err(sink);
+        }
+        let carrier = self.carrier(loaded);
+        let id = {
+            let mut riders = lock(&carrier.riders);
+            // A revision after the load already went by, or the watch starts after it.
+            if riders.ended || loaded < riders.seen || loaded + 1 < carrier.start {
+                return Err(sink);
+            }
+            riders.join(Rider {
+                prefix,
+                next_revision: loaded + 1,
+                sink,
+            })
+        };
+        let created = *carrier.created.get_or_init(|| self.create(&carrier)).await;
+        if !created {
+            // Nothing was delivered on a watch etcd refused, so the rider is still there: only
+            // a delivery or its handle removes it.
+            if let Some(rider) = lock(&carrier.riders).leave(id) {
+                return Err(rider.sink);
+            }
+        }
+        Ok(Riding { carrier, id })
+    }
+
+    /// The parent's watch to ride: the one under way, or a new one starting after `loaded`.
+    fn carrier(&self, loaded: i64) -> Arc<Carrier> {
+        let mut current = lock(&self.carrier);
+        if let Some(carrier) = current.upgrade() {
+            if !lock(&carrier.riders).ended {
+                return carrier;
+            }
+        }
+        let carrier = Arc::new(Carrier {
+            riders: Arc::new(Mutex::new(Riders {
+                seen: loaded,
+                ..Riders::default()
+            })),
+            created: OnceCell::new(),
+            driving: Driving::new(&self.client),
+            start: loaded + 1,
+        });
+        *current = Arc::downgrade(&carrier);
+        carrier
+    }
+
+    /// Creates the parent's watch; whether etcd confirmed it.
+    async fn create(&self, carrier: &Carrier) -> bool {
+        let created: Result<()> = self
+            .client
+            .watch(KeyRange::prefix(self.parent.as_str()))
+            .start_revision(carrier.start)
+            .catch_up_limit(self.catch_up_limit)
+            .confirmed()
+            .drive(
+                &carrier.driving,
+                Box::new(Parent {
+                    riders: carrier.riders.clone(),
+                }),
+            )
+            .await;
+        if let Err(err) = &created {
+            tracing::debug!(
+                parent = %String::from_utf8_lossy(&self.whole),
+                error = %err,
+                "the shared watch was not created; each live config watches its own prefix"
+            );
+            lock(&carrier.riders).ended = true;
+        }
+        created.is_ok()
+    }
+}
+
+impl Drop for Riding {
+    fn drop(&mut self) {
+        // Dropped outside the lock: the sink may hold the last reference to anything.
+        let rider = lock(&self.carrier.riders).leave(self.id);
+        drop(rider);
+    }
+}
+
+impl Riders {
+    fn join(&mut self, rider: Rider) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.by_prefix
+            .entry(rider.prefix.clone())
+            .or_default()
+            .push(id);
+        self.by_id.insert(id, rider);
+        id
+    }
+
+    fn leave(&mut self, id: u64) -> Option<Rider> {
+        let rider = self.by_id.remove(&id)?;
+        if let Some(ids) = self.by_prefix.get_mut(&rider.prefix) {
+            ids.retain(|&other| other != id);
+            if ids.is_empty() {
+                self.by_prefix.remove(&rider.prefix);
+            }
+        }
+        Some(rider)
+    }
+
+    /// The riders whose prefix holds `key`.
+    fn of_key<'a>(&'a self, key: &'a [u8]) -> impl Iterator<Item = u64> + 'a {
+        key.iter()
+            .enumerate()
+            .filter(|&(_, &byte)| byte == b'/')
+            .filter_map(|(at, _)| self.by_prefix.get(&key[..=at]))
+            .flatten()
+            .copied()
+    }
+
+    /// Hands `response` to rider `id`, without its namespace; a rider that is gone leaves.
+    fn hand(&mut self, id: u64, mut response: Result<WatchResponse>) {
+        let Some(rider) = self.by_id.get_mut(&id) else {
+            return;
+        };
+        if let Ok(response) = &mut response {
+            let namespace = rider.sink.namespace();
+            if !namespace.is_empty() {
+                for event in &mut response.events {
+                    event_out(namespace, event);
+                }
+            }
+            if let Some(last) = response.events.last() {
+                rider.next_revision = last.kv.mod_revision + 1;
+            }
+        }
+        if !rider.sink.deliver(response) {
+            self.leave(id);
+        }
+    }
+}
+
+/// The parent watch's consumer: splits each answer among the riders.
+struct Parent {
+    riders: Arc<Mutex<Riders>>,
+}
+
+impl Sink for Parent {
+    fn deliver(&mut self, answer: Result<WatchResponse>) -> bool {
+        let mut riders = lock(&self.riders);
+        let response = match answer {
+            Ok(response) => response,
+            Err(err) => {
+                // Compacted or fallen behind: each reloads and watches alone; else each ends
+                // as its own watch would have.
+                riders.ended = true;
+                let ids: Vec<u64> = riders.by_id.keys().copied().collect();
+                for id in ids {
+                    riders.hand(id, Err(err.clone()));
+                }
+                return false;
+            }
+        };
+        let header = response.header;
+        let Some(last) = response.events.last() else {
+            // Progress: every rider is current through it.
+            let ids: Vec<u64> = riders.by_id.keys().copied().collect();
+            for id in ids {
+                riders.hand(id, Ok(progress(header)));
+            }
+            return true;
+        };
+        riders.seen = last.kv.mod_revision;
+        let mut each: HashMap<u64, Vec<Event>> = HashMap::new();
+        for event in response.events {
+            let revision = event.kv.mod_revision;
+            let ids: Vec<u64> = riders.of_key(&event.kv.key).collect();
+            for id in ids {
+                let wants = riders
+                    .by_id
+                    .get(&id)
+                    .is_some_and(|rider| revision >= rider.next_revision);
+                if wants {
+                    each.entry(id).or_default().push(event.clone());
+                }
+            }
+        }
+        for (id, events) in each {
+            riders.hand(id, Ok(WatchResponse { header, events }));
+        }
+        true
+    }
+}
+
+fn progress(header: crate::client::ResponseHeader) -> WatchResponse {
+    WatchResponse {
+        header,
+        events: Vec::new(),
+    }
+}
