@@ -6,13 +6,15 @@
 //! the watch has not delivered a revision after that load yet, and started no later than
 //! right after it: every revision the config has not seen then still comes. Otherwise (or when
 //! etcd refuses the parent's watch, or its prefix is not under the parent) it watches its own
-//! prefix, as without sharing. The parent's watch is created with the first rider, at the
+//! prefix, as without sharing. After a refusal, live configs started in the next minute
+//! watch alone without asking again. The parent's watch is created with the first rider, at the
 //! revision after that rider's load, and cancelled with the last.
 //!
 //! [`Store::share_watch`]: super::Store::share_watch
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use tokio::sync::OnceCell;
 
@@ -33,7 +35,17 @@ pub(crate) struct SharedWatch {
     client: Client,
     catch_up_limit: i64,
     /// The parent's watch while anyone rides it.
-    carrier: Mutex<Weak<Carrier>>,
+    carrier: Mutex<Slot>,
+}
+
+/// How long after etcd refused the parent's watch new live configs watch alone without asking
+/// again (a refusal costs a few round trips on the client's watch stream).
+const REFUSED_FOR: Duration = Duration::from_secs(60);
+
+struct Slot {
+    carrier: Weak<Carrier>,
+    /// etcd refused the parent's watch; until then, nobody asks again.
+    refused_until: Option<Instant>,
 }
 
 impl std::fmt::Debug for SharedWatch {
@@ -91,7 +103,10 @@ impl SharedWatch {
             parent: parent.to_owned(),
             client: client.clone(),
             catch_up_limit,
-            carrier: Mutex::new(Weak::new()),
+            carrier: Mutex::new(Slot {
+                carrier: Weak::new(),
+                refused_until: None,
+            }),
         }
     }
 
@@ -108,7 +123,9 @@ impl SharedWatch {
         if !prefix.starts_with(&self.whole) {
             return Err(sink);
         }
-        let carrier = self.carrier(loaded);
+        let Some(carrier) = self.carrier(loaded) else {
+            return Err(sink);
+        };
         let id = {
             let mut riders = lock(&carrier.riders);
             // A revision after the load already went by, or the watch starts after it.
@@ -132,13 +149,20 @@ impl SharedWatch {
         Ok(Riding { carrier, id })
     }
 
-    /// The parent's watch to ride: the one under way, or a new one starting after `loaded`.
-    fn carrier(&self, loaded: i64) -> Arc<Carrier> {
-        let mut current = lock(&self.carrier);
-        if let Some(carrier) = current.upgrade() {
+    /// The parent's watch to ride: the one under way, or a new one starting after `loaded`;
+    /// none while a refusal stands.
+    fn carrier(&self, loaded: i64) -> Option<Arc<Carrier>> {
+        let mut slot = lock(&self.carrier);
+        if let Some(carrier) = slot.carrier.upgrade() {
             if !lock(&carrier.riders).ended {
-                return carrier;
+                return Some(carrier);
             }
+        }
+        if slot
+            .refused_until
+            .is_some_and(|until| Instant::now() < until)
+        {
+            return None;
         }
         let carrier = Arc::new(Carrier {
             riders: Arc::new(Mutex::new(Riders {
@@ -149,8 +173,8 @@ impl SharedWatch {
             driving: Driving::new(&self.client),
             start: loaded + 1,
         });
-        *current = Arc::downgrade(&carrier);
-        carrier
+        slot.carrier = Arc::downgrade(&carrier);
+        Some(carrier)
     }
 
     /// Creates the parent's watch; whether etcd confirmed it.
@@ -175,6 +199,7 @@ impl SharedWatch {
                 "the shared watch was not created; each live config watches its own prefix"
             );
             lock(&carrier.riders).ended = true;
+            lock(&self.carrier).refused_until = Some(Instant::now() + REFUSED_FOR);
         }
         created.is_ok()
     }

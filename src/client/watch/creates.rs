@@ -47,8 +47,10 @@ impl Creates {
     }
 
     /// Forgets everything: a new stream may end at a server that behaves differently.
+    /// (A stream may be reset twice before it sends: the serial one stays due until a create
+    /// goes out on it.)
     pub(super) fn reset(&mut self) {
-        self.honoured = std::mem::take(&mut self.one_at_a_time_next).then_some(false);
+        self.honoured = self.one_at_a_time_next.then_some(false);
         self.in_flight.clear();
         self.order.clear();
     }
@@ -60,6 +62,8 @@ impl Creates {
 
     /// Records the create of local watch `id`; returns the watch id to ask for.
     pub(super) fn sent(&mut self, id: u64) -> i64 {
+        // The serial stream that was due is this one.
+        self.one_at_a_time_next = false;
         let watch_id = self.next_watch_id;
         self.next_watch_id += 1;
         self.in_flight.insert(watch_id, id);
@@ -72,9 +76,10 @@ impl Creates {
         if self.honoured == Some(true) {
             return self.in_flight.remove(&watch_id);
         }
-        // One create in flight: the answer is its.
+        // One create in flight: the answer is its. A stream made serial after an answer
+        // that matched nothing stays serial: the refusal that caused it comes again.
         let (&requested, _) = self.in_flight.iter().next()?;
-        if !canceled {
+        if !canceled && self.honoured.is_none() {
             self.honoured = Some(watch_id == requested);
         }
         self.in_flight.remove(&requested)
@@ -137,7 +142,8 @@ mod tests {
         assert!(creates.oldest().is_none());
     }
 
-    /// An answer that matches nothing makes the next stream send one create at a time.
+    /// An answer that matches nothing makes the next stream send one create at a time, to its
+    /// end (an accepted create in between must not make it pipeline into the same refusal).
     #[test]
     fn unmatched_answer_makes_the_next_stream_serial() {
         let mut creates = Creates::new();
@@ -148,9 +154,14 @@ mod tests {
         assert_eq!(creates.answered(-1, true), None);
         creates.unmatched();
         creates.reset();
+        creates.reset();
         creates.sent(2);
         assert!(!creates.can_send());
         assert_eq!(creates.answered(-1, true), Some(2));
+        let accepted = creates.sent(4);
+        assert_eq!(creates.answered(accepted, false), Some(4));
+        creates.sent(5);
+        assert!(!creates.can_send(), "serial to the end of the stream");
         creates.reset();
         let again = creates.sent(3);
         assert_eq!(creates.answered(again, false), Some(3));

@@ -44,7 +44,12 @@ pub(super) async fn drive<T: EtcdConfig>(
     let mut sink: Box<dyn Sink> = Box::new(Some(applier));
     if let Handles::Driven(driving, riding) = &*handles {
         if let Some(shared) = store.shared_watch() {
-            let prefix = [store.client().namespace_prefix(), T::PREFIX.as_bytes(), b"/"].concat();
+            let prefix = [
+                store.client().namespace_prefix(),
+                T::PREFIX.as_bytes(),
+                b"/",
+            ]
+            .concat();
             match shared.ride(prefix, revision, sink).await {
                 Ok(rides) => {
                     let _ = riding.set(rides);
