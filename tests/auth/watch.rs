@@ -133,3 +133,43 @@ async fn watches_outlive_expired_tokens_under_churn() {
         "{err}"
     );
 }
+
+/// A watch refused for real on a stream that already carries an accepted one (so creates go
+/// out without waiting): etcd 3.4 answers the refusal with an id of its own, which matches no
+/// create. The refused watch fails with etcd's answer, not the request timeout, and the
+/// watches beside it go on.
+#[tokio::test]
+async fn a_refused_watch_beside_an_accepted_one_fails_with_etcds_answer() {
+    let etcd = Etcd::single().await;
+    let root = etcd.enable_auth().await;
+    let auth = root.auth();
+    auth.role_add("mine").await.unwrap();
+    auth.role_grant_permission(
+        "mine",
+        etcd_config::client::Permission::new(
+            etcd_config::client::PermissionKind::Read,
+            KeyRange::prefix("/mine/"),
+        ),
+    )
+    .await
+    .unwrap();
+    auth.user_add("svc", "pw").await.unwrap();
+    auth.user_grant_role("svc", "mine").await.unwrap();
+    let svc = etcd.client_as("svc", "pw").await;
+    let mut mine = svc.watch(KeyRange::prefix("/mine/")).await.unwrap();
+
+    let started = std::time::Instant::now();
+    let err = svc.watch(KeyRange::prefix("/theirs/")).await.unwrap_err();
+    assert_eq!(
+        err.server_kind(),
+        Some(ServerErrorKind::PermissionDenied),
+        "{err} after {:?}",
+        started.elapsed()
+    );
+
+    let mut again = svc.watch(KeyRange::prefix("/mine/")).await.unwrap();
+    let put = root.kv().put("/mine/a", "1").await.unwrap();
+    let written = vec![put.header.revision];
+    assert_eq!(revisions(&mut mine, 1).await, written);
+    assert_eq!(revisions(&mut again, 1).await, written);
+}
