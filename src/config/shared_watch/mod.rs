@@ -128,8 +128,7 @@ impl SharedWatch {
         };
         let id = {
             let mut riders = lock(&carrier.riders);
-            // A revision after the load already went by, or the watch starts after it.
-            if riders.ended || loaded < riders.seen || loaded + 1 < carrier.start {
+            if !riders.admits(loaded, carrier.start) {
                 return Err(sink);
             }
             riders.join(Rider {
@@ -214,6 +213,12 @@ impl Drop for Riding {
 }
 
 impl Riders {
+    /// Whether a config loaded at `loaded` may ride a watch that started at `start`: not if
+    /// a revision after the load already went by, or the watch starts after it.
+    fn admits(&self, loaded: i64, start: i64) -> bool {
+        !self.ended && loaded >= self.seen && loaded + 1 >= start
+    }
+
     fn join(&mut self, rider: Rider) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
@@ -326,3 +331,6 @@ fn progress(header: crate::client::ResponseHeader) -> WatchResponse {
         events: Vec::new(),
     }
 }
+
+#[cfg(test)]
+mod tests;
