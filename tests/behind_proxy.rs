@@ -124,3 +124,42 @@ async fn a_quiet_config_behind_the_grpc_proxy_stays_confirmed() {
     )
     .await;
 }
+
+/// Live configs sharing one watch of their parent behind the proxy: a change by hand reaches
+/// the config it touches, and each quiet config is confirmed current by the reads that stand
+/// in for progress, at a revision where etcd holds the value it serves.
+#[tokio::test]
+async fn configs_sharing_a_watch_behind_the_grpc_proxy_stay_confirmed() {
+    let etcd = Etcd::builder(1).front(Front::GrpcProxy).start().await;
+    let root = Store::new(etcd.client().await).share_watch("/tenants/");
+    let mut lives = Vec::new();
+    for t in 0..3 {
+        let store = root.namespace(&format!("/tenants/t{t}"));
+        lives.push((store.clone(), store.live::<Quiet>().await.unwrap()));
+    }
+    let written = put(&etcd, "/tenants/t1/quiet/pool-size", "9");
+    let (_, changed) = &lives[1];
+    wait_until(
+        "t1's change applied",
+        Duration::from_secs(10),
+        || changed.get().pool_size,
+        |size| *size == 9,
+    )
+    .await;
+    let applied = Instant::now();
+    for (store, live) in &lives {
+        wait_until(
+            "confirmed after the change",
+            Duration::from_secs(20),
+            || live.status(),
+            |status| status.confirmed_current_at.is_some_and(|at| at > applied),
+        )
+        .await;
+        let status = live.status();
+        assert!(status.confirmed_revision >= written, "{status:?}");
+        assert!(!status.is_behind(), "{status:?}");
+        let there: Quiet = store.load_at(status.confirmed_revision).await.unwrap();
+        assert_eq!(there, *live.get());
+    }
+    assert_eq!(lives[0].1.get().pool_size, 1, "t0 untouched");
+}
