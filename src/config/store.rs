@@ -121,8 +121,8 @@ impl Store {
     }
 
     /// The watch this store's live configs share, if any ([`share_watch`](Self::share_watch)).
-    pub(crate) fn shared_watch(&self) -> Option<&SharedWatch> {
-        self.shared_watch.as_deref()
+    pub(crate) fn shared_watch(&self) -> Option<&Arc<SharedWatch>> {
+        self.shared_watch.as_ref()
     }
 
     /// This store with typed writes that supersede rollouts: a write to a config with an

@@ -16,8 +16,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use tokio::sync::OnceCell;
-
 use crate::client::namespace::event_out;
 use crate::client::watch::{Driving, Event, Sink, WatchResponse};
 use crate::client::Client;
@@ -59,8 +57,8 @@ impl std::fmt::Debug for SharedWatch {
 /// The parent's watch and who rides it.
 struct Carrier {
     riders: Arc<Mutex<Riders>>,
-    /// Whether etcd confirmed the parent's watch; the first rider creates it.
-    created: OnceCell<bool>,
+    /// Whether etcd confirmed the parent's watch; `None` while its create is on its way.
+    created: tokio::sync::watch::Receiver<Option<bool>>,
     /// Dropped with the last rider: cancels the parent's watch.
     driving: Driving,
     /// The first revision the parent's watch delivers.
@@ -115,7 +113,7 @@ impl SharedWatch {
     /// parent's watch. Gives `sink` back when it cannot ride (see the module's docs): the
     /// caller then watches alone.
     pub(crate) async fn ride(
-        &self,
+        self: &Arc<Self>,
         prefix: Vec<u8>,
         loaded: i64,
         sink: Box<dyn Sink>,
@@ -137,20 +135,27 @@ impl SharedWatch {
                 sink,
             })
         };
-        let created = *carrier.created.get_or_init(|| self.create(&carrier)).await;
-        if !created {
-            // Nothing was delivered on a watch etcd refused, so the rider is still there: only
-            // a delivery or its handle removes it.
-            if let Some(rider) = lock(&carrier.riders).leave(id) {
-                return Err(rider.sink);
-            }
+        // From here the rider leaves if this future is dropped.
+        let riding = Riding { carrier, id };
+        let mut created = riding.carrier.created.clone();
+        let created = created
+            .wait_for(Option::is_some)
+            .await
+            .is_ok_and(|created| *created == Some(true));
+        if created {
+            return Ok(riding);
         }
-        Ok(Riding { carrier, id })
+        let rider = lock(&riding.carrier.riders).leave(id);
+        // Nothing is delivered on a watch etcd refused, and only a delivery or the handle
+        // removes a rider.
+        Err(rider
+            .expect("a rider of a refused watch is still there")
+            .sink)
     }
 
     /// The parent's watch to ride: the one under way, or a new one starting after `loaded`;
     /// none while a refusal stands.
-    fn carrier(&self, loaded: i64) -> Option<Arc<Carrier>> {
+    fn carrier(self: &Arc<Self>, loaded: i64) -> Option<Arc<Carrier>> {
         let mut slot = lock(&self.carrier);
         if let Some(carrier) = slot.carrier.upgrade() {
             if !lock(&carrier.riders).ended {
@@ -163,16 +168,24 @@ impl SharedWatch {
         {
             return None;
         }
+        let (created, created_rx) = tokio::sync::watch::channel(None);
         let carrier = Arc::new(Carrier {
             riders: Arc::new(Mutex::new(Riders {
                 seen: loaded,
                 ..Riders::default()
             })),
-            created: OnceCell::new(),
+            created: created_rx,
             driving: Driving::new(&self.client),
             start: loaded + 1,
         });
         slot.carrier = Arc::downgrade(&carrier);
+        // A task of its own: a rider that stops waiting must not cancel the create halfway
+        // (the watch task would still create it, under a handle no one holds).
+        let (shared, task_carrier) = (self.clone(), carrier.clone());
+        tokio::spawn(async move {
+            let ok = shared.create(&task_carrier).await;
+            let _ = created.send(Some(ok));
+        });
         Some(carrier)
     }
 
