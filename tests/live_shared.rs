@@ -185,7 +185,7 @@ async fn without_permission_on_the_parent_each_watches_alone() {
     auth.user_add("svc", "svc-password").await.unwrap();
     auth.user_grant_role("svc", "tenants").await.unwrap();
 
-    let svc = Store::new(etcd.client_as("svc", "svc-password").await).share_watch("/tenants/");
+    let svc = Store::new(etcd.client_as("svc", "svc-password").await).share_watch("/tenants");
 
     let lives = tenants(&svc).await;
     assert_eq!(watchers(&etcd), TENANTS as u64, "a watch each");

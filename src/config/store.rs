@@ -106,16 +106,15 @@ impl Store {
     /// more than [`catch_up_limit`](Self::catch_up_limit) revisions behind, each live config
     /// that shared the watch loads again and watches its own prefix.
     ///
-    /// `parent` is in this store's namespace, as its configs' prefixes are; the watch is
-    /// created with the first live config that shares it and cancelled with the last.
+    /// `parent` is a key prefix in this store's namespace, as its configs' prefixes are, and
+    /// ends in `/` (one is added if it does not: `/tenants` shares `/tenants/`, not
+    /// `/tenants-archive/`). The watch is created with the first live config that shares it
+    /// and cancelled with the last. Each call makes a new shared watch: the stores made from
+    /// one store share one.
     #[must_use]
     pub fn share_watch(&self, parent: &str) -> Store {
         Store {
-            shared_watch: Some(Arc::new(SharedWatch::new(
-                &self.client,
-                parent,
-                self.catch_up_limit,
-            ))),
+            shared_watch: Some(Arc::new(SharedWatch::new(&self.client, parent))),
             ..self.clone()
         }
     }

@@ -50,7 +50,8 @@ pub(super) async fn drive<T: EtcdConfig>(
                 b"/",
             ]
             .concat();
-            match shared.ride(prefix, revision, sink).await {
+            let catch_up_limit = store.catch_up_limit_revisions();
+            match shared.ride(prefix, revision, catch_up_limit, sink).await {
                 Ok(rides) => {
                     let _ = riding.set(rides);
                     return Ok(handles);

@@ -31,7 +31,6 @@ pub(crate) struct SharedWatch {
     /// The parent as `client` names it.
     parent: String,
     client: Client,
-    catch_up_limit: i64,
     /// The parent's watch while anyone rides it.
     carrier: Mutex<Slot>,
 }
@@ -63,6 +62,9 @@ struct Carrier {
     driving: Driving,
     /// The first revision the parent's watch delivers.
     start: i64,
+    /// How far behind the head the parent's watch may resume: the first rider's store's
+    /// [`catch_up_limit`](super::Store::catch_up_limit).
+    catch_up_limit: i64,
 }
 
 #[derive(Default)]
@@ -92,15 +94,18 @@ pub(crate) struct Riding {
 }
 
 impl SharedWatch {
-    /// Shares watches of `parent` (as `client` names it) among live configs under it.
-    pub(crate) fn new(client: &Client, parent: &str, catch_up_limit: i64) -> SharedWatch {
-        let mut whole = client.namespace_prefix().to_vec();
-        whole.extend_from_slice(parent.as_bytes());
+    /// Shares watches of `parent` (as `client` names it, a `/` added at its end if missing)
+    /// among live configs under it.
+    pub(crate) fn new(client: &Client, parent: &str) -> SharedWatch {
+        let mut parent = parent.to_owned();
+        if !parent.ends_with('/') {
+            parent.push('/');
+        }
+        let whole = [client.namespace_prefix(), parent.as_bytes()].concat();
         SharedWatch {
             whole,
-            parent: parent.to_owned(),
+            parent,
             client: client.clone(),
-            catch_up_limit,
             carrier: Mutex::new(Slot {
                 carrier: Weak::new(),
                 refused_until: None,
@@ -109,19 +114,21 @@ impl SharedWatch {
     }
 
     /// Rides the parent's watch with `sink`, for the keys under `prefix` (as etcd names them,
-    /// ending in `/`) from the revision after `loaded` on. Returns once etcd confirmed the
+    /// ending in `/`) from the revision after `loaded` on (a new parent watch resumes at most
+    /// `catch_up_limit` revisions behind). Returns once etcd confirmed the
     /// parent's watch. Gives `sink` back when it cannot ride (see the module's docs): the
     /// caller then watches alone.
     pub(crate) async fn ride(
         self: &Arc<Self>,
         prefix: Vec<u8>,
         loaded: i64,
+        catch_up_limit: i64,
         sink: Box<dyn Sink>,
     ) -> std::result::Result<Riding, Box<dyn Sink>> {
         if !prefix.starts_with(&self.whole) {
             return Err(sink);
         }
-        let Some(carrier) = self.carrier(loaded) else {
+        let Some(carrier) = self.carrier(loaded, catch_up_limit) else {
             return Err(sink);
         };
         let id = {
@@ -155,7 +162,7 @@ impl SharedWatch {
 
     /// The parent's watch to ride: the one under way, or a new one starting after `loaded`;
     /// none while a refusal stands.
-    fn carrier(self: &Arc<Self>, loaded: i64) -> Option<Arc<Carrier>> {
+    fn carrier(self: &Arc<Self>, loaded: i64, catch_up_limit: i64) -> Option<Arc<Carrier>> {
         let mut slot = lock(&self.carrier);
         if let Some(carrier) = slot.carrier.upgrade() {
             if !lock(&carrier.riders).ended {
@@ -177,6 +184,7 @@ impl SharedWatch {
             created: created_rx,
             driving: Driving::new(&self.client),
             start: loaded + 1,
+            catch_up_limit,
         });
         slot.carrier = Arc::downgrade(&carrier);
         // A task of its own: a rider that stops waiting must not cancel the create halfway
@@ -195,7 +203,7 @@ impl SharedWatch {
             .client
             .watch(KeyRange::prefix(self.parent.as_str()))
             .start_revision(carrier.start)
-            .catch_up_limit(self.catch_up_limit)
+            .catch_up_limit(carrier.catch_up_limit)
             .confirmed()
             .drive(
                 &carrier.driving,
