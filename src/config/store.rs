@@ -104,7 +104,7 @@ impl Store {
     /// own), and when the shared watch already delivered a revision after its load (it starts
     /// while others change). After a compaction took revisions it had not seen, or a resume
     /// more than [`catch_up_limit`](Self::catch_up_limit) revisions behind, each live config
-    /// that shared the watch loads again and watches its own prefix.
+    /// that shared the watch loads again and rides a new one from there.
     ///
     /// `parent` is a key prefix in this store's namespace, as its configs' prefixes are, and
     /// ends in `/` (one is added if it does not: `/tenants` shares `/tenants/`, not

@@ -2,7 +2,7 @@
 //! that a stream ([`Follower`](super::Follower)) and a sink the watch task calls
 //! (`live/driven.rs`) share it.
 
-use super::started::resync;
+use super::started::{reload, resync};
 use super::{apply, Followed, Tracked};
 use crate::client::watch::WatchResponse;
 use crate::config::{EtcdConfig, Store, UnknownKey};
@@ -70,6 +70,27 @@ impl<T: EtcdConfig> Core<T> {
             update.map_or(Followed::Current(revision), Followed::from),
         ]);
         Ok(next)
+    }
+
+    /// Like [`resync`](Self::resync), without the watch: the caller rides a shared watch
+    /// from the returned revision on, or starts one.
+    pub(crate) async fn reload(
+        &mut self,
+        prefix: &str,
+        out: &mut impl Extend<Followed<T>>,
+    ) -> Result<i64> {
+        let update = reload(&self.store, prefix, &mut self.tracked).await?;
+        let revision = self.tracked.revision;
+        out.extend([
+            Followed::Resynced(revision),
+            update.map_or(Followed::Current(revision), Followed::from),
+        ]);
+        Ok(revision)
+    }
+
+    /// The store the config is followed in.
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
     }
 
     /// The namespace of the store's client, which the watch's events come under.

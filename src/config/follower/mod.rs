@@ -20,7 +20,7 @@ mod stored;
 pub(crate) use self::core::{After, Core};
 pub use bench::FollowBench;
 pub(crate) use overlay::Overlay;
-pub(crate) use started::{Loaded, Started};
+pub(crate) use started::{watch_after, Loaded, Started};
 
 pub(crate) use stored::Stored;
 

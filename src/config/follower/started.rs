@@ -126,7 +126,7 @@ impl<T: EtcdConfig> Started<T> {
 
 /// The watch of `T`'s keys from the revision after a load at `revision`, so nothing between
 /// the load and the watch is missed.
-async fn watch_after<T: EtcdConfig>(
+pub(crate) async fn watch_after<T: EtcdConfig>(
     store: &Store,
     revision: i64,
 ) -> Result<crate::client::watch::WatchStream> {
@@ -149,15 +149,43 @@ pub(super) async fn resync<T: EtcdConfig>(
     prefix: &str,
     tracked: &mut Tracked<T>,
 ) -> Result<(Option<Result<Update<T>>>, crate::client::watch::WatchStream)> {
+    load_again(store, prefix, tracked, |revision| {
+        watch_after::<T>(store, revision)
+    })
+    .await
+}
+
+/// Loads again after a compaction, without a watch (a live config that rides a shared watch
+/// from the load's revision on).
+pub(super) async fn reload<T: EtcdConfig>(
+    store: &Store,
+    prefix: &str,
+    tracked: &mut Tracked<T>,
+) -> Result<Option<Result<Update<T>>>> {
+    let (update, ()) = load_again(store, prefix, tracked, |_| async { Ok(()) }).await?;
+    Ok(update)
+}
+
+/// Loads `T` again, then does `then` with the load's revision, both again until they succeed
+/// or fail for good; the keys loaded become `tracked`'s, and their value the update returned.
+async fn load_again<T: EtcdConfig, W, Then>(
+    store: &Store,
+    prefix: &str,
+    tracked: &mut Tracked<T>,
+    mut then: impl FnMut(i64) -> Then,
+) -> Result<(Option<Result<Update<T>>>, W)>
+where
+    Then: std::future::Future<Output = Result<W>>,
+{
     let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
     loop {
         let attempt = async {
             let (revision, entries) = store.load_raw::<T>().await?;
-            let watch = watch_after::<T>(store, revision).await?;
-            Ok::<_, Error>((revision, entries, watch))
+            let after = then(revision).await?;
+            Ok::<_, Error>((revision, entries, after))
         };
         match attempt.await {
-            Ok((revision, mut entries, watch)) => {
+            Ok((revision, mut entries, after)) => {
                 entries.pack();
                 tracked.keys = entries;
                 tracked.revision = revision;
@@ -165,7 +193,7 @@ pub(super) async fn resync<T: EtcdConfig>(
                 if let Some(Ok(update)) = &mut update {
                     update.resynced = true;
                 }
-                return Ok((update, watch));
+                return Ok((update, after));
             }
             // A refusal ends the watch; a compaction (again) or a token that expired once more
             // (a short TTL on a busy server) is retried.

@@ -8,16 +8,18 @@
 //! Live configs with a settle window (a timer), a cache file (a file write per update) or a
 //! rollout report (a second watch) keep their task (`follow`).
 
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use super::follow::publish;
 use super::publisher::{Confirming, Publisher};
 use super::Handles;
 use crate::client::watch::{Driving, Sink, WatchResponse};
-use crate::config::follower::{After, Core, Followed, Loaded};
+use crate::config::follower::{watch_after, After, Core, Followed, Loaded};
+use crate::config::shared_watch::Riding;
 use crate::config::{EtcdConfig, Store};
 use crate::error::{Error, Result};
+use crate::sync::lock;
 
 /// Creates the watch of `loaded` with its follower as the consumer the watch task hands
 /// every answer to. Returns once etcd confirmed the watch; the returned handle cancels it
@@ -33,7 +35,7 @@ pub(super) async fn drive<T: EtcdConfig>(
     publisher.unknown(core.unknown_keys());
     let handles = Arc::new(Handles::Driven(
         Driving::new(store.client()),
-        OnceLock::new(),
+        Mutex::new(None),
     ));
     let applier = Applier {
         core,
@@ -41,27 +43,38 @@ pub(super) async fn drive<T: EtcdConfig>(
         _confirming: Confirming::start(store),
         handles: Arc::downgrade(&handles),
     };
-    let mut sink: Box<dyn Sink> = Box::new(Some(applier));
+    let sink: Box<dyn Sink> = Box::new(Some(applier));
     if let Handles::Driven(driving, riding) = &*handles {
-        if let Some(shared) = store.shared_watch() {
-            let prefix = [
-                store.client().namespace_prefix(),
-                T::PREFIX.as_bytes(),
-                b"/",
-            ]
-            .concat();
-            let catch_up_limit = store.catch_up_limit_revisions();
-            match shared.ride(prefix, revision, catch_up_limit, sink).await {
-                Ok(rides) => {
-                    let _ = riding.set(rides);
-                    return Ok(handles);
-                }
-                Err(back) => sink = back,
-            }
+        if let Err(sink) = ride::<T>(store, revision, sink, riding).await {
+            watch.drive(driving, sink).await?;
         }
-        watch.drive(driving, sink).await?;
     }
     Ok(handles)
+}
+
+/// Rides the store's shared watch ([`Store::share_watch`]) with `sink` from the revision after
+/// `revision`, keeping the ride in `riding`. Gives `sink` back when the store has no shared
+/// watch or the config may not ride it.
+async fn ride<T: EtcdConfig>(
+    store: &Store,
+    revision: i64,
+    sink: Box<dyn Sink>,
+    riding: &Mutex<Option<Riding>>,
+) -> std::result::Result<(), Box<dyn Sink>> {
+    let Some(shared) = store.shared_watch() else {
+        return Err(sink);
+    };
+    let prefix = [
+        store.client().namespace_prefix(),
+        T::PREFIX.as_bytes(),
+        b"/",
+    ]
+    .concat();
+    let limit = store.catch_up_limit_revisions();
+    let rides = shared.ride(prefix, revision, limit, sink).await?;
+    // A ride before this one ended with its shared watch: it is left already.
+    *lock(riding) = Some(rides);
+    Ok(())
 }
 
 /// A live config's follower as the watch task drives it.
@@ -128,6 +141,9 @@ impl<T: EtcdConfig> Applier<T> {
     /// After a compaction (or falling too far behind): loads again and watches from there,
     /// then hands the new watch to the watch task under the same handle.
     async fn reload(mut self) {
+        if self.core.store().shared_watch().is_some() {
+            return self.reload_riding().await;
+        }
         let mut out = Vec::new();
         let reloaded = tokio::select! {
             reloaded = Box::pin(self.core.resync(&self.publisher.shared.prefix, &mut out)) => reloaded,
@@ -148,6 +164,45 @@ impl<T: EtcdConfig> Applier<T> {
             }
             Err(err) => {
                 publish(&self.publisher, Followed::Ended(err), None);
+            }
+        }
+    }
+
+    /// [`reload`](Self::reload) in a store with a shared watch: loads again, then rides a
+    /// shared watch from there (a new one: the one it rode ended), else watches alone.
+    async fn reload_riding(mut self) {
+        let mut out = Vec::new();
+        let reloaded = tokio::select! {
+            reloaded = Box::pin(self.core.reload(&self.publisher.shared.prefix, &mut out)) => reloaded,
+            () = gone(&self.handles) => return,
+        };
+        for item in out {
+            publish(&self.publisher, item, None);
+        }
+        let revision = match reloaded {
+            Ok(revision) => revision,
+            Err(err) => {
+                publish(&self.publisher, Followed::Ended(err), None);
+                return;
+            }
+        };
+        let Some(handles) = self.handles.upgrade() else {
+            return; // every handle is gone
+        };
+        let Handles::Driven(driving, riding) = &*handles else {
+            return;
+        };
+        self.publisher.unknown(self.core.unknown_keys());
+        let store = self.core.store().clone();
+        let Err(mut sink) = ride::<T>(&store, revision, Box::new(Some(self)), riding).await else {
+            return;
+        };
+        // A watch of its own. If it cannot be made, the follower hears why as from any watch
+        // (a compaction again: it loads again).
+        match watch_after::<T>(&store, revision).await {
+            Ok(stream) => stream.drive_for(driving, sink),
+            Err(err) => {
+                sink.deliver(Err(err));
             }
         }
     }

@@ -217,7 +217,7 @@ pub(super) enum Handles {
     /// shared watch it rides ([`Store::share_watch`](crate::Store::share_watch)).
     Driven(
         crate::client::watch::Driving,
-        OnceLock<super::shared_watch::Riding>,
+        Mutex<Option<super::shared_watch::Riding>>,
     ),
     /// It runs as a task, which ends when this sender is gone.
     Task(#[allow(dead_code)] oneshot::Sender<()>),

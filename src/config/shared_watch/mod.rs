@@ -305,7 +305,7 @@ impl Sink for Parent {
         let response = match answer {
             Ok(response) => response,
             Err(err) => {
-                // Compacted or fallen behind: each reloads and watches alone; else each ends
+                // Compacted or fallen behind: each reloads and rides a new one; else each ends
                 // as its own watch would have.
                 riders.ended = true;
                 let ids: Vec<u64> = riders.by_id.keys().copied().collect();
