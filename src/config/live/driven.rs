@@ -14,6 +14,7 @@ use std::time::Duration;
 use super::follow::publish;
 use super::publisher::{Confirming, Publisher};
 use super::Handles;
+use crate::backoff::Backoff;
 use crate::client::watch::{Driving, Sink, WatchResponse};
 use crate::config::follower::{watch_after, After, Core, Followed, Loaded};
 use crate::config::shared_watch::Riding;
@@ -149,23 +150,27 @@ impl<T: EtcdConfig> Applier<T> {
             reloaded = Box::pin(self.core.resync(&self.publisher.shared.prefix, &mut out)) => reloaded,
             () = gone(&self.handles) => return,
         };
+        let Some(stream) = self.published(out, reloaded) else {
+            return;
+        };
+        let Some(handles) = self.handles.upgrade() else {
+            return; // every handle is gone
+        };
+        if let Handles::Driven(driving, _) = &*handles {
+            self.publisher.unknown(self.core.unknown_keys());
+            stream.drive_for(driving, Box::new(Some(self)));
+        }
+    }
+
+    /// Publishes what a reload found (`Resynced` and the value in `out`), and the end if it
+    /// failed.
+    fn published<R>(&self, out: Vec<Followed<T>>, reloaded: Result<R>) -> Option<R> {
         for item in out {
             publish(&self.publisher, item, None);
         }
-        match reloaded {
-            Ok(stream) => {
-                let Some(handles) = self.handles.upgrade() else {
-                    return; // every handle is gone
-                };
-                if let Handles::Driven(driving, _) = &*handles {
-                    self.publisher.unknown(self.core.unknown_keys());
-                    stream.drive_for(driving, Box::new(Some(self)));
-                }
-            }
-            Err(err) => {
-                publish(&self.publisher, Followed::Ended(err), None);
-            }
-        }
+        reloaded
+            .map_err(|err| publish(&self.publisher, Followed::Ended(err), None))
+            .ok()
     }
 
     /// [`reload`](Self::reload) in a store with a shared watch: loads again, then rides a
@@ -176,15 +181,8 @@ impl<T: EtcdConfig> Applier<T> {
             reloaded = Box::pin(self.core.reload(&self.publisher.shared.prefix, &mut out)) => reloaded,
             () = gone(&self.handles) => return,
         };
-        for item in out {
-            publish(&self.publisher, item, None);
-        }
-        let revision = match reloaded {
-            Ok(revision) => revision,
-            Err(err) => {
-                publish(&self.publisher, Followed::Ended(err), None);
-                return;
-            }
+        let Some(revision) = self.published(out, reloaded) else {
+            return;
         };
         let Some(handles) = self.handles.upgrade() else {
             return; // every handle is gone
@@ -197,14 +195,33 @@ impl<T: EtcdConfig> Applier<T> {
         let Err(mut sink) = ride::<T>(&store, revision, Box::new(Some(self)), riding).await else {
             return;
         };
-        // A watch of its own. If it cannot be made, the follower hears why as from any watch
-        // (a compaction again: it loads again).
-        match watch_after::<T>(&store, revision).await {
-            Ok(stream) => stream.drive_for(driving, sink),
-            Err(err) => {
-                sink.deliver(Err(err));
+        // A watch of its own, asked for again while etcd cannot be reached or the token is
+        // renewed. Refused, the follower hears why as from any watch (a compaction again: it
+        // loads again; anything else ends it).
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
+        loop {
+            match watch_after::<T>(&store, revision).await {
+                Ok(stream) => return stream.drive_for(driving, sink),
+                Err(err) if passing(&err) && Arc::strong_count(&handles) > 1 => {
+                    tracing::debug!(error = %err, "watching after a reload failed; retrying");
+                    backoff.wait().await;
+                }
+                Err(err) => {
+                    sink.deliver(Err(err));
+                    return;
+                }
             }
         }
+    }
+}
+
+/// Whether a watch's create failed for something that passes: etcd out of reach, or a token
+/// to renew (not a refusal, not a compaction).
+fn passing(err: &Error) -> bool {
+    match err {
+        Error::Server { kind, .. } => kind.needs_new_token(),
+        Error::Connect { .. } | Error::Transport { .. } | Error::Timeout { .. } => true,
+        _ => false,
     }
 }
 
