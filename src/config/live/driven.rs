@@ -139,50 +139,24 @@ impl<T: EtcdConfig> Sink for Option<Applier<T>> {
 }
 
 impl<T: EtcdConfig> Applier<T> {
-    /// After a compaction (or falling too far behind): loads again and watches from there,
-    /// then hands the new watch to the watch task under the same handle.
+    /// After a compaction (or falling too far behind): loads again, then rides the store's
+    /// shared watch from there (a new one: the one it rode ended) or watches alone, under the
+    /// same handle.
     async fn reload(mut self) {
-        if self.core.store().shared_watch().is_some() {
-            return self.reload_riding().await;
-        }
-        let mut out = Vec::new();
-        let reloaded = tokio::select! {
-            reloaded = Box::pin(self.core.resync(&self.publisher.shared.prefix, &mut out)) => reloaded,
-            () = gone(&self.handles) => return,
-        };
-        let Some(stream) = self.published(out, reloaded) else {
-            return;
-        };
-        let Some(handles) = self.handles.upgrade() else {
-            return; // every handle is gone
-        };
-        if let Handles::Driven(driving, _) = &*handles {
-            self.publisher.unknown(self.core.unknown_keys());
-            stream.drive_for(driving, Box::new(Some(self)));
-        }
-    }
-
-    /// Publishes what a reload found (`Resynced` and the value in `out`), and the end if it
-    /// failed.
-    fn published<R>(&self, out: Vec<Followed<T>>, reloaded: Result<R>) -> Option<R> {
-        for item in out {
-            publish(&self.publisher, item, None);
-        }
-        reloaded
-            .map_err(|err| publish(&self.publisher, Followed::Ended(err), None))
-            .ok()
-    }
-
-    /// [`reload`](Self::reload) in a store with a shared watch: loads again, then rides a
-    /// shared watch from there (a new one: the one it rode ended), else watches alone.
-    async fn reload_riding(mut self) {
         let mut out = Vec::new();
         let reloaded = tokio::select! {
             reloaded = Box::pin(self.core.reload(&self.publisher.shared.prefix, &mut out)) => reloaded,
             () = gone(&self.handles) => return,
         };
-        let Some(revision) = self.published(out, reloaded) else {
-            return;
+        for item in out {
+            publish(&self.publisher, item, None);
+        }
+        let revision = match reloaded {
+            Ok(revision) => revision,
+            Err(err) => {
+                publish(&self.publisher, Followed::Ended(err), None);
+                return;
+            }
         };
         let Some(handles) = self.handles.upgrade() else {
             return; // every handle is gone
