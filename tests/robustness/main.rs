@@ -164,11 +164,16 @@ async fn robustness() {
     }
     let mut live_tasks = Vec::new();
     for (i, reached) in progress[4..].iter().cloned().enumerate() {
-        let store = Store::new(client(&etcd, i + 1).await);
+        let mut store = Store::new(client(&etcd, i + 1).await);
+        // The last one rides a watch of its parent (`Store::share_watch`) instead of its own.
+        let shared = i == 2;
+        if shared {
+            store = store.share_watch("/robust/");
+        }
         let stop = stop.clone();
         live_tasks.push(tokio::spawn(async move {
             let mut history = LiveHistory {
-                name: format!("live-{i}"),
+                name: format!("live-{i}{}", if shared { " (shared watch)" } else { "" }),
                 ..LiveHistory::default()
             };
             let live = loop {
