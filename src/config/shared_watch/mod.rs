@@ -219,7 +219,10 @@ impl SharedWatch {
                 "the shared watch was not created; each live config watches its own prefix"
             );
             lock(&carrier.riders).ended = true;
-            lock(&self.carrier).refused_until = Some(Instant::now() + REFUSED_FOR);
+            // etcd said no (not: etcd could not be reached): do not ask again for a while.
+            if err.server_kind().is_some() {
+                lock(&self.carrier).refused_until = Some(Instant::now() + REFUSED_FOR);
+            }
         }
         created.is_ok()
     }
