@@ -97,8 +97,10 @@ impl Store {
     /// watch of its own, for the client and for etcd.
     ///
     /// What it costs: every write under `parent` comes to this client, also to keys no live
-    /// config reads, and the user needs read permission on all of `parent` (see
-    /// [`Access`](crate::Access)). A live config watches its own prefix, as it would without
+    /// config reads, and the user needs read permission on all of `parent`: a grant of
+    /// [`Access::Read`](crate::Access::Read) for each config is not enough (grant the
+    /// parent's range with [`Auth::role_grant_permission`](crate::client::Auth::role_grant_permission)
+    /// and [`KeyRange::prefix`](crate::KeyRange::prefix)). A live config watches its own prefix, as it would without
     /// this, when etcd refuses the watch of `parent`, when its prefix is not under `parent`,
     /// when it has a settle window, a cache file or a report (they run in a task of their
     /// own), and when the shared watch already delivered a revision after its load (it starts
