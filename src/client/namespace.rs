@@ -183,8 +183,17 @@ impl Leave for pb::LeaseTimeToLiveResponse {
     }
 }
 
+/// Every event's keys of a watch response out of `namespace` (nothing to do for none).
+pub(crate) fn response_out(namespace: &[u8], response: &mut super::watch::WatchResponse) {
+    if !namespace.is_empty() {
+        for event in &mut response.events {
+            event_out(namespace, event);
+        }
+    }
+}
+
 /// A watch event's keys out of `namespace`.
-pub(crate) fn event_out(namespace: &[u8], event: &mut super::Event) {
+fn event_out(namespace: &[u8], event: &mut super::Event) {
     if event.kv.key.starts_with(namespace) {
         event.kv.key.drain(..namespace.len());
     }

@@ -292,9 +292,7 @@ impl Stream for WatchStream {
                 Poll::Ready(ended_with.map(|error| Err(*error)))
             }
             Poll::Ready(Some(Ok(mut response))) if !this.namespace.is_empty() => {
-                for event in &mut response.events {
-                    crate::client::namespace::event_out(&this.namespace, event);
-                }
+                crate::client::namespace::response_out(&this.namespace, &mut response);
                 Poll::Ready(Some(Ok(response)))
             }
             ready => ready,

@@ -65,12 +65,7 @@ async fn ride<T: EtcdConfig>(
     let Some(shared) = store.shared_watch() else {
         return Err(sink);
     };
-    let prefix = [
-        store.client().namespace_prefix(),
-        T::PREFIX.as_bytes(),
-        b"/",
-    ]
-    .concat();
+    let prefix = store.prefix_of::<T>().into_bytes();
     let limit = store.catch_up_limit_revisions();
     let rides = shared.ride(prefix, revision, limit, sink).await?;
     // A ride before this one ended with its shared watch: it is left already.

@@ -94,12 +94,7 @@ impl Consumer {
             },
             Consumer::Sink(sink) => {
                 let item = item.map(|mut response| {
-                    let namespace = sink.namespace();
-                    if !namespace.is_empty() {
-                        for event in &mut response.events {
-                            crate::client::namespace::event_out(namespace, event);
-                        }
-                    }
+                    crate::client::namespace::response_out(sink.namespace(), &mut response);
                     response
                 });
                 if sink.deliver(item) {
