@@ -183,10 +183,10 @@ impl Leave for pb::LeaseTimeToLiveResponse {
     }
 }
 
-/// Every event's keys of a watch response out of `namespace` (nothing to do for none).
-pub(crate) fn response_out(namespace: &[u8], response: &mut super::watch::WatchResponse) {
+/// The keys of a watch response's events out of `namespace` (nothing to do for none).
+pub(crate) fn events_out(namespace: &[u8], events: &mut [super::Event]) {
     if !namespace.is_empty() {
-        for event in &mut response.events {
+        for event in events {
             event_out(namespace, event);
         }
     }

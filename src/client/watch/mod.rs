@@ -292,7 +292,7 @@ impl Stream for WatchStream {
                 Poll::Ready(ended_with.map(|error| Err(*error)))
             }
             Poll::Ready(Some(Ok(mut response))) if !this.namespace.is_empty() => {
-                crate::client::namespace::response_out(&this.namespace, &mut response);
+                crate::client::namespace::events_out(&this.namespace, &mut response.events);
                 Poll::Ready(Some(Ok(response)))
             }
             ready => ready,

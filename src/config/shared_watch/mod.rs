@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use crate::client::namespace::response_out;
+use crate::client::namespace::events_out;
 use crate::client::watch::{Driving, Event, Sink, WatchResponse};
 use crate::client::Client;
 use crate::error::Result;
@@ -281,7 +281,7 @@ impl Riders {
             return;
         };
         if let Ok(response) = &mut response {
-            response_out(rider.sink.namespace(), response);
+            events_out(rider.sink.namespace(), &mut response.events);
             if let Some(last) = response.events.last() {
                 rider.next_revision = last.kv.mod_revision + 1;
             }

@@ -94,7 +94,7 @@ impl Consumer {
             },
             Consumer::Sink(sink) => {
                 let item = item.map(|mut response| {
-                    crate::client::namespace::response_out(sink.namespace(), &mut response);
+                    crate::client::namespace::events_out(sink.namespace(), &mut response.events);
                     response
                 });
                 if sink.deliver(item) {
